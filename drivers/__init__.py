@@ -1,0 +1,1 @@
+"""Everything that speaks to a device: protocol cores, transports, sessions, analyser profiles."""

@@ -1,0 +1,1 @@
+"""Analyser profiles: which protocol and role, quirks, mapping to canonical observations."""

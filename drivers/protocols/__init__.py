@@ -1,0 +1,1 @@
+"""Protocol cores: sans-IO, no asyncio, serial, sqlalchemy or aiomqtt imports."""

@@ -1,0 +1,1 @@
+"""Byte streams chosen by URL: tcp://, tcp-listen://, serial://."""

@@ -1,0 +1,1 @@
+"""MQTT event bus: topics, JSON events, reconnect supervisor."""

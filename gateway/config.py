@@ -1,0 +1,225 @@
+"""TOML configuration: parsed once into frozen, validated pydantic models.
+
+Every error names the file, the key (dotted path) and the problem; unknown keys are errors.
+"""
+
+from __future__ import annotations
+
+import tomllib
+from pathlib import Path
+from typing import Annotated, Any, Literal
+from urllib.parse import urlsplit
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+
+from gateway.errors import ConfigError
+from gateway.model import Method
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class SiteConfig(_Strict):
+    name: Annotated[str, Field(min_length=1, pattern=r"^[A-Za-z0-9_.-]+$")]
+    title: str = ""
+    timezone: str = "Europe/Oslo"
+    language: Literal["nb", "en"] = "nb"
+
+
+class StoreConfig(_Strict):
+    url: str = "sqlite:///trygg.sqlite3"
+    group_commit_max: Annotated[int, Field(ge=1, le=10_000)] = 500
+
+    @field_validator("url")
+    @classmethod
+    def _known_backend(cls, url: str) -> str:
+        if not url.startswith(("sqlite", "postgresql")):
+            raise ValueError("must be a SQLAlchemy URL for sqlite or postgresql")
+        return url
+
+
+def _check_tcp_url(url: str) -> str:
+    parts = urlsplit(url)
+    if parts.scheme != "tcp" or not parts.hostname or not parts.port:
+        raise ValueError(f"must look like tcp://host:port, got {url!r}")
+    return url
+
+
+class LisConfig(_Strict):
+    url: str
+    version: Literal["2.5.1"] = "2.5.1"
+    batch_size: Annotated[int, Field(ge=1, le=500)] = 1
+    ack_timeout_s: Annotated[float, Field(gt=0, le=600)] = 10.0
+    retry_initial_s: Annotated[float, Field(gt=0, le=600)] = 0.5
+    retry_max_s: Annotated[float, Field(gt=0, le=3600)] = 30.0
+    sending_application: str = "TRYGG"
+    sending_facility: str = ""
+    receiving_application: str = "LIS"
+    receiving_facility: str = ""
+    processing_id: Literal["P", "T", "D"] = "P"
+    validate_messages: bool = True
+    assigning_authority: str = "NO-FNR"
+
+    @field_validator("url")
+    @classmethod
+    def _lis_url(cls, url: str) -> str:
+        return _check_tcp_url(url)
+
+
+class MqttConfig(_Strict):
+    url: str = "mqtt://127.0.0.1:1883"
+    topic_prefix: str = "trygg"
+    queue_size: Annotated[int, Field(ge=1, le=1_000_000)] = 10_000
+    username: str = ""
+    password: str = ""
+
+    @field_validator("url")
+    @classmethod
+    def _mqtt_url(cls, url: str) -> str:
+        parts = urlsplit(url)
+        if parts.scheme not in ("mqtt", "tcp") or not parts.hostname:
+            raise ValueError(f"must look like mqtt://host:port, got {url!r}")
+        return url
+
+
+class WebConfig(_Strict):
+    enabled: bool = True
+    listen: str = "127.0.0.1:8470"
+
+    @field_validator("listen")
+    @classmethod
+    def _host_port(cls, listen: str) -> str:
+        host, sep, port = listen.rpartition(":")
+        if not sep or not host or not port.isdigit():
+            raise ValueError(f"must be host:port, got {listen!r}")
+        return listen
+
+    @property
+    def host(self) -> str:
+        return self.listen.rpartition(":")[0]
+
+    @property
+    def port(self) -> int:
+        return int(self.listen.rpartition(":")[2])
+
+
+_INSTRUMENT_SCHEMES = ("tcp", "tcp-listen", "serial")
+
+
+class InstrumentConfig(_Strict):
+    id: Annotated[str, Field(min_length=1, pattern=r"^[A-Za-z0-9_.-]+$")]
+    driver: str
+    url: str
+    name: str = ""
+    location: str = ""
+    trace: bool = False
+    enabled: bool = True
+    options: dict[str, str | int | float | bool] = Field(default_factory=dict)
+
+    @field_validator("url")
+    @classmethod
+    def _stream_url(cls, url: str) -> str:
+        scheme = urlsplit(url).scheme
+        if scheme not in _INSTRUMENT_SCHEMES:
+            raise ValueError(
+                f"scheme must be one of {', '.join(s + '://' for s in _INSTRUMENT_SCHEMES)}; "
+                f"got {url!r}"
+            )
+        return url
+
+    @field_validator("driver")
+    @classmethod
+    def _registered(cls, driver: str) -> str:
+        from drivers.registry import DRIVERS
+
+        if driver not in DRIVERS:
+            raise ValueError(f"unknown driver {driver!r}; known: {', '.join(sorted(DRIVERS))}")
+        return driver
+
+
+class TestConfig(_Strict):
+    code: Annotated[str, Field(min_length=1)]
+    nlk: str = ""
+    name: str = ""
+    unit: str = ""
+    method: Method = Method.MEASURED
+    instrument: str = ""
+    value_type: Literal["NM", "ST", "CE", "SN", "TX"] = "NM"
+
+
+class RulesConfig(_Strict):
+    require_patient_id: bool = True
+    forward_unmapped: bool = False
+
+
+class Config(_Strict):
+    site: SiteConfig
+    store: StoreConfig = StoreConfig()
+    lis: LisConfig | None = None
+    mqtt: MqttConfig | None = None
+    web: WebConfig = WebConfig()
+    rules: RulesConfig = RulesConfig()
+    instruments: list[InstrumentConfig] = Field(default_factory=list)
+    tests: list[TestConfig] = Field(default_factory=list)
+
+    @model_validator(mode="after")
+    def _unique_ids(self) -> Config:
+        seen: set[str] = set()
+        for index, instrument in enumerate(self.instruments):
+            if instrument.id in seen:
+                raise ValueError(f"instruments[{index}].id {instrument.id!r} is used twice")
+            seen.add(instrument.id)
+        keys: set[tuple[str, str]] = set()
+        for index, test in enumerate(self.tests):
+            key = (test.instrument, test.code)
+            if key in keys:
+                raise ValueError(f"tests[{index}] maps code {test.code!r} twice")
+            if test.instrument and test.instrument not in seen:
+                raise ValueError(f"tests[{index}].instrument {test.instrument!r} is not configured")
+            keys.add(key)
+        return self
+
+    def instrument(self, instrument_id: str) -> InstrumentConfig:
+        for instrument in self.instruments:
+            if instrument.id == instrument_id:
+                return instrument
+        raise KeyError(instrument_id)
+
+
+def _location(loc: tuple[int | str, ...]) -> str:
+    out = ""
+    for part in loc:
+        out += f"[{part}]" if isinstance(part, int) else (f".{part}" if out else str(part))
+    return out or "(top level)"
+
+
+def parse_config(data: dict[str, Any], source: str = "<config>") -> Config:
+    """Validate a parsed TOML document; raise ``ConfigError`` naming file, key and problem."""
+    try:
+        return Config.model_validate(data)
+    except ValidationError as exc:
+        problems = []
+        for error in exc.errors():
+            key = _location(tuple(error["loc"]))
+            message = error["msg"].removeprefix("Value error, ")
+            if error["type"] == "extra_forbidden":
+                message = "unknown key"
+            elif error["type"] == "missing":
+                message = "required key is missing"
+            problems.append(f"{source}: {key}: {message}")
+        raise ConfigError("\n".join(problems)) from exc
+
+
+def load_config(path: str | Path) -> Config:
+    """Read and validate a TOML config file."""
+    path = Path(path)
+    try:
+        text = path.read_text(encoding="utf-8")
+    except OSError as exc:
+        raise ConfigError(f"{path}: cannot read: {exc.strerror or exc}") from exc
+    try:
+        data = tomllib.loads(text)
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError(f"{path}: not valid TOML: {exc}") from exc
+    return parse_config(data, str(path))

@@ -1,0 +1,149 @@
+"""Canonical domain objects shared by drivers, rules, the store and the LIS builder.
+
+Plain frozen dataclasses: no I/O, no ORM. Drivers produce ``Observation`` objects; the
+pipeline turns them into stored results; rules return ``Hold`` objects.
+"""
+
+from __future__ import annotations
+
+import enum
+from dataclasses import dataclass, field
+from datetime import datetime
+
+
+class Method(enum.StrEnum):
+    """How a value came to be: measured by an instrument, read by eye, or typed in."""
+
+    MEASURED = "measured"
+    VISUAL = "visual"
+    MANUAL = "manual"
+
+
+class State(enum.StrEnum):
+    """Lifecycle states of a result (see ``gateway.lifecycle`` for the allowed moves)."""
+
+    RECEIVED = "received"
+    HELD = "held"
+    RELEASED = "released"
+    QUEUED = "queued"
+    SENT = "sent"
+    ACKNOWLEDGED = "acknowledged"
+    REJECTED = "rejected"
+
+
+class HoldReason(enum.StrEnum):
+    """Reason codes of holds. Later issues add more; codes are stable strings."""
+
+    INVALID_PATIENT_ID = "invalid_patient_id"
+    MISSING_PATIENT_ID = "missing_patient_id"
+    UNMAPPED_TEST = "unmapped_test"
+    DUPLICATE = "duplicate"
+
+
+@dataclass(frozen=True, slots=True)
+class ReferenceRange:
+    """A reference interval as the instrument gave it (text) and, when numeric, its bounds."""
+
+    text: str
+    low: float | None = None
+    high: float | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Observation:
+    """One value as a driver received it, before mapping and rules.
+
+    ``test_code`` is the instrument's own code; the pipeline maps it to the site's test
+    (NLK code, unit, method) from config. ``value_type`` follows HL7 table 0125 (NM, ST, CE, SN, TX).
+    """
+
+    instrument_id: str
+    test_code: str
+    value: str
+    value_type: str = "NM"
+    unit: str = ""
+    reference_range: str = ""
+    abnormal_flags: tuple[str, ...] = ()
+    method: Method | None = None
+    performed_at: datetime | None = None
+    operator_id: str = ""
+    specimen_id: str = ""
+    patient_id: str = ""
+    result_status: str = "F"
+    comment: str = ""
+    instrument_serial: str = ""
+    test_name: str = ""
+    is_qc: bool = False
+    control_lot: str = ""
+    control_level: str = ""
+    extra: tuple[tuple[str, str], ...] = ()
+
+
+@dataclass(frozen=True, slots=True)
+class InboundMessage:
+    """A complete message as received: the raw bytes and what the driver decoded from them.
+
+    Exactly one of ``observations`` and ``error`` is meaningful: a message that could not be
+    decoded carries the error text and goes to quarantine with its bytes.
+    """
+
+    instrument_id: str
+    protocol: str
+    raw: bytes
+    received_at: datetime
+    observations: tuple[Observation, ...] = ()
+    error: str | None = None
+    error_field: str | None = None
+    control_id: str = ""
+
+
+@dataclass(frozen=True, slots=True)
+class Hold:
+    """Why a result may not go to the LIS yet, and who may release it."""
+
+    reason: str
+    detail: str
+    release_role: str = "bioingenior"
+    action: str = ""
+
+
+@dataclass(frozen=True, slots=True)
+class Result:
+    """A patient result after mapping: what the rules see and the LIS builder sends."""
+
+    instrument_id: str
+    test_code: str
+    value: str
+    value_type: str
+    unit: str
+    reference_range: str
+    abnormal_flags: tuple[str, ...]
+    method: Method
+    performed_at: datetime | None
+    operator_id: str
+    specimen_id: str
+    patient_id: str
+    result_status: str = "F"
+    nlk_code: str = ""
+    test_name: str = ""
+    comment: str = ""
+    instrument_serial: str = ""
+    id: int | None = None
+    state: State = State.RECEIVED
+    holds: tuple[Hold, ...] = field(default_factory=tuple)
+
+
+@dataclass(frozen=True, slots=True)
+class QcResult:
+    """A control measurement against a control lot and level."""
+
+    instrument_id: str
+    test_code: str
+    value: str
+    unit: str
+    control_lot: str
+    control_level: str
+    performed_at: datetime | None
+    operator_id: str
+    nlk_code: str = ""
+    id: int | None = None

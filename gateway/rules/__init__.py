@@ -1,0 +1,1 @@
+"""Pure rule functions over a result and its context; each returns holds."""

@@ -1,0 +1,1 @@
+"""Durable store: SQLAlchemy 2 tables, repositories and Alembic migrations."""

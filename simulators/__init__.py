@@ -1,0 +1,1 @@
+"""Simulated analysers and a simulated LIS, built on the same protocol cores in the other role."""
