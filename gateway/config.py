@@ -120,12 +120,18 @@ class InstrumentConfig(_Strict):
     @field_validator("url")
     @classmethod
     def _stream_url(cls, url: str) -> str:
+        from drivers.transports import connector_for
+
         scheme = urlsplit(url).scheme
         if scheme not in _INSTRUMENT_SCHEMES:
             raise ValueError(
                 f"scheme must be one of {', '.join(s + '://' for s in _INSTRUMENT_SCHEMES)}; "
                 f"got {url!r}"
             )
+        try:
+            connector_for(url)  # parses host, port and serial parameters strictly; opens nothing
+        except ConfigError as exc:
+            raise ValueError(str(exc)) from exc
         return url
 
     @field_validator("driver")
@@ -139,6 +145,10 @@ class InstrumentConfig(_Strict):
 
 
 class TestConfig(_Strict):
+    """One `[[tests]]` mapping from an instrument's code to the site's test."""
+
+    __test__ = False  # not a pytest test class
+
     code: Annotated[str, Field(min_length=1)]
     nlk: str = ""
     name: str = ""
@@ -151,6 +161,8 @@ class TestConfig(_Strict):
 class RulesConfig(_Strict):
     require_patient_id: bool = True
     forward_unmapped: bool = False
+    allow_synthetic_ids: bool = False
+    accept_2032_ids: bool = False
 
 
 class Config(_Strict):

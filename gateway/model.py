@@ -54,7 +54,8 @@ class Observation:
     """One value as a driver received it, before mapping and rules.
 
     ``test_code`` is the instrument's own code; the pipeline maps it to the site's test
-    (NLK code, unit, method) from config. ``value_type`` follows HL7 table 0125 (NM, ST, CE, SN, TX).
+    (NLK code, unit, method) from config. ``value_type`` follows HL7 table 0125
+    (NM, ST, CE, SN, TX).
     """
 
     instrument_id: str

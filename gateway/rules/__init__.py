@@ -1,1 +1,103 @@
 """Pure rule functions over a result and its context; each returns holds."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+from types import MappingProxyType
+
+from gateway.config import Config, TestConfig
+from gateway.model import Hold, HoldReason, Result
+from gateway.rules import patient_id, unmapped
+from gateway.rules.patient_id import patient_id_rule
+from gateway.rules.unmapped import unmapped_test_rule
+
+__all__ = [
+    "ACTION_TEXT",
+    "RULES",
+    "Rule",
+    "RuleContext",
+    "context_from_config",
+    "find_test",
+    "patient_id_rule",
+    "run_rules",
+    "unmapped_test_rule",
+]
+
+
+@dataclass(frozen=True, slots=True)
+class RuleContext:
+    """The facts rules need besides the result itself; built once from config.
+
+    ``tests`` maps (instrument id, instrument test code) to its [[tests]] entry; an entry with
+    instrument "" applies to every instrument that has no specific entry for that code.
+    """
+
+    tests: Mapping[tuple[str, str], TestConfig] = field(default_factory=dict)
+    require_patient_id: bool = True
+    allow_synthetic_ids: bool = False
+    accept_2032_ids: bool = False
+    forward_unmapped: bool = False
+
+    def find_test(self, instrument_id: str, code: str) -> TestConfig | None:
+        """The mapping for ``code`` on ``instrument_id``: instrument-specific first, then ""."""
+        specific = self.tests.get((instrument_id, code))
+        return specific if specific is not None else self.tests.get(("", code))
+
+
+Rule = Callable[[Result, RuleContext], Sequence[Hold]]
+
+RULES: tuple[Rule, ...] = (patient_id_rule, unmapped_test_rule)
+
+
+def find_test(context: RuleContext, instrument_id: str, code: str) -> TestConfig | None:
+    """The mapping for ``code`` on ``instrument_id``: instrument-specific first, then ""."""
+    return context.find_test(instrument_id, code)
+
+
+def run_rules(
+    result: Result, context: RuleContext, rules: Sequence[Rule] = RULES
+) -> tuple[Hold, ...]:
+    """Every hold from every rule, in rule order; empty when the result may go on."""
+    return tuple(hold for rule in rules for hold in rule(result, context))
+
+
+def context_from_config(config: Config) -> RuleContext:
+    """A rule context from a validated config (``[[tests]]`` and ``[rules]``)."""
+    return RuleContext(
+        tests={(test.instrument, test.code): test for test in config.tests},
+        require_patient_id=config.rules.require_patient_id,
+        forward_unmapped=config.rules.forward_unmapped,
+        allow_synthetic_ids=config.rules.allow_synthetic_ids,
+        accept_2032_ids=config.rules.accept_2032_ids,
+    )
+
+
+_OTHER_ACTIONS: dict[str, dict[str, str]] = {
+    "en": {
+        HoldReason.DUPLICATE: (
+            "Compare with the earlier result for the same sample and test; reject the copy, "
+            "or release if it is a genuine repeat"
+        ),
+    },
+    "nb": {
+        HoldReason.DUPLICATE: (
+            "Sammenlign med det tidligere svaret for samme prøve og analyse; avvis kopien, "
+            "eller frigi hvis det er en reell gjentakelse"
+        ),
+    },
+}
+
+
+def _merge(*parts: Mapping[str, Mapping[str, str]]) -> Mapping[str, Mapping[str, str]]:
+    merged: dict[str, dict[str, str]] = {}
+    for part in parts:
+        for lang, texts in part.items():
+            merged.setdefault(lang, {}).update({str(reason): t for reason, t in texts.items()})
+    return MappingProxyType({lang: MappingProxyType(texts) for lang, texts in merged.items()})
+
+
+ACTION_TEXT: Mapping[str, Mapping[str, str]] = _merge(
+    patient_id.ACTIONS, unmapped.ACTIONS, _OTHER_ACTIONS
+)
+"""What to do about each hold reason, by language ("nb", "en") then reason code; for the UI."""

@@ -1,0 +1,86 @@
+"""Generic HL7 v2 result sender over MLLP (ORU^R01 and friends), gateway in the receiving role.
+
+Many bench analysers and middleware (Mindray BS/BC series, Abbott Architect, Stago, GeneXpert)
+push results as HL7 v2 over MLLP. Each message is stored durably before the ACK goes back: AA
+when stored, AE when it could not be decoded (the raw bytes are kept in quarantine).
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+
+from drivers.protocols.hl7.ack import build_ack
+from drivers.protocols.hl7.message import parse_observations
+from drivers.protocols.hl7.mllp import MllpDecoder, frame
+from drivers.session import Sink
+from drivers.transports import ByteStream
+from gateway.errors import RemoteProtocolError
+from gateway.model import InboundMessage
+
+PROTOCOL = "hl7v2-mllp"
+
+
+def decode(instrument_id: str, raw: bytes, received_at: datetime) -> InboundMessage:
+    """Turn one MLLP payload into an inbound message (or a quarantine-bound one)."""
+    try:
+        parsed = parse_observations(raw, instrument_id)
+    except RemoteProtocolError as exc:
+        return InboundMessage(
+            instrument_id, PROTOCOL, raw, received_at, error=str(exc), error_field=exc.field
+        )
+    return InboundMessage(
+        instrument_id,
+        PROTOCOL,
+        raw,
+        received_at,
+        observations=parsed.observations,
+        control_id=parsed.control_id,
+    )
+
+
+class Hl7MllpReceiver:
+    """Reads MLLP frames, ingests each message, answers with an original-mode ACK."""
+
+    def __init__(self, instrument_id: str, *, max_message_bytes: int = 1 << 20) -> None:
+        self.instrument_id = instrument_id
+        self._max = max_message_bytes
+        self._acks = 0
+
+    async def serve(self, stream: ByteStream, sink: Sink) -> None:
+        decoder = MllpDecoder(max_size=self._max)
+        while True:
+            data = await stream.read()
+            if not data:
+                return
+            try:
+                decoder.receive_data(data)
+                while (payload := decoder.next_message()) is not None:
+                    await self._handle(payload, stream, sink)
+            except RemoteProtocolError as exc:
+                # framing itself is broken (e.g. an endless frame): keep the bytes, then hang up
+                await sink.ingest(
+                    InboundMessage(
+                        self.instrument_id,
+                        PROTOCOL,
+                        exc.data or data,
+                        datetime.now(UTC),
+                        error=str(exc),
+                        error_field=exc.field,
+                    )
+                )
+                raise
+
+    async def _handle(self, payload: bytes, stream: ByteStream, sink: Sink) -> None:
+        now = datetime.now(UTC)
+        message = decode(self.instrument_id, payload, now)
+        outcome = await sink.ingest(message)
+        self._acks += 1
+        code = "AE" if outcome.quarantined else "AA"
+        ack = build_ack(
+            payload,
+            code,
+            control_id=f"A{self._acks:09d}",
+            now=now,
+            text=outcome.error[:80] if outcome.quarantined else "",
+        )
+        await stream.write(frame(ack))

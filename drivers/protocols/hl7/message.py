@@ -1,0 +1,670 @@
+"""HL7 v2 message text: delimiters, escaping, timestamps, and result messages -> observations."""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta, timezone, tzinfo
+from typing import Any
+from zoneinfo import ZoneInfo
+
+from gateway.errors import RemoteProtocolError
+from gateway.model import Method, Observation
+
+__all__ = [
+    "DEFAULT_DELIMITERS",
+    "OSLO",
+    "RESULT_MESSAGE_TYPES",
+    "Delimiters",
+    "ParsedMessage",
+    "Segment",
+    "Tree",
+    "decode_message",
+    "escape",
+    "format_ts",
+    "normalise_segments",
+    "parse_observations",
+    "parse_ts",
+    "split_message",
+    "unescape",
+]
+
+OSLO = ZoneInfo("Europe/Oslo")
+
+#: Message code -> trigger events this module reads results from.
+RESULT_MESSAGE_TYPES: dict[str, frozenset[str]] = {
+    "ORU": frozenset({"R01", "R30", "R31", "R32"}),
+    "OUL": frozenset({"R21", "R22", "R23", "R24"}),
+    "ORF": frozenset({"R04"}),
+}
+
+_SEGMENT_ID = re.compile(r"[A-Z][A-Z0-9]{2}")
+_TS = re.compile(
+    r"(\d{4})(?:(\d{2})(?:(\d{2})(?:(\d{2})(?:(\d{2})(?:(\d{2})(?:\.(\d{1,4}))?)?)?)?)?)?"
+    r"(?:([+-])(\d{2})(\d{2}))?",
+    re.ASCII,
+)
+_QC_WORD = re.compile(r"(?<![A-Z])(?:QC|CONTROL|KONTROLL)")
+_QC_SPECIMEN_ROLES = frozenset({"Q", "E", "QC"})  # HL7 table 0369: Q control, E electronic QC
+_CODED_TYPES = frozenset({"CE", "CWE", "CNE", "CF"})
+_FORMATTING = {
+    ".br": "\n",
+    ".sp": "\n",
+    ".ce": "\n",
+    ".fi": "",
+    ".nf": "",
+    ".in": "",
+    ".ti": "",
+    ".sk": " ",
+    "H": "",
+    "N": "",
+}
+
+
+# --------------------------------------------------------------------------- encoding helpers
+
+
+@dataclass(frozen=True, slots=True)
+class Delimiters:
+    """The separators a message declares in MSH-1 and MSH-2 (HL7 v2.5.1 section 2.5.4)."""
+
+    field: str = "|"
+    component: str = "^"
+    repetition: str = "~"
+    escape: str = "\\"
+    subcomponent: str = "&"
+    truncation: str = ""
+
+    @property
+    def encoding_characters(self) -> str:
+        """MSH-2 as it is written on the wire."""
+        return self.component + self.repetition + self.escape + self.subcomponent + self.truncation
+
+    @classmethod
+    def from_msh(cls, field_separator: str, encoding_characters: str) -> Delimiters:
+        """Validate MSH-1/MSH-2; raise ``RemoteProtocolError`` naming the field when unusable."""
+        if len(field_separator) != 1 or not _is_delimiter(field_separator):
+            raise RemoteProtocolError(
+                f"field separator {field_separator!r} is not a printable non-alphanumeric",
+                field="MSH-1",
+                data=field_separator.encode("utf-8", "replace"),
+            )
+        enc = encoding_characters
+        chars = field_separator + enc
+        if (
+            len(enc) not in (4, 5)
+            or not all(_is_delimiter(c) for c in enc)
+            or len(set(chars)) != len(chars)
+        ):
+            raise RemoteProtocolError(
+                f"encoding characters {enc!r} must be 4 (or 5) distinct non-alphanumeric "
+                "characters, different from the field separator",
+                field="MSH-2",
+                data=enc.encode("utf-8", "replace"),
+            )
+        return cls(field_separator, enc[0], enc[1], enc[2], enc[3], enc[4:])
+
+
+DEFAULT_DELIMITERS = Delimiters()
+
+
+def _is_delimiter(char: str) -> bool:
+    return char.isprintable() and not char.isalnum() and not char.isspace()
+
+
+def escape(value: str, delimiters: Delimiters = DEFAULT_DELIMITERS) -> str:
+    r"""Escape a plain text value for one HL7 component (``\F\ \S\ \T\ \R\ \E\``, line breaks)."""
+    d = delimiters
+    specials = {d.escape, d.field, d.component, d.subcomponent, d.repetition, "\r", "\n"}
+    if d.truncation:
+        specials.add(d.truncation)
+    if not any(c in value for c in specials):
+        return value
+    e = d.escape
+    out = value.replace(e, f"{e}E{e}")
+    out = out.replace(d.field, f"{e}F{e}").replace(d.component, f"{e}S{e}")
+    out = out.replace(d.subcomponent, f"{e}T{e}").replace(d.repetition, f"{e}R{e}")
+    if d.truncation:
+        out = out.replace(d.truncation, f"{e}P{e}")
+    return out.replace("\r\n", "\n").replace("\r", "\n").replace("\n", f"{e}.br{e}")
+
+
+def unescape(value: str, delimiters: Delimiters = DEFAULT_DELIMITERS) -> str:
+    """Undo HL7 escape sequences (section 2.7); unknown or broken sequences are kept as sent."""
+    e = delimiters.escape
+    if not e or e not in value:
+        return value
+    out: list[str] = []
+    i = 0
+    while True:
+        start = value.find(e, i)
+        if start < 0:
+            out.append(value[i:])
+            break
+        end = value.find(e, start + 1)
+        if end < 0:
+            out.append(value[i:])
+            break
+        out.append(value[i:start])
+        replacement = _unescape_sequence(value[start + 1 : end], delimiters)
+        out.append(value[start : end + 1] if replacement is None else replacement)
+        i = end + 1
+    return "".join(out)
+
+
+def _unescape_sequence(seq: str, d: Delimiters) -> str | None:
+    simple = {
+        "F": d.field,
+        "S": d.component,
+        "T": d.subcomponent,
+        "R": d.repetition,
+        "E": d.escape,
+        "P": d.truncation or None,
+    }
+    if seq in simple:
+        return simple[seq]
+    if seq in _FORMATTING:
+        return _FORMATTING[seq]
+    if seq[:3] in _FORMATTING and seq[3:].lstrip("+-").isdigit():
+        return _FORMATTING[seq[:3]]
+    if seq.startswith("X") and len(seq) > 1 and len(seq) % 2 == 1:
+        try:
+            return bytes.fromhex(seq[1:]).decode("latin-1")
+        except ValueError:
+            return None
+    if seq.startswith(("C", "M")) and seq[1:].isalnum():
+        return ""  # character-set switch: we decode the whole message with one charset
+    return None
+
+
+def parse_ts(value: str, *, tz: tzinfo = OSLO, field: str = "TS") -> datetime:
+    """Parse an HL7 TS/DTM (``YYYY[MM[DD[HH[MM[SS[.S..]]]]]][+/-ZZZZ]``) into an aware UTC datetime.
+
+    Without an offset the time is local time in ``tz`` (Europe/Oslo by default).
+    """
+    text = value.strip()
+    m = _TS.fullmatch(text)
+    if m is None:
+        raise RemoteProtocolError(
+            f"{value!r} is not an HL7 timestamp", field=field, data=value.encode("utf-8", "replace")
+        )
+    year, month, day, hour, minute, second, frac, sign, oh, om = m.groups()
+    try:
+        micro = int((frac or "0").ljust(6, "0"))
+        zone: tzinfo = tz
+        if sign:
+            if int(oh) > 23 or int(om) > 59:
+                raise ValueError("offset out of range")
+            delta = timedelta(hours=int(oh), minutes=int(om))
+            zone = timezone(-delta if sign == "-" else delta)
+        local = datetime(
+            int(year),
+            int(month or 1),
+            int(day or 1),
+            int(hour or 0),
+            int(minute or 0),
+            int(second or 0),
+            micro,
+            tzinfo=zone,
+        )
+        return local.astimezone(UTC)
+    except (ValueError, OverflowError) as exc:
+        raise RemoteProtocolError(
+            f"{value!r} is not a valid date and time ({exc})",
+            field=field,
+            data=value.encode("utf-8", "replace"),
+        ) from exc
+
+
+def format_ts(when: datetime) -> str:
+    """Format a datetime as an HL7 DTM with seconds, and with its UTC offset when it is aware."""
+    text = when.strftime("%Y%m%d%H%M%S")
+    offset = when.utcoffset()
+    if offset is None:
+        return text
+    minutes = int(offset.total_seconds()) // 60
+    sign = "-" if minutes < 0 else "+"
+    minutes = abs(minutes)
+    return f"{text}{sign}{minutes // 60:02d}{minutes % 60:02d}"
+
+
+def normalise_segments(text: str) -> list[str]:
+    """Split message text into segments on CR, LF or CRLF, dropping blank lines."""
+    lines = text.replace("\r\n", "\r").replace("\n", "\r").split("\r")
+    return [line for line in lines if line.strip()]
+
+
+def decode_message(raw: bytes) -> str:
+    """Decode message bytes: Latin-1 when MSH-18 says 8859/1, else UTF-8, else Latin-1."""
+    head = raw[:512].split(b"\r", 1)[0].split(b"\n", 1)[0]
+    if b"8859/1" in head:
+        return raw.decode("latin-1")
+    try:
+        return raw.decode("utf-8")
+    except UnicodeDecodeError:
+        return raw.decode("latin-1")
+
+
+# --------------------------------------------------------------------------- parsed structure
+
+Tree = list[list[list[str]]]
+"""One field: repetitions -> components -> subcomponents, still escaped as sent."""
+
+_EMPTY: Tree = [[[""]]]
+
+
+class Segment:
+    """One segment, split into fields at once and into components only when asked (lazily).
+
+    Field numbers are HL7's: ``field(3)`` of a PID is PID-3; for MSH, ``field(1)`` is the field
+    separator and ``field(2)`` the encoding characters, as in the standard. Values come back
+    unescaped and stripped.
+    """
+
+    __slots__ = ("_fields", "_trees", "d", "name", "occurrence", "raw")
+
+    def __init__(self, raw: str, occurrence: int, d: Delimiters) -> None:
+        self.raw = raw
+        self.name = raw[:3]
+        self.occurrence = occurrence
+        self.d = d
+        parts = raw.split(d.field)
+        if self.name == "MSH":
+            parts = ["MSH", d.field, *parts[1:]]
+        self._fields = parts
+        self._trees: list[Tree | None] = [None] * len(parts)
+
+    @property
+    def field_count(self) -> int:
+        """The number of the last field present."""
+        return len(self._fields) - 1
+
+    def where(self, n: int) -> str:
+        """This segment's field ``n`` in error notation: ``OBX[3]-5`` is field 5 of the 3rd OBX."""
+        return f"{self.name}[{self.occurrence}]-{n}"
+
+    def raw_field(self, n: int) -> str:
+        """Field ``n`` exactly as sent (escaped), or "" when absent."""
+        return self._fields[n] if 0 <= n < len(self._fields) else ""
+
+    def tree(self, n: int) -> Tree:
+        """Field ``n`` split into repetitions, components and subcomponents (escaped)."""
+        if n < 0 or n >= len(self._fields):
+            return _EMPTY
+        tree = self._trees[n]
+        if tree is None:
+            text = self._fields[n]
+            d = self.d
+            if self.name == "MSH" and n <= 2:
+                tree = [[[text]]]
+            elif d.component not in text and d.subcomponent not in text:
+                tree = [[[r]] for r in text.split(d.repetition)]
+            else:
+                tree = [
+                    [c.split(d.subcomponent) for c in r.split(d.component)]
+                    for r in text.split(d.repetition)
+                ]
+            self._trees[n] = tree
+        return tree
+
+    def repetitions(self, n: int) -> int:
+        """How many repetitions field ``n`` has (1 for an empty or absent field)."""
+        return len(self.tree(n))
+
+    def component(self, n: int, comp: int = 1, rep: int = 1) -> str:
+        """A component, its subcomponents joined by the subcomponent separator."""
+        if not self.raw_field(n):
+            return ""
+        reps = self.tree(n)
+        if rep > len(reps) or comp > len(reps[rep - 1]):
+            return ""
+        subs = reps[rep - 1][comp - 1]
+        if len(subs) == 1:
+            return unescape(subs[0], self.d).strip()
+        return self.d.subcomponent.join(unescape(s, self.d) for s in subs).strip()
+
+    def components(self, n: int, rep: int = 1) -> list[str]:
+        """The components of one repetition (subcomponents joined), unescaped and stripped."""
+        if not self.raw_field(n):
+            return []
+        reps = self.tree(n)
+        if rep > len(reps):
+            return []
+        d = self.d
+        return [
+            unescape(subs[0], d).strip()
+            if len(subs) == 1
+            else d.subcomponent.join(unescape(x, d) for x in subs).strip()
+            for subs in reps[rep - 1]
+        ]
+
+    def sub(self, n: int, comp: int = 1, sub: int = 1, rep: int = 1) -> str:
+        """One subcomponent."""
+        reps = self.tree(n)
+        if rep > len(reps) or comp > len(reps[rep - 1]):
+            return ""
+        subs = reps[rep - 1][comp - 1]
+        return unescape(subs[sub - 1], self.d).strip() if sub <= len(subs) else ""
+
+    def rep_text(self, n: int, rep: int = 1) -> str:
+        """One repetition as text, trailing empty components dropped."""
+        comps = self.components(n, rep)
+        while comps and not comps[-1]:
+            comps.pop()
+        return self.d.component.join(comps)
+
+    def text(self, n: int) -> str:
+        """The whole field as text, empty repetitions and trailing empty components dropped."""
+        if not self.raw_field(n):
+            return ""
+        parts = (self.rep_text(n, r) for r in range(1, self.repetitions(n) + 1))
+        return self.d.repetition.join(p for p in parts if p)
+
+
+def split_message(raw: bytes) -> list[Segment]:
+    """Decode, check the outline (MSH first, delimiters, segment IDs) and split into segments.
+
+    Accepts CR, LF or CRLF between segments. Raises ``RemoteProtocolError`` naming the field.
+    """
+    text = decode_message(raw)
+    lines = normalise_segments(text)
+    if not lines:
+        raise RemoteProtocolError("empty message", field="MSH", data=raw)
+    first = lines[0].lstrip("\ufeff \t")
+    lines[0] = first
+    if not first.startswith("MSH"):
+        raise RemoteProtocolError(
+            f"a message must start with an MSH segment, not {first[:20]!r}",
+            field="MSH",
+            data=first.encode("utf-8", "replace"),
+        )
+    if len(first) < 4:
+        raise RemoteProtocolError("MSH segment has no field separator", field="MSH-1", data=raw)
+    sep = first[3]
+    end = first.find(sep, 4)
+    delims = Delimiters.from_msh(sep, first[4:] if end < 0 else first[4:end])
+    counts: dict[str, int] = {}
+    segments: list[Segment] = []
+    for i, line in enumerate(lines, start=1):
+        name = line[:3]
+        if not _SEGMENT_ID.fullmatch(name) or (len(line) > 3 and line[3] != sep):
+            raise RemoteProtocolError(
+                f"line {i} is not an HL7 segment (expected a segment ID like OBX then {sep!r})",
+                field=f"segment[{i}]",
+                data=line.encode("utf-8", "replace"),
+            )
+        if name == "MSH" and i > 1:
+            raise RemoteProtocolError(
+                "a second MSH inside one message (batches are not supported)",
+                field=f"segment[{i}]",
+                data=line.encode("utf-8", "replace"),
+            )
+        counts[name] = occurrence = counts.get(name, 0) + 1
+        segments.append(Segment(line, occurrence, delims))
+    return segments
+
+
+# --------------------------------------------------------------------------- the parser
+
+
+@dataclass(frozen=True, slots=True)
+class ParsedMessage:
+    """Header facts of one inbound result message and the observations it carries."""
+
+    control_id: str
+    message_type: str  # MSH-9.1^MSH-9.2, e.g. "ORU^R01"
+    version: str
+    sending_application: str = ""
+    sending_facility: str = ""
+    receiving_application: str = ""
+    receiving_facility: str = ""
+    message_structure: str = ""  # MSH-9.3, e.g. "ORU_R01", when sent
+    processing_id: str = ""
+    sent_at: datetime | None = None
+    observations: tuple[Observation, ...] = ()
+
+
+class _Group:
+    """Facts shared by the observations of one order (OBR) or one specimen (SPM) group."""
+
+    __slots__ = ("is_qc", "obr_time", "order_ids", "service_text", "specimen_id", "specimen_text")
+
+    def __init__(self) -> None:
+        self.specimen_id = ""
+        self.order_ids: tuple[str, str] = ("", "")  # OBR-3 filler, OBR-2 placer
+        self.obr_time: datetime | None = None
+        self.service_text = ""
+        self.specimen_text = ""
+        self.is_qc = False
+
+
+class _Pending:
+    """An observation being assembled; groups may learn their specimen after the OBX."""
+
+    __slots__ = ("comments", "fields", "order", "patient_id", "specimen")
+
+    def __init__(
+        self, fields: dict[str, Any], order: _Group | None, specimen: _Group | None, patient: str
+    ) -> None:
+        self.fields = fields
+        self.order = order
+        self.specimen = specimen
+        self.patient_id = patient
+        self.comments: list[str] = []
+
+
+def parse_observations(raw: bytes, instrument_id: str, *, tz: tzinfo = OSLO) -> ParsedMessage:
+    """Parse one result message (ORU^R01/R30/R31/R32, OUL^R21-R24, ORF^R04).
+
+    Any bytes either parse or raise ``RemoteProtocolError`` whose ``field`` says where
+    (``"MSH-9"``, ``"OBX[3]-14"``: the third OBX segment, field 14) and whose ``data`` holds the
+    offending bytes. Timestamps without an offset are read as local time in ``tz``.
+    """
+    segments = split_message(raw)
+    msh = segments[0]
+    code, trigger = msh.component(9, 1), msh.component(9, 2)
+    if code not in RESULT_MESSAGE_TYPES or trigger not in RESULT_MESSAGE_TYPES[code]:
+        raise RemoteProtocolError(
+            f"{code}^{trigger} is not a result message this parser reads",
+            field="MSH-9",
+            data=msh.raw.encode("utf-8", "replace"),
+        )
+    control_id = msh.component(10)
+    if not control_id:
+        raise RemoteProtocolError(
+            "MSH-10 (message control ID) is empty",
+            field="MSH-10",
+            data=msh.raw.encode("utf-8", "replace"),
+        )
+    version = msh.component(12)
+    if version and not version.startswith("2."):
+        raise RemoteProtocolError(
+            f"version {version!r} is not HL7 v2", field="MSH-12", data=version.encode()
+        )
+    sent_text = msh.component(7)
+    sent_at = parse_ts(sent_text, tz=tz, field="MSH-7") if sent_text else None
+
+    oul = code == "OUL"
+    pending: list[_Pending] = []
+    patient = ""
+    order: _Group | None = None
+    specimen: _Group | None = None
+    last_obx: _Pending | None = None
+    for seg in segments[1:]:
+        if seg.name == "NTE":
+            if last_obx is not None:
+                note = "\n".join(
+                    t for r in range(1, seg.repetitions(3) + 1) if (t := seg.rep_text(3, r))
+                )
+                if note:
+                    last_obx.comments.append(note)
+            continue
+        last_obx = None
+        if seg.name == "PID":
+            patient = seg.component(3, 1) or seg.component(2, 1)
+            order = specimen = None
+        elif seg.name == "OBR":
+            order = _Group()
+            order.order_ids = (seg.sub(3, 1), seg.sub(2, 1))
+            order.service_text = " ".join(
+                seg.component(4, c) for c in (1, 2, 4, 5) if seg.component(4, c)
+            )
+            for n in (7, 8):  # observation date/time, else its end (some fixtures shift OBR)
+                obr_time = seg.component(n)
+                if obr_time:
+                    order.obr_time = parse_ts(obr_time, tz=tz, field=seg.where(n))
+                    break
+        elif seg.name == "SPM":
+            group = _Group()
+            group.specimen_id = seg.sub(2, 1, 1) or seg.sub(2, 2, 1)
+            group.specimen_text = " ".join(
+                seg.component(4, c) for c in (1, 2) if seg.component(4, c)
+            )
+            role = seg.component(11, 1).upper()
+            group.is_qc = role in _QC_SPECIMEN_ROLES or "QC" in seg.component(11, 2).upper()
+            if oul or order is None:
+                # OUL^R22: SPM opens a specimen group that the following OBR groups belong to.
+                specimen = group
+                order = None
+            else:
+                # ORU^R01 v2.5+: SPM follows the OBX of its OBR group.
+                order.specimen_id = order.specimen_id or group.specimen_id
+                order.specimen_text = order.specimen_text or group.specimen_text
+                order.is_qc = order.is_qc or group.is_qc
+        elif seg.name == "OBX":
+            last_obx = _Pending(_obx_fields(seg, tz), order, specimen, patient)
+            pending.append(last_obx)
+
+    observations = tuple(_finish(p, instrument_id) for p in pending)
+    return ParsedMessage(
+        control_id=control_id,
+        message_type=f"{code}^{trigger}",
+        version=version,
+        sending_application=msh.component(3, 1) or msh.component(3, 2),
+        sending_facility=msh.component(4, 1) or msh.component(4, 2),
+        receiving_application=msh.component(5, 1) or msh.component(5, 2),
+        receiving_facility=msh.component(6, 1) or msh.component(6, 2),
+        message_structure=msh.component(9, 3),
+        processing_id=msh.component(11, 1),
+        sent_at=sent_at,
+        observations=observations,
+    )
+
+
+def _at(items: list[str], i: int) -> str:
+    return items[i] if i < len(items) else ""
+
+
+def _obx_fields(seg: Segment, tz: tzinfo) -> dict[str, Any]:
+    value_type = seg.component(2).upper()
+    ident = seg.components(3)
+    if not _at(ident, 0):
+        # Mindray and others send the code in the alternate identifier: ^^^WBC^WHITE BLOOD CELL
+        ident = ident[3:]
+    code, name, system = _at(ident, 0), _at(ident, 1), _at(ident, 2)
+    if not code:
+        raise RemoteProtocolError(
+            "observation identifier (OBX-3) is empty",
+            field=seg.where(3),
+            data=seg.raw.encode("utf-8", "replace"),
+        )
+    values = [
+        _value(seg.components(5, r), value_type, seg.d.component)
+        for r in range(1, seg.repetitions(5) + 1)
+    ]
+    extra: list[tuple[str, str]] = []
+    if value_type in _CODED_TYPES:
+        text = _at(seg.components(5), 1)
+        if text:
+            extra.append(("value_text", text))
+    for key, val in (("set_id", seg.component(1)), ("sub_id", seg.text(4)), ("coding", system)):
+        if val:
+            extra.append((key, val))
+    when_text = seg.component(14)
+    method_text = " ".join(c for c in seg.components(17)[:2] if c)
+    if method_text:
+        extra.append(("method_text", method_text))
+    equipment = [e for r in range(1, seg.repetitions(18) + 1) if (e := seg.component(18, 1, r))]
+    if len(equipment) > 1:
+        extra.append(("equipment", "~".join(equipment)))
+    unit = seg.components(6)
+    operator = seg.components(16)
+    return {
+        "test_code": code,
+        "test_name": name,
+        "value_type": value_type or "ST",
+        "value": "~".join(values) if any(values) else "",
+        "unit": _at(unit, 0) or _at(unit, 1),
+        "reference_range": seg.text(7),
+        "abnormal_flags": tuple(
+            f for r in range(1, seg.repetitions(8) + 1) if (f := seg.component(8, 1, r))
+        ),
+        "result_status": seg.component(11),
+        "performed_at": parse_ts(when_text, tz=tz, field=seg.where(14)) if when_text else None,
+        "operator_id": _at(operator, 0) or _at(operator, 1),
+        "method": _method(method_text),
+        "instrument_serial": equipment[0] if equipment else "",
+        "extra": tuple(extra),
+    }
+
+
+def _value(comps: list[str], value_type: str, component_separator: str) -> str:
+    if value_type == "SN":
+        # comparator ^ num1 ^ separator/suffix ^ num2: "^182" -> "182", "<^5" -> "<5"
+        return "".join(comps[:4])
+    if value_type in _CODED_TYPES:
+        return _at(comps, 0) or _at(comps, 1)
+    filled = [c for c in comps if c]
+    if len(filled) == 1:
+        return filled[0]  # "NOT DETECTED^" and GeneXpert's "^31.1" under ST
+    while comps and not comps[-1]:
+        comps.pop()
+    return component_separator.join(comps)
+
+
+def _method(text: str) -> Method | None:
+    lowered = text.lower()
+    if "visual" in lowered or "visuell" in lowered:
+        return Method.VISUAL
+    if "manual" in lowered or "manuell" in lowered:
+        return Method.MANUAL
+    return None
+
+
+def _finish(p: _Pending, instrument_id: str) -> Observation:
+    f = p.fields
+    order, spec = p.order, p.specimen
+    specimen_id = (
+        (order.specimen_id if order else "")
+        or (spec.specimen_id if spec else "")
+        or (order.order_ids[0] if order else "")
+        or (order.order_ids[1] if order else "")
+    )
+    is_qc = bool((order and order.is_qc) or (spec and spec.is_qc))
+    if not is_qc and not p.patient_id:
+        hints = [specimen_id]
+        for g in (order, spec):
+            if g is not None:
+                hints += [g.service_text, g.specimen_text]
+        is_qc = any(_QC_WORD.search(h.upper()) for h in hints if h)
+    performed_at = f["performed_at"] or (order.obr_time if order else None)
+    return Observation(
+        instrument_id=instrument_id,
+        test_code=f["test_code"],
+        value=f["value"],
+        value_type=f["value_type"],
+        unit=f["unit"],
+        reference_range=f["reference_range"],
+        abnormal_flags=f["abnormal_flags"],
+        method=f["method"],
+        performed_at=performed_at,
+        operator_id=f["operator_id"],
+        specimen_id=specimen_id,
+        patient_id=p.patient_id,
+        result_status=f["result_status"],
+        comment="\n".join(p.comments),
+        instrument_serial=f["instrument_serial"],
+        test_name=f["test_name"],
+        is_qc=is_qc,
+        extra=f["extra"],
+    )

@@ -1,0 +1,110 @@
+"""Drives one instrument: opens its stream by URL, runs its driver, reconnects with back-off.
+
+The session is the only place that knows about both the transport and the sink; drivers see a
+``ByteStream`` and a ``Sink``, protocol cores see neither.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import random
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Protocol
+
+from drivers.transports import ByteStream, Connector, connector_for
+from drivers.transports.base import traced
+from gateway.errors import GatewayError
+from gateway.model import InboundMessage
+
+log = logging.getLogger(__name__)
+
+
+class Outcome(Protocol):
+    """What the gateway tells a driver after storing a message (for its ACK)."""
+
+    @property
+    def quarantined(self) -> bool: ...
+
+    @property
+    def error(self) -> str: ...
+
+
+class Sink(Protocol):
+    """The gateway side of a driver: durable ingest and connection state."""
+
+    async def ingest(self, message: InboundMessage) -> Outcome: ...
+
+    def connection_changed(self, instrument_id: str, connected: bool, detail: str) -> None: ...
+
+
+class Driver(Protocol):
+    """One analyser conversation over an open stream; returns when the stream ends."""
+
+    async def serve(self, stream: ByteStream, sink: Sink) -> None: ...
+
+
+@dataclass
+class SessionStats:
+    connects: int = 0
+    disconnects: int = 0
+    last_error: str = ""
+
+
+class InstrumentSession:
+    """Supervises one instrument: connect, serve, back off, reconnect, until cancelled."""
+
+    def __init__(
+        self,
+        instrument_id: str,
+        url: str,
+        driver: Driver,
+        sink: Sink,
+        *,
+        trace: bool = False,
+        retry_initial_s: float = 0.5,
+        retry_max_s: float = 30.0,
+        connector_factory: Callable[[str], Connector] = connector_for,
+    ) -> None:
+        self.instrument_id = instrument_id
+        self.url = url
+        self._driver = driver
+        self._sink = sink
+        self._trace = trace
+        self._retry_initial_s = retry_initial_s
+        self._retry_max_s = retry_max_s
+        self._connector = connector_factory(url)
+        self.stats = SessionStats()
+
+    async def run(self) -> None:
+        delay = self._retry_initial_s
+        wire = logging.getLogger(f"trygg.wire.{self.instrument_id}")
+        try:
+            while True:
+                try:
+                    stream = await self._connector.connect()
+                except GatewayError as exc:
+                    self.stats.last_error = str(exc)
+                    self._sink.connection_changed(self.instrument_id, False, str(exc))
+                    await asyncio.sleep(delay * random.uniform(0.8, 1.2))
+                    delay = min(delay * 2, self._retry_max_s)
+                    continue
+                delay = self._retry_initial_s
+                self.stats.connects += 1
+                self._sink.connection_changed(self.instrument_id, True, stream.peer)
+                if self._trace:
+                    stream = traced(stream, wire)
+                try:
+                    await self._driver.serve(stream, self._sink)
+                    detail = "the instrument closed the connection"
+                except GatewayError as exc:
+                    detail = str(exc)
+                    self.stats.last_error = detail
+                    log.warning("instrument %s: %s", self.instrument_id, detail)
+                finally:
+                    await stream.aclose()
+                self.stats.disconnects += 1
+                self._sink.connection_changed(self.instrument_id, False, detail)
+        finally:
+            await self._connector.aclose()

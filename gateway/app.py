@@ -1,0 +1,199 @@
+"""Composition root: one TaskGroup owns the instrument sessions, the forwarder, the bus and web."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+from sqlalchemy import Engine, select, update
+
+from drivers.registry import DRIVERS
+from drivers.session import InstrumentSession
+from gateway.bus.publisher import EventBus, MqttBus, NullBus
+from gateway.config import Config
+from gateway.ingest import Ingestor, IngestOutcome
+from gateway.lis.forwarder import Forwarder
+from gateway.model import InboundMessage
+from gateway.rules import context_from_config
+from gateway.store.engine import make_engine, upgrade
+from gateway.store.tables import instruments
+from gateway.store.writer import Event, GroupCommitWriter, Tx
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class InstrumentLive:
+    """In-memory view of one instrument for the live terminal and the dashboard."""
+
+    connected: bool = False
+    detail: str = ""
+    messages: int = 0
+    results: int = 0
+    quarantined: int = 0
+
+
+@dataclass
+class LiveStats:
+    instruments: dict[str, InstrumentLive] = field(default_factory=dict)
+
+
+def register_instruments(tx: Tx, config: Config) -> None:
+    """Upsert the configured instruments so the store knows them (connection state starts off)."""
+    existing = {r for (r,) in tx.conn.execute(select(instruments.c.id))}
+    for inst in config.instruments:
+        values = {
+            "driver": inst.driver,
+            "url": inst.url,
+            "connected": False,
+            "state_detail": "not connected yet",
+        }
+        if inst.id in existing:
+            tx.conn.execute(update(instruments).where(instruments.c.id == inst.id).values(**values))
+        else:
+            tx.conn.execute(instruments.insert().values(id=inst.id, messages_received=0, **values))
+
+
+def _connection_job(tx: Tx, instrument_id: str, connected: bool, detail: str) -> None:
+    tx.conn.execute(
+        update(instruments)
+        .where(instruments.c.id == instrument_id)
+        .values(connected=connected, state_detail=detail[:255], last_seen_at=tx.now)
+    )
+    tx.audit(
+        actor=f"instrument:{instrument_id}",
+        action="instrument.connected" if connected else "instrument.disconnected",
+        entity="instrument",
+        entity_id=instrument_id,
+        reason=detail[:500],
+    )
+    tx.event("instrument", instrument_id, {"connected": connected, "detail": detail[:255]})
+
+
+class Gateway:
+    """The running gateway. Also the drivers' ``Sink``."""
+
+    def __init__(self, config: Config, *, engine: Engine | None = None) -> None:
+        self.config = config
+        self.engine = engine or make_engine(config.store.url)
+        self.bus: EventBus = (
+            MqttBus(config.mqtt, config.site.name) if config.mqtt is not None else NullBus()
+        )
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self.writer = GroupCommitWriter(
+            self.engine, max_batch=config.store.group_commit_max, on_events=self._events_committed
+        )
+        self.forwarder = Forwarder(self.writer, config.lis) if config.lis is not None else None
+        self.ingestor = Ingestor(self.writer, context_from_config(config))
+        self.live = LiveStats({i.id: InstrumentLive() for i in config.instruments})
+        self.sessions = [
+            InstrumentSession(
+                inst.id,
+                inst.url,
+                DRIVERS[inst.driver].factory(inst.id, inst.options),
+                self,
+                trace=inst.trace,
+            )
+            for inst in config.instruments
+            if inst.enabled
+        ]
+        self.ready = asyncio.Event()
+
+    # -- Sink -------------------------------------------------------------------------------
+    async def ingest(self, message: InboundMessage) -> IngestOutcome:
+        outcome = await self.ingestor.ingest(message)
+        live = self.live.instruments.setdefault(message.instrument_id, InstrumentLive())
+        live.messages += 1
+        live.results += outcome.stored
+        live.quarantined += int(outcome.quarantined)
+        if outcome.queued and self.forwarder is not None:
+            self.forwarder.wake()
+        return outcome
+
+    def connection_changed(self, instrument_id: str, connected: bool, detail: str) -> None:
+        live = self.live.instruments.setdefault(instrument_id, InstrumentLive())
+        if live.connected == connected and live.detail == detail:
+            return  # a retry loop reporting the same failure: no new audit row each time
+        live.connected, live.detail = connected, detail
+        self.writer.submit(lambda tx: _connection_job(tx, instrument_id, connected, detail))
+
+    # -- events -----------------------------------------------------------------------------
+    def _events_committed(self, events: list[Event]) -> None:
+        """Called on the writer thread after a commit: hand the events to the loop."""
+        loop = self._loop
+        if loop is None or loop.is_closed():
+            return
+        with contextlib.suppress(RuntimeError):
+            loop.call_soon_threadsafe(self._publish, events)
+
+    def _publish(self, events: list[Event]) -> None:
+        for kind, instrument, payload in events:
+            self.bus.publish(kind, instrument, payload)
+
+    # -- lifecycle --------------------------------------------------------------------------
+    def prepare(self) -> None:
+        """Migrate the schema and register instruments (blocking; runs before the loop work)."""
+        upgrade(self.engine)
+        from gateway.store.writer import run_in_transaction
+
+        run_in_transaction(self.engine, lambda tx: register_instruments(tx, self.config))
+
+    async def run(self, *, web: bool | None = None) -> None:
+        """Run until cancelled; cancellation stops every task and flushes the writer."""
+        self._loop = asyncio.get_running_loop()
+        await asyncio.to_thread(self.prepare)
+        self.writer.start()
+        try:
+            async with asyncio.TaskGroup() as group:
+                if isinstance(self.bus, MqttBus):
+                    group.create_task(self.bus.run(), name="mqtt")
+                if self.forwarder is not None:
+                    group.create_task(self.forwarder.run(), name="lis-forwarder")
+                for session in self.sessions:
+                    group.create_task(session.run(), name=f"instrument-{session.instrument_id}")
+                serve_web = self.config.web.enabled if web is None else web
+                if serve_web:
+                    group.create_task(self._serve_web(), name="web")
+                self.ready.set()
+        finally:
+            await asyncio.to_thread(self.writer.stop)
+            self.engine.dispose()
+
+    async def _serve_web(self) -> None:
+        import uvicorn
+
+        from gateway.web.app import create_app
+
+        server = uvicorn.Server(
+            uvicorn.Config(
+                create_app(self.config, self.engine, gateway=self),
+                host=self.config.web.host,
+                port=self.config.web.port,
+                log_level="warning",
+                lifespan="off",
+            )
+        )
+        server.install_signal_handlers = lambda: None  # type: ignore[method-assign]
+        try:
+            await server.serve()
+        finally:
+            server.should_exit = True
+
+    def status(self) -> Mapping[str, Any]:
+        fwd = self.forwarder
+        return {
+            "lis": {
+                "connected": fwd.connected if fwd else False,
+                "last_error": fwd.last_error if fwd else "",
+                "sent": fwd.sent if fwd else 0,
+                "retries": fwd.retries if fwd else 0,
+            },
+            "writer": {"batches": self.writer.batches, "jobs": self.writer.jobs},
+        }
+
+
+__all__ = ["Gateway"]

@@ -1,0 +1,445 @@
+"""`trygg`: the command line (Typer + Rich). Every command that touches the store takes --config."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import logging
+import sys
+from dataclasses import asdict
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+from rich.console import Console
+from rich.table import Table
+
+from gateway.config import Config, load_config
+from gateway.errors import GatewayError
+
+app = typer.Typer(
+    help="Trygg: instrument-integration gateway for medical laboratories and POCT.",
+    no_args_is_help=True,
+    pretty_exceptions_enable=False,
+)
+db_app = typer.Typer(help="Database schema.", no_args_is_help=True)
+results_app = typer.Typer(help="Patient results.", no_args_is_help=True)
+outbox_app = typer.Typer(help="The LIS outbox.", no_args_is_help=True)
+quarantine_app = typer.Typer(help="Messages that could not be decoded.", no_args_is_help=True)
+audit_app = typer.Typer(help="The tamper-evident audit log.", no_args_is_help=True)
+app.add_typer(db_app, name="db")
+app.add_typer(results_app, name="results")
+app.add_typer(outbox_app, name="outbox")
+app.add_typer(quarantine_app, name="quarantine")
+app.add_typer(audit_app, name="audit")
+
+console = Console()
+err = Console(stderr=True)
+
+ConfigOption = Annotated[
+    Path, typer.Option("--config", "-c", help="Site config (TOML).", envvar="TRYGG_CONFIG")
+]
+JsonFlag = Annotated[bool, typer.Option("--json", help="Print JSON for scripts.")]
+
+
+def _config(path: Path) -> Config:
+    try:
+        return load_config(path)
+    except GatewayError as exc:
+        err.print(f"[red]Config error[/]\n{exc}")
+        raise typer.Exit(2) from exc
+
+
+def _engine(config: Config) -> Any:
+    from gateway.store.engine import make_engine, upgrade
+
+    engine = make_engine(config.store.url)
+    upgrade(engine)
+    return engine
+
+
+def _print_json(data: Any) -> None:
+    sys.stdout.write(json.dumps(data, indent=2, ensure_ascii=False, default=str) + "\n")
+
+
+def _logging(verbose: bool) -> None:
+    logging.basicConfig(
+        level=logging.DEBUG if verbose else logging.INFO,
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+    )
+
+
+@app.command()
+def run(config: ConfigOption, verbose: bool = typer.Option(False, "--verbose", "-v")) -> None:
+    """Run the gateway until Ctrl-C."""
+    from gateway.app import Gateway
+
+    _logging(verbose)
+    cfg = _config(config)
+    gateway = Gateway(cfg)
+    console.print(
+        f"Trygg for [bold]{cfg.site.name}[/]: {len(cfg.instruments)} instrument(s), "
+        f"LIS {cfg.lis.url if cfg.lis else 'none'}, web http://{cfg.web.listen}"
+    )
+    with contextlib.suppress(KeyboardInterrupt):
+        asyncio.run(gateway.run())
+    console.print("Stopped.")
+
+
+@app.command()
+def demo(
+    seconds: Annotated[
+        float | None, typer.Option(help="Stop after this many seconds (default: until Ctrl-C).")
+    ] = None,
+    summary_json: Annotated[
+        Path | None, typer.Option("--summary-json", help="Write the closing summary here.")
+    ] = None,
+    config: Annotated[
+        Path | None, typer.Option("--config", "-c", help="Demo config (default: bundled).")
+    ] = None,
+    rate: Annotated[float, typer.Option(help="Messages per second per analyser.")] = 3.0,
+    web: Annotated[bool, typer.Option(help="Serve the dashboard.")] = True,
+) -> None:
+    """Run the gateway with simulated analysers and a simulated LIS, and show the flow live."""
+    from gateway.demo import DEMO_CONFIG, DemoOptions, run_demo
+
+    logging.basicConfig(level=logging.ERROR)
+    cfg = _config(config or DEMO_CONFIG)
+    console.print(
+        f"[bold]Trygg demo[/]: {cfg.site.title or cfg.site.name}; database {cfg.store.url}; "
+        f"dashboard http://{cfg.web.listen}"
+    )
+    options = DemoOptions(seconds=seconds, summary_json=summary_json, rate_per_s=rate, web=web)
+    try:
+        data = asyncio.run(run_demo(cfg, options, console))
+    except KeyboardInterrupt:
+        console.print("Stopped.")
+        return
+    console.print_json(json.dumps(data))
+    if data["lost"]:
+        raise typer.Exit(1)
+
+
+@app.command("lis-sim")
+def lis_sim(
+    listen: Annotated[str, typer.Option(help="host:port to listen on.")] = "127.0.0.1:2575",
+    record: Annotated[
+        Path | None, typer.Option(help="Append one JSON line per received message.")
+    ] = None,
+    ae_share: Annotated[float, typer.Option(help="Share of messages answered AE.")] = 0.0,
+    ar_share: Annotated[float, typer.Option(help="Share of messages answered AR.")] = 0.0,
+    delay: Annotated[float, typer.Option(help="Seconds to wait before each ACK.")] = 0.0,
+    drop_share: Annotated[
+        float, typer.Option(help="Share of messages answered by hanging up.")
+    ] = 0.0,
+    down_after: Annotated[
+        int | None, typer.Option(help="Go down after this many messages...")
+    ] = None,
+    down_for: Annotated[float, typer.Option(help="...for this many seconds.")] = 0.0,
+    validate: Annotated[str, typer.Option(help="basic or hl7apy.")] = "basic",
+    seed: Annotated[int | None, typer.Option(help="Random seed.")] = None,
+) -> None:
+    """Run the LIS simulator: validates ORU^R01, ACKs, and misbehaves on request."""
+    from simulators.lis import LisSimOptions, run_lis_sim
+
+    host, _, port = listen.rpartition(":")
+    if validate not in ("basic", "hl7apy"):
+        err.print("--validate must be basic or hl7apy")
+        raise typer.Exit(2)
+    options = LisSimOptions(
+        host=host or "127.0.0.1",
+        port=int(port),
+        record=record,
+        ae_share=ae_share,
+        ar_share=ar_share,
+        delay_s=delay,
+        drop_share=drop_share,
+        down_after=down_after,
+        down_for_s=down_for,
+        validate=validate,  # type: ignore[arg-type]
+        seed=seed,
+    )
+    console.print(f"LIS simulator on {listen}" + (f", recording to {record}" if record else ""))
+    with contextlib.suppress(KeyboardInterrupt):
+        asyncio.run(run_lis_sim(options))
+
+
+@app.command()
+def simulate(
+    connect: Annotated[str, typer.Option(help="Gateway listener host:port.")],
+    instrument: Annotated[str, typer.Option(help="Instrument id the simulator claims.")] = "sim-1",
+    rate: Annotated[float, typer.Option(help="Messages per second.")] = 2.0,
+    count: Annotated[int | None, typer.Option(help="Stop after this many messages.")] = None,
+    invalid_id_share: Annotated[float, typer.Option()] = 0.03,
+    seed: Annotated[int | None, typer.Option()] = None,
+) -> None:
+    """Run a simulated HL7 analyser that sends results to a gateway listener."""
+    from simulators.hl7_analyser import AnalyserSimOptions, Hl7AnalyserSim
+
+    host, _, port = connect.rpartition(":")
+    sim = Hl7AnalyserSim(
+        AnalyserSimOptions(
+            instrument_id=instrument,
+            host=host,
+            port=int(port),
+            rate_per_s=rate,
+            max_messages=count,
+            invalid_id_share=invalid_id_share,
+            seed=seed,
+        )
+    )
+    with contextlib.suppress(KeyboardInterrupt):
+        asyncio.run(sim.run())
+    ledger = sim.ledger
+    console.print(
+        f"sent {ledger.sent_messages} message(s), {ledger.acked_messages} acknowledged, "
+        f"{ledger.error_acks} answered with an error"
+    )
+
+
+@app.command("check-config")
+def check_config(config: ConfigOption) -> None:
+    """Validate a config file; errors name the file, the key and the problem."""
+    cfg = _config(config)
+    console.print(
+        f"[green]OK[/] {config}: site {cfg.site.name}, {len(cfg.instruments)} instrument(s), "
+        f"{len(cfg.tests)} test mapping(s), LIS {cfg.lis.url if cfg.lis else 'none'}, "
+        f"MQTT {cfg.mqtt.url if cfg.mqtt else 'off'}"
+    )
+
+
+@app.command("drivers")
+def list_drivers(as_json: JsonFlag = False) -> None:
+    """List the registered driver keys."""
+    from drivers.registry import DRIVERS
+
+    rows = [
+        {"key": s.key, "protocol": s.protocol, "roles": list(s.roles), "description": s.description}
+        for s in DRIVERS.values()
+    ]
+    if as_json:
+        _print_json(rows)
+        return
+    table = Table("driver", "protocol", "roles", "description")
+    for row in rows:
+        table.add_row(row["key"], row["protocol"], ", ".join(row["roles"]), row["description"])
+    console.print(table)
+
+
+@db_app.command("upgrade")
+def db_upgrade(config: ConfigOption) -> None:
+    """Create or migrate the database schema to the newest version."""
+    cfg = _config(config)
+    _engine(cfg).dispose()
+    console.print(f"[green]Database is up to date[/]: {cfg.store.url}")
+
+
+@results_app.command("list")
+def results_list(
+    config: ConfigOption,
+    state: Annotated[str | None, typer.Option(help="Only this state.")] = None,
+    instrument: Annotated[str | None, typer.Option(help="Only this instrument.")] = None,
+    limit: Annotated[int, typer.Option(help="Newest N.")] = 50,
+    show_patient: Annotated[
+        bool, typer.Option("--show-patient-id", help="Show full patient IDs.")
+    ] = False,
+    as_json: JsonFlag = False,
+) -> None:
+    """List recent results with their state and holds (patient IDs masked)."""
+    from gateway.store.queries import list_results
+
+    engine = _engine(_config(config))
+    with engine.connect() as conn:
+        rows = list_results(
+            conn, state=state, instrument=instrument, limit=limit, show_patient=show_patient
+        )
+    if as_json:
+        _print_json(rows)
+        return
+    table = Table(
+        "id", "instrument", "test", "value", "unit", "state", "holds", "operator", "patient"
+    )
+    for r in rows:
+        table.add_row(
+            str(r["id"]),
+            r["instrument"],
+            r["test"],
+            r["value"],
+            r["unit"],
+            r["state"],
+            ", ".join(h["reason"] for h in r["holds"] if not h["released"]),
+            r["operator"],
+            r["patient_id"],
+        )
+    console.print(table)
+
+
+@results_app.command("show")
+def results_show(
+    result_id: int,
+    config: ConfigOption,
+    show_patient: Annotated[bool, typer.Option("--show-patient-id")] = False,
+) -> None:
+    """Show one result with its holds and outbox messages (JSON)."""
+    from gateway.store.queries import get_result
+
+    engine = _engine(_config(config))
+    with engine.connect() as conn:
+        data = get_result(conn, result_id, show_patient=show_patient)
+    if data is None:
+        err.print(f"No result {result_id}")
+        raise typer.Exit(1)
+    _print_json(data)
+
+
+@outbox_app.command("status")
+def outbox_status_cmd(config: ConfigOption, as_json: JsonFlag = False) -> None:
+    """Show the LIS outbox: counts by state and the newest messages."""
+    from gateway.store.queries import outbox_status
+
+    engine = _engine(_config(config))
+    with engine.connect() as conn:
+        data = outbox_status(conn)
+    if as_json:
+        _print_json(data)
+        return
+    console.print(f"Counts: {data['counts']}  oldest waiting: {data['oldest_waiting_at']}")
+    table = Table("id", "control id", "state", "results", "attempts", "ack", "text")
+    for m in data["messages"]:
+        table.add_row(
+            str(m["id"]),
+            m["control_id"],
+            m["state"],
+            str(m["results"]),
+            str(m["attempts"]),
+            m["ack_code"],
+            m["ack_text"],
+        )
+    console.print(table)
+
+
+@quarantine_app.command("list")
+def quarantine_list(
+    config: ConfigOption,
+    state: Annotated[str | None, typer.Option(help="open, replayed or discarded.")] = None,
+    as_json: JsonFlag = False,
+) -> None:
+    """List quarantined messages with the error that stopped them."""
+    from gateway.store.queries import list_quarantine
+
+    engine = _engine(_config(config))
+    with engine.connect() as conn:
+        rows = list_quarantine(conn, state=state)
+    if as_json:
+        _print_json(rows)
+        return
+    table = Table("id", "instrument", "received", "field", "error", "state", "bytes")
+    for r in rows:
+        table.add_row(
+            str(r["id"]),
+            r["instrument"],
+            r["received_at"],
+            r["field"],
+            r["error"][:80],
+            r["state"],
+            str(r["bytes"]),
+        )
+    console.print(table)
+
+
+@quarantine_app.command("show")
+def quarantine_show(quarantine_id: int, config: ConfigOption) -> None:
+    """Show one quarantined message: the error and a hexdump of the bytes as received."""
+    from sqlalchemy import select
+
+    from gateway.store.tables import quarantine, raw_messages
+
+    engine = _engine(_config(config))
+    with engine.connect() as conn:
+        row = conn.execute(
+            select(quarantine, raw_messages.c.raw)
+            .join(raw_messages, raw_messages.c.id == quarantine.c.raw_message_id)
+            .where(quarantine.c.id == quarantine_id)
+        ).first()
+    if row is None:
+        err.print(f"No quarantine entry {quarantine_id}")
+        raise typer.Exit(1)
+    console.print(
+        f"[bold]#{row.id}[/] {row.instrument_id} {row.received_at.isoformat()} state={row.state}"
+    )
+    console.print(f"field: {row.field or '-'}\nerror: {row.error}\n")
+    raw = bytes(row.raw)
+    for offset in range(0, len(raw), 16):
+        chunk = raw[offset : offset + 16]
+        text = "".join(chr(b) if 32 <= b < 127 else "." for b in chunk)
+        console.print(f"{offset:08x}  {chunk.hex(' '):<47}  {text}", highlight=False, markup=False)
+
+
+@quarantine_app.command("replay")
+def quarantine_replay(
+    config: ConfigOption,
+    quarantine_id: Annotated[int | None, typer.Argument(help="Entry to replay.")] = None,
+    all_open: Annotated[bool, typer.Option("--all", help="Replay every open entry.")] = False,
+    by: Annotated[str, typer.Option("--by", help="Who replays (for the audit log).")] = "cli",
+) -> None:
+    """Decode quarantined messages again (after a driver fix) and ingest those that now decode."""
+    from sqlalchemy import select
+
+    from gateway.quarantine import replay
+    from gateway.rules import context_from_config
+    from gateway.store.tables import quarantine
+    from gateway.store.writer import run_in_transaction
+
+    cfg = _config(config)
+    engine = _engine(cfg)
+    if all_open:
+        with engine.connect() as conn:
+            ids = list(
+                conn.execute(select(quarantine.c.id).where(quarantine.c.state == "open")).scalars()
+            )
+    elif quarantine_id is not None:
+        ids = [quarantine_id]
+    else:
+        err.print("Give a quarantine id or --all")
+        raise typer.Exit(2)
+    context = context_from_config(cfg)
+    failures = 0
+    for qid in ids:
+        outcome = run_in_transaction(engine, lambda tx, q=qid: replay(tx, q, cfg, context, by))
+        failures += not outcome.ok
+        console.print(
+            f"#{qid}: {'[green]replayed[/]' if outcome.ok else '[red]not replayed[/]'}"
+            f" {outcome.detail}"
+        )
+    if failures:
+        raise typer.Exit(1)
+
+
+@audit_app.command("verify")
+def audit_verify(config: ConfigOption, as_json: JsonFlag = False) -> None:
+    """Recompute the audit hash chain; exit 1 when it is broken."""
+    from gateway.store.audit import verify
+
+    engine = _engine(_config(config))
+    with engine.connect() as conn:
+        report = verify(conn)
+    if as_json:
+        _print_json(asdict(report))
+    elif report.ok:
+        console.print(f"[green]Audit chain intact[/]: {report.rows} rows")
+    else:
+        console.print(
+            f"[red]Audit chain BROKEN[/] at row {report.first_bad_id}: {report.problem} "
+            f"({report.rows} rows read)"
+        )
+    if not report.ok:
+        raise typer.Exit(1)
+
+
+def main() -> None:
+    try:
+        app()
+    except GatewayError as exc:
+        err.print(f"[red]Error:[/] {exc}")
+        sys.exit(2)

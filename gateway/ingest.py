@@ -1,0 +1,397 @@
+"""Ingest: store the raw message, normalise its observations, run the rules, route each result.
+
+One inbound message is one job on the group-commit writer, so the raw bytes, the results, their
+holds and the audit rows commit together, before the driver acknowledges the analyser.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from sqlalchemy import insert, select, update
+
+from gateway.model import (
+    Hold,
+    InboundMessage,
+    Method,
+    Observation,
+    Result,
+    State,
+)
+from gateway.rules import RULES, Rule, RuleContext, find_test, run_rules
+from gateway.store.tables import holds, instruments, qc_results, quarantine, raw_messages, results
+from gateway.store.writer import GroupCommitWriter, Tx
+
+SYSTEM = "system"
+
+
+@dataclass(frozen=True, slots=True)
+class IngestOutcome:
+    """What happened to one inbound message; the driver chooses its ACK from it."""
+
+    raw_message_id: int
+    stored: int = 0
+    held: int = 0
+    queued: int = 0
+    qc: int = 0
+    duplicates: int = 0
+    duplicate_message: bool = False
+    quarantined: bool = False
+    error: str = ""
+
+
+def digest(raw: bytes) -> str:
+    return hashlib.sha256(raw).hexdigest()
+
+
+def normalise(observation: Observation, context: RuleContext) -> Result:
+    """Map an instrument's observation to the site's test (NLK code, unit, method)."""
+    test = find_test(context, observation.instrument_id, observation.test_code)
+    method = observation.method or (test.method if test else Method.MEASURED)
+    return Result(
+        instrument_id=observation.instrument_id,
+        test_code=observation.test_code,
+        value=observation.value.strip(),
+        value_type=observation.value_type or (test.value_type if test else "ST"),
+        unit=observation.unit or (test.unit if test else ""),
+        reference_range=observation.reference_range,
+        abnormal_flags=observation.abnormal_flags,
+        method=method,
+        performed_at=observation.performed_at,
+        operator_id=observation.operator_id,
+        specimen_id=observation.specimen_id,
+        patient_id=observation.patient_id.strip(),
+        result_status=observation.result_status or "F",
+        nlk_code=test.nlk if test else "",
+        test_name=observation.test_name or (test.name if test else ""),
+        comment=observation.comment,
+        instrument_serial=observation.instrument_serial,
+    )
+
+
+def fingerprint(result: Result) -> str:
+    """The same result delivered twice has the same fingerprint (and is stored once)."""
+    parts = (
+        result.instrument_id,
+        result.specimen_id,
+        result.patient_id,
+        result.test_code,
+        result.value,
+        result.unit,
+        result.performed_at.isoformat() if result.performed_at else "",
+        result.result_status,
+    )
+    return hashlib.sha256("\x1f".join(parts).encode("utf-8")).hexdigest()
+
+
+def qc_fingerprint(observation: Observation) -> str:
+    parts = (
+        observation.instrument_id,
+        observation.test_code,
+        observation.value,
+        observation.control_lot,
+        observation.control_level,
+        observation.performed_at.isoformat() if observation.performed_at else "",
+    )
+    return hashlib.sha256("\x1f".join(parts).encode("utf-8")).hexdigest()
+
+
+def result_row(
+    result: Result, raw_message_id: int, state: State, fp: str, tx: Tx
+) -> dict[str, Any]:
+    return {
+        "raw_message_id": raw_message_id,
+        "instrument_id": result.instrument_id,
+        "test_code": result.test_code,
+        "nlk_code": result.nlk_code,
+        "test_name": result.test_name,
+        "value": result.value,
+        "value_type": result.value_type,
+        "unit": result.unit,
+        "reference_range": result.reference_range,
+        "abnormal_flags": "~".join(result.abnormal_flags),
+        "method": result.method.value,
+        "performed_at": result.performed_at,
+        "operator_id": result.operator_id,
+        "specimen_id": result.specimen_id,
+        "patient_id": result.patient_id,
+        "result_status": result.result_status,
+        "comment": result.comment,
+        "instrument_serial": result.instrument_serial,
+        "state": state.value,
+        "fingerprint": fp,
+        "created_at": tx.now,
+        "updated_at": tx.now,
+    }
+
+
+def _find_original(tx: Tx, result: Result) -> int | None:
+    """A corrected result (status C) points at the latest earlier result for the same test."""
+    if result.result_status != "C" or not result.specimen_id:
+        return None
+    row = tx.conn.execute(
+        select(results.c.id)
+        .where(
+            results.c.instrument_id == result.instrument_id,
+            results.c.specimen_id == result.specimen_id,
+            results.c.test_code == result.test_code,
+        )
+        .order_by(results.c.id.desc())
+        .limit(1)
+    ).first()
+    return int(row.id) if row else None
+
+
+def store_message(
+    tx: Tx, message: InboundMessage, context: RuleContext, rules: Sequence[Rule] = RULES
+) -> IngestOutcome:
+    """The ingest job: everything for one inbound message, in the caller's transaction."""
+    conn = tx.conn
+    instrument = message.instrument_id
+    msg_digest = digest(message.raw)
+    conn.execute(
+        update(instruments)
+        .where(instruments.c.id == instrument)
+        .values(
+            last_message_at=tx.now,
+            last_seen_at=tx.now,
+            messages_received=instruments.c.messages_received + 1,
+        )
+    )
+    earlier = conn.execute(
+        select(raw_messages.c.id).where(
+            raw_messages.c.instrument_id == instrument,
+            raw_messages.c.digest == msg_digest,
+            raw_messages.c.outcome == "stored",
+        )
+    ).first()
+    if earlier is not None:
+        tx.audit(
+            actor=f"instrument:{instrument}",
+            action="message.duplicate",
+            entity="raw_message",
+            entity_id=earlier.id,
+            reason="the same message was delivered again; it is stored once",
+        )
+        return IngestOutcome(int(earlier.id), duplicate_message=True)
+
+    outcome = "quarantined" if message.error is not None else "stored"
+    raw_id = int(
+        conn.execute(
+            insert(raw_messages).returning(raw_messages.c.id),
+            {
+                "instrument_id": instrument,
+                "protocol": message.protocol,
+                "received_at": message.received_at,
+                "raw": message.raw,
+                "digest": msg_digest,
+                "control_id": message.control_id[:64],
+                "outcome": outcome,
+                "n_observations": len(message.observations),
+            },
+        ).scalar_one()
+    )
+    if message.error is not None:
+        quarantine_id = conn.execute(
+            insert(quarantine).returning(quarantine.c.id),
+            {
+                "raw_message_id": raw_id,
+                "instrument_id": instrument,
+                "received_at": message.received_at,
+                "error": message.error,
+                "field": message.error_field or "",
+            },
+        ).scalar_one()
+        tx.audit(
+            actor=f"instrument:{instrument}",
+            action="message.quarantined",
+            entity="quarantine",
+            entity_id=quarantine_id,
+            reason=message.error,
+        )
+        tx.event("quarantine", instrument, {"id": quarantine_id, "field": message.error_field})
+        return IngestOutcome(raw_id, quarantined=True, error=message.error)
+    return _store_observations(tx, raw_id, message.observations, context, rules)
+
+
+def _store_observations(
+    tx: Tx,
+    raw_id: int,
+    observations: Sequence[Observation],
+    context: RuleContext,
+    rules: Sequence[Rule],
+) -> IngestOutcome:
+    conn = tx.conn
+    patient = [o for o in observations if not o.is_qc]
+    controls = [o for o in observations if o.is_qc]
+    qc_stored = _store_qc(tx, raw_id, controls)
+
+    mapped = [normalise(o, context) for o in patient]
+    prints = [fingerprint(r) for r in mapped]
+    known: set[str] = set()
+    for start in range(0, len(prints), 500):
+        chunk = prints[start : start + 500]
+        known.update(
+            fp
+            for (fp,) in conn.execute(
+                select(results.c.fingerprint).where(results.c.fingerprint.in_(chunk))
+            )
+        )
+    rows: list[dict[str, Any]] = []
+    hold_lists: list[tuple[Hold, ...]] = []
+    duplicates = 0
+    for result, fp in zip(mapped, prints, strict=True):
+        if fp in known:
+            duplicates += 1
+            continue
+        known.add(fp)
+        found = run_rules(result, context, rules)
+        row = result_row(result, raw_id, State.HELD if found else State.QUEUED, fp, tx)
+        row["correction_of"] = _find_original(tx, result)
+        rows.append(row)
+        hold_lists.append(found)
+    if duplicates:
+        tx.audit(
+            actor=SYSTEM,
+            action="result.duplicate",
+            entity="raw_message",
+            entity_id=raw_id,
+            reason=f"{duplicates} result(s) were already stored and were not stored again",
+        )
+    if not rows:
+        return IngestOutcome(raw_id, qc=qc_stored, duplicates=duplicates)
+
+    ids = [int(i) for i in conn.execute(insert(results).returning(results.c.id), rows).scalars()]
+    hold_rows = []
+    held_ids: list[int] = []
+    queued_ids: list[int] = []
+    for result_id, row, found in zip(ids, rows, hold_lists, strict=True):
+        actor = f"instrument:{row['instrument_id']}"
+        tx.audit(
+            actor=actor,
+            action="result.received",
+            entity="result",
+            entity_id=result_id,
+            reason="received from the instrument",
+            after={"state": State.RECEIVED.value, "test": row["test_code"]},
+        )
+        if found:
+            held_ids.append(result_id)
+            reasons = [h.reason for h in found]
+            tx.audit(
+                actor=SYSTEM,
+                action="result.held",
+                entity="result",
+                entity_id=result_id,
+                reason="; ".join(f"{h.reason}: {h.detail}" for h in found),
+                before={"state": State.RECEIVED.value},
+                after={"state": State.HELD.value, "holds": reasons},
+            )
+            hold_rows.extend(
+                {
+                    "result_id": result_id,
+                    "reason": h.reason,
+                    "detail": h.detail,
+                    "action": h.action,
+                    "release_role": h.release_role,
+                    "created_at": tx.now,
+                }
+                for h in found
+            )
+        else:
+            queued_ids.append(result_id)
+            tx.audit(
+                actor=SYSTEM,
+                action="result.queued",
+                entity="result",
+                entity_id=result_id,
+                reason="no holds: ready for the LIS",
+                before={"state": State.RECEIVED.value},
+                after={"state": State.QUEUED.value},
+            )
+    if hold_rows:
+        conn.execute(insert(holds), hold_rows)
+    instrument = rows[0]["instrument_id"]
+    if held_ids:
+        reasons = sorted({h.reason for found in hold_lists for h in found})
+        tx.event("result", instrument, {"ids": held_ids, "to": "held", "reasons": reasons})
+    if queued_ids:
+        tx.event("result", instrument, {"ids": queued_ids, "to": "queued"})
+    return IngestOutcome(
+        raw_id,
+        stored=len(ids),
+        held=len(held_ids),
+        queued=len(queued_ids),
+        qc=qc_stored,
+        duplicates=duplicates,
+    )
+
+
+def _store_qc(tx: Tx, raw_id: int, controls: Sequence[Observation]) -> int:
+    if not controls:
+        return 0
+    prints = [qc_fingerprint(o) for o in controls]
+    known = set(
+        tx.conn.execute(
+            select(qc_results.c.fingerprint).where(qc_results.c.fingerprint.in_(prints))
+        ).scalars()
+    )
+    rows = []
+    for o, fp in zip(controls, prints, strict=True):
+        if fp in known:
+            continue
+        known.add(fp)
+        rows.append(
+            {
+                "raw_message_id": raw_id,
+                "instrument_id": o.instrument_id,
+                "test_code": o.test_code,
+                "value": o.value,
+                "unit": o.unit,
+                "control_lot": o.control_lot,
+                "control_level": o.control_level,
+                "performed_at": o.performed_at,
+                "operator_id": o.operator_id,
+                "fingerprint": fp,
+                "created_at": tx.now,
+            }
+        )
+    if rows:
+        ids = list(tx.conn.execute(insert(qc_results).returning(qc_results.c.id), rows).scalars())
+        for qc_id in ids:
+            tx.audit(
+                actor=f"instrument:{rows[0]['instrument_id']}",
+                action="qc.received",
+                entity="qc_result",
+                entity_id=qc_id,
+            )
+        tx.event("qc", str(rows[0]["instrument_id"]), {"ids": ids})
+    return len(rows)
+
+
+class Ingestor:
+    """The gateway's ingest API for drivers: ``await ingest(message)`` returns once durable."""
+
+    def __init__(
+        self,
+        writer: GroupCommitWriter,
+        context: RuleContext,
+        *,
+        rules: Sequence[Rule] = RULES,
+        on_stored: Callable[[IngestOutcome], None] | None = None,
+    ) -> None:
+        self._writer = writer
+        self._context = context
+        self._rules = rules
+        self._on_stored = on_stored
+
+    async def ingest(self, message: InboundMessage) -> IngestOutcome:
+        outcome = await self._writer.write(
+            lambda tx: store_message(tx, message, self._context, self._rules)
+        )
+        if self._on_stored is not None:
+            self._on_stored(outcome)
+        return outcome

@@ -1,0 +1,464 @@
+"""The LIS forwarder: a transactional outbox drained in order over MLLP.
+
+Queued results are packed into ORU^R01 messages (``[lis] batch_size`` results each); each
+message is stored with its control ID *before* the first send, so a retry after a timeout, a
+broken connection or a restart resends the same bytes under the same MSH-10. Only an ACK whose
+MSA-2 equals that MSH-10 settles a message: AA acknowledges it, AE/AR rejects it (a deviation is
+recorded and it is not retried blindly). Messages go out one at a time in outbox order.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import functools
+import logging
+import random
+import uuid
+from collections.abc import Callable, Sequence
+from concurrent.futures import Future
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any
+from urllib.parse import urlsplit
+
+import hl7.mllp
+from sqlalchemy import and_, exists, insert, select, update
+
+from drivers.protocols.hl7.ack import parse_ack
+from gateway import lifecycle
+from gateway.config import LisConfig
+from gateway.errors import ForwardError, GatewayError, ProtocolError
+from gateway.lis.oru import OutboundResult, build_oru, validate_oru
+from gateway.model import Hold, Method, Result, State
+from gateway.store.tables import deviations, holds, outbox, outbox_items, results
+from gateway.store.writer import GroupCommitWriter, Tx
+
+log = logging.getLogger(__name__)
+ACTOR = "system:lis-forwarder"
+
+
+@dataclass(frozen=True, slots=True)
+class PendingMessage:
+    outbox_id: int
+    control_id: str
+    message: str
+    state: str
+    result_ids: tuple[int, ...]
+
+
+def row_to_result(row: Any) -> Result:
+    return Result(
+        id=row.id,
+        instrument_id=row.instrument_id,
+        test_code=row.test_code,
+        value=row.value,
+        value_type=row.value_type,
+        unit=row.unit,
+        reference_range=row.reference_range,
+        abnormal_flags=tuple(f for f in row.abnormal_flags.split("~") if f),
+        method=Method(row.method),
+        performed_at=row.performed_at,
+        operator_id=row.operator_id,
+        specimen_id=row.specimen_id,
+        patient_id=row.patient_id,
+        result_status=row.result_status,
+        nlk_code=row.nlk_code,
+        test_name=row.test_name,
+        comment=row.comment,
+        instrument_serial=row.instrument_serial,
+        state=State(row.state),
+    )
+
+
+def unassigned_queued(tx: Tx, limit: int) -> list[OutboundResult]:
+    """Queued results that no pending or sent outbox message carries yet, oldest first."""
+    in_flight = (
+        select(outbox_items.c.result_id)
+        .join(outbox, outbox.c.id == outbox_items.c.outbox_id)
+        .where(
+            outbox_items.c.result_id == results.c.id,
+            outbox.c.state.in_(("pending", "sent")),
+        )
+    )
+    rows = tx.conn.execute(
+        select(results)
+        .where(results.c.state == State.QUEUED.value, ~exists(in_flight))
+        .order_by(results.c.id)
+        .limit(limit)
+    ).all()
+    return [
+        OutboundResult(
+            result_id=row.id,
+            result=row_to_result(row),
+            corrected=row.result_status == "C" or row.correction_of is not None,
+        )
+        for row in rows
+    ]
+
+
+def new_control_id() -> str:
+    """20 characters: the length MSH-10 allows in v2.5.1; random so a reset DB never reuses one."""
+    return uuid.uuid4().hex[:20].upper()
+
+
+def enqueue(tx: Tx, built: Sequence[tuple[str, str, Sequence[OutboundResult]]]) -> int:
+    """Store built messages in the outbox; each result is guarded to still be queued."""
+    stored = 0
+    for control_id, message, batch in built:
+        ids = [r.result_id for r in batch]
+        still_queued = tx.conn.execute(
+            select(results.c.id).where(results.c.id.in_(ids), results.c.state == State.QUEUED.value)
+        ).all()
+        if len(still_queued) != len(ids):
+            continue  # something moved them meanwhile; they are picked up again next round
+        outbox_id = tx.conn.execute(
+            insert(outbox).returning(outbox.c.id),
+            {
+                "control_id": control_id,
+                "message": message,
+                "n_results": len(ids),
+                "state": "pending",
+                "created_at": tx.now,
+            },
+        ).scalar_one()
+        tx.conn.execute(
+            insert(outbox_items),
+            [
+                {"outbox_id": outbox_id, "result_id": r.result_id, "corrected": r.corrected}
+                for r in batch
+            ],
+        )
+        tx.audit(
+            actor=ACTOR,
+            action="outbox.enqueued",
+            entity="outbox",
+            entity_id=outbox_id,
+            reason=f"ORU^R01 {control_id} with {len(ids)} result(s)",
+            after={"control_id": control_id, "results": ids},
+        )
+        stored += 1
+    return stored
+
+
+def hold_unbuildable(tx: Tx, batch: Sequence[OutboundResult], error: str) -> None:
+    """A message we cannot build is our bug: hold its results and record a deviation."""
+    ids = [r.result_id for r in batch]
+    lifecycle.move(tx, ids, State.QUEUED, State.HELD, actor=ACTOR, reason=error)
+    tx.conn.execute(
+        insert(holds),
+        [
+            {
+                "result_id": i,
+                "reason": "lis_message_invalid",
+                "detail": error,
+                "action": "Report to Dataansvarlig; release after the cause is fixed",
+                "release_role": "dataansvarlig",
+                "created_at": tx.now,
+            }
+            for i in ids
+        ],
+    )
+    record_deviation(
+        tx, kind="lis_message_invalid", summary="A LIS message could not be built", detail=error
+    )
+
+
+def record_deviation(
+    tx: Tx,
+    *,
+    kind: str,
+    summary: str,
+    detail: str,
+    outbox_id: int | None = None,
+    responsible: str = "Dataansvarlig",
+) -> None:
+    deviation_id = tx.conn.execute(
+        insert(deviations).returning(deviations.c.id),
+        {
+            "created_at": tx.now,
+            "kind": kind,
+            "outbox_id": outbox_id,
+            "summary": summary,
+            "detail": detail,
+            "responsible_function": responsible,
+            "created_by": ACTOR,
+        },
+    ).scalar_one()
+    tx.audit(
+        actor=ACTOR,
+        action="deviation.recorded",
+        entity="deviation",
+        entity_id=deviation_id,
+        reason=summary,
+        after={"kind": kind},
+    )
+    tx.event("deviation", "-", {"id": deviation_id, "kind": kind, "summary": summary})
+
+
+def pending_messages(tx: Tx, limit: int) -> list[PendingMessage]:
+    rows = tx.conn.execute(
+        select(outbox.c.id, outbox.c.control_id, outbox.c.message, outbox.c.state)
+        .where(outbox.c.state.in_(("pending", "sent")))
+        .order_by(outbox.c.id)
+        .limit(limit)
+    ).all()
+    if not rows:
+        return []
+    items = tx.conn.execute(
+        select(outbox_items.c.outbox_id, outbox_items.c.result_id)
+        .where(outbox_items.c.outbox_id.in_([r.id for r in rows]))
+        .order_by(outbox_items.c.result_id)
+    ).all()
+    by_outbox: dict[int, list[int]] = {}
+    for item in items:
+        by_outbox.setdefault(item.outbox_id, []).append(item.result_id)
+    return [
+        PendingMessage(r.id, r.control_id, r.message, r.state, tuple(by_outbox.get(r.id, ())))
+        for r in rows
+    ]
+
+
+def mark_sent(tx: Tx, pending: PendingMessage) -> None:
+    first = tx.conn.execute(
+        update(outbox)
+        .where(and_(outbox.c.id == pending.outbox_id, outbox.c.state == "pending"))
+        .values(
+            state="sent",
+            attempts=outbox.c.attempts + 1,
+            first_sent_at=tx.now,
+            last_attempt_at=tx.now,
+        )
+    ).rowcount
+    if first:
+        lifecycle.move(
+            tx,
+            pending.result_ids,
+            State.QUEUED,
+            State.SENT,
+            actor=ACTOR,
+            extra={"control_id": pending.control_id},
+        )
+    else:
+        tx.conn.execute(
+            update(outbox)
+            .where(outbox.c.id == pending.outbox_id)
+            .values(attempts=outbox.c.attempts + 1, last_attempt_at=tx.now)
+        )
+        tx.audit(
+            actor=ACTOR,
+            action="outbox.resent",
+            entity="outbox",
+            entity_id=pending.outbox_id,
+            reason=f"resent under the same control ID {pending.control_id}",
+        )
+
+
+def settle(tx: Tx, pending: PendingMessage, code: str, text: str) -> None:
+    """Apply the LIS answer: AA acknowledges, AE/AR rejects and records a deviation."""
+    accepted = code in ("AA", "CA")
+    new_state = "acknowledged" if accepted else "rejected"
+    tx.conn.execute(
+        update(outbox)
+        .where(outbox.c.id == pending.outbox_id)
+        .values(state=new_state, acked_at=tx.now, ack_code=code, ack_text=text)
+    )
+    tx.audit(
+        actor=ACTOR,
+        action=f"outbox.{new_state}",
+        entity="outbox",
+        entity_id=pending.outbox_id,
+        reason=f"LIS answered {code} {text}".strip(),
+        before={"state": "sent"},
+        after={"state": new_state, "ack_code": code},
+    )
+    lifecycle.move(
+        tx,
+        pending.result_ids,
+        State.SENT,
+        State.ACKNOWLEDGED if accepted else State.REJECTED,
+        actor="lis",
+        reason=f"ACK {code} for {pending.control_id}" + (f": {text}" if text else ""),
+        extra={"control_id": pending.control_id},
+    )
+    if not accepted:
+        record_deviation(
+            tx,
+            kind="lis_rejected",
+            summary=f"The LIS rejected message {pending.control_id} ({code})",
+            detail=text,
+            outbox_id=pending.outbox_id,
+        )
+
+
+class Forwarder:
+    """Owns the LIS connection; ``run`` drains the outbox until cancelled."""
+
+    def __init__(
+        self,
+        writer: GroupCommitWriter,
+        lis: LisConfig,
+        *,
+        clock: Callable[[], datetime] = lambda: datetime.now(UTC),
+        poll_s: float = 1.0,
+    ) -> None:
+        self._writer = writer
+        self._lis = lis
+        self._clock = clock
+        self._poll_s = poll_s
+        self._wake = asyncio.Event()
+        parts = urlsplit(lis.url)
+        self._host = parts.hostname or "127.0.0.1"
+        self._port = parts.port or 2575
+        self._reader: hl7.mllp.HL7StreamReader | None = None
+        self._stream: hl7.mllp.HL7StreamWriter | None = None
+        self._unsettled: list[Future[Any]] = []
+        self.connected = False
+        self.last_error = ""
+        self.sent = 0
+        self.acknowledged = 0
+        self.rejected = 0
+        self.retries = 0
+
+    def wake(self) -> None:
+        """Tell the forwarder that results were queued (called from the ingest path)."""
+        self._wake.set()
+
+    async def run(self) -> None:
+        try:
+            while True:
+                await self._fill_outbox()
+                pending = await self._writer.write(lambda tx: pending_messages(tx, 200))
+                if not pending:
+                    self._wake.clear()
+                    with contextlib.suppress(TimeoutError):
+                        await asyncio.wait_for(self._wake.wait(), self._poll_s)
+                    continue
+                for message in pending:
+                    await self._deliver(message)
+        finally:
+            await self._disconnect()
+
+    async def _fill_outbox(self) -> None:
+        size = self._lis.batch_size
+        while True:
+            queued = await self._writer.write(lambda tx: unassigned_queued(tx, size * 50))
+            if not queued:
+                return
+            built: list[tuple[str, str, Sequence[OutboundResult]]] = []
+            for start in range(0, len(queued), size):
+                batch = queued[start : start + size]
+                control_id = new_control_id()
+                try:
+                    text = build_oru(batch, control_id=control_id, now=self._clock(), lis=self._lis)
+                    if self._lis.validate_messages:
+                        validate_oru(text)
+                except GatewayError as exc:
+                    error = str(exc)
+                    log.error("LIS message could not be built: %s", error)
+                    await self._writer.write(
+                        lambda tx, b=batch, e=error: hold_unbuildable(tx, b, e)
+                    )
+                    continue
+                built.append((control_id, text, batch))
+            await self._writer.write(functools.partial(enqueue, built=built))
+            if len(queued) < size * 50:
+                return
+
+    async def _deliver(self, message: PendingMessage) -> None:
+        delay = self._lis.retry_initial_s
+        while True:
+            try:
+                code, text = await self._exchange(message)
+            except (ForwardError, ProtocolError, OSError, TimeoutError) as exc:
+                self.last_error = f"{exc.__class__.__name__}: {exc}"
+                self.retries += 1
+                log.warning(
+                    "LIS delivery of %s failed (%s); retry in %.1f s",
+                    message.control_id,
+                    self.last_error,
+                    delay,
+                )
+                await self._disconnect()
+                await asyncio.sleep(delay * random.uniform(0.8, 1.2))
+                delay = min(delay * 2, self._lis.retry_max_s)
+                continue
+            self._track(
+                self._writer.submit(
+                    functools.partial(settle, pending=message, code=code, text=text)
+                )
+            )
+            if code in ("AA", "CA"):
+                self.acknowledged += 1
+            else:
+                self.rejected += 1
+            self.last_error = ""
+            return
+
+    def _track(self, future: Future[Any]) -> None:
+        """Keep store writes that we do not wait for; fail loudly if one failed."""
+        self._unsettled.append(future)
+        if len(self._unsettled) > 256:
+            done = [f for f in self._unsettled if f.done()]
+            for f in done:
+                self._unsettled.remove(f)
+                if f.exception() is not None:
+                    raise ForwardError(f"outbox bookkeeping failed: {f.exception()}")
+
+    async def _exchange(self, message: PendingMessage) -> tuple[str, str]:
+        """Send one message and wait for its ACK; returns (code, text)."""
+        if self._stream is None or self._reader is None:
+            await self._connect()
+        assert self._stream is not None and self._reader is not None
+        self._track(self._writer.submit(lambda tx: mark_sent(tx, message)))
+        self._stream.writeblock(message.message.encode("utf-8"))
+        await self._stream.drain()
+        self.sent += 1
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + self._lis.ack_timeout_s
+        while True:
+            remaining = deadline - loop.time()
+            if remaining <= 0:
+                raise TimeoutError(
+                    f"no ACK for {message.control_id} within {self._lis.ack_timeout_s} s"
+                )
+            try:
+                block = await asyncio.wait_for(self._reader.readblock(), remaining)
+            except (asyncio.IncompleteReadError, ValueError, hl7.mllp.InvalidBlockError) as exc:
+                raise ForwardError(f"LIS connection broke or sent bad framing: {exc}") from exc
+            ack = parse_ack(block)
+            if ack.acked_control_id == message.control_id:
+                return ack.code, ack.text
+            log.warning(
+                "ignoring an ACK for %s while waiting for %s",
+                ack.acked_control_id,
+                message.control_id,
+            )
+
+    async def _connect(self) -> None:
+        try:
+            self._reader, self._stream = await asyncio.wait_for(
+                hl7.mllp.open_hl7_connection(self._host, self._port, encoding="utf-8"),
+                self._lis.ack_timeout_s,
+            )
+        except (OSError, TimeoutError) as exc:
+            raise ForwardError(f"cannot connect to the LIS at {self._lis.url}: {exc}") from exc
+        self.connected = True
+
+    async def _disconnect(self) -> None:
+        stream, self._stream, self._reader = self._stream, None, None
+        self.connected = False
+        if stream is not None:
+            stream.close()
+            with contextlib.suppress(Exception):
+                await stream.wait_closed()
+
+
+def holds_for(tx: Tx, result_ids: Sequence[int]) -> dict[int, list[Hold]]:
+    rows = tx.conn.execute(select(holds).where(holds.c.result_id.in_(list(result_ids)))).all()
+    out: dict[int, list[Hold]] = {}
+    for row in rows:
+        out.setdefault(row.result_id, []).append(
+            Hold(row.reason, row.detail, row.release_role, row.action)
+        )
+    return out

@@ -1,0 +1,66 @@
+"""Quarantine replay: decode a kept raw message again (after a driver fix) and ingest it."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from sqlalchemy import select, update
+
+from drivers.registry import DRIVERS
+from gateway.config import Config
+from gateway.ingest import IngestOutcome, _store_observations
+from gateway.rules import RULES, RuleContext
+from gateway.store.tables import quarantine, raw_messages
+from gateway.store.writer import Tx
+
+
+@dataclass(frozen=True, slots=True)
+class ReplayResult:
+    quarantine_id: int
+    ok: bool
+    detail: str
+    outcome: IngestOutcome | None = None
+
+
+def replay(
+    tx: Tx, quarantine_id: int, config: Config, context: RuleContext, actor: str
+) -> ReplayResult:
+    row = tx.conn.execute(
+        select(quarantine, raw_messages.c.raw, raw_messages.c.received_at.label("raw_at"))
+        .join(raw_messages, raw_messages.c.id == quarantine.c.raw_message_id)
+        .where(quarantine.c.id == quarantine_id)
+    ).first()
+    if row is None:
+        return ReplayResult(quarantine_id, False, "no such quarantine entry")
+    if row.state != "open":
+        return ReplayResult(quarantine_id, False, f"already {row.state}")
+    try:
+        driver_key = config.instrument(row.instrument_id).driver
+    except KeyError:
+        return ReplayResult(
+            quarantine_id, False, f"instrument {row.instrument_id!r} is not in the config"
+        )
+    message = DRIVERS[driver_key].decode(row.instrument_id, bytes(row.raw), row.raw_at)
+    if message.error is not None:
+        return ReplayResult(quarantine_id, False, f"still does not decode: {message.error}")
+    outcome = _store_observations(tx, row.raw_message_id, message.observations, context, RULES)
+    tx.conn.execute(
+        update(raw_messages)
+        .where(raw_messages.c.id == row.raw_message_id)
+        .values(outcome="stored", n_observations=len(message.observations))
+    )
+    tx.conn.execute(
+        update(quarantine)
+        .where(quarantine.c.id == quarantine_id)
+        .values(state="replayed", resolved_at=tx.now, resolved_by=actor)
+    )
+    tx.audit(
+        actor=actor,
+        action="quarantine.replayed",
+        entity="quarantine",
+        entity_id=quarantine_id,
+        reason=f"decoded on replay: {outcome.stored} result(s) stored",
+        before={"state": "open"},
+        after={"state": "replayed"},
+    )
+    return ReplayResult(quarantine_id, True, f"{outcome.stored} result(s) stored", outcome)

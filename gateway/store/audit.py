@@ -1,0 +1,142 @@
+"""The append-only, hash-chained audit log: append within a transaction, verify the chain."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from collections.abc import Iterator, Mapping
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import Connection, select, update
+
+from gateway.store.tables import audit, audit_head
+
+GENESIS = "0" * 64
+
+
+@dataclass(frozen=True, slots=True)
+class AuditEntry:
+    """One audit row before it is chained: who did what to which entity, why, before/after."""
+
+    at: datetime
+    actor: str
+    action: str
+    entity: str
+    entity_id: str
+    reason: str = ""
+    before: str = ""
+    after: str = ""
+
+
+def to_json(value: Mapping[str, Any] | None) -> str:
+    """Canonical JSON for before/after snapshots (sorted keys, datetimes as ISO strings)."""
+    if not value:
+        return ""
+    return json.dumps(value, sort_keys=True, separators=(",", ":"), default=str, ensure_ascii=False)
+
+
+def row_hash(row_id: int, entry: AuditEntry, prev_hash: str) -> str:
+    canonical = json.dumps(
+        [
+            row_id,
+            entry.at.isoformat(),
+            entry.actor,
+            entry.action,
+            entry.entity,
+            entry.entity_id,
+            entry.reason,
+            entry.before,
+            entry.after,
+            prev_hash,
+        ],
+        separators=(",", ":"),
+        ensure_ascii=False,
+    )
+    return hashlib.sha256(canonical.encode("utf-8")).hexdigest()
+
+
+def append(conn: Connection, entries: list[AuditEntry]) -> None:
+    """Chain and insert ``entries`` inside the caller's transaction.
+
+    The single ``audit_head`` row is read FOR UPDATE, so concurrent writers (the gateway and a
+    CLI command, or two gateway processes on PostgreSQL) serialise on it and the chain stays linear.
+    """
+    if not entries:
+        return
+    head = conn.execute(
+        select(audit_head.c.last_id, audit_head.c.last_hash)
+        .where(audit_head.c.id == 1)
+        .with_for_update()
+    ).one()
+    last_id, last_hash = int(head.last_id), str(head.last_hash)
+    rows = []
+    for entry in entries:
+        last_id += 1
+        digest = row_hash(last_id, entry, last_hash)
+        rows.append(
+            {
+                "id": last_id,
+                "at": entry.at,
+                "actor": entry.actor,
+                "action": entry.action,
+                "entity": entry.entity,
+                "entity_id": entry.entity_id,
+                "reason": entry.reason,
+                "before": entry.before,
+                "after": entry.after,
+                "prev_hash": last_hash,
+                "hash": digest,
+            }
+        )
+        last_hash = digest
+    conn.execute(audit.insert(), rows)
+    conn.execute(
+        update(audit_head).where(audit_head.c.id == 1).values(last_id=last_id, last_hash=last_hash)
+    )
+
+
+@dataclass(frozen=True, slots=True)
+class VerifyReport:
+    rows: int
+    ok: bool
+    first_bad_id: int | None = None
+    problem: str = ""
+
+
+def _rows(conn: Connection, batch: int = 5000) -> Iterator[Any]:
+    last = 0
+    while True:
+        chunk = conn.execute(
+            select(audit).where(audit.c.id > last).order_by(audit.c.id).limit(batch)
+        ).all()
+        if not chunk:
+            return
+        yield from chunk
+        last = int(chunk[-1].id)
+
+
+def verify(conn: Connection) -> VerifyReport:
+    """Recompute every hash; report the first row where the chain breaks."""
+    expected_prev = GENESIS
+    expected_id = 0
+    count = 0
+    for row in _rows(conn):
+        expected_id += 1
+        count += 1
+        if row.id != expected_id:
+            return VerifyReport(count, False, row.id, f"row {expected_id} is missing")
+        if row.prev_hash != expected_prev:
+            return VerifyReport(count, False, row.id, "prev_hash does not match the row before")
+        entry = AuditEntry(
+            row.at, row.actor, row.action, row.entity, row.entity_id, row.reason, row.before,
+            row.after,
+        )
+        if row_hash(row.id, entry, row.prev_hash) != row.hash:
+            return VerifyReport(count, False, row.id, "row content does not match its hash")
+        expected_prev = row.hash
+    head = conn.execute(select(audit_head).where(audit_head.c.id == 1)).one()
+    if head.last_id != expected_id or head.last_hash != expected_prev:
+        return VerifyReport(count, False, None, "the chain head does not match the last row")
+    return VerifyReport(count, True)

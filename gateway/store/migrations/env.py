@@ -1,0 +1,26 @@
+"""Alembic environment: runs migrations on the engine handed over by gateway.store.engine."""
+
+from __future__ import annotations
+
+from alembic import context
+from sqlalchemy import Engine
+
+from gateway.store.tables import metadata
+
+engine = context.config.attributes.get("engine")
+if not isinstance(engine, Engine):
+    from gateway.store.engine import make_engine
+
+    url = context.config.get_main_option("sqlalchemy.url")
+    assert url, "set sqlalchemy.url or pass an engine"
+    engine = make_engine(url)
+
+with engine.connect() as connection:
+    context.configure(
+        connection=connection,
+        target_metadata=metadata,
+        render_as_batch=connection.dialect.name == "sqlite",
+    )
+    with context.begin_transaction():
+        context.run_migrations()
+    connection.commit()

@@ -1,0 +1,241 @@
+"""Read-side queries shared by the CLI, the web pages, the demo and the tests."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from sqlalchemy import Connection, func, select
+
+from gateway.national_id import mask
+from gateway.store.tables import (
+    deviations,
+    holds,
+    instruments,
+    outbox,
+    outbox_items,
+    qc_results,
+    quarantine,
+    raw_messages,
+    results,
+)
+
+
+@dataclass(frozen=True, slots=True)
+class Summary:
+    """Counts over the whole store; the demo's summary JSON is built from this."""
+
+    received: int
+    by_state: dict[str, int] = field(default_factory=dict)
+    held_by_reason: dict[str, int] = field(default_factory=dict)
+    quarantined: int = 0
+    qc: int = 0
+    raw_messages: int = 0
+    outbox_by_state: dict[str, int] = field(default_factory=dict)
+    deviations: int = 0
+
+
+def summary(conn: Connection) -> Summary:
+    by_state = {
+        str(state): int(n)
+        for state, n in conn.execute(
+            select(results.c.state, func.count()).group_by(results.c.state)
+        ).all()
+    }
+    held_by_reason = {
+        str(reason): int(n)
+        for reason, n in conn.execute(
+            select(holds.c.reason, func.count(func.distinct(holds.c.result_id)))
+            .join(results, results.c.id == holds.c.result_id)
+            .where(holds.c.released_at.is_(None), results.c.state == "held")
+            .group_by(holds.c.reason)
+        ).all()
+    }
+    outbox_by_state = {
+        str(state): int(n)
+        for state, n in conn.execute(
+            select(outbox.c.state, func.count()).group_by(outbox.c.state)
+        ).all()
+    }
+    return Summary(
+        received=sum(by_state.values()),
+        by_state=by_state,
+        held_by_reason=held_by_reason,
+        quarantined=int(conn.execute(select(func.count()).select_from(quarantine)).scalar_one()),
+        qc=int(conn.execute(select(func.count()).select_from(qc_results)).scalar_one()),
+        raw_messages=int(conn.execute(select(func.count()).select_from(raw_messages)).scalar_one()),
+        outbox_by_state=outbox_by_state,
+        deviations=int(conn.execute(select(func.count()).select_from(deviations)).scalar_one()),
+    )
+
+
+def _holds_by_result(conn: Connection, ids: Sequence[int]) -> dict[int, list[dict[str, Any]]]:
+    out: dict[int, list[dict[str, Any]]] = {}
+    if not ids:
+        return out
+    for row in conn.execute(
+        select(holds).where(holds.c.result_id.in_(list(ids))).order_by(holds.c.id)
+    ).all():
+        out.setdefault(row.result_id, []).append(
+            {
+                "reason": row.reason,
+                "detail": row.detail,
+                "action": row.action,
+                "release_role": row.release_role,
+                "released": row.released_at is not None,
+            }
+        )
+    return out
+
+
+def result_dict(row: Any, holds_: list[dict[str, Any]], *, show_patient: bool) -> dict[str, Any]:
+    return {
+        "id": row.id,
+        "instrument": row.instrument_id,
+        "test": row.test_code,
+        "nlk": row.nlk_code,
+        "name": row.test_name,
+        "value": row.value,
+        "unit": row.unit,
+        "reference_range": row.reference_range,
+        "flags": [f for f in row.abnormal_flags.split("~") if f],
+        "method": row.method,
+        "state": row.state,
+        "holds": holds_,
+        "operator": row.operator_id,
+        "specimen": row.specimen_id,
+        "patient_id": row.patient_id if show_patient else mask(row.patient_id),
+        "result_status": row.result_status,
+        "correction_of": row.correction_of,
+        "performed_at": row.performed_at.isoformat() if row.performed_at else None,
+        "received_at": row.created_at.isoformat(),
+    }
+
+
+def list_results(
+    conn: Connection,
+    *,
+    state: str | None = None,
+    instrument: str | None = None,
+    limit: int = 100,
+    show_patient: bool = False,
+) -> list[dict[str, Any]]:
+    query = select(results).order_by(results.c.id.desc()).limit(limit)
+    if state:
+        query = query.where(results.c.state == state)
+    if instrument:
+        query = query.where(results.c.instrument_id == instrument)
+    rows = conn.execute(query).all()
+    by_result = _holds_by_result(conn, [r.id for r in rows])
+    return [result_dict(r, by_result.get(r.id, []), show_patient=show_patient) for r in rows]
+
+
+def get_result(
+    conn: Connection, result_id: int, *, show_patient: bool = False
+) -> dict[str, Any] | None:
+    row = conn.execute(select(results).where(results.c.id == result_id)).first()
+    if row is None:
+        return None
+    data = result_dict(
+        row, _holds_by_result(conn, [row.id]).get(row.id, []), show_patient=show_patient
+    )
+    data["outbox"] = [
+        {"id": o.id, "control_id": o.control_id, "state": o.state, "ack_code": o.ack_code}
+        for o in conn.execute(
+            select(outbox.c.id, outbox.c.control_id, outbox.c.state, outbox.c.ack_code)
+            .join(outbox_items, outbox_items.c.outbox_id == outbox.c.id)
+            .where(outbox_items.c.result_id == result_id)
+            .order_by(outbox.c.id)
+        ).all()
+    ]
+    return data
+
+
+def outbox_status(conn: Connection, *, limit: int = 50) -> dict[str, Any]:
+    counts = {
+        str(s): int(n)
+        for s, n in conn.execute(select(outbox.c.state, func.count()).group_by(outbox.c.state))
+    }
+    rows = conn.execute(select(outbox).order_by(outbox.c.id.desc()).limit(limit)).all()
+    oldest_waiting = conn.execute(
+        select(func.min(outbox.c.created_at)).where(outbox.c.state.in_(("pending", "sent")))
+    ).scalar_one()
+    return {
+        "counts": counts,
+        "oldest_waiting_at": oldest_waiting.isoformat() if oldest_waiting else None,
+        "messages": [
+            {
+                "id": r.id,
+                "control_id": r.control_id,
+                "state": r.state,
+                "results": r.n_results,
+                "attempts": r.attempts,
+                "created_at": r.created_at.isoformat(),
+                "acked_at": r.acked_at.isoformat() if r.acked_at else None,
+                "ack_code": r.ack_code,
+                "ack_text": r.ack_text,
+            }
+            for r in rows
+        ],
+    }
+
+
+def list_quarantine(
+    conn: Connection, *, state: str | None = None, limit: int = 100
+) -> list[dict[str, Any]]:
+    query = (
+        select(quarantine, raw_messages.c.protocol, func.length(raw_messages.c.raw).label("size"))
+        .join(raw_messages, raw_messages.c.id == quarantine.c.raw_message_id)
+        .order_by(quarantine.c.id.desc())
+        .limit(limit)
+    )
+    if state:
+        query = query.where(quarantine.c.state == state)
+    return [
+        {
+            "id": r.id,
+            "instrument": r.instrument_id,
+            "received_at": r.received_at.isoformat(),
+            "protocol": r.protocol,
+            "field": r.field,
+            "error": r.error,
+            "state": r.state,
+            "bytes": int(r.size),
+        }
+        for r in conn.execute(query).all()
+    ]
+
+
+def list_instruments(conn: Connection) -> list[dict[str, Any]]:
+    return [
+        {
+            "id": r.id,
+            "driver": r.driver,
+            "url": r.url,
+            "connected": bool(r.connected),
+            "detail": r.state_detail,
+            "last_seen_at": r.last_seen_at.isoformat() if r.last_seen_at else None,
+            "last_message_at": r.last_message_at.isoformat() if r.last_message_at else None,
+            "messages": r.messages_received,
+        }
+        for r in conn.execute(select(instruments).order_by(instruments.c.id)).all()
+    ]
+
+
+def list_deviations(conn: Connection, *, limit: int = 100) -> list[dict[str, Any]]:
+    return [
+        {
+            "id": r.id,
+            "created_at": r.created_at.isoformat(),
+            "kind": r.kind,
+            "instrument": r.instrument_id,
+            "summary": r.summary,
+            "detail": r.detail,
+            "responsible": r.responsible_function,
+            "state": r.state,
+        }
+        for r in conn.execute(
+            select(deviations).order_by(deviations.c.id.desc()).limit(limit)
+        ).all()
+    ]

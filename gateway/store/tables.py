@@ -1,0 +1,233 @@
+"""The database schema as SQLAlchemy Core tables (the Alembic migrations create exactly these)."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from typing import Any
+
+from sqlalchemy import (
+    Boolean,
+    Column,
+    DateTime,
+    ForeignKey,
+    Index,
+    Integer,
+    LargeBinary,
+    MetaData,
+    String,
+    Table,
+    Text,
+    UniqueConstraint,
+)
+from sqlalchemy.engine import Dialect
+from sqlalchemy.types import TypeDecorator
+
+
+class UtcDateTime(TypeDecorator[datetime]):
+    """Stores aware datetimes as UTC and always returns them aware (SQLite drops the offset)."""
+
+    impl = DateTime(timezone=True)
+    cache_ok = True
+
+    def process_bind_param(self, value: Any, dialect: Dialect) -> datetime | None:
+        if value is None:
+            return None
+        if not isinstance(value, datetime) or value.tzinfo is None:
+            raise ValueError(f"naive or non-datetime value {value!r}: store aware datetimes only")
+        return value.astimezone(UTC)
+
+    def process_result_value(self, value: Any, dialect: Dialect) -> datetime | None:
+        if value is None:
+            return None
+        assert isinstance(value, datetime)
+        if value.tzinfo is None:
+            return value.replace(tzinfo=UTC)
+        return value.astimezone(UTC)
+
+metadata = MetaData(
+    naming_convention={
+        "ix": "ix_%(column_0_label)s",
+        "uq": "uq_%(table_name)s_%(column_0_name)s",
+        "fk": "fk_%(table_name)s_%(column_0_name)s_%(referred_table_name)s",
+        "pk": "pk_%(table_name)s",
+    }
+)
+
+TZ = UtcDateTime()
+
+instruments = Table(
+    "instruments",
+    metadata,
+    Column("id", String(64), primary_key=True),
+    Column("driver", String(64), nullable=False),
+    Column("url", String(255), nullable=False),
+    Column("connected", Boolean, nullable=False, default=False),
+    Column("state_detail", String(255), nullable=False, default=""),
+    Column("last_seen_at", TZ),
+    Column("last_message_at", TZ),
+    Column("messages_received", Integer, nullable=False, default=0),
+)
+
+raw_messages = Table(
+    "raw_messages",
+    metadata,
+    Column("id", Integer, primary_key=True),
+    Column("instrument_id", String(64), nullable=False),
+    Column("protocol", String(32), nullable=False),
+    Column("received_at", TZ, nullable=False),
+    Column("raw", LargeBinary, nullable=False),
+    Column("digest", String(64), nullable=False),
+    Column("control_id", String(64), nullable=False, default=""),
+    Column("outcome", String(16), nullable=False),  # stored | quarantined
+    Column("n_observations", Integer, nullable=False, default=0),
+    Index("ix_raw_messages_instrument_digest", "instrument_id", "digest"),
+)
+
+quarantine = Table(
+    "quarantine",
+    metadata,
+    Column("id", Integer, primary_key=True),
+    Column("raw_message_id", Integer, ForeignKey("raw_messages.id"), nullable=False),
+    Column("instrument_id", String(64), nullable=False),
+    Column("received_at", TZ, nullable=False),
+    Column("error", Text, nullable=False),
+    Column("field", String(64), nullable=False, default=""),
+    Column("state", String(16), nullable=False, default="open"),  # open | replayed | discarded
+    Column("resolved_at", TZ),
+    Column("resolved_by", String(64)),
+)
+
+results = Table(
+    "results",
+    metadata,
+    Column("id", Integer, primary_key=True),
+    Column("raw_message_id", Integer, ForeignKey("raw_messages.id")),
+    Column("instrument_id", String(64), nullable=False),
+    Column("test_code", String(64), nullable=False),
+    Column("nlk_code", String(32), nullable=False, default=""),
+    Column("test_name", String(255), nullable=False, default=""),
+    Column("value", Text, nullable=False),
+    Column("value_type", String(4), nullable=False),
+    Column("unit", String(64), nullable=False, default=""),
+    Column("reference_range", String(64), nullable=False, default=""),
+    Column("abnormal_flags", String(64), nullable=False, default=""),
+    Column("method", String(16), nullable=False),
+    Column("performed_at", TZ),
+    Column("operator_id", String(64), nullable=False, default=""),
+    Column("specimen_id", String(64), nullable=False, default=""),
+    Column("patient_id", String(32), nullable=False, default=""),
+    Column("result_status", String(2), nullable=False, default="F"),
+    Column("comment", Text, nullable=False, default=""),
+    Column("instrument_serial", String(64), nullable=False, default=""),
+    Column("state", String(16), nullable=False),
+    Column("correction_of", Integer, ForeignKey("results.id")),
+    Column("fingerprint", String(64), nullable=False),
+    Column("created_at", TZ, nullable=False),
+    Column("updated_at", TZ, nullable=False),
+    UniqueConstraint("fingerprint"),
+    Index("ix_results_state", "state"),
+    Index("ix_results_specimen", "instrument_id", "specimen_id", "test_code"),
+)
+
+qc_results = Table(
+    "qc_results",
+    metadata,
+    Column("id", Integer, primary_key=True),
+    Column("raw_message_id", Integer, ForeignKey("raw_messages.id")),
+    Column("instrument_id", String(64), nullable=False),
+    Column("test_code", String(64), nullable=False),
+    Column("nlk_code", String(32), nullable=False, default=""),
+    Column("value", Text, nullable=False),
+    Column("unit", String(64), nullable=False, default=""),
+    Column("control_lot", String(64), nullable=False, default=""),
+    Column("control_level", String(32), nullable=False, default=""),
+    Column("performed_at", TZ),
+    Column("operator_id", String(64), nullable=False, default=""),
+    Column("fingerprint", String(64), nullable=False),
+    Column("created_at", TZ, nullable=False),
+    UniqueConstraint("fingerprint"),
+)
+
+holds = Table(
+    "holds",
+    metadata,
+    Column("id", Integer, primary_key=True),
+    Column("result_id", Integer, ForeignKey("results.id"), nullable=False),
+    Column("reason", String(64), nullable=False),
+    Column("detail", Text, nullable=False, default=""),
+    Column("action", Text, nullable=False, default=""),
+    Column("release_role", String(64), nullable=False, default=""),
+    Column("created_at", TZ, nullable=False),
+    Column("released_at", TZ),
+    Column("released_by", String(64)),
+    Column("release_note", Text),
+    Index("ix_holds_result", "result_id"),
+)
+
+outbox = Table(
+    "outbox",
+    metadata,
+    Column("id", Integer, primary_key=True),
+    Column("control_id", String(64), nullable=False),
+    Column("message", Text, nullable=False),
+    Column("n_results", Integer, nullable=False),
+    Column("state", String(16), nullable=False),  # pending | sent | acknowledged | rejected
+    Column("attempts", Integer, nullable=False, default=0),
+    Column("created_at", TZ, nullable=False),
+    Column("first_sent_at", TZ),
+    Column("last_attempt_at", TZ),
+    Column("acked_at", TZ),
+    Column("ack_code", String(4), nullable=False, default=""),
+    Column("ack_text", Text, nullable=False, default=""),
+    UniqueConstraint("control_id"),
+    Index("ix_outbox_state", "state"),
+)
+
+outbox_items = Table(
+    "outbox_items",
+    metadata,
+    Column("outbox_id", Integer, ForeignKey("outbox.id"), primary_key=True),
+    Column("result_id", Integer, ForeignKey("results.id"), primary_key=True),
+    Column("corrected", Boolean, nullable=False, default=False),
+    Index("ix_outbox_items_result", "result_id"),
+)
+
+deviations = Table(
+    "deviations",
+    metadata,
+    Column("id", Integer, primary_key=True),
+    Column("created_at", TZ, nullable=False),
+    Column("kind", String(64), nullable=False),
+    Column("instrument_id", String(64), nullable=False, default=""),
+    Column("result_id", Integer),
+    Column("outbox_id", Integer),
+    Column("summary", Text, nullable=False),
+    Column("detail", Text, nullable=False, default=""),
+    Column("responsible_function", String(64), nullable=False, default=""),
+    Column("state", String(16), nullable=False, default="open"),
+    Column("created_by", String(64), nullable=False),
+)
+
+audit = Table(
+    "audit",
+    metadata,
+    Column("id", Integer, primary_key=True, autoincrement=False),
+    Column("at", TZ, nullable=False),
+    Column("actor", String(64), nullable=False),
+    Column("action", String(64), nullable=False),
+    Column("entity", String(32), nullable=False),
+    Column("entity_id", String(64), nullable=False),
+    Column("reason", Text, nullable=False, default=""),
+    Column("before", Text, nullable=False, default=""),
+    Column("after", Text, nullable=False, default=""),
+    Column("prev_hash", String(64), nullable=False),
+    Column("hash", String(64), nullable=False),
+)
+
+audit_head = Table(
+    "audit_head",
+    metadata,
+    Column("id", Integer, primary_key=True, autoincrement=False),
+    Column("last_id", Integer, nullable=False),
+    Column("last_hash", String(64), nullable=False),
+)

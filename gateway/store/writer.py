@@ -1,0 +1,187 @@
+"""Group commit: one writer thread runs queued jobs in shared transactions and fsyncs once.
+
+Durability is kept: a job's future resolves only after the transaction holding it committed,
+so "stored before ACK" holds while many analysers share one fsync. A failing job does not
+poison its batch: the batch is rolled back and its jobs re-run one transaction each.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import queue
+import threading
+from collections.abc import Callable, Mapping
+from concurrent.futures import Future
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any, TypeVar
+
+from sqlalchemy import Connection, Engine
+
+from gateway.errors import StoreError
+from gateway.store import audit as audit_log
+
+T = TypeVar("T")
+log = logging.getLogger(__name__)
+
+Event = tuple[str, str, Mapping[str, Any]]
+
+
+@dataclass(slots=True)
+class Tx:
+    """What a job gets: the connection, the batch's clock, and buffers flushed at commit."""
+
+    conn: Connection
+    now: datetime
+    audit_entries: list[audit_log.AuditEntry] = field(default_factory=list)
+    events: list[Event] = field(default_factory=list)
+
+    def audit(
+        self,
+        *,
+        actor: str,
+        action: str,
+        entity: str,
+        entity_id: object,
+        reason: str = "",
+        before: Mapping[str, Any] | None = None,
+        after: Mapping[str, Any] | None = None,
+    ) -> None:
+        self.audit_entries.append(
+            audit_log.AuditEntry(
+                self.now,
+                actor,
+                action,
+                entity,
+                str(entity_id),
+                reason,
+                audit_log.to_json(before),
+                audit_log.to_json(after),
+            )
+        )
+
+    def event(self, kind: str, instrument: str, payload: Mapping[str, Any]) -> None:
+        """Publish ``payload`` on the bus once (and only if) this transaction commits."""
+        self.events.append((kind, instrument, payload))
+
+
+Job = Callable[[Tx], Any]
+
+
+def run_in_transaction(engine: Engine, job: Callable[[Tx], T], now: datetime | None = None) -> T:
+    """Run one job in its own transaction (CLI commands and tests use this directly)."""
+    outcomes, _events = _run_batch(engine, [job], now or datetime.now(UTC))
+    if isinstance(outcomes[0], BaseException):
+        raise outcomes[0]
+    return outcomes[0]  # type: ignore[no-any-return]
+
+
+def _run_batch(engine: Engine, jobs: list[Job], now: datetime) -> tuple[list[Any], list[Event]]:
+    """Run jobs in one transaction; if any fails, run each alone.
+
+    Returns one outcome per job (its result, or the exception it raised) and the events of the
+    transactions that committed.
+    """
+    try:
+        with engine.begin() as conn:
+            tx = Tx(conn, now)
+            outcomes = [job(tx) for job in jobs]
+            audit_log.append(conn, tx.audit_entries)
+        return outcomes, tx.events
+    except Exception as exc:
+        if len(jobs) == 1:
+            return [_translate(exc)], []
+    outcomes, events = [], []
+    for job in jobs:
+        single, single_events = _run_batch(engine, [job], now)
+        outcomes.extend(single)
+        events.extend(single_events)
+    return outcomes, events
+
+
+def _translate(exc: Exception) -> BaseException:
+    from sqlalchemy.exc import SQLAlchemyError
+
+    if isinstance(exc, SQLAlchemyError):
+        error = StoreError(f"database write failed: {exc.__class__.__name__}: {exc}")
+        error.__cause__ = exc
+        return error
+    return exc
+
+
+class GroupCommitWriter:
+    """Owns the writer thread. ``submit`` is thread-safe; ``write`` awaits from asyncio."""
+
+    def __init__(
+        self,
+        engine: Engine,
+        *,
+        max_batch: int = 500,
+        on_events: Callable[[list[Event]], None] | None = None,
+    ) -> None:
+        self._engine = engine
+        self._max_batch = max_batch
+        self._queue: queue.SimpleQueue[tuple[Job, Future[Any]] | None] = queue.SimpleQueue()
+        self._on_events = on_events
+        self._thread: threading.Thread | None = None
+        self.batches = 0
+        self.jobs = 0
+
+    def start(self) -> None:
+        if self._thread is None:
+            self._thread = threading.Thread(target=self._loop, name="trygg-writer", daemon=True)
+            self._thread.start()
+
+    def stop(self) -> None:
+        """Finish queued jobs, then end the thread."""
+        if self._thread is not None:
+            self._queue.put(None)
+            self._thread.join()
+            self._thread = None
+
+    def submit(self, job: Callable[[Tx], T]) -> Future[T]:
+        future: Future[T] = Future()
+        self._queue.put((job, future))
+        return future
+
+    async def write(self, job: Callable[[Tx], T]) -> T:
+        return await asyncio.wrap_future(self.submit(job))
+
+    def _loop(self) -> None:
+        stopping = False
+        while not stopping:
+            first = self._queue.get()
+            if first is None:
+                break
+            batch = [first]
+            while len(batch) < self._max_batch:
+                try:
+                    item = self._queue.get_nowait()
+                except queue.Empty:
+                    break
+                if item is None:
+                    stopping = True
+                    break
+                batch.append(item)
+            self._run(batch)
+
+    def _run(self, batch: list[tuple[Job, Future[Any]]]) -> None:
+        jobs = [job for job, _ in batch]
+        try:
+            outcomes, events = _run_batch(self._engine, jobs, datetime.now(UTC))
+        except Exception as exc:  # the database is gone: fail every job, keep the thread alive
+            log.error("writer batch failed: %s", exc.__class__.__name__)
+            outcomes, events = [_translate(exc) for _ in jobs], []
+        self.batches += 1
+        self.jobs += len(jobs)
+        for (_, future), outcome in zip(batch, outcomes, strict=True):
+            if isinstance(outcome, BaseException):
+                future.set_exception(outcome)
+            else:
+                future.set_result(outcome)
+        if events and self._on_events is not None:
+            try:
+                self._on_events(events)
+            except Exception:
+                log.exception("event hand-off failed")
