@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -168,7 +168,14 @@ class Gateway:
 
         from gateway.web.app import create_app
 
-        server = uvicorn.Server(
+        class _Server(uvicorn.Server):
+            """Leaves signals to the gateway: Ctrl-C cancels the TaskGroup, which stops us."""
+
+            @contextlib.contextmanager
+            def capture_signals(self) -> Iterator[None]:
+                yield
+
+        server = _Server(
             uvicorn.Config(
                 create_app(self.config, self.engine, gateway=self),
                 host=self.config.web.host,
@@ -177,7 +184,6 @@ class Gateway:
                 lifespan="off",
             )
         )
-        server.install_signal_handlers = lambda: None  # type: ignore[method-assign]
         try:
             await server.serve()
         finally:

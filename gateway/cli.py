@@ -4,12 +4,13 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import json
 import logging
 import sys
 from dataclasses import asdict
 from pathlib import Path
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal
 
 import typer
 from rich.console import Console
@@ -147,6 +148,7 @@ def lis_sim(
     if validate not in ("basic", "hl7apy"):
         err.print("--validate must be basic or hl7apy")
         raise typer.Exit(2)
+    mode: Literal["basic", "hl7apy"] = "basic" if validate == "basic" else "hl7apy"
     options = LisSimOptions(
         host=host or "127.0.0.1",
         port=int(port),
@@ -157,7 +159,7 @@ def lis_sim(
         drop_share=drop_share,
         down_after=down_after,
         down_for_s=down_for,
-        validate=validate,  # type: ignore[arg-type]
+        validate=mode,
         seed=seed,
     )
     console.print(f"LIS simulator on {listen}" + (f", recording to {record}" if record else ""))
@@ -214,7 +216,7 @@ def list_drivers(as_json: JsonFlag = False) -> None:
     """List the registered driver keys."""
     from drivers.registry import DRIVERS
 
-    rows = [
+    rows: list[dict[str, Any]] = [
         {"key": s.key, "protocol": s.protocol, "roles": list(s.roles), "description": s.description}
         for s in DRIVERS.values()
     ]
@@ -406,7 +408,10 @@ def quarantine_replay(
     context = context_from_config(cfg)
     failures = 0
     for qid in ids:
-        outcome = run_in_transaction(engine, lambda tx, q=qid: replay(tx, q, cfg, context, by))
+        outcome = run_in_transaction(
+            engine,
+            functools.partial(replay, quarantine_id=qid, config=cfg, context=context, actor=by),
+        )
         failures += not outcome.ok
         console.print(
             f"#{qid}: {'[green]replayed[/]' if outcome.ok else '[red]not replayed[/]'}"
@@ -443,3 +448,7 @@ def main() -> None:
     except GatewayError as exc:
         err.print(f"[red]Error:[/] {exc}")
         sys.exit(2)
+
+
+if __name__ == "__main__":
+    main()

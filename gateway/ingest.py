@@ -265,7 +265,7 @@ def _store_observations(
         return IngestOutcome(raw_id, qc=qc_stored, duplicates=duplicates)
 
     ids = [int(i) for i in conn.execute(insert(results).returning(results.c.id), rows).scalars()]
-    hold_rows = []
+    hold_rows: list[dict[str, Any]] = []
     held_ids: list[int] = []
     queued_ids: list[int] = []
     for result_id, row, found in zip(ids, rows, hold_lists, strict=True):

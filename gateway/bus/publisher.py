@@ -3,8 +3,8 @@
 Events tell, the database is the truth: ``publish`` never blocks and never raises, it only puts
 a JSON event on a bounded in-memory queue (dropping the oldest when full). ``MqttBus.run`` is the
 supervisor that drains the queue to the broker with QoS 1 and reconnects with capped, jittered
-exponential back-off. Delivery is at least once: a batch cut by a broken connection is sent
-again, so a subscriber may see an event twice (``seq`` and ``at`` tell duplicates apart).
+exponential back-off. Delivery is at least once: events in flight when a connection breaks are
+sent again, so a subscriber may see an event twice (``seq`` and ``at`` tell duplicates apart).
 
 ``publish`` may be called from the event loop or from any thread (the group-commit writer hands
 its events over from its own thread). Nothing here logs event contents, only counts and broker
@@ -14,6 +14,7 @@ state, because events may carry patient data.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import itertools
 import json
 import logging
@@ -22,7 +23,7 @@ import secrets
 import socket
 import threading
 from collections import deque
-from collections.abc import Mapping
+from collections.abc import AsyncIterator, Mapping
 from datetime import UTC, datetime
 from typing import Protocol
 from urllib.parse import urlsplit
@@ -33,7 +34,7 @@ from gateway.config import MqttConfig
 
 log = logging.getLogger(__name__)
 
-_BATCH = 100  # events in flight at once (QoS 1, awaiting PUBACK)
+_WINDOW = 100  # events in flight at once (QoS 1, awaiting PUBACK)
 _CONNECT_TIMEOUT_S = 10.0  # CONNACK and PUBACK timeout
 _KEEPALIVE_S = 30
 _TOPIC_UNSAFE = str.maketrans({"/": "_", "+": "_", "#": "_", "\0": "_"})
@@ -151,10 +152,6 @@ class MqttBus:
         except RuntimeError:  # the loop closed under us; the events stay queued
             pass
 
-    def _take(self, limit: int) -> list[_Item]:
-        with self._lock:
-            return [self._queue.popleft() for _ in range(min(limit, len(self._queue)))]
-
     def _requeue(self, items: list[_Item]) -> None:
         """Put unacknowledged events back at the front; if there is no room they are the oldest."""
         with self._lock:
@@ -207,13 +204,12 @@ class MqttBus:
             clean_session=True,
             keepalive=_KEEPALIVE_S,
             timeout=_CONNECT_TIMEOUT_S,
-            max_inflight_messages=_BATCH,
-            # without it Nagle holds our small PUBLISH packets back while PUBACKs are pending,
-            # and the broker's delayed ACKs turn that into ~40 ms stalls (300 events/s)
+            max_inflight_messages=_WINDOW,
+            # send each event now: Nagle would hold a lone small PUBLISH until an ACK comes back
             socket_options=[(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)],
         )
-        client.pending_calls_threshold = _BATCH + 10
-        async with client:
+        client.pending_calls_threshold = _WINDOW + 10
+        async with _connection(client):
             self.connected = True
             log.info(
                 "MQTT connected to %s:%d; %d events queued, %d dropped so far",
@@ -227,38 +223,55 @@ class MqttBus:
                 tasks.create_task(self._drain(client))
 
     async def _drain(self, client: aiomqtt.Client) -> None:
-        while True:
-            batch = self._take(_BATCH)
-            if batch:
-                await self._send(client, batch)
-            else:
-                await self._wait_for_events()
+        """Keep up to ``_WINDOW`` events in flight; on any failure put the unacknowledged back."""
+        inflight: dict[int, _Item] = {}  # insertion order is queue order
+        slots = asyncio.Semaphore(_WINDOW)
 
-    async def _wait_for_events(self) -> None:
-        wakeup = self._wakeup
-        assert wakeup is not None, "only called from run()"
-        with self._lock:
-            if self._queue:
-                return
-            wakeup.clear()  # under the lock: a publish after this sees an empty queue and wakes us
-        await wakeup.wait()
-
-    async def _send(self, client: aiomqtt.Client, batch: list[_Item]) -> None:
-        acked = [False] * len(batch)
-
-        async def send_one(index: int, topic: str, data: bytes) -> None:
-            await client.publish(topic, data, qos=1)
-            acked[index] = True
-            self.published += 1
+        async def send(key: int, topic: str, data: bytes) -> None:
+            try:
+                await client.publish(topic, data, qos=1)
+                del inflight[key]
+                self.published += 1
+            finally:
+                slots.release()
 
         try:
             async with asyncio.TaskGroup() as tasks:
-                for index, (topic, data) in enumerate(batch):
-                    tasks.create_task(send_one(index, topic, data))
+                for key in itertools.count():
+                    await slots.acquire()
+                    item = await self._next_event()
+                    inflight[key] = item
+                    tasks.create_task(send(key, *item))
         finally:
-            unacked = [item for item, ok in zip(batch, acked, strict=True) if not ok]
-            if unacked:
-                self._requeue(unacked)
+            if inflight:
+                self._requeue(list(inflight.values()))
+
+    async def _next_event(self) -> _Item:
+        wakeup = self._wakeup
+        assert wakeup is not None, "only called from run()"
+        while True:
+            with self._lock:
+                if self._queue:
+                    return self._queue.popleft()
+                wakeup.clear()  # under the lock: a publish after this sees an empty queue, wakes us
+            await wakeup.wait()
+
+
+@contextlib.asynccontextmanager
+async def _connection(client: aiomqtt.Client) -> AsyncIterator[None]:
+    """``async with client``, but a connection attempt that fails or is cancelled is closed."""
+    try:
+        await client.__aenter__()
+    except BaseException:
+        # aiomqtt 2.x leaves the socket open (its reader still registered) when the wait for
+        # CONNACK times out or is cancelled; close it through paho so nothing leaks.
+        with contextlib.suppress(Exception):
+            client._client._sock_close()
+        raise
+    try:
+        yield
+    finally:
+        await client.__aexit__(None, None, None)
 
 
 async def _watch(client: aiomqtt.Client) -> None:

@@ -357,7 +357,7 @@ class Forwarder:
                     error = str(exc)
                     log.error("LIS message could not be built: %s", error)
                     await self._writer.write(
-                        lambda tx, b=batch, e=error: hold_unbuildable(tx, b, e)
+                        functools.partial(hold_unbuildable, batch=batch, error=error)
                     )
                     continue
                 built.append((control_id, text, batch))

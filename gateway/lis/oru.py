@@ -13,6 +13,7 @@ from hl7apy.parser import parse_message
 from gateway.config import LisConfig
 from gateway.errors import LocalProtocolError
 from gateway.model import Method, Result
+from gateway.national_id import classify
 
 # Encoding (HL7 v2.5.1 chapter 2.5.4 and 2.7): the standard delimiters, segments end in CR.
 SEGMENT_SEPARATOR = "\r"
@@ -96,24 +97,27 @@ D_NUMMER = NationalIdKind("D-nummer", "NO-DNR", D_NUMMER_OID)
 H_NUMMER = NationalIdKind("H-nummer", "NO-HNR", H_NUMMER_OID)
 FH_NUMMER = NationalIdKind("FH-nummer", "NO-FHN", FH_NUMMER_OID)
 _KIND_BY_OID = {kind.oid: kind for kind in (FODSELSNUMMER, D_NUMMER, H_NUMMER, FH_NUMMER)}
+_KIND_BY_NAME: dict[str, NationalIdKind] = {
+    "fnr": FODSELSNUMMER,
+    "dnr": D_NUMMER,
+    "hnr": H_NUMMER,
+    "fhnr": FH_NUMMER,
+}
 
 
 def national_id_kind(patient_id: str) -> NationalIdKind:
-    """Classify an 11-digit Norwegian ID by its digits (check digits are the rules' job).
+    """The identifier system of a Norwegian person number, for PID-3's assigning authority.
 
-    D-nummer: first digit + 4 (4-7). FH-nummer: first digit 8 or 9. H-nummer: third digit + 4
-    (4-5). Anything else is a fødselsnummer, including synthetic test numbers (month + 80).
+    Uses the shape only (``gateway.national_id.classify``): check digits are the patient-id
+    rule's business, and a result whose hold was released must still be sendable. Tenor
+    synthetic numbers (test environments) count as fødselsnummer, or D-nummer when day + 40.
     """
-    if len(patient_id) != 11 or not patient_id.isascii() or not patient_id.isdigit():
-        raise LocalProtocolError("patient id is not an 11-digit Norwegian ID", field="PID-3")
-    first, third = int(patient_id[0]), int(patient_id[2])
-    if first >= 8:
-        return FH_NUMMER
-    if first >= 4:
-        return D_NUMMER
-    if third in (4, 5):
-        return H_NUMMER
-    return FODSELSNUMMER
+    kind = classify(patient_id, allow_synthetic=True).kind
+    if kind is None:
+        raise LocalProtocolError("patient id is not a Norwegian person number", field="PID-3")
+    if kind == "synthetic":
+        return D_NUMMER if patient_id.strip()[0] in "4567" else FODSELSNUMMER
+    return _KIND_BY_NAME[kind]
 
 
 # --- encoding helpers ----------------------------------------------------------------------
@@ -255,7 +259,7 @@ def _pid(set_id: int, patient_id: str) -> str:
     cx = ""
     if patient_id:
         kind = national_id_kind(patient_id)
-        cx = f"{patient_id}^^^{kind.namespace}&{kind.oid}&ISO^{IDENTIFIER_TYPE}"
+        cx = f"{patient_id.strip()}^^^{kind.namespace}&{kind.oid}&ISO^{IDENTIFIER_TYPE}"
     # PID-5 is required in v2.5.1 and we do not carry names: an empty name of type U
     # (unspecified, table 0200) says so without sending the null value "".
     return _segment("PID", {1: str(set_id), 3: cx, 5: "^^^^^^U"})
@@ -290,8 +294,9 @@ def _order(
     else:
         namespace = _text(lis.sending_application, "OBR-3.2", limit=IS_MAX)
         filler = _join(order_key[1], namespace)
-    times = [m.result.performed_at for m in members if m.result.performed_at is not None]
-    observed = _ts(min(times), "OBR-7") if times else ""
+    # Same format, all UTC: the smallest text is the earliest time.
+    times = [_ts(m.result.performed_at, "OBX-14") for m in members if m.result.performed_at]
+    observed = min(times, default="")
     status = "C" if any(m.corrected for m in members) else "F"
     orc = _segment("ORC", {1: "RE", 3: filler})
     obr = _segment(

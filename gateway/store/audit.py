@@ -130,7 +130,13 @@ def verify(conn: Connection) -> VerifyReport:
         if row.prev_hash != expected_prev:
             return VerifyReport(count, False, row.id, "prev_hash does not match the row before")
         entry = AuditEntry(
-            row.at, row.actor, row.action, row.entity, row.entity_id, row.reason, row.before,
+            row.at,
+            row.actor,
+            row.action,
+            row.entity,
+            row.entity_id,
+            row.reason,
+            row.before,
             row.after,
         )
         if row_hash(row.id, entry, row.prev_hash) != row.hash:

@@ -44,6 +44,7 @@ class UtcDateTime(TypeDecorator[datetime]):
             return value.replace(tzinfo=UTC)
         return value.astimezone(UTC)
 
+
 metadata = MetaData(
     naming_convention={
         "ix": "ix_%(column_0_label)s",

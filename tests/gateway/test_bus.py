@@ -277,3 +277,33 @@ async def test_a_full_queue_drops_the_oldest_and_counts(system_broker: int) -> N
         await asyncio.sleep(0.2)  # nothing else may come
     assert [body(m)["n"] for m in received] == [3, 4, 5, 6, 7]
     assert (bus.published, bus.dropped, bus.queued) == (5, 3, 0)
+
+
+# -- cancellation ----------------------------------------------------------------------------
+
+
+@pytest.mark.timeout(30)
+async def test_cancelling_run_while_waiting_for_connack_closes_the_socket() -> None:
+    """A broker that accepts TCP but never answers: cancelling must not leave the socket open."""
+    hung_up = asyncio.Event()
+    writers: list[asyncio.StreamWriter] = []
+
+    async def silent_broker(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        writers.append(writer)
+        while await reader.read(1024):  # CONNECT arrives; we never send CONNACK
+            pass
+        hung_up.set()
+
+    server = await asyncio.start_server(silent_broker, "127.0.0.1", 0)
+    port = server.sockets[0].getsockname()[1]
+    try:
+        bus = MqttBus(MqttConfig(url=f"mqtt://127.0.0.1:{port}"), "lab1")
+        async with running(bus):
+            await wait_until(lambda: bool(writers), "the TCP connection")
+            await asyncio.sleep(0.1)  # now waiting for CONNACK
+        await wait_until(hung_up.is_set, "the client to close its socket", timeout_s=5.0)
+    finally:
+        for writer in writers:
+            writer.close()
+        server.close()
+        await server.wait_closed()

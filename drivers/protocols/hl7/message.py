@@ -20,6 +20,7 @@ __all__ = [
     "Segment",
     "Tree",
     "decode_message",
+    "detect_charset",
     "escape",
     "format_ts",
     "normalise_segments",
@@ -234,15 +235,22 @@ def normalise_segments(text: str) -> list[str]:
     return [line for line in lines if line.strip()]
 
 
-def decode_message(raw: bytes) -> str:
-    """Decode message bytes: Latin-1 when MSH-18 says 8859/1, else UTF-8, else Latin-1."""
+def detect_charset(raw: bytes) -> str:
+    """The Python codec for message bytes: Latin-1 when MSH-18 says 8859/1, else UTF-8 if the
+    bytes are valid UTF-8, else Latin-1 (which decodes any byte, so nothing is lost)."""
     head = raw[:512].split(b"\r", 1)[0].split(b"\n", 1)[0]
     if b"8859/1" in head:
-        return raw.decode("latin-1")
+        return "latin-1"
     try:
-        return raw.decode("utf-8")
+        raw.decode("utf-8")
     except UnicodeDecodeError:
-        return raw.decode("latin-1")
+        return "latin-1"
+    return "utf-8"
+
+
+def decode_message(raw: bytes) -> str:
+    """Decode message bytes with the codec ``detect_charset`` picks; never fails."""
+    return raw.decode(detect_charset(raw))
 
 
 # --------------------------------------------------------------------------- parsed structure

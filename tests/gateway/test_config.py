@@ -1,0 +1,64 @@
+"""Config loading: the shipped files validate, and errors name file, key and problem."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from gateway.config import load_config
+from gateway.errors import ConfigError
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+@pytest.mark.parametrize("name", ["demo.toml", "site.example.toml"])
+def test_shipped_configs_validate(name: str) -> None:
+    config = load_config(ROOT / "config" / name)
+    assert config.instruments and config.tests
+
+
+def write(tmp_path: Path, text: str) -> Path:
+    path = tmp_path / "site.toml"
+    path.write_text(text, encoding="utf-8")
+    return path
+
+
+def test_unknown_key_is_named(tmp_path: Path) -> None:
+    path = write(tmp_path, '[site]\nname = "x"\ncolour = "red"\n')
+    with pytest.raises(ConfigError) as info:
+        load_config(path)
+    assert f"{path}: site.colour: unknown key" in str(info.value)
+
+
+def test_bad_instrument_url_names_the_index_and_key(tmp_path: Path) -> None:
+    path = write(
+        tmp_path,
+        '[site]\nname = "x"\n[[instruments]]\nid = "a"\ndriver = "hl7_mllp"\n'
+        'url = "tcp://127.0.0.1:5101"\n[[instruments]]\nid = "b"\ndriver = "hl7_mllp"\n'
+        'url = "ftp://nowhere"\n',
+    )
+    with pytest.raises(ConfigError, match=r"instruments\[1\]\.url: .*scheme"):
+        load_config(path)
+
+
+def test_unknown_driver_and_missing_site(tmp_path: Path) -> None:
+    path = write(tmp_path, '[[instruments]]\nid = "a"\ndriver = "nope"\nurl = "tcp://h:1"\n')
+    with pytest.raises(ConfigError) as info:
+        load_config(path)
+    text = str(info.value)
+    assert "site: required key is missing" in text
+    assert "instruments[0].driver: unknown driver 'nope'" in text
+
+
+def test_bad_toml_and_missing_file(tmp_path: Path) -> None:
+    with pytest.raises(ConfigError, match="not valid TOML"):
+        load_config(write(tmp_path, "[site\n"))
+    with pytest.raises(ConfigError, match="cannot read"):
+        load_config(tmp_path / "absent.toml")
+
+
+def test_duplicate_instrument_ids(tmp_path: Path) -> None:
+    inst = '[[instruments]]\nid = "a"\ndriver = "hl7_mllp"\nurl = "tcp://127.0.0.1:1"\n'
+    with pytest.raises(ConfigError, match="used twice"):
+        load_config(write(tmp_path, '[site]\nname = "x"\n' + inst + inst))
