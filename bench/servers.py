@@ -11,10 +11,12 @@ from typing import Any
 import hl7.mllp
 
 KINDS = ("hl7", "echo")
+_open: set[Any] = set()  # writers of open connections, closed at shutdown so handlers end cleanly
 
 
 async def _hl7_client(reader: Any, writer: Any) -> None:
     """One connection to python-hl7's server: parse every message, answer ``create_ack()``."""
+    _open.add(writer)
     try:
         while True:
             message = await reader.readmessage()
@@ -23,10 +25,12 @@ async def _hl7_client(reader: Any, writer: Any) -> None:
     except (asyncio.IncompleteReadError, ConnectionError):
         pass
     finally:
+        _open.discard(writer)
         writer.close()
 
 
 async def _echo_client(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+    _open.add(writer)
     try:
         while data := await reader.read(4096):
             writer.write(data)
@@ -34,6 +38,7 @@ async def _echo_client(reader: asyncio.StreamReader, writer: asyncio.StreamWrite
     except ConnectionError:
         pass
     finally:
+        _open.discard(writer)
         writer.close()
 
 
@@ -59,6 +64,12 @@ async def serve(kind: str) -> None:
     sys.stdout.flush()
     async with server:
         await done.wait()
+        for writer in list(_open):
+            writer.close()
+        for _ in range(50):
+            if not _open:
+                break
+            await asyncio.sleep(0.01)
 
 
 def main() -> None:

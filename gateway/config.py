@@ -58,8 +58,9 @@ class LisConfig(_Strict):
     receiving_application: str = "LIS"
     receiving_facility: str = ""
     processing_id: Literal["P", "T", "D"] = "P"
-    validate_messages: bool = True
-    assigning_authority: str = "NO-FNR"
+    #: fast: segment order and the fields we rely on (<1 ms); full: also hl7apy's strict
+    #: 2.5.1 structure check (15-30 ms a message, run off the event loop); off: none.
+    validate_messages: Literal["fast", "full", "off"] = "fast"
 
     @field_validator("url")
     @classmethod

@@ -66,8 +66,11 @@ class PrivateBroker:
         self.port = port or free_port()
         self.directory = directory
         self.config = directory / "mosquitto.conf"
+        # max_queued_messages 0: the test subscriber shares a CPU with a publisher draining
+        # thousands of queued events; the default (1000) would drop QoS 1 messages meant for it.
         self.config.write_text(
             f"listener {self.port} 127.0.0.1\nallow_anonymous true\npersistence false\n"
+            "max_queued_messages 0\n"
         )
         self.url = f"mqtt://127.0.0.1:{self.port}"
         self._process: subprocess.Popen[bytes] | None = None

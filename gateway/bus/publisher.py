@@ -1,15 +1,4 @@
-"""MQTT event publisher: topics, JSON events, a bounded drop-oldest queue, reconnect supervisor.
-
-Events tell, the database is the truth: ``publish`` never blocks and never raises, it only puts
-a JSON event on a bounded in-memory queue (dropping the oldest when full). ``MqttBus.run`` is the
-supervisor that drains the queue to the broker with QoS 1 and reconnects with capped, jittered
-exponential back-off. Delivery is at least once: events in flight when a connection breaks are
-sent again, so a subscriber may see an event twice (``seq`` and ``at`` tell duplicates apart).
-
-``publish`` may be called from the event loop or from any thread (the group-commit writer hands
-its events over from its own thread). Nothing here logs event contents, only counts and broker
-state, because events may carry patient data.
-"""
+"""MQTT event publisher: topics, JSON events, a bounded drop-oldest queue, reconnect supervisor."""
 
 from __future__ import annotations
 
@@ -70,6 +59,15 @@ class NullBus:
 
 class MqttBus:
     """Publishes events to an MQTT broker from a bounded queue, reconnecting as needed.
+
+    Events tell, the database is the truth: ``publish`` never blocks and never raises; it puts
+    a JSON event on a bounded in-memory queue, dropping the oldest when full, and may be called
+    from the event loop or from any thread (the group-commit writer hands its events over from
+    its own). ``run`` is the supervisor: it drains the queue with QoS 1 (up to ``_WINDOW`` in
+    flight) and reconnects with capped, jittered exponential back-off. Delivery is at least once:
+    events in flight when a connection breaks go back to the queue and are sent again, so a
+    subscriber may see one twice (``seq`` tells duplicates apart). Events may carry patient data,
+    so nothing here logs their contents; only counts and broker state.
 
     Counters (read them from anywhere, e.g. a status page): ``published`` events acknowledged by
     the broker, ``dropped`` events lost to the queue bound, ``rejected`` events that could not be
@@ -147,10 +145,8 @@ class MqttBus:
         loop, wakeup = self._loop, self._wakeup
         if loop is None or wakeup is None:
             return  # run() is not running: the queue keeps the events until it does
-        try:
+        with contextlib.suppress(RuntimeError):  # the loop closed: the events stay queued
             loop.call_soon_threadsafe(wakeup.set)
-        except RuntimeError:  # the loop closed under us; the events stay queued
-            pass
 
     def _requeue(self, items: list[_Item]) -> None:
         """Put unacknowledged events back at the front; if there is no room they are the oldest."""

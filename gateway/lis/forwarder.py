@@ -351,8 +351,10 @@ class Forwarder:
                 control_id = new_control_id()
                 try:
                     text = build_oru(batch, control_id=control_id, now=self._clock(), lis=self._lis)
-                    if self._lis.validate_messages:
-                        validate_oru(text)
+                    if self._lis.validate_messages == "full":
+                        await asyncio.to_thread(validate_oru, text)
+                    elif self._lis.validate_messages == "fast":
+                        validate_oru(text, with_hl7apy=False)
                 except GatewayError as exc:
                     error = str(exc)
                     log.error("LIS message could not be built: %s", error)

@@ -52,6 +52,9 @@ ERROR_CODES = {
 _LOCATION = re.compile(r"([A-Z][A-Z0-9]{2})(?:\[(\d+)\])?(?:-(\d+))?", re.ASCII)
 _VERSION = re.compile(r"2\.\d+(?:\.\d+)?", re.ASCII)
 _MSA3_MAX = 80  # MSA-3 is ST(80); the full text goes to ERR-8
+# C0 controls other than CR (the segment terminator) and TAB become spaces: a VT or FS inside an
+# ACK would break its MLLP framing.
+_CONTROLS = {c: " " for c in range(32) if c not in (0x09, 0x0D)} | {0x7F: " "}
 
 
 @dataclass(frozen=True, slots=True)
@@ -201,6 +204,9 @@ def build_ack(
         processing or "P",
         version,
     ]
+    charset = detect_charset(message) if msh is not None else "utf-8"
+    if charset == "latin-1":
+        msh_segment += ["", "", "", "", "", "8859/1"]  # MSH-18: say how the ACK is encoded
     msa = ["MSA", code, acked]
     if text:
         msa.append(escape(text[:_MSA3_MAX], d))
@@ -217,8 +223,8 @@ def build_ack(
             eld = [*(location or ["", "", ""]), s.join(described.split(c))]
             err = ["ERR", c.join(eld)]
         segments.append(d.field.join(err))
-    charset = detect_charset(message) if msh is not None else "utf-8"
-    return ("\r".join(segments) + "\r").encode(charset, "replace")
+    text_out = "\r".join(segments).translate(_CONTROLS) + "\r"
+    return text_out.encode(charset, "replace")
 
 
 def parse_ack(data: bytes) -> Ack:

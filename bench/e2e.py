@@ -1,0 +1,135 @@
+"""End to end: results/s from 100 simulated analysers through the gateway to the LIS's ACK."""
+
+from __future__ import annotations
+
+import asyncio
+import tempfile
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+from bench import ceilings
+from bench.common import Plan
+from bench.harness import RigOptions, read_lis_record, results_between, running_gateway
+from bench.report import Figure, Reporter, fmt, median
+
+NAME = "e2e"
+ANALYSERS = 100
+
+
+@dataclass(frozen=True, slots=True)
+class Window:
+    warmup_s: float
+    window_s: float
+    runs: int
+
+    @classmethod
+    def for_e2e(cls, quick: bool) -> Window:
+        return cls(3.0, 5.0, 1) if quick else cls(5.0, 15.0, 3)
+
+
+@dataclass(frozen=True, slots=True)
+class RunResult:
+    lis_results_per_s: float
+    lis_messages_per_s: float
+    ingest_results_per_s: float
+    ingest_messages_per_s: float
+    gateway_cpu: float  # CPU seconds per second (cores) the gateway child used
+    bench_cpu: float  # the same for this process (analysers + LIS)
+    lis_bins: tuple[float, ...]  # LIS results per 1 s bin inside the window
+    backlog_growth_per_s: float  # stored but not yet at the LIS, growth per second
+
+
+async def one_run(options: RigOptions, directory: Path, window: Window) -> RunResult:
+    """Start a fresh gateway, load it with every analyser at full speed, measure one window."""
+    with tempfile.TemporaryDirectory(dir=directory, prefix="bench-e2e-") as tmp:
+        async with running_gateway(options, Path(tmp)) as rig:
+            sims = rig.add_analysers(options.analysers)
+            await rig.wait_connected(sims)
+            await rig.sleep(window.warmup_s)
+            t0, r0, m0 = time.time(), rig.acked_results(), rig.acked_messages()
+            g0, b0 = rig.gateway.cpu_seconds(), time.process_time()
+            await rig.sleep(window.window_s)
+            t1, r1, m1 = time.time(), rig.acked_results(), rig.acked_messages()
+            g1, b1 = rig.gateway.cpu_seconds(), time.process_time()
+        messages = read_lis_record(rig.lis_record)
+    span = t1 - t0
+    in_window = [m for m in messages if m.ack_code == "AA" and t0 <= m.received_at < t1]
+    lis_results = results_between(messages, t0, t1)
+    bins = tuple(
+        float(results_between(messages, t0 + i, t0 + i + 1)) for i in range(int(span))
+    )
+    ingest = (r1 - r0) / span
+    return RunResult(
+        lis_results_per_s=lis_results / span,
+        lis_messages_per_s=len(in_window) / span,
+        ingest_results_per_s=ingest,
+        ingest_messages_per_s=(m1 - m0) / span,
+        gateway_cpu=(g1 - g0) / span,
+        bench_cpu=(b1 - b0) / span,
+        lis_bins=bins,
+        backlog_growth_per_s=ingest - lis_results / span,
+    )
+
+
+def run(reporter: Reporter, *, quick: bool, directory: Path) -> None:
+    window = Window.for_e2e(quick)
+    plan = Plan.for_ceiling(quick)
+    reporter.say(
+        f"e2e: {ANALYSERS} analysers (rate 0 = next message as soon as the ACK arrives, 5-20 "
+        f"results each) -> gateway in a child process (python -m gateway.cli run) -> LIS "
+        f"simulator (validate=basic); [lis] validate_messages fast and full (and off when not quick); analysers and LIS share this process. {window.runs} run(s) "
+        f"per setting: {window.warmup_s} s warm-up, then a {window.window_s} s window"
+    )
+    sqlite_peer = ceilings.measure_sqlite(plan, directory)
+    hl7_peer = ceilings.measure_hl7(plan)
+    reporter.say(
+        f"  peers measured now: one SQLite commit per row {fmt(sqlite_peer)} rows/s; "
+        f"python-hl7 server {fmt(hl7_peer)} msg/s"
+    )
+    for validate in ("fast", "full") if quick else ("off", "fast", "full"):
+        options = RigOptions(analysers=ANALYSERS, batch_size=20, validate_messages=validate)
+        runs = [asyncio.run(one_run(options, directory, window)) for _ in range(window.runs)]
+        tag = f"[validate={validate}]"
+        note = _spread_note(runs)
+        reporter.emit(
+            Figure(
+                NAME, f"lis_acked_results{tag}", median(r.lis_results_per_s for r in runs),
+                "results/s", peer="sqlite_commit_per_row", peer_value=sqlite_peer, note=note,
+            )
+        )
+        reporter.emit(
+            Figure(
+                NAME, f"analyser_acked_results{tag}",
+                median(r.ingest_results_per_s for r in runs), "results/s",
+                peer="sqlite_commit_per_row", peer_value=sqlite_peer,
+            )
+        )
+        reporter.emit(
+            Figure(
+                NAME, f"analyser_acked_messages{tag}",
+                median(r.ingest_messages_per_s for r in runs), "msg/s",
+                peer="python_hl7_server", peer_value=hl7_peer,
+            )
+        )
+        reporter.emit(
+            Figure(
+                NAME, f"lis_messages{tag}", median(r.lis_messages_per_s for r in runs), "msg/s"
+            )
+        )
+        reporter.emit(
+            Figure(
+                NAME, f"gateway_cpu{tag}", median(r.gateway_cpu for r in runs), "cores",
+                note=f"this process (analysers + LIS): {median(r.bench_cpu for r in runs):.2f}",
+            )
+        )
+
+
+def _spread_note(runs: list[RunResult]) -> str:
+    bins = [b for r in runs for b in r.lis_bins]
+    backlog = median(r.backlog_growth_per_s for r in runs)
+    text = f"1 s bins {fmt(min(bins))}..{fmt(max(bins))}" if bins else "no bins"
+    if len(runs) > 1:
+        values = [r.lis_results_per_s for r in runs]
+        text += f"; runs {fmt(min(values))}..{fmt(max(values))}"
+    return text + f"; backlog grows {fmt(backlog)} results/s; target >= 3,000"

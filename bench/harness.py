@@ -1,0 +1,283 @@
+"""The gateway under load: it runs in a child process; the LIS and the analysers run in ours."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import AsyncIterator, Iterable
+from dataclasses import dataclass, field
+from datetime import datetime
+from pathlib import Path
+
+from bench.common import REPO, cpu_seconds, free_ports
+from simulators.hl7_analyser import TESTS, AnalyserSimOptions, Hl7AnalyserSim
+from simulators.lis import LisSimOptions, LisSimulator
+
+#: the simulator's test codes, mapped in the generated config (NLK codes for three of them)
+NLK = {"CRP": "NPU19748", "HBA1C": "NPU27300", "WBC": "NPU02593"}
+
+
+@dataclass(frozen=True, slots=True)
+class RigOptions:
+    """One gateway configuration under test."""
+
+    analysers: int = 100
+    batch_size: int = 20
+    validate_messages: str = "fast"  # [lis] validate_messages: off | fast | full
+    group_commit_max: int = 500
+
+
+def instrument_id(index: int) -> str:
+    """``an-001``...: unique in the first six characters, which the simulator's ids use."""
+    return f"an-{index + 1:03d}"
+
+
+def config_text(
+    options: RigOptions, store_path: Path, instrument_ports: list[int], lis_port: int
+) -> str:
+    """The TOML the gateway child reads: instruments, test mappings, LIS, no web, no MQTT."""
+    lines = [
+        "[site]",
+        'name = "bench"',
+        "",
+        "[store]",
+        f'url = "sqlite:///{store_path}"',
+        f"group_commit_max = {options.group_commit_max}",
+        "",
+        "[lis]",
+        f'url = "tcp://127.0.0.1:{lis_port}"',
+        f"batch_size = {options.batch_size}",
+        f'validate_messages = "{options.validate_messages}"',
+        "retry_initial_s = 0.1",
+        "retry_max_s = 1.0",
+        "",
+        "[web]",
+        "enabled = false",
+    ]
+    for index, port in enumerate(instrument_ports):
+        lines += [
+            "",
+            "[[instruments]]",
+            f'id = "{instrument_id(index)}"',
+            'driver = "hl7_mllp"',
+            f'url = "tcp-listen://127.0.0.1:{port}"',
+        ]
+    for code, name, unit, *_ in TESTS:
+        lines += ["", "[[tests]]", f'code = "{code}"', f'name = "{name}"', f'unit = "{unit}"']
+        if code in NLK:
+            lines.append(f'nlk = "{NLK[code]}"')
+    return "\n".join(lines) + "\n"
+
+
+class GatewayFailed(RuntimeError):
+    """The gateway child exited early; the message carries its log's tail."""
+
+
+@dataclass
+class GatewayChild:
+    """``python -m gateway.cli run --config ...`` in a child process, output in a log file."""
+
+    config_path: Path
+    log_path: Path
+    proc: subprocess.Popen[bytes] | None = None
+
+    def start(self) -> None:
+        log = self.log_path.open("wb")
+        try:
+            self.proc = subprocess.Popen(
+                [sys.executable, "-m", "gateway.cli", "run", "--config", str(self.config_path)],
+                cwd=REPO,
+                stdin=subprocess.DEVNULL,
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                env={**os.environ, "PYTHONUNBUFFERED": "1", "COLUMNS": "200"},
+            )
+        finally:
+            log.close()
+
+    @property
+    def pid(self) -> int:
+        assert self.proc is not None
+        return self.proc.pid
+
+    def log_tail(self, lines: int = 40) -> str:
+        try:
+            text = self.log_path.read_text(encoding="utf-8", errors="replace")
+        except OSError:
+            return ""
+        return "\n".join(text.splitlines()[-lines:])
+
+    def check(self) -> None:
+        """Raise ``GatewayFailed`` (with its log) if the child has exited."""
+        if self.proc is not None and self.proc.poll() is not None:
+            raise GatewayFailed(
+                f"the gateway exited with code {self.proc.returncode}; its log ends:\n"
+                + self.log_tail()
+            )
+
+    def cpu_seconds(self) -> float:
+        return cpu_seconds(self.pid)
+
+    def stop(self, timeout_s: float = 20.0) -> int | None:
+        """Ctrl-C (SIGINT) so the writer flushes, then SIGTERM, then SIGKILL: this child only."""
+        proc = self.proc
+        if proc is None:
+            return None
+        if proc.poll() is None:
+            proc.send_signal(signal.SIGINT)
+            try:
+                proc.wait(timeout=timeout_s)
+            except subprocess.TimeoutExpired:
+                proc.terminate()
+                try:
+                    proc.wait(timeout=5)
+                except subprocess.TimeoutExpired:
+                    proc.kill()
+                    proc.wait()
+        return proc.returncode
+
+
+@dataclass
+class LisMessage:
+    """One message the LIS simulator received (from its record file)."""
+
+    received_at: float  # time.time() seconds
+    ack_code: str | None
+    #: (specimen id from OBR-3, OBX-3 identifier) per OBX, in order
+    results: list[tuple[str, str]]
+
+
+def read_lis_record(path: Path) -> list[LisMessage]:
+    """Parse the LIS simulator's record: one JSON line per message it received."""
+    out = []
+    with path.open(encoding="utf-8") as handle:
+        for line in handle:
+            if not line.strip():
+                continue
+            entry = json.loads(line)
+            results: list[tuple[str, str]] = []
+            specimen = ""
+            for segment in entry["message"].split("\r"):
+                fields = segment.split("|")
+                if fields[0] == "OBR":
+                    specimen = fields[3].split("^")[0] if len(fields) > 3 else ""
+                elif fields[0] == "OBX":
+                    code = fields[3].split("^")[0] if len(fields) > 3 else ""
+                    results.append((specimen, code))
+            stamp = datetime.fromisoformat(entry["received_at"]).timestamp()
+            out.append(LisMessage(stamp, entry["ack_code"], results))
+    return out
+
+
+def results_between(messages: Iterable[LisMessage], start: float, end: float) -> int:
+    """Results the LIS accepted (AA) in messages received in [start, end)."""
+    return sum(len(m.results) for m in messages if m.ack_code == "AA" and start <= m.received_at < end)
+
+
+@dataclass
+class Rig:
+    """A running gateway child, the in-process LIS simulator, and the analysers' options."""
+
+    options: RigOptions
+    directory: Path
+    gateway: GatewayChild
+    lis: LisSimulator
+    lis_record: Path
+    analyser_ports: list[int]
+    sims: list[Hl7AnalyserSim] = field(default_factory=list)
+    tasks: list[asyncio.Task[None]] = field(default_factory=list)
+
+    def add_analysers(
+        self, count: int, *, rate_per_s: float = 0.0, results: tuple[int, int] = (5, 20)
+    ) -> list[Hl7AnalyserSim]:
+        """Start ``count`` simulated analysers (Hl7AnalyserSim.run) against the next listeners."""
+        start = len(self.sims)
+        new = []
+        for index in range(start, start + count):
+            sim = Hl7AnalyserSim(
+                AnalyserSimOptions(
+                    instrument_id=instrument_id(index),
+                    host="127.0.0.1",
+                    port=self.analyser_ports[index],
+                    rate_per_s=rate_per_s,
+                    results_min=results[0],
+                    results_max=results[1],
+                    invalid_id_share=0.0,
+                    unmapped_share=0.0,
+                    serial=f"SIM-{index + 1:04d}",
+                    operator_id=f"OP{index + 1}",
+                    seed=index,
+                    ack_timeout_s=60.0,
+                )
+            )
+            new.append(sim)
+            self.tasks.append(asyncio.create_task(sim.run(), name=f"sim-{index}"))
+        self.sims.extend(new)
+        return new
+
+    def acked_results(self) -> int:
+        """Results the analysers got AA for (the gateway stored them durably)."""
+        return sum(len(sim.ledger.acked) for sim in self.sims)
+
+    def acked_messages(self) -> int:
+        return sum(sim.ledger.acked_messages for sim in self.sims)
+
+    async def wait_connected(self, sims: list[Hl7AnalyserSim], timeout_s: float = 60.0) -> None:
+        deadline = time.monotonic() + timeout_s
+        while not all(sim.connected for sim in sims):
+            self.gateway.check()
+            if time.monotonic() > deadline:
+                missing = sum(not sim.connected for sim in sims)
+                raise GatewayFailed(
+                    f"{missing} of {len(sims)} analysers could not connect within {timeout_s} s; "
+                    "gateway log:\n" + self.gateway.log_tail()
+                )
+            await asyncio.sleep(0.1)
+
+    async def sleep(self, seconds: float) -> None:
+        """Sleep, checking every 0.25 s that the gateway and the analysers are still alive."""
+        deadline = time.monotonic() + seconds
+        while (left := deadline - time.monotonic()) > 0:
+            await asyncio.sleep(min(0.25, left))
+            self.gateway.check()
+            for task in self.tasks:
+                if task.done() and not task.cancelled() and task.exception() is not None:
+                    task.result()
+
+    async def stop_analysers(self) -> None:
+        for task in self.tasks:
+            task.cancel()
+        await asyncio.gather(*self.tasks, return_exceptions=True)
+        self.tasks.clear()
+
+
+@contextlib.asynccontextmanager
+async def running_gateway(options: RigOptions, directory: Path) -> AsyncIterator[Rig]:
+    """Write the config, start the LIS here and the gateway in a child; stop both after."""
+    lis_port, *ports = free_ports(options.analysers + 1)
+    store = directory / "gateway.sqlite3"
+    config_path = directory / "bench.toml"
+    config_path.write_text(config_text(options, store, ports, lis_port), encoding="utf-8")
+    record = directory / "lis-record.jsonl"
+    lis = LisSimulator(
+        LisSimOptions(host="127.0.0.1", port=lis_port, record=record, validate="basic", seed=1)
+    )
+    gateway = GatewayChild(config_path, directory / "gateway.log")
+    async with lis:
+        gateway.start()
+        rig = Rig(options, directory, gateway, lis, record, ports)
+        try:
+            yield rig
+        finally:
+            await rig.stop_analysers()
+            code = await asyncio.to_thread(gateway.stop)
+            if code not in (0, None, -signal.SIGINT, 130):
+                sys.stderr.write(
+                    f"bench: the gateway exited with {code}; log:\n{gateway.log_tail()}\n"
+                )
