@@ -8,8 +8,9 @@ import os
 import sqlite3
 import tempfile
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Coroutine
 from pathlib import Path
+from typing import Any
 
 import hl7.mllp
 
@@ -77,8 +78,17 @@ def sqlite_commit_per_row(plan: Plan, directory: Path) -> list[float]:
                 conn.execute(
                     "INSERT INTO results (instrument_id, specimen_id, patient_id, test_code, "
                     "value, unit, state, fingerprint, created_at) VALUES (?,?,?,?,?,?,?,?,?)",
-                    ("an-001", f"S{n:09d}", "01017012345", "CRP", "12", "mg/L", "queued",
-                     f"{n:064x}", stamp),
+                    (
+                        "an-001",
+                        f"S{n:09d}",
+                        "01017012345",
+                        "CRP",
+                        "12",
+                        "mg/L",
+                        "queued",
+                        f"{n:064x}",
+                        stamp,
+                    ),
                 )
                 conn.execute("COMMIT")
 
@@ -107,15 +117,21 @@ def sample_messages(count: int = 64, seed: int = 7) -> list[bytes]:
     """ORU^R01 messages of 5-20 results, as the simulated analysers send them."""
     sim = Hl7AnalyserSim(
         AnalyserSimOptions(
-            instrument_id="ceiling", host="127.0.0.1", port=0, invalid_id_share=0,
-            unmapped_share=0, seed=seed,
+            instrument_id="ceiling",
+            host="127.0.0.1",
+            port=0,
+            invalid_id_share=0,
+            unmapped_share=0,
+            seed=seed,
         )
     )
     return [sim.build_message(utc_now())[1] for _ in range(count)]
 
 
 async def _drive(
-    clients: list[Callable[[], Awaitable[None]]], plan: Plan, counter: Callable[[], float]
+    clients: list[Callable[[], Coroutine[Any, Any, None]]],
+    plan: Plan,
+    counter: Callable[[], float],
 ) -> list[float]:
     tasks = [asyncio.create_task(client()) for client in clients]
     try:
@@ -141,7 +157,7 @@ async def hl7_server_rate(plan: Plan, port: int, connections: int = CONNECTIONS)
         for _ in range(connections)
     ]
 
-    def client(index: int) -> Callable[[], Awaitable[None]]:
+    def client(index: int) -> Callable[[], Coroutine[Any, Any, None]]:
         reader, writer = streams[index]
 
         async def run() -> None:
@@ -166,7 +182,7 @@ async def echo_rate(plan: Plan, port: int, connections: int = CONNECTIONS) -> li
     done = 0
     streams = [await asyncio.open_connection("127.0.0.1", port) for _ in range(connections)]
 
-    def client(index: int) -> Callable[[], Awaitable[None]]:
+    def client(index: int) -> Callable[[], Coroutine[Any, Any, None]]:
         reader, writer = streams[index]
 
         async def run() -> None:
@@ -214,22 +230,35 @@ def run(reporter: Reporter, *, quick: bool, directory: Path) -> None:
     commits = sqlite_commit_per_row(plan, directory)
     reporter.emit(
         Figure(
-            NAME, "sqlite_commit_per_row", median(commits), "rows/s", peer="fsync",
-            peer_value=fsync.value, note=_note("sqlite_commit_per_row", commits),
+            NAME,
+            "sqlite_commit_per_row",
+            median(commits),
+            "rows/s",
+            peer="fsync",
+            peer_value=fsync.value,
+            note=_note("sqlite_commit_per_row", commits),
         )
     )
     echoes = asyncio.run(_with_server("echo", lambda port: echo_rate(plan, port)))
     echo = reporter.emit(
         Figure(
-            NAME, "loopback_echo", median(echoes), "round trips/s",
+            NAME,
+            "loopback_echo",
+            median(echoes),
+            "round trips/s",
             note=_note("loopback_echo", echoes),
         )
     )
     hl7s = asyncio.run(_with_server("hl7", lambda port: hl7_server_rate(plan, port)))
     reporter.emit(
         Figure(
-            NAME, "python_hl7_server", median(hl7s), "msg/s", peer="loopback_echo",
-            peer_value=echo.value, note=_note("python_hl7_server", hl7s),
+            NAME,
+            "python_hl7_server",
+            median(hl7s),
+            "msg/s",
+            peer="loopback_echo",
+            peer_value=echo.value,
+            note=_note("python_hl7_server", hl7s),
         )
     )
 

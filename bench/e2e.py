@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import sqlite3
 import tempfile
 import time
 from dataclasses import dataclass
@@ -10,7 +11,13 @@ from pathlib import Path
 
 from bench import ceilings
 from bench.common import Plan
-from bench.harness import RigOptions, read_lis_record, results_between, running_gateway
+from bench.harness import (
+    LisMessage,
+    RigOptions,
+    read_lis_record,
+    results_between,
+    running_gateway,
+)
 from bench.report import Figure, Reporter, fmt, median
 
 NAME = "e2e"
@@ -27,6 +34,10 @@ class Window:
     def for_e2e(cls, quick: bool) -> Window:
         return cls(3.0, 5.0, 1) if quick else cls(5.0, 15.0, 3)
 
+    @property
+    def drain_s(self) -> float:
+        return 3.0 if self.window_s < 10 else 8.0
+
 
 @dataclass(frozen=True, slots=True)
 class RunResult:
@@ -38,6 +49,8 @@ class RunResult:
     bench_cpu: float  # the same for this process (analysers + LIS)
     lis_bins: tuple[float, ...]  # LIS results per 1 s bin inside the window
     backlog_growth_per_s: float  # stored but not yet at the LIS, growth per second
+    drain_results_per_s: float  # LIS results/s once the analysers stopped (forwarder alone)
+    states: str  # results and outbox states in the store at the end of the window
 
 
 async def one_run(options: RigOptions, directory: Path, window: Window) -> RunResult:
@@ -52,13 +65,16 @@ async def one_run(options: RigOptions, directory: Path, window: Window) -> RunRe
             await rig.sleep(window.window_s)
             t1, r1, m1 = time.time(), rig.acked_results(), rig.acked_messages()
             g1, b1 = rig.gateway.cpu_seconds(), time.process_time()
+            states = store_states(rig.directory / "gateway.sqlite3")
+            await rig.stop_analysers()
+            d0 = time.time()
+            await rig.sleep(window.drain_s)
+            d1 = time.time()
         messages = read_lis_record(rig.lis_record)
     span = t1 - t0
     in_window = [m for m in messages if m.ack_code == "AA" and t0 <= m.received_at < t1]
     lis_results = results_between(messages, t0, t1)
-    bins = tuple(
-        float(results_between(messages, t0 + i, t0 + i + 1)) for i in range(int(span))
-    )
+    bins = tuple(float(results_between(messages, t0 + i, t0 + i + 1)) for i in range(int(span)))
     ingest = (r1 - r0) / span
     return RunResult(
         lis_results_per_s=lis_results / span,
@@ -69,17 +85,44 @@ async def one_run(options: RigOptions, directory: Path, window: Window) -> RunRe
         bench_cpu=(b1 - b0) / span,
         lis_bins=bins,
         backlog_growth_per_s=ingest - lis_results / span,
+        drain_results_per_s=_drain_rate(messages, d0, d1),
+        states=states,
     )
+
+
+def _drain_rate(messages: list[LisMessage], start: float, end: float) -> float:
+    """LIS results/s from ``start`` until the backlog ran out (or ``end``)."""
+    drained = [m for m in messages if m.ack_code == "AA" and start <= m.received_at < end]
+    if len(drained) < 2:
+        return 0.0
+    last = max(m.received_at for m in drained)
+    busy_until = last if end - last > 0.5 else end  # ran dry early: stop the clock there
+    return sum(len(m.results) for m in drained) / max(busy_until - start, 1e-3)
+
+
+def store_states(path: Path) -> str:
+    """'results queued=..., ...; outbox pending=...' read from the gateway's SQLite (read-only)."""
+    conn = sqlite3.connect(f"file:{path}?mode=ro", uri=True, timeout=10)
+    try:
+        parts = []
+        for table in ("results", "outbox"):
+            rows = conn.execute(f"SELECT state, count(*) FROM {table} GROUP BY state").fetchall()
+            parts.append(f"{table} " + (", ".join(f"{s}={n}" for s, n in sorted(rows)) or "none"))
+        return "; ".join(parts)
+    finally:
+        conn.close()
 
 
 def run(reporter: Reporter, *, quick: bool, directory: Path) -> None:
     window = Window.for_e2e(quick)
     plan = Plan.for_ceiling(quick)
+    modes = ("fast", "full") if quick else ("off", "fast", "full")
     reporter.say(
         f"e2e: {ANALYSERS} analysers (rate 0 = next message as soon as the ACK arrives, 5-20 "
-        f"results each) -> gateway in a child process (python -m gateway.cli run) -> LIS "
-        f"simulator (validate=basic); [lis] validate_messages fast and full (and off when not quick); analysers and LIS share this process. {window.runs} run(s) "
-        f"per setting: {window.warmup_s} s warm-up, then a {window.window_s} s window"
+        "results each) -> gateway in a child process (python -m gateway.cli run) -> LIS "
+        "simulator (validate=basic); the analysers and the LIS share this process. "
+        f"[lis] batch_size 20, validate_messages {', '.join(modes)}; {window.runs} run(s) each: "
+        f"{window.warmup_s} s warm-up, {window.window_s} s window, {window.drain_s} s drain"
     )
     sqlite_peer = ceilings.measure_sqlite(plan, directory)
     hl7_peer = ceilings.measure_hl7(plan)
@@ -87,42 +130,67 @@ def run(reporter: Reporter, *, quick: bool, directory: Path) -> None:
         f"  peers measured now: one SQLite commit per row {fmt(sqlite_peer)} rows/s; "
         f"python-hl7 server {fmt(hl7_peer)} msg/s"
     )
-    for validate in ("fast", "full") if quick else ("off", "fast", "full"):
+    for validate in modes:
         options = RigOptions(analysers=ANALYSERS, batch_size=20, validate_messages=validate)
         runs = [asyncio.run(one_run(options, directory, window)) for _ in range(window.runs)]
         tag = f"[validate={validate}]"
         note = _spread_note(runs)
         reporter.emit(
             Figure(
-                NAME, f"lis_acked_results{tag}", median(r.lis_results_per_s for r in runs),
-                "results/s", peer="sqlite_commit_per_row", peer_value=sqlite_peer, note=note,
+                NAME,
+                f"lis_acked_results{tag}",
+                median(r.lis_results_per_s for r in runs),
+                "results/s",
+                peer="sqlite_commit_per_row",
+                peer_value=sqlite_peer,
+                note=note,
             )
         )
         reporter.emit(
             Figure(
-                NAME, f"analyser_acked_results{tag}",
-                median(r.ingest_results_per_s for r in runs), "results/s",
-                peer="sqlite_commit_per_row", peer_value=sqlite_peer,
+                NAME,
+                f"analyser_acked_results{tag}",
+                median(r.ingest_results_per_s for r in runs),
+                "results/s",
+                peer="sqlite_commit_per_row",
+                peer_value=sqlite_peer,
             )
         )
         reporter.emit(
             Figure(
-                NAME, f"analyser_acked_messages{tag}",
-                median(r.ingest_messages_per_s for r in runs), "msg/s",
-                peer="python_hl7_server", peer_value=hl7_peer,
+                NAME,
+                f"analyser_acked_messages{tag}",
+                median(r.ingest_messages_per_s for r in runs),
+                "msg/s",
+                peer="python_hl7_server",
+                peer_value=hl7_peer,
             )
         )
         reporter.emit(
             Figure(
-                NAME, f"lis_messages{tag}", median(r.lis_messages_per_s for r in runs), "msg/s"
+                NAME,
+                f"lis_drain_results{tag}",
+                median(r.drain_results_per_s for r in runs),
+                "results/s",
+                peer="sqlite_commit_per_row",
+                peer_value=sqlite_peer,
+                note="after the analysers stopped: the forwarder alone",
             )
         )
         reporter.emit(
+            Figure(NAME, f"lis_messages{tag}", median(r.lis_messages_per_s for r in runs), "msg/s")
+        )
+        reporter.emit(
             Figure(
-                NAME, f"gateway_cpu{tag}", median(r.gateway_cpu for r in runs), "cores",
+                NAME,
+                f"gateway_cpu{tag}",
+                median(r.gateway_cpu for r in runs),
+                "cores",
                 note=f"this process (analysers + LIS): {median(r.bench_cpu for r in runs):.2f}",
             )
         )
+        for index, result in enumerate(runs):
+            reporter.say(f"    run {index + 1} store at window end: {result.states}")
 
 
 def _spread_note(runs: list[RunResult]) -> str:

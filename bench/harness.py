@@ -177,7 +177,9 @@ def read_lis_record(path: Path) -> list[LisMessage]:
 
 def results_between(messages: Iterable[LisMessage], start: float, end: float) -> int:
     """Results the LIS accepted (AA) in messages received in [start, end)."""
-    return sum(len(m.results) for m in messages if m.ack_code == "AA" and start <= m.received_at < end)
+    return sum(
+        len(m.results) for m in messages if m.ack_code == "AA" and start <= m.received_at < end
+    )
 
 
 @dataclass

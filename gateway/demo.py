@@ -165,6 +165,10 @@ async def run_demo(config: Config, options: DemoOptions, console: Console) -> di
             asyncio.create_task(sim.run(), name=f"sim-{sim.options.instrument_id}") for sim in sims
         ]
         try:
+            while not gateway.ready.is_set():
+                if gateway_task.done():
+                    gateway_task.result()  # surfaces why it could not start
+                await asyncio.sleep(0.05)
             with Live(console=console, refresh_per_second=2, transient=False) as live:
                 while options.seconds is None or loop.time() - started < options.seconds:
                     if gateway_task.done():

@@ -176,7 +176,12 @@ class LisSimulator:
 
     async def __aenter__(self) -> LisSimulator:
         if self.opts.record is not None:
-            self._record = self.opts.record.open("a", encoding="utf-8")
+            try:
+                self._record = self.opts.record.open("a", encoding="utf-8")
+            except OSError as exc:
+                raise ConfigError(
+                    f"lis-sim: cannot open the record file {self.opts.record}: {exc}"
+                ) from exc
         try:
             await self._listen()
         except BaseException:
@@ -208,11 +213,13 @@ class LisSimulator:
             with contextlib.suppress(asyncio.CancelledError):
                 await self._outage
             self._outage = None
-        await self._stop_listening()
+        await self._stop_listening()  # closing the writers ends the client tasks...
         tasks = list(self._tasks)
-        for task in tasks:
-            task.cancel()
-        await asyncio.gather(*tasks, return_exceptions=True)
+        if tasks:
+            _done, pending = await asyncio.wait(tasks, timeout=1.0)
+            for task in pending:  # ...unless one is stuck in a delay or a drain
+                task.cancel()
+            await asyncio.gather(*pending, return_exceptions=True)
         if self._record is not None:
             self._record.close()
             self._record = None
@@ -264,6 +271,10 @@ class LisSimulator:
                         return
         except (RemoteProtocolError, ConnectionError, OSError):
             pass  # an oversize block or a broken peer: hang up, as a LIS would
+        except asyncio.CancelledError:
+            # The server is shutting down. End quietly: Python 3.11's StreamReaderProtocol calls
+            # task.exception() on a finished client task, which logs an error if it was cancelled.
+            pass
         finally:
             self._writers.discard(writer)
             self._tasks.discard(task)
@@ -273,6 +284,8 @@ class LisSimulator:
 
     async def _handle(self, payload: bytes, writer: asyncio.StreamWriter) -> bool:
         """Answer one message; False when the connection is to be closed."""
+        if self._server is None:
+            return False  # simulating an outage: bytes still buffered are not processed
         received_at = datetime.now(UTC)
         self.received += 1
         self._since_up += 1

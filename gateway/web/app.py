@@ -39,6 +39,7 @@ from gateway.model import State
 from gateway.national_id import mask
 from gateway.store import queries
 from gateway.web import i18n
+from gateway.web.queries import read_engine
 
 T = TypeVar("T")
 
@@ -145,7 +146,9 @@ def scrub_quarantine(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
 
 
 def scrub_deviations(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
-    return [{**row, "summary": scrub(row["summary"]), "detail": scrub(row["detail"])} for row in rows]
+    return [
+        {**row, "summary": scrub(row["summary"]), "detail": scrub(row["detail"])} for row in rows
+    ]
 
 
 # --- live state from a running gateway ----------------------------------------------------------
@@ -249,6 +252,7 @@ class WebContext:
     def __init__(self, config: Config, engine: Engine, gateway: object | None) -> None:
         self.config = config
         self.engine = engine
+        self.reader = read_engine(engine)
         self.gateway = gateway
         self.zone = ZoneInfo(config.site.timezone)
         self.templates = Jinja2Templates(env=_environment())
@@ -256,7 +260,7 @@ class WebContext:
 
     def read(self, job: Callable[[Connection], T]) -> T:
         """Run read queries on one connection (blocking: call through ``query``)."""
-        with self.engine.connect() as conn:
+        with self.reader.connect() as conn:
             return job(conn)
 
     async def query(self, job: Callable[[Connection], T]) -> T:
@@ -309,9 +313,7 @@ class WebContext:
             ],
             **context,
         }
-        response = self.templates.TemplateResponse(
-            request, template, full, status_code=status_code
-        )
+        response = self.templates.TemplateResponse(request, template, full, status_code=status_code)
         if request.query_params.get("lang") in i18n.LANGUAGES:
             response.set_cookie(
                 LANG_COOKIE, tr.lang, max_age=365 * 24 * 3600, httponly=True, samesite="lax"
@@ -361,7 +363,12 @@ def _counters(summary: queries.Summary, tr: i18n.Translator) -> list[dict[str, A
             "/results?state=rejected",
             "bad" if by_state.get(State.REJECTED.value, 0) else "plain",
         ),
-        ("quarantined", summary.quarantined, "/quarantine", "bad" if summary.quarantined else "plain"),
+        (
+            "quarantined",
+            summary.quarantined,
+            "/quarantine",
+            "bad" if summary.quarantined else "plain",
+        ),
         ("deviations", summary.deviations, "/deviations", "plain"),
     ]
     return [
@@ -392,7 +399,9 @@ async def dashboard(request: Request, web: Web) -> HTMLResponse:
         {
             "instruments": merge_instruments(web.config, data["instrument_rows"], live),
             "counters": _counters(summary, tr),
-            "held_by_reason": sorted(summary.held_by_reason.items(), key=lambda kv: (-kv[1], kv[0])),
+            "held_by_reason": sorted(
+                summary.held_by_reason.items(), key=lambda kv: (-kv[1], kv[0])
+            ),
             "results": data["results"],
             "outbox": data["outbox"],
             "lis": None if status is None else status.get("lis"),
@@ -403,7 +412,9 @@ async def dashboard(request: Request, web: Web) -> HTMLResponse:
 
 def _instrument_choices(config: Config, conn: Connection) -> list[str]:
     known = [inst.id for inst in config.instruments]
-    return known + sorted(str(r["id"]) for r in queries.list_instruments(conn) if r["id"] not in known)
+    return known + sorted(
+        str(r["id"]) for r in queries.list_instruments(conn) if r["id"] not in known
+    )
 
 
 @pages.get("/results", response_class=HTMLResponse)
@@ -548,9 +559,7 @@ async def api_result(web: Web, result_id: int) -> dict[str, Any]:
 
 
 @api.get("/outbox", summary="The LIS outbox: counts, oldest waiting, newest messages")
-async def api_outbox(
-    web: Web, limit: Annotated[int, Query(ge=1, le=1000)] = 50
-) -> dict[str, Any]:
+async def api_outbox(web: Web, limit: Annotated[int, Query(ge=1, le=1000)] = 50) -> dict[str, Any]:
     return scrub_outbox(await web.query(lambda conn: queries.outbox_status(conn, limit=limit)))
 
 

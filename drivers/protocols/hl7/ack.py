@@ -212,10 +212,12 @@ def build_ack(
         msa.append(escape(text[:_MSA3_MAX], d))
     segments = [d.field.join(msh_segment), d.field.join(msa)]
     if error_code:
-        described = f"{error_code}{c}{ERROR_CODES.get(error_code, '')}{c}HL70357"
+        description = ERROR_CODES.get(error_code, "")
+        described = f"{escape(error_code, d)}{c}{description}{c}HL70357"
         location = _error_location(error_location)
         if tuple(int(p) for p in version.split(".")[:2]) >= (2, 5):
-            err = ["ERR", "", c.join(location), described, error_severity, "", "", ""]
+            severity = escape(error_severity, d)
+            err = ["ERR", "", c.join(location), described, severity, "", "", ""]
             if text:
                 err.append(escape(text, d))
         else:  # v2.3/v2.4: ERR-1 is ELD, segment^sequence^field^code&text&table

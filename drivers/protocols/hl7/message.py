@@ -319,10 +319,24 @@ class Segment:
         """How many repetitions field ``n`` has (1 for an empty or absent field)."""
         return len(self.tree(n))
 
+    def _plain(self, n: int) -> str | None:
+        """Field ``n`` stripped if it has no delimiter or escape (the common case), else None."""
+        text = self._fields[n] if 0 <= n < len(self._fields) else ""
+        d = self.d
+        if (
+            d.component in text
+            or d.repetition in text
+            or d.subcomponent in text
+            or d.escape in text
+        ) and not (n <= 2 and self.name == "MSH"):
+            return None
+        return text.strip()
+
     def component(self, n: int, comp: int = 1, rep: int = 1) -> str:
         """A component, its subcomponents joined by the subcomponent separator."""
-        if not self.raw_field(n):
-            return ""
+        plain = self._plain(n)
+        if plain is not None:
+            return plain if comp == 1 and rep == 1 else ""
         reps = self.tree(n)
         if rep > len(reps) or comp > len(reps[rep - 1]):
             return ""
@@ -333,8 +347,9 @@ class Segment:
 
     def components(self, n: int, rep: int = 1) -> list[str]:
         """The components of one repetition (subcomponents joined), unescaped and stripped."""
-        if not self.raw_field(n):
-            return []
+        plain = self._plain(n)
+        if plain is not None:
+            return [plain] if plain and rep == 1 else []
         reps = self.tree(n)
         if rep > len(reps):
             return []

@@ -1,0 +1,60 @@
+/* Trygg dashboard: refresh the #live part of the page every few seconds (no libraries). */
+(function () {
+  "use strict";
+  var live = document.getElementById("live");
+  if (!live || !window.fetch || !window.DOMParser) {
+    return;
+  }
+  var seconds = parseInt(live.getAttribute("data-refresh"), 10) || 5;
+  var banner = document.getElementById("stale");
+  var busy = false;
+
+  function selectingInside() {
+    var selection = window.getSelection ? window.getSelection() : null;
+    return Boolean(selection && !selection.isCollapsed && live.contains(selection.anchorNode));
+  }
+
+  function showStale(stale) {
+    if (banner) {
+      banner.hidden = !stale;
+    }
+  }
+
+  function refresh() {
+    if (busy || document.hidden || selectingInside()) {
+      return;
+    }
+    busy = true;
+    fetch(window.location.href, {
+      cache: "no-store",
+      credentials: "same-origin",
+      headers: { "X-Trygg-Refresh": "1" }
+    })
+      .then(function (response) {
+        if (!response.ok) {
+          throw new Error("HTTP " + response.status);
+        }
+        return response.text();
+      })
+      .then(function (html) {
+        var fresh = new DOMParser().parseFromString(html, "text/html").getElementById("live");
+        if (fresh) {
+          live.innerHTML = fresh.innerHTML;
+        }
+        showStale(false);
+      })
+      .catch(function () {
+        showStale(true);
+      })
+      .then(function () {
+        busy = false;
+      });
+  }
+
+  window.setInterval(refresh, seconds * 1000);
+  document.addEventListener("visibilitychange", function () {
+    if (!document.hidden) {
+      refresh();
+    }
+  });
+})();

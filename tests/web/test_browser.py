@@ -1,0 +1,233 @@
+"""The dashboard in real headless Debian Chromium (Playwright), served by uvicorn on loopback."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import socket
+import threading
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+from datetime import timedelta
+from pathlib import Path
+from urllib.parse import urlsplit
+
+import pytest
+import uvicorn
+from playwright.sync_api import (
+    Browser,
+    Page,
+    Playwright,
+    Request,
+    ViewportSize,
+    expect,
+    sync_playwright,
+)
+from sqlalchemy import Engine
+
+from gateway.app import Gateway
+from gateway.config import Config
+from gateway.model import HoldReason
+from gateway.rules import ACTION_TEXT
+from gateway.web.app import REFRESH_SECONDS, create_app
+from tests.web.conftest import SUMMER, Seeded, ingest, observation
+
+pytestmark = pytest.mark.browser
+
+CHROMIUM_ARGS = [
+    "--no-sandbox",
+    "--disable-background-networking",
+    "--disable-gpu",
+    "--disable-component-update",
+    "--no-first-run",
+]
+VIEWPORT: ViewportSize = {"width": 1280, "height": 800}
+
+
+def chromium_path() -> str:
+    """Debian's chromium; never a browser downloaded by Playwright."""
+    path = shutil.which("chromium")
+    if path is None:
+        reason = "Debian chromium is not installed (apt-get install -y chromium)"
+        if os.environ.get("CI"):
+            pytest.fail(f"{reason}; CI must run the browser tests")
+        pytest.skip(reason)
+    return path
+
+
+@pytest.fixture(scope="module")
+def playwright() -> Iterator[Playwright]:
+    chromium_path()  # skip (or, in CI, fail) before starting Playwright's driver
+    with sync_playwright() as driver:
+        yield driver
+
+
+@pytest.fixture(scope="module")
+def browser(playwright: Playwright) -> Iterator[Browser]:
+    chromium = playwright.chromium.launch(
+        executable_path=chromium_path(), args=CHROMIUM_ARGS, headless=True
+    )
+    yield chromium
+    chromium.close()
+
+
+@dataclass
+class Served:
+    url: str
+    engine: Engine
+    config: Config
+    seeded: Seeded
+
+
+@pytest.fixture
+def served(
+    web_config: Config, web_engine: Engine, seeded: Seeded, live_gateway: Gateway
+) -> Iterator[Served]:
+    """The app under uvicorn on 127.0.0.1 with a free port, in a background thread."""
+    app = create_app(web_config, web_engine, gateway=live_gateway)
+    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    sock.bind(("127.0.0.1", 0))
+    port = sock.getsockname()[1]
+    server = uvicorn.Server(
+        uvicorn.Config(app, log_level="warning", lifespan="off", access_log=False)
+    )
+    thread = threading.Thread(target=server.run, kwargs={"sockets": [sock]}, daemon=True)
+    thread.start()
+    deadline = time.monotonic() + 10
+    while not server.started:
+        assert thread.is_alive(), "uvicorn stopped while starting"
+        assert time.monotonic() < deadline, "uvicorn did not start within 10 s"
+        time.sleep(0.02)
+    try:
+        yield Served(f"http://127.0.0.1:{port}", web_engine, web_config, seeded)
+    finally:
+        server.should_exit = True
+        thread.join(timeout=10)
+        sock.close()
+
+
+@dataclass
+class Watched:
+    page: Page
+    hosts: set[str]
+    errors: list[str]
+
+
+@pytest.fixture
+def watched(browser: Browser) -> Iterator[Watched]:
+    """A 1280x800 page that records every host it contacts and every console error."""
+    context = browser.new_context(viewport=VIEWPORT, locale="nb-NO")
+    page = context.new_page()
+    hosts: set[str] = set()
+    errors: list[str] = []
+
+    def on_request(request: Request) -> None:
+        hosts.add(urlsplit(request.url).hostname or request.url)
+
+    page.on("request", on_request)
+    page.on("console", lambda msg: errors.append(msg.text) if msg.type == "error" else None)
+    page.on("pageerror", lambda exc: errors.append(str(exc)))
+    yield Watched(page, hosts, errors)
+    context.close()
+
+
+def fits_width(page: Page) -> bool:
+    return bool(page.evaluate("document.documentElement.scrollWidth <= window.innerWidth"))
+
+
+def test_dashboard_switch_language_and_open_a_result(
+    served: Served, watched: Watched, tmp_path: Path
+) -> None:
+    page = watched.page
+    held = served.seeded.invalid_patient
+    page.goto(served.url + "/")
+    expect(page).to_have_title("Oversikt · Testlaboratoriet · Trygg")
+    expect(page.locator("html")).to_have_attribute("lang", "nb")
+
+    instruments = page.locator("table.instruments tbody tr")
+    expect(instruments).to_have_count(2)
+    afinion = page.locator('tr[data-instrument="afinion-1"]')
+    expect(afinion).to_contain_text("Abbott Afinion 2")
+    expect(afinion.locator(".conn")).to_have_text("Tilkoblet")
+    expect(afinion).to_contain_text("15.01.2026 10:39:00")  # 09:39 UTC shown in Oslo time
+    expect(page.locator('tr[data-instrument="bench-1"] .conn')).to_have_text("Ikke tilkoblet")
+
+    hold = page.locator(f'tbody[data-result-id="{held}"] .hold')
+    expect(hold).to_be_visible()
+    expect(hold.locator(".hold-reason")).to_have_text("Ugyldig pasient-ID")
+    expect(hold).to_contain_text("Hvorfor")
+    expect(hold).to_contain_text("Patient ID 010100***** is not a valid fødselsnummer")
+    expect(hold).to_contain_text("Hva gjør du")
+    expect(hold).to_contain_text(ACTION_TEXT["nb"][HoldReason.INVALID_PATIENT_ID])
+    expect(page.locator('[data-counter="held"] .n')).to_have_text("3")
+    assert fits_width(page)
+    page.screenshot(path=tmp_path / "dashboard-nb.png", full_page=True)
+    page.screenshot(path=tmp_path / "dashboard-nb-viewport.png")
+
+    page.get_by_role("link", name="English").click()
+    expect(page.locator("html")).to_have_attribute("lang", "en")
+    expect(page.get_by_role("heading", name="Recent results")).to_be_visible()
+    expect(hold.locator(".hold-reason")).to_have_text("Invalid patient ID")
+    expect(hold).to_contain_text(ACTION_TEXT["en"][HoldReason.INVALID_PATIENT_ID])
+    page.screenshot(path=tmp_path / "dashboard-en.png", full_page=True)
+
+    page.locator(f'tbody[data-result-id="{held}"] a[href="/results/{held}"]').click()
+    expect(page).to_have_url(f"{served.url}/results/{held}")
+    expect(page.get_by_role("heading", level=1)).to_have_text(f"Result no. {held}")
+    expect(page.locator(".hold")).to_contain_text("What to do")
+    expect(page.locator(".fields")).to_contain_text("010100*****")
+    assert fits_width(page)
+    page.screenshot(path=tmp_path / "result-en.png", full_page=True)
+
+    page.get_by_role("link", name="Outbox", exact=True).click()
+    expect(page.get_by_role("heading", level=1)).to_have_text("Outbox to the LIS")
+    expect(page.locator("table.outbox tbody tr")).to_have_count(3)
+
+    assert watched.hosts == {"127.0.0.1"}, "the page reached beyond this machine"
+    assert watched.errors == []
+
+
+def test_live_part_refreshes_by_itself(served: Served, watched: Watched) -> None:
+    page = watched.page
+    page.goto(served.url + "/")
+    page.evaluate("window.__trygg_marker = 1")  # gone if the page reloads
+    new_id = ingest(
+        served.engine,
+        served.config,
+        observation("afinion-1", "CRP", "77", specimen="S99"),
+        now=SUMMER + timedelta(hours=1),
+        raw=b"browser-refresh",
+    )
+    expect(page.locator(f'tbody[data-result-id="{new_id}"]')).to_be_visible(
+        timeout=(REFRESH_SECONDS * 3) * 1000
+    )
+    expect(page.locator('[data-counter="received"] .n')).to_have_text("8")
+    assert page.evaluate("window.__trygg_marker") == 1, "the page reloaded instead of refreshing"
+    assert watched.errors == []
+
+
+def test_stale_banner_when_the_gateway_is_unreachable(served: Served, watched: Watched) -> None:
+    page = watched.page
+    page.goto(served.url + "/")
+    banner = page.locator("#stale")
+    expect(banner).to_be_hidden()
+    page.route("**/*", lambda route: route.abort())
+    expect(banner).to_be_visible(timeout=(REFRESH_SECONDS * 3) * 1000)
+    expect(banner).to_contain_text("Får ikke kontakt med gatewayen")
+    page.unroute("**/*")
+    expect(banner).to_be_hidden(timeout=(REFRESH_SECONDS * 3) * 1000)
+
+
+def test_results_filter_form(served: Served, watched: Watched) -> None:
+    page = watched.page
+    page.goto(served.url + "/results")
+    page.get_by_label("Status").select_option("held")
+    page.get_by_label("Instrument").select_option("bench-1")
+    page.get_by_role("button", name="Vis").click()
+    expect(page).to_have_url(f"{served.url}/results?state=held&instrument=bench-1&limit=100")
+    rows = page.locator("tbody.result")
+    expect(rows).to_have_count(1)
+    expect(rows).to_contain_text(ACTION_TEXT["nb"][HoldReason.MISSING_PATIENT_ID])
+    assert fits_width(page)
+    assert watched.errors == []
