@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import importlib
+import os
 import sys
 import tempfile
 import time
@@ -52,6 +53,8 @@ def main(argv: list[str] | None = None) -> int:
     for name in names:
         module = importlib.import_module(BENCHES[name][0])
         started = time.perf_counter()
+        load = " ".join(f"{x:.2f}" for x in os.getloadavg())
+        reporter.say(f"{name}: {os.cpu_count()} CPUs, load average {load} (1/5/15 min) at start")
         module.run(reporter, quick=args.quick, directory=args.dir)
         reporter.say(f"{name}: done in {time.perf_counter() - started:.1f} s")
     return 0

@@ -50,6 +50,7 @@ class RunResult:
     lis_bins: tuple[float, ...]  # LIS results per 1 s bin inside the window
     backlog_growth_per_s: float  # stored but not yet at the LIS, growth per second
     drain_results_per_s: float  # LIS results/s once the analysers stopped (forwarder alone)
+    drain_first_s: float | None  # seconds from the stop to the first LIS message after it
     states: str  # results and outbox states in the store at the end of the window
 
 
@@ -86,6 +87,9 @@ async def one_run(options: RigOptions, directory: Path, window: Window) -> RunRe
         lis_bins=bins,
         backlog_growth_per_s=ingest - lis_results / span,
         drain_results_per_s=_drain_rate(messages, d0, d1),
+        drain_first_s=min(
+            (m.received_at - d0 for m in messages if m.received_at >= d0), default=None
+        ),
         states=states,
     )
 
@@ -190,7 +194,15 @@ def run(reporter: Reporter, *, quick: bool, directory: Path) -> None:
             )
         )
         for index, result in enumerate(runs):
-            reporter.say(f"    run {index + 1} store at window end: {result.states}")
+            first = result.drain_first_s
+            reporter.say(
+                f"    run {index + 1}: store at window end: {result.states}; after the stop the "
+                + (
+                    "LIS got nothing"
+                    if first is None
+                    else f"first LIS message came in {first:.1f} s"
+                )
+            )
 
 
 def _spread_note(runs: list[RunResult]) -> str:

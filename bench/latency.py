@@ -10,9 +10,9 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from bench.common import utc_now
+from bench.common import peer_server, utc_now
 from bench.harness import LisMessage, RigOptions, instrument_id, read_lis_record, running_gateway
-from bench.report import Figure, Reporter, fmt, percentile
+from bench.report import Figure, Reporter, fmt, median, percentile, spread
 from drivers.protocols.hl7.ack import parse_ack
 from drivers.protocols.hl7.mllp import MllpDecoder, frame
 from simulators.hl7_analyser import AnalyserSimOptions, Hl7AnalyserSim
@@ -29,10 +29,11 @@ class Timing:
     warmup_s: float
     window_s: float
     grace_s: float  # after the window: time for the last results to reach the LIS
+    runs: int
 
     @classmethod
     def for_latency(cls, quick: bool) -> Timing:
-        return cls(2.0, 8.0, 3.0) if quick else cls(5.0, 30.0, 5.0)
+        return cls(2.0, 8.0, 3.0, 1) if quick else cls(3.0, 12.0, 4.0, 3)
 
 
 @dataclass
@@ -137,26 +138,53 @@ def match(ledger: Ledger, lis: list[LisMessage], start: float, end: float) -> La
     return Latencies(result_ms, message_ms, ack_ms, missing, offered)
 
 
+def _sims(ports: list[int]) -> list[Hl7AnalyserSim]:
+    return [
+        Hl7AnalyserSim(
+            AnalyserSimOptions(
+                instrument_id=instrument_id(i),
+                host="127.0.0.1",
+                port=port,
+                results_min=RESULTS_PER_MESSAGE,
+                results_max=RESULTS_PER_MESSAGE,
+                invalid_id_share=0.0,
+                unmapped_share=0.0,
+                seed=i,
+            )
+        )
+        for i, port in enumerate(ports)
+    ]
+
+
+async def peer_ack_ms(timing: Timing) -> list[float]:
+    """The same paced load against python-hl7's server (parse + create_ack): ACK latencies."""
+    ledger = Ledger()
+    with peer_server("hl7") as (_, port):
+        loop = asyncio.get_running_loop()
+        start_at = loop.time()
+        stop_at = start_at + timing.warmup_s + timing.window_s
+        rng = random.Random(42)
+        tasks = [
+            asyncio.create_task(paced_analyser(sim, ledger, stop_at, rng))
+            for sim in _sims([port] * ANALYSERS)
+        ]
+        await asyncio.sleep(timing.warmup_s)
+        start = time.time()
+        await asyncio.gather(*tasks)
+        end = time.time()
+    return [
+        m.ack_after * 1000
+        for m in ledger.messages
+        if m.ack_after is not None and start <= m.sent_at < end
+    ]
+
+
 async def one_run(validate: str, directory: Path, timing: Timing) -> Latencies:
     options = RigOptions(analysers=ANALYSERS, batch_size=20, validate_messages=validate)
     ledger = Ledger()
     with tempfile.TemporaryDirectory(dir=directory, prefix="bench-latency-") as tmp:
         async with running_gateway(options, Path(tmp)) as rig:
-            sims = [
-                Hl7AnalyserSim(
-                    AnalyserSimOptions(
-                        instrument_id=instrument_id(i),
-                        host="127.0.0.1",
-                        port=rig.analyser_ports[i],
-                        results_min=RESULTS_PER_MESSAGE,
-                        results_max=RESULTS_PER_MESSAGE,
-                        invalid_id_share=0.0,
-                        unmapped_share=0.0,
-                        seed=i,
-                    )
-                )
-                for i in range(ANALYSERS)
-            ]
+            sims = _sims(rig.analyser_ports[:ANALYSERS])
             rng = random.Random(42)
             loop = asyncio.get_running_loop()
             stop_at = loop.time() + 3600.0
@@ -172,56 +200,80 @@ async def one_run(validate: str, directory: Path, timing: Timing) -> Latencies:
     return match(ledger, lis, start, end)
 
 
+def summarise(lat: Latencies) -> dict[str, float]:
+    """The figures of one run (percentiles only where there are samples)."""
+    out: dict[str, float] = {}
+    sent = len(lat.result_ms) + lat.missing
+    out["delivered_share"] = len(lat.result_ms) / sent if sent else 0.0
+    if lat.result_ms:
+        out["result_p50"] = percentile(lat.result_ms, 0.5)
+        out["result_p99"] = percentile(lat.result_ms, 0.99)
+    if lat.message_ms:
+        out["message_p99"] = percentile(lat.message_ms, 0.99)
+    if lat.ack_ms:
+        out["analyser_ack_p50"] = percentile(lat.ack_ms, 0.5)
+        out["analyser_ack_p99"] = percentile(lat.ack_ms, 0.99)
+    return out
+
+
+NOTES = {
+    "result_p50": f"per result; target p99 < {TARGET_P99_MS:g} ms",
+    "result_p99": "per result: last byte -> the LIS received it",
+    "message_p99": "per analyser message: last byte -> its last result at the LIS",
+    "analyser_ack_p50": "last byte -> the gateway's ACK (stored durably)",
+    "analyser_ack_p99": "last byte -> the gateway's ACK (stored durably)",
+    "delivered_share": "results sent in the window that reached the LIS by the end of the grace",
+}
+
+
 def run(reporter: Reporter, *, quick: bool, directory: Path) -> None:
     timing = Timing.for_latency(quick)
+    modes = ("fast",) if quick else ("fast", "off", "full")
     reporter.say(
         f"latency: {ANALYSERS} analysers x {MESSAGES_PER_S:g} msg/s x {RESULTS_PER_MESSAGE} "
         f"results = {ANALYSERS * MESSAGES_PER_S * RESULTS_PER_MESSAGE:g} results/s offered; "
-        f"gateway in a child process, analysers and LIS simulator in this one; "
+        "gateway in a child process, analysers and LIS simulator in this one; [lis] "
+        f"validate_messages {', '.join(modes)}; {timing.runs} run(s) each (1 for full): "
         f"{timing.warmup_s} s warm-up, {timing.window_s} s window, {timing.grace_s} s grace. "
         "The LIS time is its record's received_at (it ACKs right after validating)."
     )
-    for validate in ("fast",) if quick else ("fast", "off", "full"):
-        lat = asyncio.run(one_run(validate, directory, timing))
+    peer_ms = asyncio.run(peer_ack_ms(timing))
+    peer = (percentile(peer_ms, 0.5), percentile(peer_ms, 0.99))
+    reporter.say(
+        f"  peer: python-hl7's server under the same paced load acknowledges in "
+        f"p50 {fmt(peer[0])} ms, p99 {fmt(peer[1])} ms"
+    )
+    for validate in modes:
+        runs = 1 if validate == "full" else timing.runs
+        lats = [asyncio.run(one_run(validate, directory, timing)) for _ in range(runs)]
+        summaries = [summarise(lat) for lat in lats]
         tag = f"[validate={validate}]"
-        sent = len(lat.result_ms) + lat.missing
-        note = (
-            f"{len(lat.result_ms)} results, offered {fmt(lat.offered)}/s, "
-            f"{lat.missing} not at the LIS {timing.grace_s:g} s after the window"
+        offered = median(lat.offered for lat in lats)
+        missing = sum(lat.missing for lat in lats)
+        reporter.say(
+            f"  {tag}: offered {fmt(offered)} results/s; {missing} result(s) not at the LIS "
+            f"{timing.grace_s:g} s after the window"
         )
-        if not lat.result_ms:
-            reporter.say(f"  {NAME} {tag}: no result reached the LIS ({note})")
-            continue
-        for metric, share in (("p50", 0.5), ("p99", 0.99)):
+        for metric, note in NOTES.items():
+            values = [s[metric] for s in summaries if metric in s]
+            if not values:
+                reporter.say(f"  {NAME} {metric}{tag}: no samples (nothing reached the LIS)")
+                continue
+            if len(values) > 1:
+                note += f"; {spread(values)}"
+            unit = "share" if metric == "delivered_share" else "ms"
+            peer_name, peer_value = None, None
+            if metric.startswith("analyser_ack_"):
+                peer_name = f"python_hl7_server_ack_{metric[-3:]}"
+                peer_value = peer[0] if metric.endswith("p50") else peer[1]
             reporter.emit(
                 Figure(
                     NAME,
-                    f"result_{metric}{tag}",
-                    percentile(lat.result_ms, share),
-                    "ms",
-                    note=note if metric == "p99" else f"target p99 < {TARGET_P99_MS:g} ms",
+                    f"{metric}{tag}",
+                    median(values),
+                    unit,
+                    peer=peer_name,
+                    peer_value=peer_value,
+                    note=note,
                 )
             )
-        if lat.message_ms:
-            reporter.emit(
-                Figure(
-                    NAME,
-                    f"message_p99{tag}",
-                    percentile(lat.message_ms, 0.99),
-                    "ms",
-                    note="last byte -> the message's last result at the LIS",
-                )
-            )
-        for metric, share in (("p50", 0.5), ("p99", 0.99)):
-            reporter.emit(
-                Figure(
-                    NAME,
-                    f"analyser_ack_{metric}{tag}",
-                    percentile(lat.ack_ms, share),
-                    "ms",
-                    note="last byte -> the gateway's ACK (stored durably)",
-                )
-            )
-        reporter.emit(
-            Figure(NAME, f"delivered_share{tag}", len(lat.result_ms) / max(sent, 1), "share")
-        )

@@ -167,6 +167,11 @@ class GroupCommitWriter:
             self._run(batch)
 
     def _run(self, batch: list[tuple[Job, Future[Any]]]) -> None:
+        # a waiter that was cancelled (its task stopped) no longer wants the job done; the
+        # others are marked running so they can no longer be cancelled under us
+        batch = [(job, future) for job, future in batch if future.set_running_or_notify_cancel()]
+        if not batch:
+            return
         jobs = [job for job, _ in batch]
         try:
             outcomes, events = _run_batch(self._engine, jobs, datetime.now(UTC))

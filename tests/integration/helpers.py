@@ -55,10 +55,10 @@ def make_config(data: dict[str, Any]) -> Config:
     return parse_config(data, "<test>")
 
 
-async def wait_for(predicate: Callable[[], bool], timeout: float, what: str) -> None:
+async def wait_for(predicate: Callable[[], bool], seconds: float, what: str) -> None:
     loop = asyncio.get_running_loop()
-    deadline = loop.time() + timeout
+    deadline = loop.time() + seconds
     while not predicate():
         if loop.time() > deadline:
-            raise AssertionError(f"timed out after {timeout} s waiting for {what}")
+            raise AssertionError(f"timed out after {seconds} s waiting for {what}")
         await asyncio.sleep(0.05)

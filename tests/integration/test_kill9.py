@@ -47,11 +47,12 @@ def toml_config(data: dict[str, object]) -> str:
 
 
 def start_gateway(config_path: Path, log: Path) -> subprocess.Popen[bytes]:
-    return subprocess.Popen(
-        [sys.executable, "-m", "gateway.cli", "run", "--config", str(config_path)],
-        stdout=log.open("ab"),
-        stderr=subprocess.STDOUT,
-    )
+    with log.open("ab") as out:  # the child keeps its own copy of the descriptor
+        return subprocess.Popen(
+            [sys.executable, "-m", "gateway.cli", "run", "--config", str(config_path)],
+            stdout=out,
+            stderr=subprocess.STDOUT,
+        )
 
 
 @pytest.mark.slow
@@ -68,8 +69,15 @@ async def test_kill_9_at_random_moments_loses_nothing(tmp_path: Path) -> None:
     sims = [
         Hl7AnalyserSim(
             AnalyserSimOptions(
-                instrument_id=f"inst-{i}", host="127.0.0.1", port=port, rate_per_s=15,
-                results_min=2, results_max=6, invalid_id_share=0.05, seed=i, ack_timeout_s=2.0,
+                instrument_id=f"inst-{i}",
+                host="127.0.0.1",
+                port=port,
+                rate_per_s=15,
+                results_min=2,
+                results_max=6,
+                invalid_id_share=0.05,
+                seed=i,
+                ack_timeout_s=2.0,
             )
         )
         for i, port in enumerate(ports)
@@ -79,7 +87,9 @@ async def test_kill_9_at_random_moments_loses_nothing(tmp_path: Path) -> None:
         try:
             for _ in range(KILLS):
                 proc = start_gateway(config_path, log)
-                await asyncio.sleep(rng.uniform(0.3, 2.5))
+                # kill while traffic flows: once the analysers are connected, at a random moment
+                await wait_for(lambda: all(s.connected for s in sims), 30, "analysers to connect")
+                await asyncio.sleep(rng.uniform(0.0, 1.5))
                 proc.send_signal(signal.SIGKILL)
                 await asyncio.to_thread(proc.wait)
             proc = start_gateway(config_path, log)
@@ -90,6 +100,7 @@ async def test_kill_9_at_random_moments_loses_nothing(tmp_path: Path) -> None:
             await asyncio.gather(*sim_tasks, return_exceptions=True)
         engine = make_engine(store_url)
         try:
+
             def drained() -> bool:
                 with engine.connect() as conn:
                     s = summary(conn)

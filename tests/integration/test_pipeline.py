@@ -5,13 +5,14 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable, Iterator
 from pathlib import Path
 
 import pytest
 from sqlalchemy import func, select
 
 from gateway.app import Gateway
+from gateway.config import Config
 from gateway.store.audit import verify
 from gateway.store.queries import summary
 from gateway.store.tables import deviations, outbox, results
@@ -39,6 +40,20 @@ def sims_for(ports: list[int], messages: int, **kw: object) -> list[Hl7AnalyserS
     ]
 
 
+@pytest.fixture
+def make_gateway() -> Iterator[Callable[[Config], Gateway]]:
+    """Tests read the gateway's store after it stopped; close those connections at the end."""
+    made: list[Gateway] = []
+
+    def make(config: Config) -> Gateway:
+        made.append(Gateway(config))
+        return made[-1]
+
+    yield make
+    for gateway in made:
+        gateway.engine.dispose()
+
+
 @contextlib.asynccontextmanager
 async def running(gateway: Gateway) -> AsyncIterator[asyncio.Task[None]]:
     task = asyncio.create_task(gateway.run())
@@ -57,12 +72,12 @@ def lis_lines(path: Path) -> list[dict[str, str]]:
 
 
 async def test_results_flow_to_the_lis_and_are_acknowledged(
-    store_url: str, tmp_path: Path
+    make_gateway: Callable[[Config], Gateway], store_url: str, tmp_path: Path
 ) -> None:
     lis_port, ports = free_port(), [free_port(), free_port()]
     record = tmp_path / "lis.jsonl"
     config = make_config(gateway_config(store_url, ports, lis_port=lis_port))
-    gateway = Gateway(config)
+    gateway = make_gateway(config)
     sims = sims_for(ports, 15)
     async with LisSimulator(LisSimOptions("127.0.0.1", lis_port, record=record)), running(gateway):
         await asyncio.gather(*(asyncio.wait_for(s.run(), 30) for s in sims))
@@ -93,12 +108,12 @@ async def test_results_flow_to_the_lis_and_are_acknowledged(
 
 
 async def test_lis_down_then_back_everything_arrives_in_order(
-    sqlite_url: str, tmp_path: Path
+    make_gateway: Callable[[Config], Gateway], sqlite_url: str, tmp_path: Path
 ) -> None:
     lis_port, ports = free_port(), [free_port()]
     record = tmp_path / "lis.jsonl"
     config = make_config(gateway_config(sqlite_url, ports, lis_port=lis_port))
-    gateway = Gateway(config)
+    gateway = make_gateway(config)
     sims = sims_for(ports, 10)
     sims[0].options.invalid_id_share = 0.0
     async with running(gateway):
@@ -122,12 +137,12 @@ async def test_lis_down_then_back_everything_arrives_in_order(
 
 
 async def test_rejected_messages_become_deviations_and_are_not_retried(
-    sqlite_url: str, tmp_path: Path
+    make_gateway: Callable[[Config], Gateway], sqlite_url: str, tmp_path: Path
 ) -> None:
     lis_port, ports = free_port(), [free_port()]
     record = tmp_path / "lis.jsonl"
     config = make_config(gateway_config(sqlite_url, ports, lis_port=lis_port))
-    gateway = Gateway(config)
+    gateway = make_gateway(config)
     sims = sims_for(ports, 4)
     sims[0].options.invalid_id_share = 0.0
     options = LisSimOptions("127.0.0.1", lis_port, record=record, ar_share=1.0)
@@ -150,9 +165,11 @@ async def test_rejected_messages_become_deviations_and_are_not_retried(
     assert len(lis_lines(record)) == n_outbox
 
 
-async def test_a_garbled_message_is_quarantined_and_answered_ae(sqlite_url: str) -> None:
+async def test_a_garbled_message_is_quarantined_and_answered_ae(
+    make_gateway: Callable[[Config], Gateway], sqlite_url: str
+) -> None:
     port = free_port()
-    gateway = Gateway(make_config(gateway_config(sqlite_url, [port], lis_port=None)))
+    gateway = make_gateway(make_config(gateway_config(sqlite_url, [port], lis_port=None)))
     async with running(gateway):
         sim = sims_for([port], 10, broken_share=1.0)[0]
         await asyncio.wait_for(sim.run(), 30)
@@ -164,14 +181,14 @@ async def test_a_garbled_message_is_quarantined_and_answered_ae(sqlite_url: str)
 
 @pytest.mark.parametrize("batch_size", [1, 20])
 async def test_batch_size_controls_results_per_message(
-    sqlite_url: str, tmp_path: Path, batch_size: int
+    make_gateway: Callable[[Config], Gateway], sqlite_url: str, tmp_path: Path, batch_size: int
 ) -> None:
     lis_port, ports = free_port(), [free_port()]
     record = tmp_path / "lis.jsonl"
     config = make_config(
         gateway_config(sqlite_url, ports, lis_port=lis_port, batch_size=batch_size)
     )
-    gateway = Gateway(config)
+    gateway = make_gateway(config)
     sim = sims_for(ports, 5)[0]
     sim.options.invalid_id_share = 0.0
     async with LisSimulator(LisSimOptions("127.0.0.1", lis_port, record=record)), running(gateway):
@@ -183,8 +200,10 @@ async def test_batch_size_controls_results_per_message(
                 return summary(conn).by_state.get("acknowledged", 0) == total
 
         await wait_for(done, 30, "all acknowledged")
-    counts = [line["message"].count("\rOBX|") + line["message"].startswith("OBX|")
-              for line in lis_lines(record)]
+    counts = [
+        line["message"].count("\rOBX|") + line["message"].startswith("OBX|")
+        for line in lis_lines(record)
+    ]
     assert max(counts) <= batch_size
     assert sum(counts) == total
     if batch_size > 1:

@@ -20,6 +20,9 @@ with engine.connect() as connection:
         connection=connection,
         target_metadata=metadata,
         render_as_batch=connection.dialect.name == "sqlite",
+        # SQLite can roll DDL back too (we issue BEGIN ourselves): a power cut or kill -9 in
+        # the middle of a migration leaves the old schema, not half of the new one.
+        transactional_ddl=True,
     )
     with context.begin_transaction():
         context.run_migrations()
