@@ -295,6 +295,27 @@ def results_show(
     _print_json(data)
 
 
+@results_app.command("release")
+def results_release(
+    result_id: int,
+    config: ConfigOption,
+    by: Annotated[str, typer.Option("--by", help="Your name or user ID (audit log).")],
+    note: Annotated[str, typer.Option("--note", help="Why it may go out.")] = "",
+) -> None:
+    """Release a held result after checking it; it is then queued for the LIS."""
+    from gateway.holds import release
+    from gateway.store.writer import run_in_transaction
+
+    engine = _engine(_config(config))
+    outcome = run_in_transaction(
+        engine, functools.partial(release, result_id=result_id, actor=by, note=note)
+    )
+    if not outcome.released:
+        err.print(f"[red]Not released[/]: result {result_id}: {outcome.detail}")
+        raise typer.Exit(1)
+    console.print(f"[green]Result {result_id}[/]: {outcome.detail}; queued for the LIS")
+
+
 @outbox_app.command("status")
 def outbox_status_cmd(config: ConfigOption, as_json: JsonFlag = False) -> None:
     """Show the LIS outbox: counts by state and the newest messages."""
