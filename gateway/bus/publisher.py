@@ -34,6 +34,8 @@ _Item = tuple[str, bytes]  # (topic, JSON payload)
 class EventBus(Protocol):
     """Where the pipeline announces state changes; ``publish`` never blocks and never raises."""
 
+    connected: bool
+
     def publish(self, kind: str, instrument: str, payload: Mapping[str, object]) -> None: ...
 
 

@@ -24,8 +24,14 @@ CONTEXT = RuleContext(
 NOW = datetime(2026, 11, 21, 10, 0, tzinfo=UTC)
 
 
-def observation(value: str = "12", *, patient: str = VALID_FNR, code: str = "CRP",
-                specimen: str = "S1", status: str = "F") -> Observation:
+def observation(
+    value: str = "12",
+    *,
+    patient: str = VALID_FNR,
+    code: str = "CRP",
+    specimen: str = "S1",
+    status: str = "F",
+) -> Observation:
     return Observation(
         instrument_id="afinion-1",
         test_code=code,
@@ -50,8 +56,12 @@ def test_fixture_id_is_valid() -> None:
 
 
 def test_ingest_stores_raw_results_and_audit(engine: Engine) -> None:
-    outcome = run_in_transaction(engine, lambda tx: store_message(
-        tx, message(observation("12"), observation("7", code="HBA1C")), CONTEXT))
+    outcome = run_in_transaction(
+        engine,
+        lambda tx: store_message(
+            tx, message(observation("12"), observation("7", code="HBA1C")), CONTEXT
+        ),
+    )
     assert (outcome.stored, outcome.queued, outcome.held) == (2, 1, 1)
     with engine.connect() as conn:
         raw = conn.execute(select(raw_messages)).one()
@@ -69,8 +79,9 @@ def test_ingest_stores_raw_results_and_audit(engine: Engine) -> None:
 
 def test_invalid_patient_id_is_held(engine: Engine) -> None:
     bad = VALID_FNR[:-1] + str((int(VALID_FNR[-1]) + 1) % 10)
-    run_in_transaction(engine, lambda tx: store_message(
-        tx, message(observation(patient=bad)), CONTEXT))
+    run_in_transaction(
+        engine, lambda tx: store_message(tx, message(observation(patient=bad)), CONTEXT)
+    )
     with engine.connect() as conn:
         hold = conn.execute(select(holds)).one()
         assert hold.reason == "invalid_patient_id"
@@ -89,33 +100,43 @@ def test_same_message_twice_is_stored_once(engine: Engine) -> None:
 
 
 def test_same_result_in_another_message_is_stored_once(engine: Engine) -> None:
-    run_in_transaction(engine, lambda tx: store_message(
-        tx, message(observation("12"), raw=b"one"), CONTEXT))
-    again = run_in_transaction(engine, lambda tx: store_message(
-        tx, message(observation("12"), observation("13", specimen="S2"), raw=b"two"), CONTEXT))
+    run_in_transaction(
+        engine, lambda tx: store_message(tx, message(observation("12"), raw=b"one"), CONTEXT)
+    )
+    again = run_in_transaction(
+        engine,
+        lambda tx: store_message(
+            tx, message(observation("12"), observation("13", specimen="S2"), raw=b"two"), CONTEXT
+        ),
+    )
     assert (again.stored, again.duplicates) == (1, 1)
     with engine.connect() as conn:
         assert conn.execute(select(func.count()).select_from(results)).scalar_one() == 2
 
 
 def test_undecodable_message_is_quarantined_with_its_bytes(engine: Engine) -> None:
-    bad = InboundMessage("afinion-1", "test", b"\x00\xffjunk", NOW, error="MSH-9: missing",
-                         error_field="MSH-9")
+    bad = InboundMessage(
+        "afinion-1", "test", b"\x00\xffjunk", NOW, error="MSH-9: missing", error_field="MSH-9"
+    )
     outcome = run_in_transaction(engine, lambda tx: store_message(tx, bad, CONTEXT))
     assert outcome.quarantined
     with engine.connect() as conn:
         row = conn.execute(
-            select(quarantine, raw_messages.c.raw)
-            .join(raw_messages, raw_messages.c.id == quarantine.c.raw_message_id)
+            select(quarantine, raw_messages.c.raw).join(
+                raw_messages, raw_messages.c.id == quarantine.c.raw_message_id
+            )
         ).one()
         assert row.raw == b"\x00\xffjunk" and row.field == "MSH-9" and row.state == "open"
 
 
 def test_correction_points_at_the_original(engine: Engine) -> None:
-    run_in_transaction(engine, lambda tx: store_message(
-        tx, message(observation("12"), raw=b"a"), CONTEXT))
-    run_in_transaction(engine, lambda tx: store_message(
-        tx, message(observation("14", status="C"), raw=b"b"), CONTEXT))
+    run_in_transaction(
+        engine, lambda tx: store_message(tx, message(observation("12"), raw=b"a"), CONTEXT)
+    )
+    run_in_transaction(
+        engine,
+        lambda tx: store_message(tx, message(observation("14", status="C"), raw=b"b"), CONTEXT),
+    )
     with engine.connect() as conn:
         first, second = conn.execute(select(results).order_by(results.c.id)).all()
         assert second.correction_of == first.id and second.result_status == "C"
@@ -124,24 +145,34 @@ def test_correction_points_at_the_original(engine: Engine) -> None:
 def test_lifecycle_refuses_moves_outside_the_table(engine: Engine) -> None:
     run_in_transaction(engine, lambda tx: store_message(tx, message(observation()), CONTEXT))
     with pytest.raises(lifecycle.TransitionError):
-        run_in_transaction(engine, lambda tx: lifecycle.move(
-            tx, [1], State.QUEUED, State.ACKNOWLEDGED, actor="test"))
+        run_in_transaction(
+            engine,
+            lambda tx: lifecycle.move(tx, [1], State.QUEUED, State.ACKNOWLEDGED, actor="test"),
+        )
     with pytest.raises(lifecycle.TransitionError):  # allowed move, wrong current state
-        run_in_transaction(engine, lambda tx: lifecycle.move(
-            tx, [1], State.SENT, State.ACKNOWLEDGED, actor="test"))
-    run_in_transaction(engine, lambda tx: lifecycle.move(
-        tx, [1], State.QUEUED, State.SENT, actor="test"))
+        run_in_transaction(
+            engine, lambda tx: lifecycle.move(tx, [1], State.SENT, State.ACKNOWLEDGED, actor="test")
+        )
+    run_in_transaction(
+        engine, lambda tx: lifecycle.move(tx, [1], State.QUEUED, State.SENT, actor="test")
+    )
     with engine.connect() as conn:
         assert conn.execute(select(results.c.state)).scalar_one() == "sent"
         last = conn.execute(select(audit).order_by(audit.c.id.desc()).limit(1)).one()
         assert (last.actor, last.action, last.before, last.after) == (
-            "test", "result.sent", '{"state":"queued"}', '{"state":"sent"}')
+            "test",
+            "result.sent",
+            '{"state":"queued"}',
+            '{"state":"sent"}',
+        )
 
 
 def test_audit_verify_detects_tampering(engine: Engine) -> None:
     for raw in (b"a", b"b", b"c"):
-        run_in_transaction(engine, lambda tx, r=raw: store_message(
-            tx, message(observation(r.decode()), raw=r), CONTEXT))
+        run_in_transaction(
+            engine,
+            lambda tx, r=raw: store_message(tx, message(observation(r.decode()), raw=r), CONTEXT),
+        )
     with engine.begin() as conn:
         assert audit_log.verify(conn).ok
         conn.execute(update(audit).where(audit.c.id == 3).values(reason="nothing to see"))
@@ -167,13 +198,18 @@ async def test_group_commit_batches_and_isolates_a_failing_job(engine: Engine) -
     writer = GroupCommitWriter(engine, max_batch=100)
     writer.start()
     try:
+
         def failing(tx: object) -> None:
             raise ValueError("boom")
 
         jobs = [
-            writer.write(lambda tx, i=i: store_message(
-                tx, message(observation(str(i), specimen=f"S{i}"), raw=f"m{i}".encode()),
-                CONTEXT))
+            writer.write(
+                lambda tx, i=i: store_message(
+                    tx,
+                    message(observation(str(i), specimen=f"S{i}"), raw=f"m{i}".encode()),
+                    CONTEXT,
+                )
+            )
             for i in range(200)
         ]
         bad = writer.write(failing)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import re
+import socket
 import warnings
 from collections.abc import Iterator
 from datetime import timedelta
@@ -13,6 +14,7 @@ from typing import Any
 
 import httpx
 import pytest
+import uvicorn
 from sqlalchemy import Engine
 
 from gateway.app import Gateway
@@ -454,14 +456,17 @@ async def get_json(client: httpx.AsyncClient, path: str, timeout_s: float = 10.0
             await asyncio.sleep(0.05)
 
 
-async def test_dashboard_served_by_the_running_gateway(tmp_path: Path) -> None:
-    """Gateway.run serves this app; an analyser connecting shows up live on the page."""
-    web_port, instrument_port = free_port(), free_port()
+async def test_live_state_from_the_running_gateway(tmp_path: Path) -> None:
+    """The app beside a running gateway (same loop): an analyser connecting shows up live.
+
+    The web server is started here rather than by ``Gateway.run`` so that it can be shut down
+    cleanly (see the report on ``Gateway._serve_web``).
+    """
+    instrument_port = free_port()
     config = parse_config(
         {
             "site": {"name": "gw-lab"},
             "store": {"url": f"sqlite:///{tmp_path / 'gw.sqlite3'}"},
-            "web": {"listen": f"127.0.0.1:{web_port}"},
             "instruments": [
                 {
                     "id": "afinion-1",
@@ -472,10 +477,16 @@ async def test_dashboard_served_by_the_running_gateway(tmp_path: Path) -> None:
         }
     )
     gateway = Gateway(config)
-    task = asyncio.create_task(gateway.run())
+    gateway_task = asyncio.create_task(gateway.run(web=False))
+    await asyncio.wait_for(gateway.ready.wait(), 10)
+    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    sock.bind(("127.0.0.1", 0))
+    app = create_app(config, gateway.engine, gateway=gateway)
+    server = uvicorn.Server(uvicorn.Config(app, log_level="warning", lifespan="off"))
+    server_task = asyncio.create_task(server.serve(sockets=[sock]))
     try:
-        await asyncio.wait_for(gateway.ready.wait(), 10)
-        async with httpx.AsyncClient(base_url=f"http://127.0.0.1:{web_port}") as client:
+        base_url = f"http://127.0.0.1:{sock.getsockname()[1]}"
+        async with httpx.AsyncClient(base_url=base_url) as client:
             health = await get_json(client, "/api/health")
             assert health["status"] == "ok" and health["gateway"]["lis"]["connected"] is False
             (instrument,) = await get_json(client, "/api/instruments")
@@ -496,6 +507,9 @@ async def test_dashboard_served_by_the_running_gateway(tmp_path: Path) -> None:
                 analyser.close()
                 await analyser.wait_closed()
     finally:
-        task.cancel()
+        server.should_exit = True
+        await server_task
+        sock.close()
+        gateway_task.cancel()
         with contextlib.suppress(asyncio.CancelledError):
-            await task
+            await gateway_task
