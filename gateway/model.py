@@ -148,3 +148,16 @@ class QcResult:
     operator_id: str
     nlk_code: str = ""
     id: int | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Deviation:
+    """An avvik: an error, near-miss or incident, routed to the function responsible for it."""
+
+    kind: str
+    summary: str
+    detail: str = ""
+    responsible_function: str = "Kvalitetsansvarlig"
+    instrument_id: str = ""
+    result_id: int | None = None
+    outbox_id: int | None = None

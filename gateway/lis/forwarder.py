@@ -26,12 +26,12 @@ import hl7.mllp
 from sqlalchemy import and_, exists, insert, select, update
 
 from drivers.protocols.hl7.ack import parse_ack
-from gateway import lifecycle
+from gateway import deviations, lifecycle
 from gateway.config import LisConfig
 from gateway.errors import ForwardError, GatewayError, ProtocolError
 from gateway.lis.oru import OutboundResult, build_oru, validate_oru
-from gateway.model import Hold, Method, Result, State
-from gateway.store.tables import deviations, holds, outbox, outbox_items, results
+from gateway.model import Deviation, Method, Result, State
+from gateway.store.tables import holds, outbox, outbox_items, results
 from gateway.store.writer import GroupCommitWriter, Tx
 
 log = logging.getLogger(__name__)
@@ -159,41 +159,16 @@ def hold_unbuildable(tx: Tx, batch: Sequence[OutboundResult], error: str) -> Non
             for i in ids
         ],
     )
-    record_deviation(
-        tx, kind="lis_message_invalid", summary="A LIS message could not be built", detail=error
-    )
-
-
-def record_deviation(
-    tx: Tx,
-    *,
-    kind: str,
-    summary: str,
-    detail: str,
-    outbox_id: int | None = None,
-    responsible: str = "Dataansvarlig",
-) -> None:
-    deviation_id = tx.conn.execute(
-        insert(deviations).returning(deviations.c.id),
-        {
-            "created_at": tx.now,
-            "kind": kind,
-            "outbox_id": outbox_id,
-            "summary": summary,
-            "detail": detail,
-            "responsible_function": responsible,
-            "created_by": ACTOR,
-        },
-    ).scalar_one()
-    tx.audit(
+    deviations.record(
+        tx,
+        Deviation(
+            kind="lis_message_invalid",
+            summary="A LIS message could not be built",
+            detail=error,
+            responsible_function="Dataansvarlig",
+        ),
         actor=ACTOR,
-        action="deviation.recorded",
-        entity="deviation",
-        entity_id=deviation_id,
-        reason=summary,
-        after={"kind": kind},
     )
-    tx.event("deviation", "-", {"id": deviation_id, "kind": kind, "summary": summary})
 
 
 def pending_messages(tx: Tx, limit: int) -> list[PendingMessage]:
@@ -282,12 +257,16 @@ def settle(tx: Tx, pending: PendingMessage, code: str, text: str) -> None:
         extra={"control_id": pending.control_id},
     )
     if not accepted:
-        record_deviation(
+        deviations.record(
             tx,
-            kind="lis_rejected",
-            summary=f"The LIS rejected message {pending.control_id} ({code})",
-            detail=text,
-            outbox_id=pending.outbox_id,
+            Deviation(
+                kind="lis_rejected",
+                summary=f"The LIS rejected message {pending.control_id} ({code})",
+                detail=text,
+                responsible_function="Dataansvarlig",
+                outbox_id=pending.outbox_id,
+            ),
+            actor=ACTOR,
         )
 
 
@@ -454,13 +433,3 @@ class Forwarder:
             stream.close()
             with contextlib.suppress(Exception):
                 await stream.wait_closed()
-
-
-def holds_for(tx: Tx, result_ids: Sequence[int]) -> dict[int, list[Hold]]:
-    rows = tx.conn.execute(select(holds).where(holds.c.result_id.in_(list(result_ids)))).all()
-    out: dict[int, list[Hold]] = {}
-    for row in rows:
-        out.setdefault(row.result_id, []).append(
-            Hold(row.reason, row.detail, row.release_role, row.action)
-        )
-    return out

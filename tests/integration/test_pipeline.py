@@ -208,3 +208,46 @@ async def test_batch_size_controls_results_per_message(
     assert sum(counts) == total
     if batch_size > 1:
         assert max(counts) > 1
+
+
+@pytest.mark.parametrize(
+    "lis_faults",
+    [{"drop_share": 0.4, "seed": 3}, {"down_after": 3, "down_for_s": 0.8, "seed": 4}],
+    ids=["dropped-connections", "lis-outages"],
+)
+async def test_retries_reuse_the_control_id_and_keep_order(
+    make_gateway: Callable[[Config], Gateway],
+    sqlite_url: str,
+    tmp_path: Path,
+    lis_faults: dict[str, float],
+) -> None:
+    lis_port, ports = free_port(), [free_port()]
+    record = tmp_path / "lis.jsonl"
+    data = gateway_config(sqlite_url, ports, lis_port=lis_port, ack_timeout_s=0.3)
+    gateway = make_gateway(make_config(data))
+    sim = sims_for(ports, 6)[0]
+    sim.options.invalid_id_share = 0.0
+    options = LisSimOptions("127.0.0.1", lis_port, record=record, **lis_faults)  # type: ignore[arg-type]
+    async with LisSimulator(options), running(gateway):
+        await asyncio.wait_for(sim.run(), 30)
+        total = len(sim.ledger.acked)
+
+        def done() -> bool:
+            with gateway.engine.connect() as conn:
+                return summary(conn).by_state.get("acknowledged", 0) == total
+
+        await wait_for(done, 60, "all acknowledged despite the faults")
+    lines = lis_lines(record)
+    assert gateway.forwarder is not None and gateway.forwarder.retries > 0
+    first_seen: list[str] = []
+    texts: dict[str, set[str]] = {}
+    for line in lines:
+        texts.setdefault(line["control_id"], set()).add(line["message"])
+        if line["control_id"] not in first_seen:
+            first_seen.append(line["control_id"])
+    if "drop_share" in lis_faults:
+        assert len(lines) > len(first_seen)  # dropped answers: the LIS saw some twice...
+    assert all(len(t) == 1 for t in texts.values())  # ...under the same ID, unchanged
+    with gateway.engine.connect() as conn:
+        in_order = list(conn.execute(select(outbox.c.control_id).order_by(outbox.c.id)).scalars())
+    assert first_seen == in_order

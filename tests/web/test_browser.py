@@ -137,7 +137,7 @@ def fits_width(page: Page) -> bool:
 
 
 def test_dashboard_switch_language_and_open_a_result(
-    served: Served, watched: Watched, tmp_path: Path
+    watched: Watched, served: Served, tmp_path: Path
 ) -> None:
     page = watched.page
     held = served.seeded.invalid_patient
@@ -188,7 +188,7 @@ def test_dashboard_switch_language_and_open_a_result(
     assert watched.errors == []
 
 
-def test_live_part_refreshes_by_itself(served: Served, watched: Watched) -> None:
+def test_live_part_refreshes_by_itself(watched: Watched, served: Served) -> None:
     page = watched.page
     page.goto(served.url + "/")
     page.evaluate("window.__trygg_marker = 1")  # gone if the page reloads
@@ -207,7 +207,7 @@ def test_live_part_refreshes_by_itself(served: Served, watched: Watched) -> None
     assert watched.errors == []
 
 
-def test_stale_banner_when_the_gateway_is_unreachable(served: Served, watched: Watched) -> None:
+def test_stale_banner_when_the_gateway_is_unreachable(watched: Watched, served: Served) -> None:
     page = watched.page
     page.goto(served.url + "/")
     banner = page.locator("#stale")
@@ -219,7 +219,7 @@ def test_stale_banner_when_the_gateway_is_unreachable(served: Served, watched: W
     expect(banner).to_be_hidden(timeout=(REFRESH_SECONDS * 3) * 1000)
 
 
-def test_results_filter_form(served: Served, watched: Watched) -> None:
+def test_results_filter_form(watched: Watched, served: Served) -> None:
     page = watched.page
     page.goto(served.url + "/results")
     page.get_by_label("Status").select_option("held")
