@@ -117,6 +117,7 @@ def demo(
     except KeyboardInterrupt:
         console.print("Stopped.")
         return
+    console.print()
     console.print_json(json.dumps(data))
     if data["lost"]:
         raise typer.Exit(1)

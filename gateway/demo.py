@@ -24,6 +24,7 @@ from gateway.config import Config
 from gateway.store.engine import is_sqlite
 from gateway.store.queries import summary
 from gateway.store.tables import results
+from gateway.web.i18n import label
 from simulators.hl7_analyser import AnalyserSimOptions, Hl7AnalyserSim
 from simulators.lis import LisSimOptions, LisSimulator
 
@@ -86,11 +87,47 @@ def summary_dict(engine: Engine, sims: list[Hl7AnalyserSim]) -> dict[str, Any]:
     }
 
 
-def _view(
-    gateway: Gateway, engine: Engine, sims: list[Hl7AnalyserSim], lis: LisSimulator, elapsed: float
-) -> Group:
-    instruments = Table(title="Instrumenter", expand=True)
-    for column in ("Instrument", "Tilkoblet", "Meldinger", "Svar", "Karantene"):
+_WORDS: dict[str, dict[str, Any]] = {
+    "nb": {
+        "instruments": "Instrumenter",
+        "columns": ("Instrument", "Tilkoblet", "Meldinger", "Svar", "Karantene"),
+        "yes": "ja",
+        "no": "nei",
+        "flow": "Flyt etter {s:.0f} s",
+        "flow_columns": ("Mottatt", "Holdt", "I kø", "Sendt", "Kvittert", "Avvist", "Karantene"),
+        "lis_up": "tilkoblet",
+        "lis_down": "venter",
+        "lis": "LIS: {state}   meldinger mottatt av LIS-simulatoren: {n}   "
+        "web: http://{web}   Ctrl-C stopper",
+    },
+    "en": {
+        "instruments": "Instruments",
+        "columns": ("Instrument", "Connected", "Messages", "Results", "Quarantine"),
+        "yes": "yes",
+        "no": "no",
+        "flow": "Flow after {s:.0f} s",
+        "flow_columns": (
+            "Received",
+            "Held",
+            "Queued",
+            "Sent",
+            "Acknowledged",
+            "Rejected",
+            "Quarantine",
+        ),
+        "lis_up": "connected",
+        "lis_down": "waiting",
+        "lis": "LIS: {state}   messages received by the LIS simulator: {n}   "
+        "web: http://{web}   Ctrl-C stops",
+    },
+}
+
+
+def _view(gateway: Gateway, engine: Engine, lis: LisSimulator, elapsed: float) -> Group:
+    lang = gateway.config.site.language
+    words = _WORDS[lang]
+    instruments = Table(title=words["instruments"], expand=True)
+    for column in words["columns"]:
         instruments.add_column(column)
     for inst in gateway.config.instruments:
         live = gateway.live.instruments.get(inst.id)
@@ -98,17 +135,20 @@ def _view(
             continue
         instruments.add_row(
             inst.name or inst.id,
-            "[green]ja[/]" if live.connected else "[red]nei[/]",
+            f"[green]{words['yes']}[/]" if live.connected else f"[red]{words['no']}[/]",
             str(live.messages),
             str(live.results),
             str(live.quarantined),
         )
     with engine.connect() as conn:
         s = summary(conn)
-    flow = Table(title=f"Flyt etter {elapsed:.0f} s", expand=True)
-    for column in ("Mottatt", "Holdt", "I kø", "Sendt", "Kvittert", "Avvist", "Karantene"):
+    flow = Table(title=str(words["flow"]).format(s=elapsed), expand=True)
+    for column in words["flow_columns"]:
         flow.add_column(column, justify="right")
-    held = ", ".join(f"{k}: {v}" for k, v in sorted(s.held_by_reason.items())) or "0"
+    held = (
+        "\n".join(f"{label(lang, 'reason', k)}: {v}" for k, v in sorted(s.held_by_reason.items()))
+        or "0"
+    )
     flow.add_row(
         str(s.received),
         held,
@@ -120,10 +160,13 @@ def _view(
     )
     fwd = gateway.forwarder
     lis_line = Table.grid()
+    state = (
+        f"[green]{words['lis_up']}[/]"
+        if fwd and fwd.connected
+        else (f"[yellow]{words['lis_down']}[/]")
+    )
     lis_line.add_row(
-        f"LIS: {'[green]tilkoblet[/]' if fwd and fwd.connected else '[yellow]venter[/]'}  "
-        f"meldinger mottatt av LIS-simulatoren: {lis.received}  "
-        f"web: http://{gateway.config.web.listen}   Ctrl-C stopper"
+        str(words["lis"]).format(state=state, n=lis.received, web=gateway.config.web.listen)
     )
     return Group(instruments, flow, lis_line)
 
@@ -173,7 +216,7 @@ async def run_demo(config: Config, options: DemoOptions, console: Console) -> di
                 while options.seconds is None or loop.time() - started < options.seconds:
                     if gateway_task.done():
                         gateway_task.result()  # surfaces the error
-                    live.update(_view(gateway, gateway.engine, sims, lis, loop.time() - started))
+                    live.update(_view(gateway, gateway.engine, lis, loop.time() - started))
                     await asyncio.sleep(0.5)
                 for task in sim_tasks:
                     task.cancel()
@@ -181,7 +224,7 @@ async def run_demo(config: Config, options: DemoOptions, console: Console) -> di
                 # let the forwarder drain what the analysers delivered
                 drain_until = loop.time() + 15
                 while loop.time() < drain_until:
-                    live.update(_view(gateway, gateway.engine, sims, lis, loop.time() - started))
+                    live.update(_view(gateway, gateway.engine, lis, loop.time() - started))
                     with gateway.engine.connect() as conn:
                         s = summary(conn)
                     if s.by_state.get("queued", 0) + s.by_state.get("sent", 0) == 0:
