@@ -198,7 +198,8 @@ class Hl7AnalyserSim:
                 ack = parse_ack(block)
                 if ack.acked_control_id == control_id or not control_id:
                     return ack.code
-            chunk = await asyncio.wait_for(reader.read(65536), max(0.0, deadline - loop.time()))
+            async with asyncio.timeout(max(0.0, deadline - loop.time())):
+                chunk = await reader.read(65536)
             if not chunk:
                 raise asyncio.IncompleteReadError(b"", None)
             decoder.receive_data(chunk)

@@ -36,6 +36,8 @@ from gateway.store.writer import GroupCommitWriter, Tx
 
 log = logging.getLogger(__name__)
 ACTOR = "system:lis-forwarder"
+#: messages packed ahead of the one being sent
+PACK_AHEAD = 8
 
 
 @dataclass(frozen=True, slots=True)
@@ -304,47 +306,63 @@ class Forwarder:
         self._wake.set()
 
     async def run(self) -> None:
+        """Pack a few messages ahead of the sender, send them in order, repeat.
+
+        Packing the next round runs while the current one is being sent, and never more than
+        ``PACK_AHEAD`` messages at a time: under a steady stream of new results the sender is
+        never starved, and a long LIS outage leaves results queued (cheap) rather than packed.
+        """
+        packing: asyncio.Task[int] | None = None
         try:
             while True:
-                await self._fill_outbox()
-                pending = await self._writer.write(lambda tx: pending_messages(tx, 200))
+                if packing is None:
+                    packing = asyncio.create_task(self._fill_outbox(PACK_AHEAD))
+                await packing
+                packing = None
+                pending = await self._writer.write(lambda tx: pending_messages(tx, 2 * PACK_AHEAD))
                 if not pending:
                     self._wake.clear()
                     with contextlib.suppress(TimeoutError):
-                        await asyncio.wait_for(self._wake.wait(), self._poll_s)
+                        async with asyncio.timeout(self._poll_s):
+                            await self._wake.wait()
                     continue
+                packing = asyncio.create_task(self._fill_outbox(PACK_AHEAD))
                 for message in pending:
                     await self._deliver(message)
         finally:
+            if packing is not None:
+                packing.cancel()
+                with contextlib.suppress(BaseException):
+                    await packing
             await self._disconnect()
 
-    async def _fill_outbox(self) -> None:
+    async def _fill_outbox(self, max_messages: int) -> int:
+        """Pack up to ``max_messages`` messages from queued results; returns how many."""
         size = self._lis.batch_size
-        while True:
-            queued = await self._writer.write(lambda tx: unassigned_queued(tx, size * 50))
-            if not queued:
-                return
-            built: list[tuple[str, str, Sequence[OutboundResult]]] = []
-            for start in range(0, len(queued), size):
-                batch = queued[start : start + size]
-                control_id = new_control_id()
-                try:
-                    text = build_oru(batch, control_id=control_id, now=self._clock(), lis=self._lis)
-                    if self._lis.validate_messages == "full":
-                        await asyncio.to_thread(validate_oru, text)
-                    elif self._lis.validate_messages == "fast":
-                        validate_oru(text, with_hl7apy=False)
-                except GatewayError as exc:
-                    error = str(exc)
-                    log.error("LIS message could not be built: %s", error)
-                    await self._writer.write(
-                        functools.partial(hold_unbuildable, batch=batch, error=error)
-                    )
-                    continue
-                built.append((control_id, text, batch))
-            await self._writer.write(functools.partial(enqueue, built=built))
-            if len(queued) < size * 50:
-                return
+        queued = await self._writer.write(lambda tx: unassigned_queued(tx, size * max_messages))
+        if not queued:
+            return 0
+        built: list[tuple[str, str, Sequence[OutboundResult]]] = []
+        for start in range(0, len(queued), size):
+            batch = queued[start : start + size]
+            control_id = new_control_id()
+            try:
+                text = build_oru(batch, control_id=control_id, now=self._clock(), lis=self._lis)
+                if self._lis.validate_messages == "full":
+                    await asyncio.to_thread(validate_oru, text)
+                elif self._lis.validate_messages == "fast":
+                    validate_oru(text, with_hl7apy=False)
+            except GatewayError as exc:
+                error = str(exc)
+                log.error("LIS message could not be built: %s", error)
+                await self._writer.write(
+                    functools.partial(hold_unbuildable, batch=batch, error=error)
+                )
+                continue
+            built.append((control_id, text, batch))
+        if not built:
+            return 0
+        return int(await self._writer.write(functools.partial(enqueue, built=built)))
 
     async def _deliver(self, message: PendingMessage) -> None:
         delay = self._lis.retry_initial_s
@@ -404,7 +422,8 @@ class Forwarder:
                     f"no ACK for {message.control_id} within {self._lis.ack_timeout_s} s"
                 )
             try:
-                block = await asyncio.wait_for(self._reader.readblock(), remaining)
+                async with asyncio.timeout(remaining):
+                    block = await self._reader.readblock()
             except (asyncio.IncompleteReadError, ValueError, hl7.mllp.InvalidBlockError) as exc:
                 raise ForwardError(f"LIS connection broke or sent bad framing: {exc}") from exc
             ack = parse_ack(block)
@@ -418,10 +437,10 @@ class Forwarder:
 
     async def _connect(self) -> None:
         try:
-            self._reader, self._stream = await asyncio.wait_for(
-                hl7.mllp.open_hl7_connection(self._host, self._port, encoding="utf-8"),
-                self._lis.ack_timeout_s,
-            )
+            async with asyncio.timeout(self._lis.ack_timeout_s):
+                self._reader, self._stream = await hl7.mllp.open_hl7_connection(
+                    self._host, self._port, encoding="utf-8"
+                )
         except (OSError, TimeoutError) as exc:
             raise ForwardError(f"cannot connect to the LIS at {self._lis.url}: {exc}") from exc
         self.connected = True

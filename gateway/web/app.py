@@ -528,7 +528,7 @@ async def api_summary(web: Web) -> dict[str, Any]:
 
 @api.get("/instruments", summary="Instruments and their connection state")
 async def api_instruments(web: Web) -> list[dict[str, Any]]:
-    """Configured instruments; ``live`` holds the running gateway's counters when attached."""
+    """Configured instruments; "live" holds the running gateway's counters when attached."""
     live = live_snapshot(web.gateway)
     rows = await web.query(queries.list_instruments)
     return merge_instruments(web.config, rows, live)
@@ -593,7 +593,7 @@ def _ping(conn: Connection) -> None:
 
 @health.get("/health", summary="Liveness and database check (no login needed)")
 async def api_health(web: Web) -> JSONResponse:
-    """``status`` is "ok" when the database answers; 503 and "error" otherwise."""
+    """Status "ok" when the database answers; otherwise 503 with status "error"."""
     body: dict[str, Any] = {
         "status": "ok",
         "site": web.config.site.name,

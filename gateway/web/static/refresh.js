@@ -27,8 +27,7 @@
     busy = true;
     fetch(window.location.href, {
       cache: "no-store",
-      credentials: "same-origin",
-      headers: { "X-Trygg-Refresh": "1" }
+      credentials: "same-origin"
     })
       .then(function (response) {
         if (!response.ok) {
