@@ -280,7 +280,7 @@ async def running_gateway(options: RigOptions, directory: Path) -> AsyncIterator
     config_path.write_text(config_text(options, store, ports, lis_port), encoding="utf-8")
     record = directory / "lis-record.jsonl"
     lis = LisSimulator(
-        LisSimOptions(host="127.0.0.1", port=lis_port, record=record, validate="basic", seed=1)
+        LisSimOptions(host="127.0.0.1", port=lis_port, record=record, validate="fast", seed=1)
     )
     gateway = GatewayChild(config_path, directory / "gateway.log")
     async with lis:

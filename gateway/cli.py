@@ -139,17 +139,24 @@ def lis_sim(
         int | None, typer.Option(help="Go down after this many messages...")
     ] = None,
     down_for: Annotated[float, typer.Option(help="...for this many seconds.")] = 0.0,
-    validate: Annotated[str, typer.Option(help="basic or hl7apy.")] = "basic",
+    validate: Annotated[
+        str, typer.Option(help="fast (split only), basic (python-hl7) or hl7apy (strict).")
+    ] = "basic",
     seed: Annotated[int | None, typer.Option(help="Random seed.")] = None,
 ) -> None:
     """Run the LIS simulator: validates ORU^R01, ACKs, and misbehaves on request."""
     from simulators.lis import LisSimOptions, run_lis_sim
 
     host, _, port = listen.rpartition(":")
-    if validate not in ("basic", "hl7apy"):
-        err.print("--validate must be basic or hl7apy")
+    modes: dict[str, Literal["fast", "basic", "hl7apy"]] = {
+        "fast": "fast",
+        "basic": "basic",
+        "hl7apy": "hl7apy",
+    }
+    if validate not in modes:
+        err.print("--validate must be fast, basic or hl7apy")
         raise typer.Exit(2)
-    mode: Literal["basic", "hl7apy"] = "basic" if validate == "basic" else "hl7apy"
+    mode = modes[validate]
     options = LisSimOptions(
         host=host or "127.0.0.1",
         port=int(port),

@@ -29,7 +29,7 @@ class SiteConfig(_Strict):
 
 class StoreConfig(_Strict):
     url: str = "sqlite:///trygg.sqlite3"
-    group_commit_max: Annotated[int, Field(ge=1, le=10_000)] = 500
+    group_commit_max: Annotated[int, Field(ge=1, le=10_000)] = 32
 
     @field_validator("url")
     @classmethod

@@ -19,7 +19,7 @@ from collections.abc import Callable, Sequence
 from concurrent.futures import Future
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, TypeVar
 from urllib.parse import urlsplit
 
 import hl7.mllp
@@ -34,6 +34,7 @@ from gateway.model import Deviation, Method, Result, State
 from gateway.store.tables import holds, outbox, outbox_items, results
 from gateway.store.writer import GroupCommitWriter, Tx
 
+T = TypeVar("T")
 log = logging.getLogger(__name__)
 ACTOR = "system:lis-forwarder"
 #: messages packed ahead of the one being sent
@@ -319,7 +320,8 @@ class Forwarder:
                     packing = asyncio.create_task(self._fill_outbox(PACK_AHEAD))
                 await packing
                 packing = None
-                pending = await self._writer.write(lambda tx: pending_messages(tx, 2 * PACK_AHEAD))
+                await self._settle_tracked()
+                pending = await self._read(lambda tx: pending_messages(tx, 2 * PACK_AHEAD))
                 if not pending:
                     self._wake.clear()
                     with contextlib.suppress(TimeoutError):
@@ -339,7 +341,7 @@ class Forwarder:
     async def _fill_outbox(self, max_messages: int) -> int:
         """Pack up to ``max_messages`` messages from queued results; returns how many."""
         size = self._lis.batch_size
-        queued = await self._writer.write(lambda tx: unassigned_queued(tx, size * max_messages))
+        queued = await self._read(lambda tx: unassigned_queued(tx, size * max_messages))
         if not queued:
             return 0
         built: list[tuple[str, str, Sequence[OutboundResult]]] = []
@@ -356,13 +358,13 @@ class Forwarder:
                 error = str(exc)
                 log.error("LIS message could not be built: %s", error)
                 await self._writer.write(
-                    functools.partial(hold_unbuildable, batch=batch, error=error)
+                    functools.partial(hold_unbuildable, batch=batch, error=error), urgent=True
                 )
                 continue
             built.append((control_id, text, batch))
         if not built:
             return 0
-        return int(await self._writer.write(functools.partial(enqueue, built=built)))
+        return int(await self._writer.write(functools.partial(enqueue, built=built), urgent=True))
 
     async def _deliver(self, message: PendingMessage) -> None:
         delay = self._lis.retry_initial_s
@@ -384,7 +386,7 @@ class Forwarder:
                 continue
             self._track(
                 self._writer.submit(
-                    functools.partial(settle, pending=message, code=code, text=text)
+                    functools.partial(settle, pending=message, code=code, text=text), urgent=True
                 )
             )
             if code in ("AA", "CA"):
@@ -394,22 +396,32 @@ class Forwarder:
             self.last_error = ""
             return
 
+    async def _read(self, query: Callable[[Tx], T]) -> T:
+        """Reads go on their own connection, not through the writer's queue (WAL readers do
+        not wait for writers); ``_settle_tracked`` first makes our own writes visible."""
+
+        def run() -> T:
+            with self._writer.engine.connect() as conn:
+                return query(Tx(conn, self._clock()))
+
+        return await asyncio.to_thread(run)
+
+    async def _settle_tracked(self) -> None:
+        """Wait for the bookkeeping writes we did not wait for, so reads see them."""
+        pending, self._unsettled = self._unsettled, []
+        for future in pending:
+            await asyncio.wrap_future(future)  # raises if the write failed: stop loudly
+
     def _track(self, future: Future[Any]) -> None:
-        """Keep store writes that we do not wait for; fail loudly if one failed."""
+        """Keep a store write we do not wait for now; ``_settle_tracked`` waits for it."""
         self._unsettled.append(future)
-        if len(self._unsettled) > 256:
-            done = [f for f in self._unsettled if f.done()]
-            for f in done:
-                self._unsettled.remove(f)
-                if f.exception() is not None:
-                    raise ForwardError(f"outbox bookkeeping failed: {f.exception()}")
 
     async def _exchange(self, message: PendingMessage) -> tuple[str, str]:
         """Send one message and wait for its ACK; returns (code, text)."""
         if self._stream is None or self._reader is None:
             await self._connect()
         assert self._stream is not None and self._reader is not None
-        self._track(self._writer.submit(lambda tx: mark_sent(tx, message)))
+        self._track(self._writer.submit(lambda tx: mark_sent(tx, message), urgent=True))
         self._stream.writeblock(message.message.encode("utf-8"))
         await self._stream.drain()
         self.sent += 1

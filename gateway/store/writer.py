@@ -8,6 +8,7 @@ poison its batch: the batch is rolled back and its jobs re-run one transaction e
 from __future__ import annotations
 
 import asyncio
+import itertools
 import logging
 import queue
 import threading
@@ -110,19 +111,31 @@ def _translate(exc: Exception) -> BaseException:
     return exc
 
 
+_URGENT, _NORMAL, _STOP = 0, 1, 2
+
+
 class GroupCommitWriter:
-    """Owns the writer thread. ``submit`` is thread-safe; ``write`` awaits from asyncio."""
+    """Owns the writer thread. ``submit`` is thread-safe; ``write`` awaits from asyncio.
+
+    Urgent jobs (the LIS forwarder's bookkeeping) go to the front of the queue, so a flood of
+    ingest jobs cannot starve delivery; batches are kept small (``max_batch``) because one
+    fsync is cheap next to the Python work per job, and a small batch bounds how long an urgent
+    job waits for the batch in flight.
+    """
 
     def __init__(
         self,
         engine: Engine,
         *,
-        max_batch: int = 500,
+        max_batch: int = 32,
         on_events: Callable[[list[Event]], None] | None = None,
     ) -> None:
-        self._engine = engine
+        self.engine = engine
         self._max_batch = max_batch
-        self._queue: queue.SimpleQueue[tuple[Job, Future[Any]] | None] = queue.SimpleQueue()
+        self._queue: queue.PriorityQueue[tuple[int, int, Job | None, Future[Any] | None]] = (
+            queue.PriorityQueue()
+        )
+        self._order = itertools.count()
         self._on_events = on_events
         self._thread: threading.Thread | None = None
         self.batches = 0
@@ -136,34 +149,35 @@ class GroupCommitWriter:
     def stop(self) -> None:
         """Finish queued jobs, then end the thread."""
         if self._thread is not None:
-            self._queue.put(None)
+            self._queue.put((_STOP, next(self._order), None, None))
             self._thread.join()
             self._thread = None
 
-    def submit(self, job: Callable[[Tx], T]) -> Future[T]:
+    def submit(self, job: Callable[[Tx], T], *, urgent: bool = False) -> Future[T]:
         future: Future[T] = Future()
-        self._queue.put((job, future))
+        self._queue.put((_URGENT if urgent else _NORMAL, next(self._order), job, future))
         return future
 
-    async def write(self, job: Callable[[Tx], T]) -> T:
-        return await asyncio.wrap_future(self.submit(job))
+    async def write(self, job: Callable[[Tx], T], *, urgent: bool = False) -> T:
+        return await asyncio.wrap_future(self.submit(job, urgent=urgent))
 
     def _loop(self) -> None:
-        stopping = False
-        while not stopping:
-            first = self._queue.get()
-            if first is None:
-                break
-            batch = [first]
+        while True:
+            priority, _, job, future = self._queue.get()
+            if priority == _STOP:
+                return
+            assert job is not None and future is not None
+            batch = [(job, future)]
             while len(batch) < self._max_batch:
                 try:
-                    item = self._queue.get_nowait()
+                    priority, order, job, future = self._queue.get_nowait()
                 except queue.Empty:
                     break
-                if item is None:
-                    stopping = True
+                if priority == _STOP:
+                    self._queue.put((priority, order, job, future))  # after this batch
                     break
-                batch.append(item)
+                assert job is not None and future is not None
+                batch.append((job, future))
             self._run(batch)
 
     def _run(self, batch: list[tuple[Job, Future[Any]]]) -> None:
@@ -174,7 +188,7 @@ class GroupCommitWriter:
             return
         jobs = [job for job, _ in batch]
         try:
-            outcomes, events = _run_batch(self._engine, jobs, datetime.now(UTC))
+            outcomes, events = _run_batch(self.engine, jobs, datetime.now(UTC))
         except Exception as exc:  # the database is gone: fail every job, keep the thread alive
             log.error("writer batch failed: %s", exc.__class__.__name__)
             outcomes, events = [_translate(exc) for _ in jobs], []

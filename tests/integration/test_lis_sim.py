@@ -321,3 +321,20 @@ async def test_messages_buffered_behind_the_outage_trigger_are_not_processed() -
 def test_options_are_checked(kwargs: dict[str, object]) -> None:
     with pytest.raises(ConfigError):
         LisSimOptions(**kwargs)  # type: ignore[arg-type]
+
+
+@pytest.mark.parametrize(
+    "message",
+    [
+        b"MSH|^~\\&|a|b|c|d|2020||ADT^A01|1|P|2.5.1\r",
+        b"MSH|^~\\&|a|b|c|d|2020||ORU^R01|1|P|2.4\r",
+        b"MSH|^~\\&|a|b|c|d|2020||ORU^R01||P|2.5.1\r",
+        b"MSH|^~\\&|a|b|c|d|2020||ORU^R01|1|P|2.5.1\rOBX|1\rPID|1\rOBR|1\r",
+        b"MSH|^~\\&|a|b|c|d|2020||ORU^R01^ORU_R01|1|P|2.5.1\rPID|1\rOBR|1\rOBX|1\r",
+        b"MSH|^~\\&|a|b|c|d|2020||ORU^R01|1|P|2.5.1\rPID|1\rOBR|1\r",
+    ],
+)
+def test_fast_validation_agrees_with_basic(message: bytes) -> None:
+    from simulators.lis import validate_basic, validate_fast
+
+    assert validate_fast(message).code == validate_basic(message).code
