@@ -2,17 +2,21 @@
 
 from __future__ import annotations
 
+import contextlib
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 from alembic import command
 from alembic.config import Config as AlembicConfig
-from sqlalchemy import Engine, create_engine, event
+from sqlalchemy import Connection, Engine, create_engine, event
 from sqlalchemy.engine import make_url
 
 from gateway.errors import StoreError
 
 MIGRATIONS = Path(__file__).with_name("migrations")
+#: execution option that marks a connection as a writer (SQLite: BEGIN IMMEDIATE)
+WRITE_OPTION = "trygg_write"
 
 
 def is_sqlite(url: str) -> bool:
@@ -23,8 +27,9 @@ def make_engine(url: str) -> Engine:
     """Create an engine; SQLite gets WAL, synchronous=FULL and BEGIN IMMEDIATE transactions.
 
     synchronous=FULL because a commit is what lets us ACK the analyser: NORMAL in WAL mode can
-    lose the last transactions on power loss. BEGIN IMMEDIATE takes the write lock up front so
-    two writers (gateway and a CLI command) queue instead of failing on lock upgrade.
+    lose the last transactions on power loss. Writers (connections with the ``WRITE_OPTION``
+    execution option, see ``write_transaction``) take the write lock up front with BEGIN
+    IMMEDIATE, so two writers (gateway and a CLI command) queue instead of failing on upgrade.
     """
     parsed = make_url(url)
     if parsed.get_backend_name() == "sqlite":
@@ -45,7 +50,10 @@ def make_engine(url: str) -> Engine:
 
         @event.listens_for(engine, "begin")
         def _begin(connection: Any) -> None:
-            connection.exec_driver_sql("BEGIN IMMEDIATE")
+            # only writers take the write lock up front; readers (web, CLI, the forwarder's
+            # look-ups) start deferred and, in WAL mode, never wait for the writer
+            writing = connection.get_execution_options().get(WRITE_OPTION, False)
+            connection.exec_driver_sql("BEGIN IMMEDIATE" if writing else "BEGIN")
 
         return engine
     if parsed.get_backend_name() == "postgresql":
@@ -68,3 +76,10 @@ def upgrade(engine: Engine, revision: str = "head") -> None:
         command.upgrade(alembic_config(engine), revision)
     except Exception as exc:  # alembic raises many types; this is the one boundary
         raise StoreError(f"database migration failed: {exc}") from exc
+
+
+@contextlib.contextmanager
+def write_transaction(engine: Engine) -> Iterator[Connection]:
+    """A transaction that will write: on SQLite it holds the write lock from its start."""
+    with engine.connect().execution_options(**{WRITE_OPTION: True}) as conn, conn.begin():
+        yield conn

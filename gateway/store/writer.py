@@ -22,6 +22,7 @@ from sqlalchemy import Connection, Engine
 
 from gateway.errors import StoreError
 from gateway.store import audit as audit_log
+from gateway.store.engine import write_transaction
 
 T = TypeVar("T")
 log = logging.getLogger(__name__)
@@ -85,7 +86,7 @@ def _run_batch(engine: Engine, jobs: list[Job], now: datetime) -> tuple[list[Any
     transactions that committed.
     """
     try:
-        with engine.begin() as conn:
+        with write_transaction(engine) as conn:
             tx = Tx(conn, now)
             outcomes = [job(tx) for job in jobs]
             audit_log.append(conn, tx.audit_entries)
