@@ -11,7 +11,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import insert, select, update
+from sqlalchemy import insert, select
 
 from gateway.model import (
     Hold,
@@ -22,10 +22,15 @@ from gateway.model import (
     State,
 )
 from gateway.rules import RULES, Rule, RuleContext, find_test, run_rules
-from gateway.store.tables import holds, instruments, qc_results, quarantine, raw_messages, results
+from gateway.store import bulk
+from gateway.store.audit import to_json
+from gateway.store.tables import holds, qc_results, quarantine, raw_messages, results
 from gateway.store.writer import GroupCommitWriter, Tx
 
 SYSTEM = "system"
+# canonical before/after snapshots of the hot path, serialised once
+_RECEIVED = to_json({"state": State.RECEIVED.value})
+_QUEUED = to_json({"state": State.QUEUED.value})
 
 
 @dataclass(frozen=True, slots=True)
@@ -152,15 +157,7 @@ def store_message(
     conn = tx.conn
     instrument = message.instrument_id
     msg_digest = digest(message.raw)
-    conn.execute(
-        update(instruments)
-        .where(instruments.c.id == instrument)
-        .values(
-            last_message_at=tx.now,
-            last_seen_at=tx.now,
-            messages_received=instruments.c.messages_received + 1,
-        )
-    )
+    tx.instrument_messages[instrument] = tx.instrument_messages.get(instrument, 0) + 1
     earlier = conn.execute(
         select(raw_messages.c.id).where(
             raw_messages.c.instrument_id == instrument,
@@ -264,7 +261,15 @@ def _store_observations(
     if not rows:
         return IngestOutcome(raw_id, qc=qc_stored, duplicates=duplicates)
 
-    ids = [int(i) for i in conn.execute(insert(results).returning(results.c.id), rows).scalars()]
+    ids = bulk.next_ids(conn, results, len(rows))
+    if ids is None:
+        ids = [
+            int(i) for i in conn.execute(insert(results).returning(results.c.id), rows).scalars()
+        ]
+    else:
+        for row, result_id in zip(rows, ids, strict=True):
+            row["id"] = result_id
+        bulk.insert_rows(conn, results, rows)
     hold_rows: list[dict[str, Any]] = []
     held_ids: list[int] = []
     queued_ids: list[int] = []
@@ -287,7 +292,7 @@ def _store_observations(
                 entity="result",
                 entity_id=result_id,
                 reason="; ".join(f"{h.reason}: {h.detail}" for h in found),
-                before={"state": State.RECEIVED.value},
+                before=_RECEIVED,
                 after={"state": State.HELD.value, "holds": reasons},
             )
             hold_rows.extend(
@@ -309,11 +314,10 @@ def _store_observations(
                 entity="result",
                 entity_id=result_id,
                 reason="no holds: ready for the LIS",
-                before={"state": State.RECEIVED.value},
-                after={"state": State.QUEUED.value},
+                before=_RECEIVED,
+                after=_QUEUED,
             )
-    if hold_rows:
-        conn.execute(insert(holds), hold_rows)
+    bulk.insert_rows(conn, holds, hold_rows)
     instrument = rows[0]["instrument_id"]
     if held_ids:
         reasons = sorted({h.reason for found in hold_lists for h in found})

@@ -19,6 +19,7 @@ from sqlalchemy import update
 
 from gateway.errors import StoreError
 from gateway.model import State
+from gateway.store.audit import to_json
 from gateway.store.tables import results
 from gateway.store.writer import Tx
 
@@ -72,15 +73,18 @@ def move(
             f"{len(ids) - changed} of {len(ids)} results were not in state {old} for -> {new}"
         )
     why = reason or TRANSITIONS[(old, new)]
+    before = to_json({"state": old.value})
+    after = to_json({"state": new.value, **(extra or {})})
+    action = f"result.{new.value}"
     for result_id in ids:
         tx.audit(
             actor=actor,
-            action=f"result.{new.value}",
+            action=action,
             entity="result",
             entity_id=result_id,
             reason=why,
-            before={"state": old.value},
-            after={"state": new.value, **(extra or {})},
+            before=before,
+            after=after,
         )
     tx.event(
         "result", instrument, {"ids": ids, "from": old.value, "to": new.value, **(extra or {})}

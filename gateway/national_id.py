@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import calendar
+import functools
 from dataclasses import dataclass
 from typing import Literal
 
@@ -94,6 +95,7 @@ def _check_date(day: int, month: int, year: int, individual: int, *, accept_2032
     return ""
 
 
+@functools.lru_cache(maxsize=4096)  # pure; a message's results share one patient
 def classify(
     value: str, *, allow_synthetic: bool = False, accept_2032_rule: bool = False
 ) -> IdCheck:

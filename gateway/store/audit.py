@@ -11,6 +11,7 @@ from typing import Any
 
 from sqlalchemy import Connection, select, update
 
+from gateway.store import bulk
 from gateway.store.tables import audit, audit_head
 
 GENESIS = "0" * 64
@@ -38,22 +39,20 @@ def to_json(value: Mapping[str, Any] | None) -> str:
 
 
 def row_hash(row_id: int, entry: AuditEntry, prev_hash: str) -> str:
-    canonical = json.dumps(
-        [
-            row_id,
-            entry.at.isoformat(),
-            entry.actor,
-            entry.action,
-            entry.entity,
-            entry.entity_id,
-            entry.reason,
-            entry.before,
-            entry.after,
-            prev_hash,
-        ],
-        separators=(",", ":"),
-        ensure_ascii=False,
+    """SHA-256 over the row's fields, each prefixed by its length so no two rows encode alike."""
+    fields = (
+        str(row_id),
+        entry.at.isoformat(),
+        entry.actor,
+        entry.action,
+        entry.entity,
+        entry.entity_id,
+        entry.reason,
+        entry.before,
+        entry.after,
+        prev_hash,
     )
+    canonical = "".join(f"{len(field)}:{field}" for field in fields)
     return hashlib.sha256(canonical.encode("utf-8")).hexdigest()
 
 
@@ -91,7 +90,7 @@ def append(conn: Connection, entries: list[AuditEntry]) -> None:
             }
         )
         last_hash = digest
-    conn.execute(audit.insert(), rows)
+    bulk.insert_rows(conn, audit, rows)
     conn.execute(
         update(audit_head).where(audit_head.c.id == 1).values(last_id=last_id, last_hash=last_hash)
     )

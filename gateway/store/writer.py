@@ -18,11 +18,12 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any, TypeVar
 
-from sqlalchemy import Connection, Engine
+from sqlalchemy import Connection, Engine, update
 
 from gateway.errors import StoreError
 from gateway.store import audit as audit_log
 from gateway.store.engine import write_transaction
+from gateway.store.tables import instruments
 
 T = TypeVar("T")
 log = logging.getLogger(__name__)
@@ -38,6 +39,8 @@ class Tx:
     now: datetime
     audit_entries: list[audit_log.AuditEntry] = field(default_factory=list)
     events: list[Event] = field(default_factory=list)
+    #: messages received per instrument in this transaction; one UPDATE each at commit
+    instrument_messages: dict[str, int] = field(default_factory=dict)
 
     def audit(
         self,
@@ -47,9 +50,10 @@ class Tx:
         entity: str,
         entity_id: object,
         reason: str = "",
-        before: Mapping[str, Any] | None = None,
-        after: Mapping[str, Any] | None = None,
+        before: Mapping[str, Any] | str | None = None,
+        after: Mapping[str, Any] | str | None = None,
     ) -> None:
+        """Append an audit row; ``before``/``after`` are snapshots (or their canonical JSON)."""
         self.audit_entries.append(
             audit_log.AuditEntry(
                 self.now,
@@ -58,8 +62,8 @@ class Tx:
                 entity,
                 str(entity_id),
                 reason,
-                audit_log.to_json(before),
-                audit_log.to_json(after),
+                before if isinstance(before, str) else audit_log.to_json(before),
+                after if isinstance(after, str) else audit_log.to_json(after),
             )
         )
 
@@ -89,6 +93,7 @@ def _run_batch(engine: Engine, jobs: list[Job], now: datetime) -> tuple[list[Any
         with write_transaction(engine) as conn:
             tx = Tx(conn, now)
             outcomes = [job(tx) for job in jobs]
+            _flush_instrument_activity(tx)
             audit_log.append(conn, tx.audit_entries)
         return outcomes, tx.events
     except Exception as exc:
@@ -100,6 +105,19 @@ def _run_batch(engine: Engine, jobs: list[Job], now: datetime) -> tuple[list[Any
         outcomes.extend(single)
         events.extend(single_events)
     return outcomes, events
+
+
+def _flush_instrument_activity(tx: Tx) -> None:
+    for instrument_id, count in tx.instrument_messages.items():
+        tx.conn.execute(
+            update(instruments)
+            .where(instruments.c.id == instrument_id)
+            .values(
+                last_message_at=tx.now,
+                last_seen_at=tx.now,
+                messages_received=instruments.c.messages_received + count,
+            )
+        )
 
 
 def _translate(exc: Exception) -> BaseException:

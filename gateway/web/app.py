@@ -39,7 +39,6 @@ from gateway.model import State
 from gateway.national_id import mask
 from gateway.store import queries
 from gateway.web import i18n
-from gateway.web.queries import read_engine
 
 T = TypeVar("T")
 
@@ -252,15 +251,18 @@ class WebContext:
     def __init__(self, config: Config, engine: Engine, gateway: object | None) -> None:
         self.config = config
         self.engine = engine
-        self.reader = read_engine(engine)
         self.gateway = gateway
         self.zone = ZoneInfo(config.site.timezone)
         self.templates = Jinja2Templates(env=_environment())
         self.title = config.site.title or config.site.name
 
     def read(self, job: Callable[[Connection], T]) -> T:
-        """Run read queries on one connection (blocking: call through ``query``)."""
-        with self.reader.connect() as conn:
+        """Run read queries on one connection (blocking: call through ``query``).
+
+        A plain connection is a reader: on SQLite it begins deferred, so in WAL mode it sees
+        one snapshot and never waits for (or holds up) the gateway's writer.
+        """
+        with self.engine.connect() as conn:
             return job(conn)
 
     async def query(self, job: Callable[[Connection], T]) -> T:
