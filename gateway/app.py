@@ -184,10 +184,14 @@ class Gateway:
                 lifespan="off",
             )
         )
+        # uvicorn closes its listening socket only on its own shutdown path: on cancellation,
+        # ask it to exit and wait for that instead of abandoning serve() mid-way
+        serving = asyncio.ensure_future(server.serve())
         try:
-            await server.serve()
+            await asyncio.shield(serving)
         finally:
             server.should_exit = True
+            await serving
 
     def status(self) -> Mapping[str, Any]:
         fwd = self.forwarder

@@ -9,6 +9,7 @@ import tomllib
 from pathlib import Path
 from typing import Annotated, Any, Literal
 from urllib.parse import urlsplit
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
@@ -25,6 +26,17 @@ class SiteConfig(_Strict):
     title: str = ""
     timezone: str = "Europe/Oslo"
     language: Literal["nb", "en"] = "nb"
+
+    @field_validator("timezone")
+    @classmethod
+    def _known_zone(cls, zone: str) -> str:
+        try:
+            ZoneInfo(zone)
+        except (ZoneInfoNotFoundError, ValueError) as exc:
+            raise ValueError(
+                f"unknown time zone {zone!r} (use an IANA name like Europe/Oslo)"
+            ) from exc
+        return zone
 
 
 class StoreConfig(_Strict):

@@ -38,6 +38,7 @@ class HoldReason(enum.StrEnum):
     MISSING_PATIENT_ID = "missing_patient_id"
     UNMAPPED_TEST = "unmapped_test"
     DUPLICATE = "duplicate"
+    LIS_MESSAGE_INVALID = "lis_message_invalid"
 
 
 @dataclass(frozen=True, slots=True)

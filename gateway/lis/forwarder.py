@@ -30,7 +30,8 @@ from gateway import deviations, lifecycle
 from gateway.config import LisConfig
 from gateway.errors import ForwardError, GatewayError, ProtocolError
 from gateway.lis.oru import OutboundResult, build_oru, validate_oru
-from gateway.model import Deviation, Method, Result, State
+from gateway.model import Deviation, HoldReason, Method, Result, State
+from gateway.rules import ACTION_TEXT
 from gateway.store.tables import holds, outbox, outbox_items, results
 from gateway.store.writer import GroupCommitWriter, Tx
 
@@ -156,9 +157,9 @@ def hold_unbuildable(tx: Tx, batch: Sequence[OutboundResult], error: str) -> Non
         [
             {
                 "result_id": i,
-                "reason": "lis_message_invalid",
+                "reason": HoldReason.LIS_MESSAGE_INVALID.value,
                 "detail": error,
-                "action": "Report to Dataansvarlig; release after the cause is fixed",
+                "action": ACTION_TEXT["en"][HoldReason.LIS_MESSAGE_INVALID],
                 "release_role": "dataansvarlig",
                 "created_at": tx.now,
             }

@@ -75,12 +75,19 @@ def context_from_config(config: Config) -> RuleContext:
 
 _OTHER_ACTIONS: dict[str, dict[str, str]] = {
     "en": {
+        HoldReason.LIS_MESSAGE_INVALID: (
+            "Report it to the Dataansvarlig (a deviation is recorded); release the result once "
+            "the cause is fixed"
+        ),
         HoldReason.DUPLICATE: (
             "Compare with the earlier result for the same sample and test; reject the copy, "
             "or release if it is a genuine repeat"
         ),
     },
     "nb": {
+        HoldReason.LIS_MESSAGE_INVALID: (
+            "Meld fra til dataansvarlig (avvik er registrert); frigi svaret når årsaken er rettet"
+        ),
         HoldReason.DUPLICATE: (
             "Sammenlign med det tidligere svaret for samme prøve og analyse; avvis kopien, "
             "eller frigi hvis det er en reell gjentakelse"

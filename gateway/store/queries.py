@@ -62,7 +62,11 @@ def summary(conn: Connection) -> Summary:
         received=sum(by_state.values()),
         by_state=by_state,
         held_by_reason=held_by_reason,
-        quarantined=int(conn.execute(select(func.count()).select_from(quarantine)).scalar_one()),
+        quarantined=int(
+            conn.execute(
+                select(func.count()).select_from(quarantine).where(quarantine.c.state == "open")
+            ).scalar_one()
+        ),
         qc=int(conn.execute(select(func.count()).select_from(qc_results)).scalar_one()),
         raw_messages=int(conn.execute(select(func.count()).select_from(raw_messages)).scalar_one()),
         outbox_by_state=outbox_by_state,
