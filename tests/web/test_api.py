@@ -8,7 +8,7 @@ import re
 import socket
 import warnings
 from collections.abc import Iterator
-from datetime import timedelta
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -23,6 +23,7 @@ from gateway.lis.forwarder import hold_unbuildable, unassigned_queued
 from gateway.model import HoldReason, Method, State
 from gateway.rules import ACTION_TEXT
 from gateway.store.engine import make_engine
+from gateway.store.tables import holds
 from gateway.store.writer import run_in_transaction
 from gateway.web import i18n
 from gateway.web.app import NAV, create_app, scrub
@@ -329,11 +330,22 @@ def test_action_falls_back_to_the_stored_text(
     run_in_transaction(
         web_engine, lambda tx: hold_unbuildable(tx, unassigned_queued(tx, 1), "OBX-5: too long")
     )
+    with web_engine.begin() as conn:
+        conn.execute(
+            holds.insert().values(
+                result_id=seeded.summer,
+                reason="reason_from_a_newer_version",
+                detail="why it was held",
+                action="Do the thing the newer version asks for",
+                release_role="bioingenior",
+                created_at=datetime.now(UTC),
+            )
+        )
     with TestClient(create_app(web_config, web_engine)) as client:
         text = visible_text(client.get(f"/results/{seeded.summer}").text)
     assert "LIS-melding kunne ikke lages" in text and "OBX-5: too long" in text
-    assert "Report to Dataansvarlig; release after the cause is fixed" in text
-    assert "Dataansvarlig" in text
+    assert "Meld fra til dataansvarlig" in text  # the known reason speaks Norwegian
+    assert "Do the thing the newer version asks for" in text  # the unknown one falls back
 
 
 def test_results_page_filters(client: TestClient, seeded: Seeded) -> None:
