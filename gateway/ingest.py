@@ -23,7 +23,7 @@ from gateway.model import (
 )
 from gateway.rules import RULES, Rule, RuleContext, find_test, run_rules
 from gateway.store import bulk
-from gateway.store.audit import to_json
+from gateway.store.audit import digest_fields, to_json
 from gateway.store.tables import holds, qc_results, quarantine, raw_messages, results
 from gateway.store.writer import GroupCommitWriter, Tx
 
@@ -79,7 +79,7 @@ def normalise(observation: Observation, context: RuleContext) -> Result:
 
 def fingerprint(result: Result) -> str:
     """The same result delivered twice has the same fingerprint (and is stored once)."""
-    parts = (
+    return digest_fields(
         result.instrument_id,
         result.specimen_id,
         result.patient_id,
@@ -89,11 +89,10 @@ def fingerprint(result: Result) -> str:
         result.performed_at.isoformat() if result.performed_at else "",
         result.result_status,
     )
-    return hashlib.sha256("\x1f".join(parts).encode("utf-8")).hexdigest()
 
 
 def qc_fingerprint(observation: Observation) -> str:
-    parts = (
+    return digest_fields(
         observation.instrument_id,
         observation.test_code,
         observation.value,
@@ -101,7 +100,6 @@ def qc_fingerprint(observation: Observation) -> str:
         observation.control_level,
         observation.performed_at.isoformat() if observation.performed_at else "",
     )
-    return hashlib.sha256("\x1f".join(parts).encode("utf-8")).hexdigest()
 
 
 def result_row(

@@ -38,9 +38,14 @@ def to_json(value: Mapping[str, Any] | None) -> str:
     return json.dumps(value, sort_keys=True, separators=(",", ":"), default=str, ensure_ascii=False)
 
 
+def digest_fields(*fields: str) -> str:
+    """SHA-256 over length-prefixed fields, so no two different tuples hash alike."""
+    return hashlib.sha256("".join(f"{len(f)}:{f}" for f in fields).encode("utf-8")).hexdigest()
+
+
 def row_hash(row_id: int, entry: AuditEntry, prev_hash: str) -> str:
-    """SHA-256 over the row's fields, each prefixed by its length so no two rows encode alike."""
-    fields = (
+    """The hash that chains a row to the one before it."""
+    return digest_fields(
         str(row_id),
         entry.at.isoformat(),
         entry.actor,
@@ -52,8 +57,6 @@ def row_hash(row_id: int, entry: AuditEntry, prev_hash: str) -> str:
         entry.after,
         prev_hash,
     )
-    canonical = "".join(f"{len(field)}:{field}" for field in fields)
-    return hashlib.sha256(canonical.encode("utf-8")).hexdigest()
 
 
 def append(conn: Connection, entries: list[AuditEntry]) -> None:
