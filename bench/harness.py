@@ -30,6 +30,7 @@ class RigOptions:
     analysers: int = 100
     batch_size: int = 20
     validate_messages: str = "fast"  # [lis] validate_messages: off | fast | full
+    window: int = 8  # [lis] window: messages awaiting their ACK (the LIS simulator pipelines)
     group_commit_max: int = 500
 
 
@@ -54,6 +55,7 @@ def config_text(
         f'url = "tcp://127.0.0.1:{lis_port}"',
         f"batch_size = {options.batch_size}",
         f'validate_messages = "{options.validate_messages}"',
+        f"window = {options.window}",
         "retry_initial_s = 0.1",
         "retry_max_s = 1.0",
         "",

@@ -62,6 +62,8 @@ class LisConfig(_Strict):
     url: str
     version: Literal["2.5.1"] = "2.5.1"
     batch_size: Annotated[int, Field(ge=1, le=500)] = 1
+    #: messages sent before their ACK arrived; 1 = stop-and-wait (what every LIS accepts)
+    window: Annotated[int, Field(ge=1, le=64)] = 1
     ack_timeout_s: Annotated[float, Field(gt=0, le=600)] = 10.0
     retry_initial_s: Annotated[float, Field(gt=0, le=600)] = 0.5
     retry_max_s: Annotated[float, Field(gt=0, le=3600)] = 30.0

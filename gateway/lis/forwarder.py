@@ -333,8 +333,7 @@ class Forwarder:
                             await self._wake.wait()
                     continue
                 packing = asyncio.create_task(self._fill_outbox(PACK_AHEAD))
-                for message in pending:
-                    await self._deliver(message)
+                await self._deliver(pending)
         finally:
             if packing is not None:
                 packing.cancel()
@@ -370,17 +369,20 @@ class Forwarder:
             return 0
         return int(await self._writer.write(functools.partial(enqueue, built=built), urgent=True))
 
-    async def _deliver(self, message: PendingMessage) -> None:
+    async def _deliver(self, messages: Sequence[PendingMessage]) -> None:
+        """Deliver ``messages`` in order; after a failure, back off and resend the unsettled
+        ones, in order, under their own control IDs."""
+        unsettled = list(messages)
         delay = self._lis.retry_initial_s
-        while True:
+        while unsettled:
             try:
-                code, text = await self._exchange(message)
+                await self._exchange(unsettled)
             except (ForwardError, ProtocolError, OSError, TimeoutError) as exc:
                 self.last_error = f"{exc.__class__.__name__}: {exc}"
                 self.retries += 1
                 log.warning(
                     "LIS delivery of %s failed (%s); retry in %.1f s",
-                    message.control_id,
+                    unsettled[0].control_id,
                     self.last_error,
                     delay,
                 )
@@ -388,17 +390,18 @@ class Forwarder:
                 await asyncio.sleep(delay * random.uniform(0.8, 1.2))
                 delay = min(delay * 2, self._lis.retry_max_s)
                 continue
-            self._track(
-                self._writer.submit(
-                    functools.partial(settle, pending=message, code=code, text=text), urgent=True
-                )
-            )
-            if code in ("AA", "CA"):
-                self.acknowledged += 1
-            else:
-                self.rejected += 1
             self.last_error = ""
-            return
+
+    def _settle(self, message: PendingMessage, code: str, text: str) -> None:
+        self._track(
+            self._writer.submit(
+                functools.partial(settle, pending=message, code=code, text=text), urgent=True
+            )
+        )
+        if code in ("AA", "CA"):
+            self.acknowledged += 1
+        else:
+            self.rejected += 1
 
     async def _read(self, query: Callable[[Tx], T]) -> T:
         """Reads go on their own connection, not through the writer's queue (WAL readers do
@@ -420,36 +423,44 @@ class Forwarder:
         """Keep a store write we do not wait for now; ``_settle_tracked`` waits for it."""
         self._unsettled.append(future)
 
-    async def _exchange(self, message: PendingMessage) -> tuple[str, str]:
-        """Send one message and wait for its ACK; returns (code, text)."""
+    async def _exchange(self, unsettled: list[PendingMessage]) -> None:
+        """Send with up to ``[lis] window`` messages awaiting their ACK; settle each one whose
+        MSA-2 names it, removing it from ``unsettled``. Returns when all are settled; raises on
+        a timeout or a broken connection, leaving the rest in ``unsettled``."""
         if self._stream is None or self._reader is None:
             await self._connect()
         assert self._stream is not None and self._reader is not None
-        self._track(self._writer.submit(lambda tx: mark_sent(tx, message), urgent=True))
-        self._stream.writeblock(message.message.encode("utf-8"))
-        await self._stream.drain()
-        self.sent += 1
         loop = asyncio.get_running_loop()
-        deadline = loop.time() + self._lis.ack_timeout_s
-        while True:
-            remaining = deadline - loop.time()
-            if remaining <= 0:
-                raise TimeoutError(
-                    f"no ACK for {message.control_id} within {self._lis.ack_timeout_s} s"
+        in_flight: dict[str, tuple[PendingMessage, float]] = {}
+        queue = list(unsettled)
+        while queue or in_flight:
+            while queue and len(in_flight) < self._lis.window:
+                message = queue.pop(0)
+                self._track(
+                    self._writer.submit(functools.partial(mark_sent, pending=message), urgent=True)
                 )
+                self._stream.writeblock(message.message.encode("utf-8"))
+                in_flight[message.control_id] = (message, loop.time() + self._lis.ack_timeout_s)
+                self.sent += 1
+            await self._stream.drain()
+            oldest = min(deadline for _, deadline in in_flight.values())
+            remaining = oldest - loop.time()
+            if remaining <= 0:
+                raise TimeoutError(f"no ACK within {self._lis.ack_timeout_s} s")
             try:
                 async with asyncio.timeout(remaining):
                     block = await self._reader.readblock()
             except (asyncio.IncompleteReadError, ValueError, hl7.mllp.InvalidBlockError) as exc:
                 raise ForwardError(f"LIS connection broke or sent bad framing: {exc}") from exc
             ack = parse_ack(block)
-            if ack.acked_control_id == message.control_id:
-                return ack.code, ack.text
-            log.warning(
-                "ignoring an ACK for %s while waiting for %s",
-                ack.acked_control_id,
-                message.control_id,
-            )
+            entry = in_flight.pop(ack.acked_control_id, None)
+            if entry is None:
+                log.warning(
+                    "ignoring an ACK for %s: no such message is waiting", ack.acked_control_id
+                )
+                continue
+            unsettled.remove(entry[0])
+            self._settle(entry[0], ack.code, ack.text)
 
     async def _connect(self) -> None:
         try:

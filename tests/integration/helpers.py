@@ -27,6 +27,7 @@ def gateway_config(
     mqtt_url: str | None = None,
     ack_timeout_s: float = 2.0,
     retry_max_s: float = 0.5,
+    window: int = 1,
 ) -> dict[str, Any]:
     data: dict[str, Any] = {
         "site": {"name": "test-site"},
@@ -45,6 +46,7 @@ def gateway_config(
             "ack_timeout_s": ack_timeout_s,
             "retry_initial_s": 0.05,
             "retry_max_s": retry_max_s,
+            "window": window,
         }
     if mqtt_url:
         data["mqtt"] = {"url": mqtt_url}

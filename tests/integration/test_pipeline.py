@@ -210,6 +210,7 @@ async def test_batch_size_controls_results_per_message(
         assert max(counts) > 1
 
 
+@pytest.mark.parametrize("window", [1, 4])
 @pytest.mark.parametrize(
     "lis_faults",
     [{"drop_share": 0.4, "seed": 3}, {"down_after": 3, "down_for_s": 0.8, "seed": 4}],
@@ -220,10 +221,11 @@ async def test_retries_reuse_the_control_id_and_keep_order(
     sqlite_url: str,
     tmp_path: Path,
     lis_faults: dict[str, float],
+    window: int,
 ) -> None:
     lis_port, ports = free_port(), [free_port()]
     record = tmp_path / "lis.jsonl"
-    data = gateway_config(sqlite_url, ports, lis_port=lis_port, ack_timeout_s=0.3)
+    data = gateway_config(sqlite_url, ports, lis_port=lis_port, ack_timeout_s=0.3, window=window)
     gateway = make_gateway(make_config(data))
     sim = sims_for(ports, 6)[0]
     sim.options.invalid_id_share = 0.0
