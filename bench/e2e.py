@@ -124,8 +124,9 @@ def run(reporter: Reporter, *, quick: bool, directory: Path) -> None:
     reporter.say(
         f"e2e: {ANALYSERS} analysers (rate 0 = next message as soon as the ACK arrives, 5-20 "
         "results each) -> gateway in a child process (python -m gateway.cli run) -> LIS "
-        "simulator (validate=basic); the analysers and the LIS share this process. "
-        f"[lis] batch_size 20, window 8, validate_messages {', '.join(modes)}; {window.runs} run(s) each: "
+        "simulator (validate=fast); the analysers and the LIS share this process. "
+        f"[lis] batch_size 20, window 8, validate_messages {', '.join(modes)}; "
+        f"{window.runs} run(s) each: "
         f"{window.warmup_s} s warm-up, {window.window_s} s window, {window.drain_s} s drain"
     )
     sqlite_peer = ceilings.measure_sqlite(plan, directory)
