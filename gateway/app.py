@@ -119,6 +119,12 @@ class Gateway:
         if live.connected == connected and live.detail == detail:
             return  # a retry loop reporting the same failure: no new audit row each time
         live.connected, live.detail = connected, detail
+        log.info(
+            "instrument %s %s: %s",
+            instrument_id,
+            "connected" if connected else "not connected",
+            detail,
+        )
         self.writer.submit(lambda tx: _connection_job(tx, instrument_id, connected, detail))
 
     # -- events -----------------------------------------------------------------------------
