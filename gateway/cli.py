@@ -325,19 +325,27 @@ def results_release(
 
 
 @outbox_app.command("status")
-def outbox_status_cmd(config: ConfigOption, as_json: JsonFlag = False) -> None:
-    """Show the LIS outbox: counts by state and the newest messages."""
-    from gateway.store.queries import outbox_status
+def outbox_status_cmd(
+    config: ConfigOption,
+    state: Annotated[
+        str | None, typer.Option(help="Only pending, sent, acknowledged or rejected.")
+    ] = None,
+    limit: Annotated[int, typer.Option(help="Newest N messages.")] = 100,
+    as_json: JsonFlag = False,
+) -> None:
+    """Show the LIS outbox: counts by state and the newest messages (--json: an array)."""
+    from gateway.store.queries import outbox_messages, outbox_status
 
     engine = _engine(_config(config))
     with engine.connect() as conn:
-        data = outbox_status(conn)
+        data = outbox_status(conn, limit=0)
+        messages = outbox_messages(conn, state=state, limit=limit)
     if as_json:
-        _print_json(data)
+        _print_json(messages)
         return
     console.print(f"Counts: {data['counts']}  oldest waiting: {data['oldest_waiting_at']}")
     table = Table("id", "control id", "state", "results", "attempts", "ack", "text")
-    for m in data["messages"]:
+    for m in messages:
         table.add_row(
             str(m["id"]),
             m["control_id"],

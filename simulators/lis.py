@@ -148,10 +148,19 @@ def validate_hl7apy(message: bytes) -> Verdict:
     from hl7apy.consts import VALIDATION_LEVEL
     from hl7apy.parser import parse_message
 
-    text = "\r".join(normalise_segments(decode_message(message)))
+    lines = normalise_segments(decode_message(message))
+    # hl7apy 1.3 cannot place a second PATIENT_RESULT group (a second PID): check each
+    # patient's part behind the same MSH (segment order across groups is checked above)
+    groups: list[list[str]] = []
+    for line in lines[1:]:
+        if line.startswith("PID") or not groups:
+            groups.append([])
+        groups[-1].append(line)
     try:
-        parsed = parse_message(text, validation_level=VALIDATION_LEVEL.STRICT, find_groups=True)
-        parsed.validate()
+        for group in groups:
+            text = "\r".join([lines[0], *group])
+            parsed = parse_message(text, validation_level=VALIDATION_LEVEL.STRICT, find_groups=True)
+            parsed.validate()
     except Exception as exc:  # hl7apy's errors are untyped too; this is its boundary
         return Verdict("AE", f"hl7apy: {type(exc).__name__}: {exc}", "100")
     return _ACCEPT

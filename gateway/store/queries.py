@@ -156,32 +156,53 @@ def get_result(
     return data
 
 
+def outbox_messages(
+    conn: Connection, *, state: str | None = None, limit: int = 50
+) -> list[dict[str, Any]]:
+    """The newest outbox messages (optionally of one state), with the results each carries."""
+    query = select(outbox).order_by(outbox.c.id.desc()).limit(limit)
+    if state:
+        query = query.where(outbox.c.state == state)
+    rows = conn.execute(query).all()
+    items: dict[int, list[int]] = {}
+    if rows:
+        for item in conn.execute(
+            select(outbox_items.c.outbox_id, outbox_items.c.result_id)
+            .where(outbox_items.c.outbox_id.in_([r.id for r in rows]))
+            .order_by(outbox_items.c.result_id)
+        ):
+            items.setdefault(item.outbox_id, []).append(item.result_id)
+    return [
+        {
+            "id": r.id,
+            "control_id": r.control_id,
+            "state": r.state,
+            "results": r.n_results,
+            "result_ids": items.get(r.id, []),
+            "attempts": r.attempts,
+            "created_at": r.created_at.isoformat(),
+            "first_sent_at": r.first_sent_at.isoformat() if r.first_sent_at else None,
+            "acked_at": r.acked_at.isoformat() if r.acked_at else None,
+            "ack_code": r.ack_code,
+            "ack_text": r.ack_text,
+        }
+        for r in rows
+    ]
+
+
 def outbox_status(conn: Connection, *, limit: int = 50) -> dict[str, Any]:
+    """Counts by state, the oldest message still waiting, and the newest messages."""
     counts = {
         str(s): int(n)
         for s, n in conn.execute(select(outbox.c.state, func.count()).group_by(outbox.c.state))
     }
-    rows = conn.execute(select(outbox).order_by(outbox.c.id.desc()).limit(limit)).all()
     oldest_waiting = conn.execute(
         select(func.min(outbox.c.created_at)).where(outbox.c.state.in_(("pending", "sent")))
     ).scalar_one()
     return {
         "counts": counts,
         "oldest_waiting_at": oldest_waiting.isoformat() if oldest_waiting else None,
-        "messages": [
-            {
-                "id": r.id,
-                "control_id": r.control_id,
-                "state": r.state,
-                "results": r.n_results,
-                "attempts": r.attempts,
-                "created_at": r.created_at.isoformat(),
-                "acked_at": r.acked_at.isoformat() if r.acked_at else None,
-                "ack_code": r.ack_code,
-                "ack_text": r.ack_text,
-            }
-            for r in rows
-        ],
+        "messages": outbox_messages(conn, limit=limit) if limit else [],
     }
 
 

@@ -11,13 +11,15 @@ from sqlalchemy import update
 from typer.testing import CliRunner
 
 from gateway.cli import app
-from gateway.config import load_config
+from gateway.config import LisConfig, load_config
 from gateway.ingest import store_message
+from gateway.lis.forwarder import enqueue, unassigned_queued
+from gateway.lis.oru import build_oru
 from gateway.model import InboundMessage, Observation
 from gateway.rules import context_from_config
 from gateway.store.engine import make_engine, upgrade
 from gateway.store.tables import audit
-from gateway.store.writer import run_in_transaction
+from gateway.store.writer import Tx, run_in_transaction
 
 VALID = "01010012356"
 NOW = datetime(2026, 11, 21, 9, 30, tzinfo=UTC)
@@ -149,11 +151,31 @@ def test_release_moves_a_held_result_to_the_queue(site: Path) -> None:
     assert invoke("audit", "verify", "--config", str(site))[0] == 0
 
 
-def test_outbox_status_json(site: Path) -> None:
+def test_outbox_status_json_is_an_array_of_messages(site: Path) -> None:
+    cfg = load_config(site)
+    engine = make_engine(cfg.store.url)
+    lis = LisConfig(url="tcp://127.0.0.1:2575")
+
+    def pack(tx: Tx) -> int:
+        queued = unassigned_queued(tx, 10)
+        text = build_oru(queued, control_id="CTRL0001", now=NOW, lis=lis)
+        return enqueue(tx, [("CTRL0001", text, queued)])
+
+    assert run_in_transaction(engine, pack) == 1
+    engine.dispose()
     code, out = invoke("outbox", "status", "--config", str(site), "--json")
     assert code == 0
-    data = json.loads(out)
-    assert set(data) == {"counts", "oldest_waiting_at", "messages"}
+    messages = json.loads(out)
+    assert isinstance(messages, list) and len(messages) == 1
+    message = messages[0]
+    assert (message["control_id"], message["state"], message["results"]) == (
+        "CTRL0001",
+        "pending",
+        1,
+    )
+    assert len(message["result_ids"]) == 1 and message["attempts"] == 0
+    code, out = invoke("outbox", "status", "--config", str(site), "--json", "--state", "sent")
+    assert json.loads(out) == []
 
 
 def test_quarantine_list_show_and_replay(site: Path) -> None:

@@ -253,3 +253,30 @@ async def test_retries_reuse_the_control_id_and_keep_order(
     with gateway.engine.connect() as conn:
         in_order = list(conn.execute(select(outbox.c.control_id).order_by(outbox.c.id)).scalars())
     assert first_seen == in_order
+
+
+async def test_every_message_the_gateway_sends_passes_hl7apy_strict(
+    make_gateway: Callable[[Config], Gateway], sqlite_url: str, tmp_path: Path
+) -> None:
+    """The LIS simulator checks each ORU^R01 against hl7apy's strict v2.5.1 structure."""
+    lis_port, ports = free_port(), [free_port()]
+    record = tmp_path / "lis.jsonl"
+    config = make_config(gateway_config(sqlite_url, ports, lis_port=lis_port, batch_size=7))
+    gateway = make_gateway(config)
+    sim = sims_for(ports, 4)[0]
+    sim.options.invalid_id_share = 0.0
+    options = LisSimOptions("127.0.0.1", lis_port, record=record, validate="hl7apy")
+    async with LisSimulator(options), running(gateway):
+        await asyncio.wait_for(sim.run(), 30)
+        total = len(sim.ledger.acked)
+
+        def settled() -> bool:
+            with gateway.engine.connect() as conn:
+                s = summary(conn)
+            return s.by_state.get("acknowledged", 0) + s.by_state.get("rejected", 0) == total
+
+        await wait_for(settled, 60, "every result to be answered")
+    lines = lis_lines(record)
+    assert lines and {line["ack_code"] for line in lines} == {"AA"}, [
+        line for line in lines if line["ack_code"] != "AA"
+    ][:1]
