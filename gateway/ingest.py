@@ -298,6 +298,7 @@ def _store_observations(
                     "result_id": result_id,
                     "reason": h.reason,
                     "detail": h.detail,
+                    "detail_nb": h.detail_nb,
                     "action": h.action,
                     "release_role": h.release_role,
                     "created_at": tx.now,

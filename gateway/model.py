@@ -107,6 +107,8 @@ class Hold:
     detail: str
     release_role: str = "bioingenior"
     action: str = ""
+    #: ``detail`` in bokmål for the screens (empty: show ``detail``)
+    detail_nb: str = ""
 
 
 @dataclass(frozen=True, slots=True)

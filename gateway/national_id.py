@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import calendar
 import functools
+import re
 from dataclasses import dataclass
 from typing import Literal
 
@@ -167,6 +168,60 @@ def classify(
 def describe(kind: IdKind | None) -> str:
     """A human name for ``kind`` ("fødselsnummer", "D-number", ...); "ID" when unknown."""
     return _KIND_NAMES[kind] if kind else "ID"
+
+
+_KIND_NAMES_NB: dict[IdKind, str] = {
+    "fnr": "fødselsnummer",
+    "dnr": "D-nummer",
+    "hnr": "H-nummer",
+    "fhnr": "FH-nummer",
+    "synthetic": "syntetisk testnummer",
+}
+
+#: the problems above in bokmål, for the screens (pattern on the English text -> template)
+_PROBLEMS_NB: tuple[tuple[re.Pattern[str], str], ...] = tuple(
+    (re.compile(pattern), template)
+    for pattern, template in (
+        (r"is empty", "er tomt"),
+        (r"must contain only the digits 0-9", "kan bare inneholde sifrene 0-9"),
+        (r"must be 11 digits, not (\d+)", r"må ha 11 siffer, ikke \1"),
+        (r"digits 3-4 \((\d+)\) are not a month", r"siffer 3-4 (\1) er ikke en måned"),
+        (
+            r"is marked both as a D-number \(day \+ 40\) and an H-number",
+            "er merket både som D-nummer (dag + 40) og H-nummer",
+        ),
+        (r"check digit (\d) is wrong", r"kontrollsiffer \1 er feil"),
+        (
+            r"check digit (\d) would be 10, .*",
+            r"kontrollsiffer \1 ville blitt 10, så ingen gyldige numre begynner slik",
+        ),
+        (
+            r"individual number (\d+) is not issued for birth year \.\.(\d+)",
+            r"individnummer \1 tildeles ikke for fødselsår ..\2",
+        ),
+        (
+            r"day (\d+) does not exist in month (\d+) of that year",
+            r"dag \1 finnes ikke i måned \2 det året",
+        ),
+        (
+            r"is a synthetic test number .*",
+            "er et syntetisk testnummer (måned + 80), ikke tillatt her",
+        ),
+    )
+)
+
+
+def describe_nb(kind: IdKind | None) -> str:
+    """``describe`` in bokmål."""
+    return _KIND_NAMES_NB[kind] if kind else "ID-nummer"
+
+
+def problem_nb(problem: str) -> str:
+    """A ``problem`` text of ``classify`` in bokmål (unchanged if it is not a known one)."""
+    for pattern, template in _PROBLEMS_NB:
+        if pattern.fullmatch(problem):
+            return pattern.sub(template, problem)
+    return problem
 
 
 def mask(value: str) -> str:

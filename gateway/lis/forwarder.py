@@ -159,6 +159,7 @@ def hold_unbuildable(tx: Tx, batch: Sequence[OutboundResult], error: str) -> Non
                 "result_id": i,
                 "reason": HoldReason.LIS_MESSAGE_INVALID.value,
                 "detail": error,
+                "detail_nb": f"Meldingen til LIS kunne ikke lages: {error}",
                 "action": ACTION_TEXT["en"][HoldReason.LIS_MESSAGE_INVALID],
                 "release_role": "dataansvarlig",
                 "created_at": tx.now,

@@ -6,7 +6,7 @@ from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING
 
 from gateway.model import Hold, HoldReason, Result
-from gateway.national_id import classify, describe, mask
+from gateway.national_id import classify, describe, describe_nb, mask, problem_nb
 
 if TYPE_CHECKING:
     from gateway.rules import RuleContext
@@ -45,6 +45,7 @@ def patient_id_rule(result: Result, context: RuleContext) -> Sequence[Hold]:
             Hold(
                 reason=HoldReason.MISSING_PATIENT_ID,
                 detail=f"The result from {result.instrument_id} has no patient ID",
+                detail_nb=f"Svaret fra {result.instrument_id} mangler pasient-ID",
                 release_role=RELEASE_ROLE,
                 action=ACTIONS["en"][HoldReason.MISSING_PATIENT_ID],
             ),
@@ -62,6 +63,10 @@ def patient_id_rule(result: Result, context: RuleContext) -> Sequence[Hold]:
             detail=(
                 f"Patient ID {mask(patient_id)} is not a valid {describe(check.kind)}: "
                 f"{check.problem}"
+            ),
+            detail_nb=(
+                f"Pasient-ID {mask(patient_id)} er ikke et gyldig {describe_nb(check.kind)}: "
+                f"{problem_nb(check.problem)}"
             ),
             release_role=RELEASE_ROLE,
             action=ACTIONS["en"][HoldReason.INVALID_PATIENT_ID],

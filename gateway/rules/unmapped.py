@@ -38,6 +38,10 @@ def unmapped_test_rule(result: Result, context: RuleContext) -> Sequence[Hold]:
                 f"Instrument {result.instrument_id!r} sent test code {result.test_code!r}, "
                 "which has no [[tests]] mapping"
             ),
+            detail_nb=(
+                f"Instrumentet {result.instrument_id!r} sendte analysekoden "
+                f"{result.test_code!r}, som ikke har noen [[tests]]-kobling"
+            ),
             release_role=RELEASE_ROLE,
             action=ACTIONS["en"][HoldReason.UNMAPPED_TEST],
         ),

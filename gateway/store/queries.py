@@ -85,6 +85,7 @@ def _holds_by_result(conn: Connection, ids: Sequence[int]) -> dict[int, list[dic
             {
                 "reason": row.reason,
                 "detail": row.detail,
+                "detail_nb": row.detail_nb,
                 "action": row.action,
                 "release_role": row.release_role,
                 "released": row.released_at is not None,

@@ -156,6 +156,7 @@ holds = Table(
     Column("result_id", Integer, ForeignKey("results.id"), nullable=False),
     Column("reason", String(64), nullable=False),
     Column("detail", Text, nullable=False, default=""),
+    Column("detail_nb", Text, nullable=False, default="", server_default=""),
     Column("action", Text, nullable=False, default=""),
     Column("release_role", String(64), nullable=False, default=""),
     Column("created_at", TZ, nullable=False),

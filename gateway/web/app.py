@@ -129,7 +129,12 @@ def scrub(text: str) -> str:
 def scrub_result(result: dict[str, Any]) -> dict[str, Any]:
     """A result dict with its hold texts scrubbed (the patient ID is masked by the query)."""
     result["holds"] = [
-        {**hold, "detail": scrub(hold["detail"]), "action": scrub(hold["action"])}
+        {
+            **hold,
+            "detail": scrub(hold["detail"]),
+            "detail_nb": scrub(hold.get("detail_nb", "")),
+            "action": scrub(hold["action"]),
+        }
         for hold in result["holds"]
     ]
     return result

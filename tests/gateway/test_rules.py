@@ -142,3 +142,15 @@ def test_every_hold_reason_has_action_text_in_both_languages() -> None:
         "Check the sample label and correct the patient ID, then release"
     )
     assert ACTION_TEXT["nb"]["unmapped_test"] != ACTION_TEXT["en"]["unmapped_test"]
+
+
+def test_hold_explanations_come_in_bokmal_too() -> None:
+    from gateway.national_id import problem_nb
+
+    assert problem_nb("check digit 2 is wrong") == "kontrollsiffer 2 er feil"
+    assert problem_nb("must be 11 digits, not 9") == "må ha 11 siffer, ikke 9"
+    assert (
+        problem_nb("day 31 does not exist in month 02 of that year")
+        == "dag 31 finnes ikke i måned 02 det året"
+    )
+    assert problem_nb("something new") == "something new"  # unknown: shown as is

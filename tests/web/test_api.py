@@ -268,7 +268,9 @@ def test_dashboard_in_norwegian_by_default(client: TestClient, seeded: Seeded) -
     assert "Ugyldig pasient-ID" in text and "Mangler pasient-ID" in text
     assert ACTION_TEXT["nb"][HoldReason.INVALID_PATIENT_ID] in text
     assert ACTION_TEXT["nb"][HoldReason.MISSING_PATIENT_ID] in text
-    assert "Patient ID 010100***** is not a valid fødselsnummer" in text
+    assert "Pasient-ID 010100***** er ikke et gyldig fødselsnummer" in text
+    english = visible_text(client.get("/", params={"lang": "en"}).text)
+    assert "Patient ID 010100***** is not a valid fødselsnummer" in english
     # times are shown in Europe/Oslo: UTC+1 in January, UTC+2 in July
     assert "15.01.2026 10:30:00" in text and "01.07.2026 12:00:00" in text
     assert f'href="/results/{seeded.invalid_patient}"' in response.text

@@ -157,7 +157,7 @@ def test_dashboard_switch_language_and_open_a_result(
     expect(hold).to_be_visible()
     expect(hold.locator(".hold-reason")).to_have_text("Ugyldig pasient-ID")
     expect(hold).to_contain_text("Hvorfor")
-    expect(hold).to_contain_text("Patient ID 010100***** is not a valid fødselsnummer")
+    expect(hold).to_contain_text("Pasient-ID 010100***** er ikke et gyldig fødselsnummer")
     expect(hold).to_contain_text("Hva gjør du")
     expect(hold).to_contain_text(ACTION_TEXT["nb"][HoldReason.INVALID_PATIENT_ID])
     expect(page.locator('[data-counter="held"] .n')).to_have_text("3")
@@ -170,6 +170,7 @@ def test_dashboard_switch_language_and_open_a_result(
     expect(page.get_by_role("heading", name="Recent results")).to_be_visible()
     expect(hold.locator(".hold-reason")).to_have_text("Invalid patient ID")
     expect(hold).to_contain_text(ACTION_TEXT["en"][HoldReason.INVALID_PATIENT_ID])
+    expect(hold).to_contain_text("Patient ID 010100***** is not a valid fødselsnummer")
     page.screenshot(path=tmp_path / "dashboard-en.png", full_page=True)
 
     page.locator(f'tbody[data-result-id="{held}"] a[href="/results/{held}"]').click()
