@@ -75,9 +75,9 @@ def row_to_result(row: Any) -> Result:
     )
 
 
-def unassigned_queued(tx: Tx, limit: int) -> list[OutboundResult]:
-    """Queued results that no pending or sent outbox message carries yet, oldest first."""
-    in_flight = (
+def _in_flight() -> Any:
+    """EXISTS: the result is carried by an outbox message still pending or sent."""
+    return exists(
         select(outbox_items.c.result_id)
         .join(outbox, outbox.c.id == outbox_items.c.outbox_id)
         .where(
@@ -85,9 +85,13 @@ def unassigned_queued(tx: Tx, limit: int) -> list[OutboundResult]:
             outbox.c.state.in_(("pending", "sent")),
         )
     )
+
+
+def unassigned_queued(tx: Tx, limit: int) -> list[OutboundResult]:
+    """Queued results that no pending or sent outbox message carries yet, oldest first."""
     rows = tx.conn.execute(
         select(results)
-        .where(results.c.state == State.QUEUED.value, ~exists(in_flight))
+        .where(results.c.state == State.QUEUED.value, ~_in_flight())
         .order_by(results.c.id)
         .limit(limit)
     ).all()
@@ -110,12 +114,15 @@ def new_control_id() -> str:
 
 
 def enqueue(tx: Tx, built: Sequence[tuple[str, str, Sequence[OutboundResult]]]) -> int:
-    """Store built messages in the outbox; each result is guarded to still be queued."""
+    """Store built messages in the outbox; each result is guarded to be queued and carried by
+    no other waiting message (so a second packer can never give it a second control ID)."""
     stored = 0
     for control_id, message, batch in built:
         ids = [r.result_id for r in batch]
         still_queued = tx.conn.execute(
-            select(results.c.id).where(results.c.id.in_(ids), results.c.state == State.QUEUED.value)
+            select(results.c.id).where(
+                results.c.id.in_(ids), results.c.state == State.QUEUED.value, ~_in_flight()
+            )
         ).all()
         if len(still_queued) != len(ids):
             continue  # something moved them meanwhile; they are picked up again next round
@@ -241,11 +248,13 @@ def settle(tx: Tx, pending: PendingMessage, code: str, text: str) -> None:
     """Apply the LIS answer: AA acknowledges, AE/AR rejects and records a deviation."""
     accepted = code in ("AA", "CA")
     new_state = "acknowledged" if accepted else "rejected"
-    tx.conn.execute(
+    changed = tx.conn.execute(
         update(outbox)
-        .where(outbox.c.id == pending.outbox_id)
+        .where(outbox.c.id == pending.outbox_id, outbox.c.state.in_(("pending", "sent")))
         .values(state=new_state, acked_at=tx.now, ack_code=code, ack_text=text)
-    )
+    ).rowcount
+    if not changed:
+        return  # already settled (a repeated ACK for a message sent again): nothing to do
     tx.audit(
         actor=ACTOR,
         action=f"outbox.{new_state}",
