@@ -15,7 +15,7 @@ from typing import Protocol
 
 from drivers.transports import ByteStream, Connector, connector_for
 from drivers.transports.base import traced
-from gateway.errors import GatewayError
+from gateway.errors import GatewayError, loggable
 from gateway.model import InboundMessage
 
 log = logging.getLogger(__name__)
@@ -85,8 +85,8 @@ class InstrumentSession:
                 try:
                     stream = await self._connector.connect()
                 except GatewayError as exc:
-                    self.stats.last_error = str(exc)
-                    self._sink.connection_changed(self.instrument_id, False, str(exc))
+                    self.stats.last_error = loggable(exc)
+                    self._sink.connection_changed(self.instrument_id, False, loggable(exc))
                     await asyncio.sleep(delay * random.uniform(0.8, 1.2))
                     delay = min(delay * 2, self._retry_max_s)
                     continue
@@ -99,7 +99,7 @@ class InstrumentSession:
                     await self._driver.serve(stream, self._sink)
                     detail = "the instrument closed the connection"
                 except GatewayError as exc:
-                    detail = str(exc)
+                    detail = loggable(exc)  # shown and logged: never the raw bytes
                     self.stats.last_error = detail
                     log.warning("instrument %s: %s", self.instrument_id, detail)
                 finally:

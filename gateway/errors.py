@@ -36,6 +36,18 @@ class ProtocolError(GatewayError):
             text = f"{text} (bytes: {self.data[:64]!r})"
         return text
 
+    def without_data(self) -> str:
+        """The message and field but not the bytes: safe for logs (bytes may be patient data)."""
+        text = str(self.args[0]) if self.args else self.__class__.__name__
+        return f"{self.field}: {text}" if self.field else text
+
+
+def loggable(exc: BaseException) -> str:
+    """Text for a log line: protocol errors without the offending bytes."""
+    if isinstance(exc, ProtocolError):
+        return f"{exc.__class__.__name__}: {exc.without_data()}"
+    return f"{exc.__class__.__name__}: {exc}"
+
 
 class LocalProtocolError(ProtocolError):
     """We tried to do something the protocol does not allow."""

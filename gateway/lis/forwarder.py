@@ -28,7 +28,7 @@ from sqlalchemy import and_, exists, insert, select, update
 from drivers.protocols.hl7.ack import parse_ack
 from gateway import deviations, lifecycle
 from gateway.config import LisConfig
-from gateway.errors import ForwardError, GatewayError, ProtocolError
+from gateway.errors import ForwardError, GatewayError, ProtocolError, loggable
 from gateway.lis.oru import OutboundResult, build_oru, validate_oru
 from gateway.model import Deviation, HoldReason, Method, Result, State
 from gateway.rules import ACTION_TEXT
@@ -369,7 +369,7 @@ class Forwarder:
                     validate_oru(text, with_hl7apy=False)
             except GatewayError as exc:
                 error = str(exc)
-                log.error("LIS message could not be built: %s", error)
+                log.error("LIS message could not be built: %s", loggable(exc))
                 await self._writer.write(
                     functools.partial(hold_unbuildable, batch=batch, error=error), urgent=True
                 )
@@ -388,7 +388,7 @@ class Forwarder:
             try:
                 await self._exchange(unsettled)
             except (ForwardError, ProtocolError, OSError, TimeoutError) as exc:
-                self.last_error = f"{exc.__class__.__name__}: {exc}"
+                self.last_error = loggable(exc)
                 self.retries += 1
                 log.warning(
                     "LIS delivery of %s failed (%s); retry in %.1f s",

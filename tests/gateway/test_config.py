@@ -62,3 +62,12 @@ def test_duplicate_instrument_ids(tmp_path: Path) -> None:
     inst = '[[instruments]]\nid = "a"\ndriver = "hl7_mllp"\nurl = "tcp://127.0.0.1:1"\n'
     with pytest.raises(ConfigError, match="used twice"):
         load_config(write(tmp_path, '[site]\nname = "x"\n' + inst + inst))
+
+
+def test_protocol_errors_log_without_their_bytes() -> None:
+    from gateway.errors import RemoteProtocolError, TransportError, loggable
+
+    exc = RemoteProtocolError("frame too long", field="mllp", data=b"PID|1||01010012356")
+    assert "01010012356" in str(exc)  # the error itself keeps the evidence (quarantine)...
+    assert loggable(exc) == "RemoteProtocolError: mllp: frame too long"  # ...logs do not
+    assert loggable(TransportError("tcp://h:1: refused")) == "TransportError: tcp://h:1: refused"
