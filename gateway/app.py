@@ -21,7 +21,7 @@ from gateway.model import InboundMessage
 from gateway.rules import context_from_config
 from gateway.store.engine import make_engine, upgrade
 from gateway.store.tables import instruments
-from gateway.store.writer import Event, GroupCommitWriter, Tx
+from gateway.store.writer import Event, GroupCommitWriter, Tx, run_in_transaction
 
 log = logging.getLogger(__name__)
 
@@ -144,8 +144,6 @@ class Gateway:
     def prepare(self) -> None:
         """Migrate the schema and register instruments (blocking; runs before the loop work)."""
         upgrade(self.engine)
-        from gateway.store.writer import run_in_transaction
-
         run_in_transaction(self.engine, lambda tx: register_instruments(tx, self.config))
 
     async def run(self, *, web: bool | None = None) -> None:

@@ -7,7 +7,7 @@ holds and the audit rows commit together, before the driver acknowledges the ana
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -209,10 +209,10 @@ def store_message(
         )
         tx.event("quarantine", instrument, {"id": quarantine_id, "field": message.error_field})
         return IngestOutcome(raw_id, quarantined=True, error=message.error)
-    return _store_observations(tx, raw_id, message.observations, context, rules)
+    return store_observations(tx, raw_id, message.observations, context, rules)
 
 
-def _store_observations(
+def store_observations(
     tx: Tx,
     raw_id: int,
     observations: Sequence[Observation],
@@ -384,17 +384,12 @@ class Ingestor:
         context: RuleContext,
         *,
         rules: Sequence[Rule] = RULES,
-        on_stored: Callable[[IngestOutcome], None] | None = None,
     ) -> None:
         self._writer = writer
         self._context = context
         self._rules = rules
-        self._on_stored = on_stored
 
     async def ingest(self, message: InboundMessage) -> IngestOutcome:
-        outcome = await self._writer.write(
+        return await self._writer.write(
             lambda tx: store_message(tx, message, self._context, self._rules)
         )
-        if self._on_stored is not None:
-            self._on_stored(outcome)
-        return outcome

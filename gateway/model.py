@@ -42,15 +42,6 @@ class HoldReason(enum.StrEnum):
 
 
 @dataclass(frozen=True, slots=True)
-class ReferenceRange:
-    """A reference interval as the instrument gave it (text) and, when numeric, its bounds."""
-
-    text: str
-    low: float | None = None
-    high: float | None = None
-
-
-@dataclass(frozen=True, slots=True)
 class Observation:
     """One value as a driver received it, before mapping and rules.
 

@@ -8,7 +8,7 @@ from sqlalchemy import select, update
 
 from drivers.registry import DRIVERS
 from gateway.config import Config
-from gateway.ingest import IngestOutcome, _store_observations
+from gateway.ingest import IngestOutcome, store_observations
 from gateway.rules import RULES, RuleContext
 from gateway.store.tables import quarantine, raw_messages
 from gateway.store.writer import Tx
@@ -43,7 +43,7 @@ def replay(
     message = DRIVERS[driver_key].decode(row.instrument_id, bytes(row.raw), row.raw_at)
     if message.error is not None:
         return ReplayResult(quarantine_id, False, f"still does not decode: {message.error}")
-    outcome = _store_observations(tx, row.raw_message_id, message.observations, context, RULES)
+    outcome = store_observations(tx, row.raw_message_id, message.observations, context, RULES)
     tx.conn.execute(
         update(raw_messages)
         .where(raw_messages.c.id == row.raw_message_id)

@@ -65,7 +65,6 @@ def test_demo_runs_for_n_seconds_and_reconciles(tmp_path: Path) -> None:
     assert data["queued"] == data["sent"] == data["rejected"] == 0
     held_results = data["received"] - data["acknowledged"]
     assert 0 < held_results <= sum(data["held"].values())
-    assert data["quarantined"] >= 0
     assert "Instrumenter" in done.stdout
 
 
