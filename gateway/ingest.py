@@ -11,7 +11,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import insert, select
+from sqlalchemy import bindparam, insert, select
 
 from gateway.model import (
     Hold,
@@ -28,6 +28,20 @@ from gateway.store.tables import holds, qc_results, quarantine, raw_messages, re
 from gateway.store.writer import GroupCommitWriter, Tx
 
 SYSTEM = "system"
+# Hot-path statements built once: building a Core statement per call costs more than SQLite
+# takes to run it.
+_EARLIER_MESSAGE = select(raw_messages.c.id).where(
+    raw_messages.c.instrument_id == bindparam("instrument"),
+    raw_messages.c.digest == bindparam("digest"),
+    raw_messages.c.outcome == "stored",
+)
+_INSERT_RAW = insert(raw_messages).returning(raw_messages.c.id)
+_KNOWN_FINGERPRINTS = select(results.c.fingerprint).where(
+    results.c.fingerprint.in_(bindparam("prints", expanding=True))
+)
+_KNOWN_QC_FINGERPRINTS = select(qc_results.c.fingerprint).where(
+    qc_results.c.fingerprint.in_(bindparam("prints", expanding=True))
+)
 # canonical before/after snapshots of the hot path, serialised once
 _RECEIVED = to_json({"state": State.RECEIVED.value})
 _QUEUED = to_json({"state": State.QUEUED.value})
@@ -157,11 +171,7 @@ def store_message(
     msg_digest = digest(message.raw)
     tx.instrument_messages[instrument] = tx.instrument_messages.get(instrument, 0) + 1
     earlier = conn.execute(
-        select(raw_messages.c.id).where(
-            raw_messages.c.instrument_id == instrument,
-            raw_messages.c.digest == msg_digest,
-            raw_messages.c.outcome == "stored",
-        )
+        _EARLIER_MESSAGE, {"instrument": instrument, "digest": msg_digest}
     ).first()
     if earlier is not None:
         tx.audit(
@@ -176,7 +186,7 @@ def store_message(
     outcome = "quarantined" if message.error is not None else "stored"
     raw_id = int(
         conn.execute(
-            insert(raw_messages).returning(raw_messages.c.id),
+            _INSERT_RAW,
             {
                 "instrument_id": instrument,
                 "protocol": message.protocol,
@@ -229,12 +239,7 @@ def store_observations(
     known: set[str] = set()
     for start in range(0, len(prints), 500):
         chunk = prints[start : start + 500]
-        known.update(
-            fp
-            for (fp,) in conn.execute(
-                select(results.c.fingerprint).where(results.c.fingerprint.in_(chunk))
-            )
-        )
+        known.update(fp for (fp,) in conn.execute(_KNOWN_FINGERPRINTS, {"prints": chunk}))
     rows: list[dict[str, Any]] = []
     hold_lists: list[tuple[Hold, ...]] = []
     duplicates = 0
@@ -271,16 +276,16 @@ def store_observations(
     hold_rows: list[dict[str, Any]] = []
     held_ids: list[int] = []
     queued_ids: list[int] = []
-    for result_id, row, found in zip(ids, rows, hold_lists, strict=True):
-        actor = f"instrument:{row['instrument_id']}"
-        tx.audit(
-            actor=actor,
-            action="result.received",
-            entity="result",
-            entity_id=result_id,
-            reason="received from the instrument",
-            after={"state": State.RECEIVED.value, "test": row["test_code"]},
-        )
+    actor = f"instrument:{rows[0]['instrument_id']}"
+    tx.audit_group(
+        actor=actor,
+        action="result.received",
+        entity="result",
+        ids=ids,
+        reason="received from the instrument",
+        after=_RECEIVED,
+    )
+    for result_id, found in zip(ids, hold_lists, strict=True):
         if found:
             held_ids.append(result_id)
             reasons = [h.reason for h in found]
@@ -307,15 +312,16 @@ def store_observations(
             )
         else:
             queued_ids.append(result_id)
-            tx.audit(
-                actor=SYSTEM,
-                action="result.queued",
-                entity="result",
-                entity_id=result_id,
-                reason="no holds: ready for the LIS",
-                before=_RECEIVED,
-                after=_QUEUED,
-            )
+    if queued_ids:
+        tx.audit_group(
+            actor=SYSTEM,
+            action="result.queued",
+            entity="result",
+            ids=queued_ids,
+            reason="no holds: ready for the LIS",
+            before=_RECEIVED,
+            after=_QUEUED,
+        )
     bulk.insert_rows(conn, holds, hold_rows)
     instrument = rows[0]["instrument_id"]
     if held_ids:
@@ -337,11 +343,7 @@ def _store_qc(tx: Tx, raw_id: int, controls: Sequence[Observation]) -> int:
     if not controls:
         return 0
     prints = [qc_fingerprint(o) for o in controls]
-    known = set(
-        tx.conn.execute(
-            select(qc_results.c.fingerprint).where(qc_results.c.fingerprint.in_(prints))
-        ).scalars()
-    )
+    known = set(tx.conn.execute(_KNOWN_QC_FINGERPRINTS, {"prints": prints}).scalars())
     rows = []
     for o, fp in zip(controls, prints, strict=True):
         if fp in known:

@@ -7,7 +7,7 @@
 
 A correction after sending is a new result (``correction_of`` points at the original) that runs
 the same lifecycle and goes out with OBX-11 = C. Every move is an UPDATE guarded by the expected
-old state plus an audit row, inside the caller's transaction.
+old state plus an audit row naming the moved results, inside the caller's transaction.
 """
 
 from __future__ import annotations
@@ -15,7 +15,7 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-from sqlalchemy import update
+from sqlalchemy import bindparam, update
 
 from gateway.errors import StoreError
 from gateway.model import State
@@ -38,6 +38,14 @@ TRANSITIONS: Mapping[tuple[State | None, State], str] = {
 }
 
 
+# built once: building a Core statement per call costs more than running it
+_MOVE = (
+    update(results)
+    .where(results.c.id.in_(bindparam("ids", expanding=True)), results.c.state == bindparam("old"))
+    .values(state=bindparam("new"), updated_at=bindparam("now"))
+)
+
+
 class TransitionError(StoreError):
     """A move that the table does not allow, or a result not in the expected state."""
 
@@ -58,15 +66,14 @@ def move(
     instrument: str = "-",
     extra: Mapping[str, Any] | None = None,
 ) -> None:
-    """Move results from ``old`` to ``new`` with one audit row each; all or nothing."""
+    """Move results from ``old`` to ``new``, all or nothing, with one audit row for the group
+    (its ``entity_id`` lists the ids as ranges: see ``audit.compact_ids``)."""
     check(old, new)
     if not result_ids:
         return
     ids = list(result_ids)
     changed = tx.conn.execute(
-        update(results)
-        .where(results.c.id.in_(ids), results.c.state == old.value)
-        .values(state=new.value, updated_at=tx.now)
+        _MOVE, {"ids": ids, "old": old.value, "new": new.value, "now": tx.now}
     ).rowcount
     if changed != len(ids):
         raise TransitionError(
@@ -75,17 +82,15 @@ def move(
     why = reason or TRANSITIONS[(old, new)]
     before = to_json({"state": old.value})
     after = to_json({"state": new.value, **(extra or {})})
-    action = f"result.{new.value}"
-    for result_id in ids:
-        tx.audit(
-            actor=actor,
-            action=action,
-            entity="result",
-            entity_id=result_id,
-            reason=why,
-            before=before,
-            after=after,
-        )
+    tx.audit_group(
+        actor=actor,
+        action=f"result.{new.value}",
+        entity="result",
+        ids=ids,
+        reason=why,
+        before=before,
+        after=after,
+    )
     tx.event(
         "result", instrument, {"ids": ids, "from": old.value, "to": new.value, **(extra or {})}
     )

@@ -23,7 +23,7 @@ from typing import Any, TypeVar
 from urllib.parse import urlsplit
 
 import hl7.mllp
-from sqlalchemy import and_, exists, insert, select, update
+from sqlalchemy import bindparam, exists, insert, select, update
 
 from drivers.protocols.hl7.ack import parse_ack
 from gateway import deviations, lifecycle
@@ -32,6 +32,7 @@ from gateway.errors import ForwardError, GatewayError, ProtocolError, loggable
 from gateway.lis.oru import OutboundResult, build_oru, validate_oru
 from gateway.model import Deviation, HoldReason, Method, Result, State
 from gateway.rules import ACTION_TEXT
+from gateway.store import bulk
 from gateway.store.tables import holds, outbox, outbox_items, results
 from gateway.store.writer import GroupCommitWriter, Tx
 
@@ -87,14 +88,60 @@ def _in_flight() -> Any:
     )
 
 
+# Statements built once: building a Core statement per call costs more than running it.
+_UNASSIGNED_QUEUED = (
+    select(results)
+    .where(results.c.state == State.QUEUED.value, ~_in_flight())
+    .order_by(results.c.id)
+    .limit(bindparam("limit"))
+)
+_STILL_QUEUED = select(results.c.id).where(
+    results.c.id.in_(bindparam("ids", expanding=True)),
+    results.c.state == State.QUEUED.value,
+    ~_in_flight(),
+)
+_INSERT_OUTBOX = insert(outbox).returning(outbox.c.id)
+_PENDING = (
+    select(outbox.c.id, outbox.c.control_id, outbox.c.message, outbox.c.state)
+    .where(outbox.c.state.in_(("pending", "sent")))
+    .order_by(outbox.c.id)
+    .limit(bindparam("limit"))
+)
+_PENDING_ITEMS = (
+    select(outbox_items.c.outbox_id, outbox_items.c.result_id)
+    .where(outbox_items.c.outbox_id.in_(bindparam("ids", expanding=True)))
+    .order_by(outbox_items.c.result_id)
+)
+_FIRST_SEND = (
+    update(outbox)
+    .where(outbox.c.id == bindparam("outbox_id"), outbox.c.state == "pending")
+    .values(
+        state="sent",
+        attempts=outbox.c.attempts + 1,
+        first_sent_at=bindparam("now"),
+        last_attempt_at=bindparam("now"),
+    )
+)
+_RESEND = (
+    update(outbox)
+    .where(outbox.c.id == bindparam("outbox_id"))
+    .values(attempts=outbox.c.attempts + 1, last_attempt_at=bindparam("now"))
+)
+_SETTLE = (
+    update(outbox)
+    .where(outbox.c.id == bindparam("outbox_id"), outbox.c.state.in_(("pending", "sent")))
+    .values(
+        state=bindparam("new_state"),
+        acked_at=bindparam("now"),
+        ack_code=bindparam("code"),
+        ack_text=bindparam("text"),
+    )
+)
+
+
 def unassigned_queued(tx: Tx, limit: int) -> list[OutboundResult]:
     """Queued results that no pending or sent outbox message carries yet, oldest first."""
-    rows = tx.conn.execute(
-        select(results)
-        .where(results.c.state == State.QUEUED.value, ~_in_flight())
-        .order_by(results.c.id)
-        .limit(limit)
-    ).all()
+    rows = tx.conn.execute(_UNASSIGNED_QUEUED, {"limit": limit}).all()
     return [
         OutboundResult(
             result_id=row.id,
@@ -119,15 +166,11 @@ def enqueue(tx: Tx, built: Sequence[tuple[str, str, Sequence[OutboundResult]]]) 
     stored = 0
     for control_id, message, batch in built:
         ids = [r.result_id for r in batch]
-        still_queued = tx.conn.execute(
-            select(results.c.id).where(
-                results.c.id.in_(ids), results.c.state == State.QUEUED.value, ~_in_flight()
-            )
-        ).all()
+        still_queued = tx.conn.execute(_STILL_QUEUED, {"ids": ids}).all()
         if len(still_queued) != len(ids):
             continue  # something moved them meanwhile; they are picked up again next round
         outbox_id = tx.conn.execute(
-            insert(outbox).returning(outbox.c.id),
+            _INSERT_OUTBOX,
             {
                 "control_id": control_id,
                 "message": message,
@@ -136,8 +179,9 @@ def enqueue(tx: Tx, built: Sequence[tuple[str, str, Sequence[OutboundResult]]]) 
                 "created_at": tx.now,
             },
         ).scalar_one()
-        tx.conn.execute(
-            insert(outbox_items),
+        bulk.insert_rows(
+            tx.conn,
+            outbox_items,
             [
                 {"outbox_id": outbox_id, "result_id": r.result_id, "corrected": r.corrected}
                 for r in batch
@@ -187,19 +231,10 @@ def hold_unbuildable(tx: Tx, batch: Sequence[OutboundResult], error: str) -> Non
 
 
 def pending_messages(tx: Tx, limit: int) -> list[PendingMessage]:
-    rows = tx.conn.execute(
-        select(outbox.c.id, outbox.c.control_id, outbox.c.message, outbox.c.state)
-        .where(outbox.c.state.in_(("pending", "sent")))
-        .order_by(outbox.c.id)
-        .limit(limit)
-    ).all()
+    rows = tx.conn.execute(_PENDING, {"limit": limit}).all()
     if not rows:
         return []
-    items = tx.conn.execute(
-        select(outbox_items.c.outbox_id, outbox_items.c.result_id)
-        .where(outbox_items.c.outbox_id.in_([r.id for r in rows]))
-        .order_by(outbox_items.c.result_id)
-    ).all()
+    items = tx.conn.execute(_PENDING_ITEMS, {"ids": [r.id for r in rows]}).all()
     by_outbox: dict[int, list[int]] = {}
     for item in items:
         by_outbox.setdefault(item.outbox_id, []).append(item.result_id)
@@ -210,16 +245,7 @@ def pending_messages(tx: Tx, limit: int) -> list[PendingMessage]:
 
 
 def mark_sent(tx: Tx, pending: PendingMessage) -> None:
-    first = tx.conn.execute(
-        update(outbox)
-        .where(and_(outbox.c.id == pending.outbox_id, outbox.c.state == "pending"))
-        .values(
-            state="sent",
-            attempts=outbox.c.attempts + 1,
-            first_sent_at=tx.now,
-            last_attempt_at=tx.now,
-        )
-    ).rowcount
+    first = tx.conn.execute(_FIRST_SEND, {"outbox_id": pending.outbox_id, "now": tx.now}).rowcount
     if first:
         lifecycle.move(
             tx,
@@ -230,11 +256,7 @@ def mark_sent(tx: Tx, pending: PendingMessage) -> None:
             extra={"control_id": pending.control_id},
         )
     else:
-        tx.conn.execute(
-            update(outbox)
-            .where(outbox.c.id == pending.outbox_id)
-            .values(attempts=outbox.c.attempts + 1, last_attempt_at=tx.now)
-        )
+        tx.conn.execute(_RESEND, {"outbox_id": pending.outbox_id, "now": tx.now})
         tx.audit(
             actor=ACTOR,
             action="outbox.resent",
@@ -249,9 +271,14 @@ def settle(tx: Tx, pending: PendingMessage, code: str, text: str) -> None:
     accepted = code in ("AA", "CA")
     new_state = "acknowledged" if accepted else "rejected"
     changed = tx.conn.execute(
-        update(outbox)
-        .where(outbox.c.id == pending.outbox_id, outbox.c.state.in_(("pending", "sent")))
-        .values(state=new_state, acked_at=tx.now, ack_code=code, ack_text=text)
+        _SETTLE,
+        {
+            "outbox_id": pending.outbox_id,
+            "new_state": new_state,
+            "now": tx.now,
+            "code": code,
+            "text": text,
+        },
     ).rowcount
     if not changed:
         return  # already settled (a repeated ACK for a message sent again): nothing to do

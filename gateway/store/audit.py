@@ -4,17 +4,27 @@ from __future__ import annotations
 
 import hashlib
 import json
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import Connection, select, update
+from sqlalchemy import Connection, bindparam, select, update
 
 from gateway.store import bulk
 from gateway.store.tables import audit, audit_head
 
 GENESIS = "0" * 64
+_HEAD_FOR_UPDATE = (
+    select(audit_head.c.last_id, audit_head.c.last_hash)
+    .where(audit_head.c.id == 1)
+    .with_for_update()
+)
+_MOVE_HEAD = (
+    update(audit_head)
+    .where(audit_head.c.id == 1)
+    .values(last_id=bindparam("last_id"), last_hash=bindparam("last_hash"))
+)
 
 
 @dataclass(frozen=True, slots=True)
@@ -43,6 +53,54 @@ def digest_fields(*fields: str) -> str:
     return hashlib.sha256("".join(f"{len(f)}:{f}" for f in fields).encode("utf-8")).hexdigest()
 
 
+#: the ``entity_id`` column's width; a group's id list is split into rows that fit
+ENTITY_ID_WIDTH = 64
+
+
+def compact_ids(ids: Iterable[int], width: int = ENTITY_ID_WIDTH) -> list[str]:
+    """Sorted ids as ranges (``"7-19,23"``), split into texts of at most ``width`` characters.
+
+    A batch move (ingest, the LIS forwarder) writes one audit row per text instead of one per
+    result: results of one message have consecutive ids, so that is nearly always one row.
+    """
+    ordered = sorted(set(ids))
+    parts: list[str] = []
+    start = prev = None
+    for i in ordered:
+        if prev is not None and i == prev + 1:
+            prev = i
+            continue
+        if start is not None:
+            parts.append(f"{start}-{prev}" if prev != start else str(start))
+        start = prev = i
+    if start is not None:
+        parts.append(f"{start}-{prev}" if prev != start else str(start))
+    texts: list[str] = []
+    current = ""
+    for part in parts:
+        candidate = f"{current},{part}" if current else part
+        if len(candidate) <= width:
+            current = candidate
+        else:
+            texts.append(current)
+            current = part
+    if current:
+        texts.append(current)
+    return texts
+
+
+def expand_ids(entity_id: str) -> list[int]:
+    """The ids an ``entity_id`` names: ``"7"``, or ranges like ``"7-19,23"`` (see compact_ids)."""
+    ids: list[int] = []
+    for part in entity_id.split(","):
+        low, dash, high = part.partition("-")
+        if dash:
+            ids.extend(range(int(low), int(high) + 1))
+        else:
+            ids.append(int(low))
+    return ids
+
+
 def row_hash(row_id: int, entry: AuditEntry, prev_hash: str) -> str:
     """The hash that chains a row to the one before it."""
     return digest_fields(
@@ -67,11 +125,7 @@ def append(conn: Connection, entries: list[AuditEntry]) -> None:
     """
     if not entries:
         return
-    head = conn.execute(
-        select(audit_head.c.last_id, audit_head.c.last_hash)
-        .where(audit_head.c.id == 1)
-        .with_for_update()
-    ).one()
+    head = conn.execute(_HEAD_FOR_UPDATE).one()
     last_id, last_hash = int(head.last_id), str(head.last_hash)
     rows = []
     for entry in entries:
@@ -94,9 +148,7 @@ def append(conn: Connection, entries: list[AuditEntry]) -> None:
         )
         last_hash = digest
     bulk.insert_rows(conn, audit, rows)
-    conn.execute(
-        update(audit_head).where(audit_head.c.id == 1).values(last_id=last_id, last_hash=last_hash)
-    )
+    conn.execute(_MOVE_HEAD, {"last_id": last_id, "last_hash": last_hash})
 
 
 @dataclass(frozen=True, slots=True)

@@ -14,7 +14,7 @@ from datetime import UTC, datetime
 from functools import cache
 from typing import Any
 
-from sqlalchemy import Connection, Table, func, select
+from sqlalchemy import Connection, Table
 
 from gateway.store.tables import UtcDateTime
 
@@ -58,10 +58,15 @@ def insert_rows(conn: Connection, table: Table, rows: Sequence[Mapping[str, Any]
     conn.exec_driver_sql(_statement(table.name, columns, dialect), params)
 
 
+@cache
+def _max_id_statement(table_name: str) -> str:
+    return f'SELECT max(id) FROM "{table_name}"'
+
+
 def next_ids(conn: Connection, table: Table, count: int) -> list[int] | None:
     """On SQLite (one writer at a time under BEGIN IMMEDIATE), the next ``count`` ids of
     ``table``; None elsewhere, where the caller lets the database assign them."""
     if conn.dialect.name != "sqlite":
         return None
-    last = conn.execute(select(func.coalesce(func.max(table.c.id), 0))).scalar_one()
+    last = conn.exec_driver_sql(_max_id_statement(table.name)).scalar() or 0
     return list(range(int(last) + 1, int(last) + 1 + count))

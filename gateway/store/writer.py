@@ -12,7 +12,7 @@ import itertools
 import logging
 import queue
 import threading
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from concurrent.futures import Future
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -66,6 +66,27 @@ class Tx:
                 after if isinstance(after, str) else audit_log.to_json(after),
             )
         )
+
+    def audit_group(
+        self,
+        *,
+        actor: str,
+        action: str,
+        entity: str,
+        ids: Iterable[int],
+        reason: str = "",
+        before: Mapping[str, Any] | str | None = None,
+        after: Mapping[str, Any] | str | None = None,
+    ) -> None:
+        """One audit row for the same move of many entities (ids as ranges, ``"7-19,23"``)."""
+        before_text = before if isinstance(before, str) else audit_log.to_json(before)
+        after_text = after if isinstance(after, str) else audit_log.to_json(after)
+        for entity_id in audit_log.compact_ids(ids):
+            self.audit_entries.append(
+                audit_log.AuditEntry(
+                    self.now, actor, action, entity, entity_id, reason, before_text, after_text
+                )
+            )
 
     def event(self, kind: str, instrument: str, payload: Mapping[str, Any]) -> None:
         """Publish ``payload`` on the bus once (and only if) this transaction commits."""

@@ -72,8 +72,14 @@ def test_ingest_stores_raw_results_and_audit(engine: Engine) -> None:
         assert rows[0].performed_at == NOW
         reasons = conn.execute(select(holds.c.reason)).scalars().all()
         assert reasons == ["unmapped_test"]
-        actions = conn.execute(select(audit.c.action).order_by(audit.c.id)).scalars().all()
-        assert actions == ["result.received", "result.queued", "result.received", "result.held"]
+        trail = conn.execute(select(audit.c.action, audit.c.entity_id).order_by(audit.c.id)).all()
+        first, second = (str(r.id) for r in rows)
+        # one row for the group each message's results move as, one per held result
+        assert [tuple(t) for t in trail] == [
+            ("result.received", f"{first}-{second}"),
+            ("result.held", second),
+            ("result.queued", first),
+        ]
         assert audit_log.verify(conn).ok
 
 
@@ -223,3 +229,24 @@ async def test_group_commit_batches_and_isolates_a_failing_job(engine: Engine) -
     with engine.connect() as conn:
         assert conn.execute(select(func.count()).select_from(results)).scalar_one() == 200
         assert audit_log.verify(conn).ok
+
+
+@pytest.mark.parametrize(
+    ("ids", "texts"),
+    [
+        ([5], ["5"]),
+        ([3, 1, 2, 7, 9, 8, 12], ["1-3,7-9,12"]),
+        ([4, 4, 5], ["4-5"]),
+        ([], []),
+    ],
+)
+def test_audit_ids_compact_to_ranges_and_back(ids: list[int], texts: list[str]) -> None:
+    assert audit_log.compact_ids(ids) == texts
+    assert sorted(i for t in texts for i in audit_log.expand_ids(t)) == sorted(set(ids))
+
+
+def test_audit_ids_split_to_fit_the_column() -> None:
+    ids = list(range(1_000_000, 1_000_400, 2))  # 200 ids, no two consecutive
+    texts = audit_log.compact_ids(ids)
+    assert len(texts) > 1 and all(len(t) <= audit_log.ENTITY_ID_WIDTH for t in texts)
+    assert [i for t in texts for i in audit_log.expand_ids(t)] == ids
