@@ -92,13 +92,14 @@ def parse_astm_datetime(text: str, *, field: str, tz: ZoneInfo = ANALYSER_TZ) ->
         if fmt is None:
             raise ValueError(f"length {len(text)}")
         local = datetime.strptime(text, fmt)  # noqa: DTZ007 - local time, zone set below
-    except ValueError as exc:
+        return local.replace(tzinfo=tz).astimezone(UTC)
+    except (ValueError, OverflowError) as exc:  # OverflowError: year 1 in a zone east of UTC
+        # the text goes in ``data`` only: the message may reach a log, the bytes may not
         raise RemoteProtocolError(
-            f"{field}: {text!r} is not an ASTM date/time (YYYYMMDD[HHMM[SS]])",
+            "not an ASTM date/time (YYYYMMDD[HHMM[SS]])",
             field=field,
             data=text.encode("latin-1", "replace"),
         ) from exc
-    return local.replace(tzinfo=tz).astimezone(UTC)
 
 
 def format_astm_datetime(moment: datetime, tz: ZoneInfo = ANALYSER_TZ) -> str:

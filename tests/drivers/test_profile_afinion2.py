@@ -1,0 +1,281 @@
+"""Abbott Afinion 2 profile: the corpus message, round trips, controls, bad fields, fuzzing."""
+
+from __future__ import annotations
+
+import contextlib
+import random
+from datetime import UTC, datetime, timedelta
+
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from drivers.analysers.afinion2 import PROFILE
+from drivers.analysers.astm_base import SimSample
+from drivers.protocols.astm.frames import FrameAssembler, decode_frame, encode_frames
+from drivers.protocols.astm.records import (
+    DEFAULT_DELIMITERS,
+    RECORD_TYPES,
+    Delimiters,
+    Record,
+    encode_message,
+    parse_message,
+)
+from gateway.errors import RemoteProtocolError
+from gateway.model import Method, Observation
+from tests.conftest import corpus_dir
+
+CORPUS_FILE = corpus_dir("astm") / "abbott_afinion2__senaite.astm.txt"
+needs_corpus = pytest.mark.skipif(not CORPUS_FILE.is_file(), reason="ASTM corpus not present")
+OSLO_WINTER = timedelta(hours=1)
+
+
+def corpus_records() -> list[Record]:
+    raw = CORPUS_FILE.read_bytes()
+    text = FrameAssembler(lenient=PROFILE.lenient).feed(raw[raw.index(b"\x02") :])
+    assert text is not None
+    return parse_message(text, lenient=PROFILE.lenient, encoding=PROFILE.encoding)
+
+
+def with_component(record: Record, number: int, text: str, component: int = 0) -> Record:
+    """``record`` with one component of field ``number`` (standard numbering) set to ``text``."""
+    fields = list(record.fields)
+    while len(fields) < number - 1:
+        fields.append((("",),))
+    field = fields[number - 2] or (("",),)
+    repeat = list(field[0])
+    repeat += [""] * (component + 1 - len(repeat))
+    repeat[component] = text
+    fields[number - 2] = (tuple(repeat), *field[1:])
+    return Record(record.type, tuple(fields))
+
+
+def round_trip(sample: SimSample, delimiters: Delimiters = DEFAULT_DELIMITERS) -> list[Observation]:
+    """Sample -> records -> bytes -> E1381 frames -> bytes -> records -> observations."""
+    message = encode_message(
+        PROFILE.simulated_message(sample, delimiters), delimiters, encoding=PROFILE.encoding
+    )
+    assembler = FrameAssembler(lenient=PROFILE.lenient)
+    texts = [assembler.feed(frame) for frame in encode_frames(message)]
+    assert texts[-1] == message
+    records = parse_message(texts[-1], lenient=PROFILE.lenient, encoding=PROFILE.encoding)
+    return list(PROFILE.observations("afinion-1", records))
+
+
+# --- the analyser's own message -------------------------------------------------------------
+
+
+@needs_corpus
+def test_corpus_message_maps_to_the_hba1c_result() -> None:
+    assert PROFILE.observations("afinion-1", corpus_records()) == (
+        Observation(
+            instrument_id="afinion-1",
+            test_code="HbA1c",
+            value="5.9",
+            value_type="NM",
+            unit="%",
+            abnormal_flags=(),
+            method=Method.MEASURED,
+            # R.13 20241206140615 is Oslo winter time (UTC+1)
+            performed_at=datetime(2024, 12, 6, 13, 6, 15, tzinfo=UTC),
+            operator_id="3643",
+            specimen_id="5",
+            patient_id="3643",
+            result_status="F",
+            instrument_serial="AF20052397",
+            test_name="Haemoglobin A1c",
+            is_qc=False,
+            extra=(("reagent_lot", "10228413"),),
+        ),
+    )
+
+
+@needs_corpus
+def test_corpus_frame_needs_the_profiles_leniency() -> None:
+    raw = CORPUS_FILE.read_bytes()
+    frame = raw[raw.index(b"\x02") :]
+    assert frame.endswith(b"\r") and not frame.endswith(b"\r\n")  # CR only after the checksum
+    with pytest.raises(RemoteProtocolError):
+        decode_frame(frame, expected_number=1, lenient=False)
+    assert PROFILE.lenient
+
+
+@needs_corpus
+def test_simulated_message_has_the_analysers_layout() -> None:
+    observed = datetime(2024, 12, 6, 13, 6, 15, tzinfo=UTC)
+    sample = SimSample(
+        specimen_id="5",
+        patient_id="3643",
+        operator_id="3643",
+        performed_at=observed,
+        values=(("HbA1c", "5.9", "%"),),
+        instrument_serial="AF20052397",
+    )
+    simulated = PROFILE.simulated_message(sample)
+    real = corpus_records()
+    # Only the transmission time (H.14) and the cartridge lot (O.24) cannot be known.
+    simulated[0] = with_component(simulated[0], 14, real[0].value(14))
+    simulated[2] = with_component(simulated[2], 24, real[2].value(24, 0, 1), component=1)
+    assert simulated == real
+
+
+# --- round trips ------------------------------------------------------------------------------
+
+
+def expected_flags(value: str) -> tuple[str, ...]:
+    return (value[0],) if value[0] in "<>" else ()
+
+
+@pytest.mark.parametrize("qc", [False, True], ids=["patient", "control"])
+def test_simulated_samples_round_trip(qc: bool) -> None:
+    start = datetime(2024, 1, 3, 11, 0, tzinfo=UTC)
+    assays: set[str] = set()
+    for seed in range(150):
+        rng = random.Random(seed)
+        now = start + timedelta(days=seed * 2, seconds=seed * 37, microseconds=123)
+        sample = PROFILE.simulated_sample(
+            rng, operator_id=f"op{seed}", qc=qc, patient_id="01017012345", now=now
+        )
+        delimiters = Delimiters("|", "@", "^", "\\") if seed % 2 else Delimiters()
+        found = round_trip(sample, delimiters)
+        assert [(o.test_code, o.value, o.unit) for o in found] == list(sample.values)
+        assays.add(found[0].test_code)
+        for obs in found:
+            assert obs.performed_at == now.replace(microsecond=0)
+            assert obs.operator_id == f"op{seed}"
+            assert obs.specimen_id == sample.specimen_id
+            assert obs.instrument_serial == sample.instrument_serial
+            assert obs.method is Method.MEASURED
+            assert obs.abnormal_flags == expected_flags(obs.value)
+            assert obs.result_status == ("X" if obs.value == "---" else "F")
+            assert obs.is_qc is qc
+            assert (obs.patient_id, obs.control_level, obs.control_lot) == (
+                ("", sample.control_level, sample.control_lot) if qc else ("01017012345", "", "")
+            )
+            assert dict(obs.extra)["reagent_lot"].isdigit()
+    # the simulator covers the whole menu: HbA1c, CRP, the lipid panel and ACR
+    assert {"HbA1c", "CRP", "Chol", "Alb"} <= assays
+
+
+def test_control_levels_and_lots_come_from_the_sample() -> None:
+    levels = set()
+    for seed in range(40):
+        sample = PROFILE.simulated_sample(
+            random.Random(seed), operator_id="1", qc=True, patient_id="x", now=datetime.now(UTC)
+        )
+        assert sample.patient_id == "" and len(sample.control_lot) == 8
+        levels.add(sample.control_level)
+    assert levels == {"C I", "C II"}
+
+
+# --- controls --------------------------------------------------------------------------------
+
+CONTROL = (
+    b"H|\\^&|||Afinion 2 Analyzer^^AF20052397|||||||Q|1|20240315101500\r"
+    b"P|1||C II^10251234|||||U\r"
+    b"O|1||17|^^^CRP|||||||N||||^O||||||||^10230915||F\r"
+    b"R|1|^^^CRP|78|mg/L||||F||LAB1||20240315101200\r"
+    b"L|1|N\r"
+)
+
+
+def test_control_run_is_recognised_as_qc() -> None:
+    (obs,) = PROFILE.observations("afinion-1", parse_message(CONTROL))
+    assert obs.is_qc
+    assert (obs.control_level, obs.control_lot, obs.patient_id) == ("C II", "10251234", "")
+    assert obs.value == "78" and obs.operator_id == "LAB1"
+    assert obs.performed_at == datetime(2024, 3, 15, 9, 12, tzinfo=UTC)
+
+
+def test_out_of_range_and_not_measurable_values() -> None:
+    text = CONTROL.replace(b"|Q|1|", b"|P|1|").replace(b"C II^10251234", b"PID9")
+    text = text.replace(b"|78|mg/L||||F", b"|<5|mg/L||<||F")
+    text = text.replace(b"L|1|N", b"R|2|^^^ACR|--- |mg/mmol||||F||LAB1||20240315101200\rL|1|N")
+    low, dashes = PROFILE.observations("afinion-1", parse_message(text))
+    assert (low.value, low.value_type, low.abnormal_flags, low.is_qc) == ("<5", "SN", ("<",), False)
+    assert (dashes.value, dashes.value_type, dashes.result_status) == ("---", "ST", "X")
+
+
+def test_decimal_comma_is_read_as_a_decimal_point() -> None:
+    text = CONTROL.replace(b"|78|", b"|7,8|")
+    (obs,) = PROFILE.observations("afinion-1", parse_message(text))
+    assert obs.value == "7.8"
+
+
+# --- malformed fields --------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("index", "number", "component", "text", "field"),
+    [
+        (3, 4, 0, "5.9 %", "R.4"),
+        (3, 4, 0, "", "R.4"),
+        (3, 4, 0, "NaN", "R.4"),
+        (3, 3, 3, "", "R.3"),
+        (3, 7, 0, "HIGH", "R.7"),
+        (3, 9, 0, "Z", "R.9"),
+        (3, 13, 0, "2024120614061", "R.13"),
+        (3, 13, 0, "20241306140615", "R.13"),
+        (3, 13, 0, "00010101000000", "R.13"),
+        (0, 12, 0, "T", "H.12"),
+        (0, 14, 0, "yesterday", "H.14"),
+    ],
+)
+def test_malformed_field_is_named(
+    index: int, number: int, component: int, text: str, field: str
+) -> None:
+    records = parse_message(CONTROL)
+    records[index] = with_component(records[index], number, text, component)
+    with pytest.raises(RemoteProtocolError) as caught:
+        PROFILE.observations("afinion-1", records)
+    assert caught.value.field == field
+    assert caught.value.data == text.encode("latin-1")
+    if len(text) >= 4:  # the offending text stays out of what may be logged
+        assert text not in caught.value.without_data()
+
+
+def test_message_without_header_is_refused() -> None:
+    records = parse_message(CONTROL)[1:]
+    with pytest.raises(RemoteProtocolError) as caught:
+        PROFILE.observations("afinion-1", records)
+    assert caught.value.field == "H"
+
+
+# --- fuzzing ---------------------------------------------------------------------------------
+
+
+def _checked(records: list[Record]) -> None:
+    with contextlib.suppress(RemoteProtocolError):  # the only exception allowed
+        PROFILE.observations("afinion-1", records)
+
+
+@settings(max_examples=300, deadline=None)
+@given(
+    index=st.integers(0, 4),
+    number=st.integers(2, 30),
+    component=st.integers(0, 3),
+    text=st.text(max_size=30),
+)
+def test_any_text_in_any_field_maps_or_is_refused(
+    index: int, number: int, component: int, text: str
+) -> None:
+    records = parse_message(CONTROL)
+    records[index] = with_component(records[index], number, text, component)
+    _checked(records)
+
+
+components = st.tuples(st.text(max_size=8), st.text(max_size=8))
+fields = st.lists(st.lists(components, min_size=1, max_size=2).map(tuple), max_size=15)
+any_record = st.builds(Record, st.sampled_from(sorted(RECORD_TYPES)), fields.map(tuple))
+header = st.builds(lambda rest: Record("H", ((("\\^&",),), *rest)), fields)
+#: mostly a header and then anything, sometimes no header at all
+records_strategy = st.one_of(
+    st.builds(lambda h, rest: [h, *rest], header, st.lists(any_record, max_size=6)),
+    st.lists(any_record, max_size=4),
+)
+
+
+@settings(max_examples=100, deadline=None)
+@given(records_strategy)
+def test_any_records_map_or_are_refused(records: list[Record]) -> None:
+    _checked(records)
