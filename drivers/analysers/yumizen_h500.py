@@ -1,0 +1,500 @@
+"""HORIBA Yumizen H500 (and H550) haematology analyser: ASTM LIS2-A2 mapping and simulation.
+
+Sources. HORIBA's "Output Format for Host Connection" (RAA055DEN for the H500, RAA066AEN for the
+H550) is published, but the copies the search tools could reach showed only the first pages:
+the contents (LIS01-A2 framing, LIS2-A2 records, curves and matrices in M records) and that no
+frame carries more than one record. The field mapping is therefore based on LIS2-A2 field
+numbering, the two corpus QC messages (H500 framed, H550 plain records), and patient messages
+from H550 analysers published in open projects (read for facts only):
+
+* H.5 ``H500^910YOXH02826^2.2.2.2b`` (model^serial^software); H.12 processing ID: ``Q`` for a
+  control run, ``P`` for patients; H.14 the message date.
+* P.3 patient ID (LIS2-A2 "practice assigned"; P.4 and P.5 are read when P.3 is empty). The
+  captured messages carry no patient ID at all (QC, or samples identified by O.3 only).
+* O.3 sample ID (for a control run: the control lot, e.g. ``PX440N``); O.5 ``^^^DIF``; O.7 the
+  sampling time; O.16 specimen descriptor ``BLOOD`` or ``CTRL^^CTRL MEDIUM`` for controls.
+* C records after O: the analyser's alarms (``CONTROL_FAILED^^PLT_ABOVE_TOLERANCE``,
+  ``SUSPECTED_PATHOLOGY^^ANEMIA``) and the control material name (``ABXdifftrol N``): kept as
+  ``("order_comment", ...)`` on every observation of the sample.
+* M records: ``HISTOGRAM`` and ``MATRIX`` carry deflated base64 curves and are skipped;
+  ``REAGENT`` gives ``name\\...`` in M.4 and ``lot^opened^expiry\\...`` in M.5, kept as
+  ``("reagent_lot:CLEANER", lot)`` and ``("reagent_expiry:CLEANER", date)``; other M types
+  (``SETTING``) are skipped.
+* R.3 ``^^^CODE^LOINC`` (the LOINC goes to ``("loinc", ...)``); R.4 value; R.5 unit; R.6
+  ``84.0 - 94.0^REFERENCE_RANGE``; R.7 flags (``N L H LL HH``); R.9 status (``F``, ``W`` when the
+  value is questionable); R.11 ``operator^^USER``; R.12 start and R.13 completion of the test
+  (analyser local time; R.13 is used when sent); R.14 the analyser serial (H550).
+
+QC: H.12 = ``Q``, O.16 ``CTRL`` or O.12 = ``Q``. The lot is O.3; the level is read from O.16
+(``CTRL LOW``/``CTRLLOW`` -> low, ``MEDIUM``/``NORMAL`` -> normal, ``HIGH`` -> high), else from the
+lot's last letter (ABX Difftrol lots end in L, N or H); the sent text is kept as
+``("control_level_text", ...)``.
+
+Every R record becomes an observation. The H550 can send research-use parameters (LIC, ALY;
+``M|..|SETTING|RUO...``), but the message does not mark which results they are, so none are
+dropped: the site's test mapping decides, and an unmapped code is held, not lost.
+"""
+
+from __future__ import annotations
+
+import base64
+import math
+import random
+import struct
+import zlib
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass, field, replace
+from datetime import datetime, timedelta
+
+from drivers.analysers.astm_base import SimSample, format_astm_datetime, universal_test_code
+from drivers.analysers.sysmex_xn import (
+    comment_text,
+    normalise_range,
+    normalise_value,
+    parse_local_time,
+)
+from drivers.protocols.astm.records import DEFAULT_DELIMITERS, Delimiters, Field, Record
+from gateway.errors import RemoteProtocolError
+from gateway.model import Method, Observation
+
+_CLOSES_SAMPLE = frozenset("HPOL")
+_LOT_LEVELS = {"L": "low", "N": "normal", "H": "high"}
+_LEVEL_TEXT = {"low": "CTRL LOW", "normal": "CTRL MEDIUM", "high": "CTRL HIGH"}
+_CURVE_ENCODING = "FLOATLE-stream/deflate:base64"
+
+
+# ---------------------------------------------------------------------------------------------
+# Decoding
+# ---------------------------------------------------------------------------------------------
+
+
+def _bad(field_name: str, message: str, text: str) -> RemoteProtocolError:
+    return RemoteProtocolError(message, field=field_name, data=text.encode("latin-1", "replace"))
+
+
+def _text(record: Record, number: int, component: int = 0) -> str:
+    return record.value(number, 0, component).strip()
+
+
+def control_level(descriptor: str, lot: str) -> str:
+    """low/normal/high from O.16's third component, else from the lot's level letter."""
+    text = descriptor.upper().replace("CTRL", "")
+    for word, level in (("LOW", "low"), ("MED", "normal"), ("NORM", "normal"), ("HIGH", "high")):
+        if word in text:
+            return level
+    return _LOT_LEVELS.get(lot[-1:].upper(), "") if lot else ""
+
+
+@dataclass(slots=True)
+class _Header:
+    """What the H record says: the analyser, and whether this is a control run (H.12 = Q)."""
+
+    model: str = ""
+    serial: str = ""
+    qc_run: bool = False
+
+    @classmethod
+    def read(cls, record: Record) -> _Header:
+        return cls(_text(record, 5, 0), _text(record, 5, 1), _text(record, 12).upper() == "Q")
+
+
+@dataclass(slots=True)
+class _Sample:
+    """One O record's sample and the results, lots and alarms that follow it."""
+
+    specimen_id: str
+    patient_id: str
+    is_qc: bool
+    control_lot: str
+    control_level: str
+    extra: list[tuple[str, str]] = field(default_factory=list)
+    observations: list[Observation] = field(default_factory=list)
+
+    def comment_on_last(self, text: str) -> None:
+        """A C record right after an R record comments on that result."""
+        last = self.observations[-1]
+        comment = f"{last.comment}\n{text}" if last.comment else text
+        self.observations[-1] = replace(last, comment=comment)
+
+    def finish(self) -> Iterator[Observation]:
+        """The observations with the sample's lots, alarms and control facts attached."""
+        shared = tuple(self.extra)
+        for obs in self.observations:
+            yield replace(obs, extra=shared + obs.extra) if shared else obs
+
+
+def _order(record: Record, patient_id: str, header: _Header) -> _Sample:
+    specimen = _text(record, 3)
+    descriptor = record.field(16)[0] if record.field(16) else ()
+    kind = descriptor[0].strip().upper() if descriptor else ""
+    is_qc = header.qc_run or kind == "CTRL" or _text(record, 12).upper() == "Q"
+    level_text = next((c.strip() for c in reversed(descriptor[1:]) if c.strip()), "")
+    extra = [("analyser_model", header.model)] if header.model else []
+    if is_qc and level_text:
+        extra.append(("control_level_text", level_text))
+    return _Sample(
+        specimen_id=specimen,
+        patient_id="" if is_qc else patient_id,
+        is_qc=is_qc,
+        control_lot=specimen if is_qc else "",
+        control_level=control_level(level_text, specimen) if is_qc else "",
+        extra=extra,
+    )
+
+
+def reagent_lots(record: Record) -> list[tuple[str, str]]:
+    """``("reagent_lot:NAME", lot)`` and ``("reagent_expiry:NAME", date)`` from a REAGENT M."""
+    names = [rep[0].strip() if rep else "" for rep in record.field(4)]
+    out: list[tuple[str, str]] = []
+    for index, rep in enumerate(record.field(5)):
+        lot = rep[0].strip() if rep else ""
+        if not lot:
+            continue
+        name = names[index] if index < len(names) and names[index] else str(index + 1)
+        out.append((f"reagent_lot:{name}", lot))
+        if len(rep) > 2 and rep[2].strip():
+            out.append((f"reagent_expiry:{name}", rep[2].strip()))
+    return out
+
+
+def _performed_at(record: Record) -> datetime | None:
+    if record.value(13).strip():
+        return parse_local_time(record.value(13), "R.13")
+    return parse_local_time(record.value(12), "R.12")
+
+
+def _result(record: Record, sample: _Sample, instrument_id: str, header: _Header) -> Observation:
+    components = record.field(3)[0] if record.field(3) else ()
+    # the code sits in component 4 (the LOINC follows); a bare "WBC" is read as the code itself
+    code = components[3].strip() if len(components) > 3 else universal_test_code(record)
+    if not code:
+        raise _bad("R.3", "result record has no test code", "^".join(components))
+    value, value_type, extra = normalise_value(record.value(4))
+    if loinc := _text(record, 3, 4):
+        extra = (("loinc", loinc), *extra)
+    return Observation(
+        instrument_id=instrument_id,
+        test_code=code,
+        value=value,
+        value_type=value_type,
+        unit=_text(record, 5),
+        reference_range=normalise_range(record.value(6)),
+        abnormal_flags=tuple(f for rep in record.field(7) if rep and (f := rep[0].strip())),
+        method=Method.MEASURED,
+        performed_at=_performed_at(record),
+        operator_id=_text(record, 11),
+        specimen_id=sample.specimen_id,
+        patient_id=sample.patient_id,
+        result_status=_text(record, 9) or "F",
+        instrument_serial=_text(record, 14) or header.serial,
+        is_qc=sample.is_qc,
+        control_lot=sample.control_lot,
+        control_level=sample.control_level,
+        extra=extra,
+    )
+
+
+def yumizen_observations(instrument_id: str, records: Sequence[Record]) -> tuple[Observation, ...]:
+    """Map one Yumizen message (H..L) to observations (see the module docstring)."""
+    if not records:
+        return ()
+    if records[0].type != "H":
+        raise _bad("record type", "a message must start with an H record", records[0].type)
+    header = _Header.read(records[0])
+    patient_id = ""
+    patient_notes: list[tuple[str, str]] = []
+    sample: _Sample | None = None
+    finished: list[Observation] = []
+    previous = "H"  # the last record that was not a comment: what a C record comments on
+    for record in records[1:]:
+        kind = record.type
+        if kind in _CLOSES_SAMPLE and sample is not None:
+            finished.extend(sample.finish())
+            sample = None
+        if kind == "H":
+            header, patient_id, patient_notes = _Header.read(record), "", []
+        elif kind == "P":
+            patient_id = next((t for n in (3, 4, 5) if (t := _text(record, n))), "")
+            patient_notes = []
+        elif kind == "O":
+            sample = _order(record, patient_id, header)
+            sample.extra.extend(patient_notes)
+        elif kind == "M" and sample is not None and _text(record, 3).upper() == "REAGENT":
+            sample.extra.extend(reagent_lots(record))
+        elif kind == "R":
+            if sample is None:
+                raise _bad("R", "result record before any order record", record.value(3, 0, 3))
+            sample.observations.append(_result(record, sample, instrument_id, header))
+        elif kind == "C" and (text := comment_text(record)):
+            if sample is None:
+                patient_notes.append(("patient_comment", text))
+            elif previous == "R":
+                sample.comment_on_last(text)
+            else:
+                sample.extra.append(("order_comment", text))
+        if kind != "C":
+            previous = kind
+    if sample is not None:
+        finished.extend(sample.finish())
+    return tuple(finished)
+
+
+# ---------------------------------------------------------------------------------------------
+# Simulation
+# ---------------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class Parameter:
+    """One parameter as the H500 sends it, with the adult reference interval it reports."""
+
+    code: str
+    loinc: str
+    unit: str
+    decimals: int
+    low: float
+    high: float
+
+
+#: The H500's CBC + 5-part DIFF in the order it sends them (corpus), with its default units.
+MENU = tuple(
+    Parameter(*row)
+    for row in (
+        ("MCV", "787-2", "um3", 1, 80.0, 98.0), ("NEU#", "751-8", "10E3/uL", 2, 1.6, 7.0),
+        ("NEU%", "770-8", "%", 1, 40.0, 73.0), ("RDW-CV", "788-0", "%", 1, 11.0, 17.0),
+        ("MPV", "32623-1", "um3", 1, 7.4, 11.0), ("RBC", "789-8", "10E6/uL", 2, 3.9, 5.8),
+        ("MON#", "742-7", "10E3/uL", 2, 0.2, 0.8), ("PLT", "777-3", "10E3/uL", 0, 150.0, 400.0),
+        ("WBC", "6690-2", "10E3/uL", 2, 4.0, 10.0), ("MON%", "5905-5", "%", 1, 4.0, 13.0),
+        ("LYM#", "731-0", "10E3/uL", 2, 1.0, 4.0), ("HGB", "718-7", "g/dL", 1, 11.5, 16.7),
+        ("LYM%", "736-9", "%", 1, 18.0, 45.0), ("RDW-SD", "21000-5", "um3", 1, 37.0, 54.0),
+        ("BAS%", "706-2", "%", 1, 0.0, 2.0), ("BAS#", "704-7", "10E3/uL", 2, 0.0, 0.1),
+        ("MCH", "785-6", "pg", 1, 27.0, 33.0), ("MCHC", "786-4", "g/dL", 1, 32.0, 36.0),
+        ("HCT", "4544-3", "%", 1, 35.0, 49.0), ("EOS#", "711-2", "10E3/uL", 2, 0.0, 0.5),
+        ("EOS%", "713-8", "%", 1, 0.5, 7.0),
+    )
+)  # fmt: skip
+
+
+@dataclass(frozen=True, slots=True)
+class _Blood:
+    """Independent quantities of a CBC; the indices and absolute counts follow from them."""
+
+    wbc: float
+    rbc: float
+    mcv: float
+    mchc: float
+    plt: float
+    rdw_cv: float
+    mpv: float
+    #: neutrophil, lymphocyte, monocyte, eosinophil, basophil % (summing to 100)
+    diff: tuple[float, float, float, float, float]
+
+    def quantities(self) -> dict[str, float]:
+        hct = self.rbc * self.mcv / 10
+        hgb = hct * self.mchc / 100
+        q = {
+            "WBC": self.wbc, "RBC": self.rbc, "HGB": hgb, "HCT": hct, "MCV": self.mcv,
+            "MCH": hgb / self.rbc * 10, "MCHC": self.mchc, "PLT": self.plt,
+            "RDW-CV": self.rdw_cv, "RDW-SD": self.rdw_cv * self.mcv * 0.034, "MPV": self.mpv,
+        }  # fmt: skip
+        for code, pct in zip(("NEU", "LYM", "MON", "EOS", "BAS"), self.diff, strict=True):
+            q[f"{code}%"] = pct
+            q[f"{code}#"] = self.wbc * pct / 100
+        return q
+
+
+#: ABX Difftrol-like targets per level (normal and low as in the corpus runs).
+QC_TARGETS = {
+    "low": _Blood(3.15, 2.31, 78.4, 32.6, 64.0, 17.0, 8.6, (43.4, 41.2, 5.2, 8.4, 1.8)),
+    "normal": _Blood(8.30, 4.52, 89.0, 32.4, 261.0, 14.5, 9.3, (47.4, 42.0, 4.4, 3.7, 2.5)),
+    "high": _Blood(17.5, 5.35, 92.0, 33.0, 480.0, 13.5, 9.6, (55.0, 30.0, 8.0, 5.0, 2.0)),
+}
+#: Half-width of a control's assay range, relative to its target (percentages: absolute).
+_QC_TOLERANCE = 0.08
+_QC_PERCENT_TOLERANCE = 8.0
+
+
+def _patient_blood(rng: random.Random) -> _Blood:
+    neut, lymph, mono = rng.uniform(35, 75), rng.uniform(15, 45), rng.uniform(3, 12)
+    eo, baso = rng.uniform(0.5, 7), rng.uniform(0.1, 1.5)
+    scale = 100 / (neut + lymph + mono + eo + baso)
+    return _Blood(
+        wbc=rng.uniform(2.5, 16.0),
+        rbc=rng.uniform(3.4, 6.2),
+        mcv=rng.uniform(74, 104),
+        mchc=rng.uniform(30.5, 36.5),
+        plt=rng.uniform(90, 520),
+        rdw_cv=rng.uniform(11.0, 18.5),
+        mpv=rng.uniform(7.0, 12.0),
+        diff=(neut * scale, lymph * scale, mono * scale, eo * scale, baso * scale),
+    )
+
+
+def _qc_blood(rng: random.Random, level: str) -> _Blood:
+    t = QC_TARGETS[level]
+
+    def near(x: float) -> float:
+        return x * rng.uniform(0.975, 1.025)
+
+    return _Blood(
+        near(t.wbc), near(t.rbc), near(t.mcv), near(t.mchc), near(t.plt), near(t.rdw_cv),
+        near(t.mpv), t.diff,
+    )  # fmt: skip
+
+
+def _range(parameter: Parameter, sample: SimSample) -> tuple[str, str]:
+    """(low, high) as the analyser prints them: the control's assay range, or the adult one."""
+    if sample.is_qc and sample.control_level in QC_TARGETS:
+        target = QC_TARGETS[sample.control_level].quantities()[parameter.code]
+        if parameter.unit == "%" and parameter.code not in ("HCT", "RDW-CV"):
+            low, high = max(0.0, target - _QC_PERCENT_TOLERANCE), target + _QC_PERCENT_TOLERANCE
+        else:
+            low, high = target * (1 - _QC_TOLERANCE), target * (1 + _QC_TOLERANCE)
+    else:
+        low, high = parameter.low, parameter.high
+    return f"{low:.{parameter.decimals}f}", f"{high:.{parameter.decimals}f}"
+
+
+def _flag(value: str, low: str, high: str, *, qc: bool) -> str:
+    if qc:
+        return "N"  # the corpus runs flag N even outside the assay range: QC is judged elsewhere
+    try:
+        number = float(value)
+    except ValueError:
+        return "A"  # not a number: the analyser flags such results abnormal
+    return "L" if number < float(low) else "H" if number > float(high) else "N"
+
+
+def _fld(*components: str) -> Field:
+    return (components,)
+
+
+def _rec(kind: str, *fields: str | Field) -> Record:
+    return Record(kind, tuple(_fld(f) if isinstance(f, str) else f for f in fields))
+
+
+def _empty(count: int) -> tuple[str, ...]:
+    return ("",) * count
+
+
+def _curve(centre: float, width: float, points: int = 128) -> str:
+    """A histogram as the H500 sends it: little-endian float32, deflated, base64."""
+    values = [math.exp(-(((i - centre) / width) ** 2) / 2) for i in range(points)]
+    return base64.b64encode(zlib.compress(struct.pack(f"<{points}f", *values))).decode("ascii")
+
+
+def _reagent_record(number: int, when: datetime) -> Record:
+    """Lots of the three reagents in use; derived from the run date so a sample maps stably."""
+    opened, expiry = when - timedelta(days=12), when + timedelta(days=80)
+    lots = [(f"{when:%y%m%d}{suffix}", f"{opened:%Y%m%d}000000", f"{expiry:%Y%m%d}")
+            for suffix in ("I1", "H1", "M11")]  # fmt: skip
+    return _rec("M", str(number), "REAGENT", (("CLEANER",), ("DILUENT",), ("LYSE",)), tuple(lots))
+
+
+_BY_CODE = {p.code: p for p in MENU}
+
+
+def _result_record(
+    seq: int, code: str, value: str, unit: str, sample: SimSample, when: str
+) -> Record:
+    parameter = _BY_CODE.get(code)
+    if parameter is None:  # a value the menu does not know: sent without range or LOINC
+        loinc, reference, flag = "", _fld(""), "N"
+    else:
+        low, high = _range(parameter, sample)
+        loinc, reference = parameter.loinc, _fld(f"{low} - {high}", "REFERENCE_RANGE")
+        flag = _flag(value, low, high, qc=sample.is_qc)
+    operator = _fld(sample.operator_id, "", "USER")
+    return _rec(
+        "R", str(seq), _fld("", "", "", code, loinc), value, unit, reference, flag, "", "F", "",
+        operator, when, "", "",
+    )  # fmt: skip
+
+
+def yumizen_message(sample: SimSample, delimiters: Delimiters = DEFAULT_DELIMITERS) -> list[Record]:
+    """The records a Yumizen H500 sends for ``sample``: one record per frame on the wire."""
+    when = format_astm_datetime(sample.performed_at)
+    sent = format_astm_datetime(sample.performed_at + timedelta(seconds=78))
+    values = {code: value for code, value, _unit in sample.values}
+    sender = _fld("H500", sample.instrument_serial, "2.2.2.2b")
+    records = [
+        _rec("H", _fld(delimiters.definition), "", "", sender, *_empty(6),
+             "Q" if sample.is_qc else "P", "LIS2-A2", sent),
+        _rec("P", "1", sample.patient_id, *_empty(33)),
+    ]  # fmt: skip
+    descriptor = (
+        _fld("CTRL", "", _LEVEL_TEXT.get(sample.control_level, "CTRL"))
+        if sample.is_qc
+        else _fld("BLOOD")
+    )
+    records.append(
+        _rec("O", "1", sample.specimen_id, "", _fld("", "", "", "DIF"), "R", when, *_empty(8),
+             descriptor, *_empty(9), "F", *_empty(5))
+    )  # fmt: skip
+    if sample.is_qc:
+        letter = {"low": "L", "normal": "N", "high": "H"}.get(sample.control_level, "")
+        records.append(_rec("C", "1", "I", f"ABXdifftrol {letter}".strip(), "G"))
+    mcv = float(values.get("MCV", "90"))
+    records.append(
+        _rec("M", "1", "HISTOGRAM", "RBC/PLT", "RbcAlongRes", _fld(_CURVE_ENCODING, _curve(0, 1)),
+             _fld(_CURVE_ENCODING, _curve(mcv / 2, 12)))
+    )  # fmt: skip
+    records.append(_reagent_record(2, sample.performed_at))
+    records += (
+        _result_record(seq, code, value, unit, sample, when)
+        for seq, (code, value, unit) in enumerate(sample.values, start=1)
+    )
+    records.append(_rec("L", "1", "N"))
+    return records
+
+
+def yumizen_sample(
+    rng: random.Random, *, operator_id: str, qc: bool, patient_id: str, now: datetime
+) -> SimSample:
+    """A plausible CBC + DIFF for a patient, or an ABX Difftrol run at a random level."""
+    level = rng.choice(("low", "normal", "high")) if qc else ""
+    blood = _qc_blood(rng, level) if qc else _patient_blood(rng)
+    quantities = blood.quantities()
+    lot = f"PX{rng.randrange(400, 500)}{level[:1].upper()}" if qc else ""  # PX440N: level N
+    return SimSample(
+        specimen_id=lot if qc else f"{rng.randrange(10**9, 10**10)}",
+        patient_id="" if qc else patient_id,
+        operator_id=operator_id,
+        performed_at=(now - timedelta(seconds=rng.randrange(60, 300))).replace(microsecond=0),
+        values=tuple((p.code, f"{quantities[p.code]:.{p.decimals}f}", p.unit) for p in MENU),
+        is_qc=qc,
+        control_lot=lot,
+        control_level=level,
+        instrument_serial=f"{rng.randrange(900, 1000)}YOXH{rng.randrange(10**5):05d}",
+    )
+
+
+class YumizenProfile:
+    """The AstmProfile of the Yumizen H500 (H550 messages decode the same way)."""
+
+    key = "astm_yumizen_h500"
+    name = "HORIBA Yumizen H500"
+    description = (
+        "HORIBA Yumizen H500/H550 haematology analyser, ASTM LIS01-A2/LIS2-A2 (one record per "
+        "frame): CBC + 5-part DIFF, ABX Difftrol QC, reagent lots from M records"
+    )
+    lenient = True  # frames far over 247 bytes (base64 curves), CR before ETX
+    encoding = "utf-8"  # the H500 sends characters beyond ASCII (RAA055CEN); UTF-8 assumed
+
+    def observations(
+        self, instrument_id: str, records: Sequence[Record]
+    ) -> tuple[Observation, ...]:
+        return yumizen_observations(instrument_id, records)
+
+    def simulated_message(
+        self, sample: SimSample, delimiters: Delimiters = DEFAULT_DELIMITERS
+    ) -> list[Record]:
+        return yumizen_message(sample, delimiters)
+
+    def simulated_sample(
+        self, rng: random.Random, *, operator_id: str, qc: bool, patient_id: str, now: datetime
+    ) -> SimSample:
+        return yumizen_sample(rng, operator_id=operator_id, qc=qc, patient_id=patient_id, now=now)
+
+
+PROFILE = YumizenProfile()
