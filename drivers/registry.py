@@ -5,9 +5,22 @@ from __future__ import annotations
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from datetime import datetime
+from functools import partial
 
-from drivers.analysers import generic_hl7
+from drivers.analysers import (
+    afinion2,
+    astm_generic,
+    astm_host,
+    clinitek_status,
+    dca_vantage,
+    generic_hl7,
+    sysmex_xn,
+    yumizen_h500,
+)
+from drivers.analysers.astm_base import AstmProfile
+from drivers.analysers.astm_query import STANDARD_SPECIMEN_COMPONENT, NoInformationForm
 from drivers.session import Driver
+from gateway.errors import ConfigError
 from gateway.model import InboundMessage
 
 Options = Mapping[str, str | int | float | bool]
@@ -32,6 +45,62 @@ def _hl7(instrument_id: str, options: Options) -> Driver:
     )
 
 
+#: Every ASTM analyser profile; each becomes a driver keyed by its ``profile.key``.
+ASTM_PROFILES: tuple[AstmProfile, ...] = (
+    astm_generic.GENERIC,
+    afinion2.PROFILE,
+    dca_vantage.PROFILE,
+    clinitek_status.PROFILE,
+    sysmex_xn.PROFILE,
+    yumizen_h500.PROFILE,
+)
+
+
+def _option_bool(options: Options, name: str, default: bool | None) -> bool | None:
+    value = options.get(name, default)
+    if value is None or isinstance(value, bool):
+        return value
+    raise ConfigError(f"driver option {name!r}: expected true or false, got {value!r}")
+
+
+def _astm_factory(profile: AstmProfile) -> Callable[[str, Options], Driver]:
+    """Options: ``lenient`` (bool, overrides the profile), ``no_information`` ("query" or
+    "order", the form of "no orders" answers to host queries), ``query_specimen_component``
+    (where Q.3 carries the specimen ID: 2 in LIS2-A2, 3 on Roche cobas)."""
+
+    def factory(instrument_id: str, options: Options) -> Driver:
+        form = str(options.get("no_information", NoInformationForm.QUERY_STATUS.value))
+        if form not in {f.value for f in NoInformationForm}:
+            allowed = ", ".join(repr(f.value) for f in NoInformationForm)
+            raise ConfigError(f"driver option 'no_information': {form!r} is not one of {allowed}")
+        component = options.get("query_specimen_component", STANDARD_SPECIMEN_COMPONENT)
+        if isinstance(component, bool) or not isinstance(component, int) or component < 1:
+            raise ConfigError(
+                f"driver option 'query_specimen_component': expected a number from 1, "
+                f"got {component!r}"
+            )
+        return astm_host.AstmHostDriver(
+            instrument_id,
+            profile,
+            lenient=_option_bool(options, "lenient", None),
+            no_information=NoInformationForm(form),
+            specimen_component=component,
+        )
+
+    return factory
+
+
+def _astm_spec(profile: AstmProfile) -> DriverSpec:
+    return DriverSpec(
+        key=profile.key,
+        protocol="ASTM E1381/E1394",
+        roles=("host",),
+        description=profile.description,
+        factory=_astm_factory(profile),
+        decode=partial(astm_host.decode, profile),
+    )
+
+
 DRIVERS: dict[str, DriverSpec] = {
     "hl7_mllp": DriverSpec(
         key="hl7_mllp",
@@ -42,4 +111,5 @@ DRIVERS: dict[str, DriverSpec] = {
         factory=_hl7,
         decode=generic_hl7.decode,
     ),
+    **{profile.key: _astm_spec(profile) for profile in ASTM_PROFILES},
 }
