@@ -21,8 +21,8 @@ BENCHES: dict[str, tuple[str, str]] = {
     "e2e": ("bench.e2e", "results/s from 100 analysers through the gateway to the LIS ACK"),
     "latency": ("bench.latency", "p50/p99 analyser last byte -> LIS ACK at 300 results/s"),
     "rss": ("bench.rss", "peak RSS of the gateway process with 100 connected analysers"),
-    "astm": ("bench.astm_codec", "E1394 decode and E1381 framing throughput against peer libraries"),
-    "serial": ("bench.astm_serial", "share of the line rate an ASTM serial link reaches, 9600/115200"),
+    "astm": ("bench.astm_codec", "E1394 decode and E1381 framing against peer libraries"),
+    "serial": ("bench.astm_serial", "share of the line rate an ASTM serial link reaches"),
 }
 
 
