@@ -17,6 +17,7 @@ from gateway.bus.publisher import EventBus, MqttBus, NullBus
 from gateway.config import Config
 from gateway.ingest import Ingestor, IngestOutcome
 from gateway.lis.forwarder import Forwarder
+from gateway.lis.worker import ForwarderProcess
 from gateway.model import InboundMessage
 from gateway.rules import context_from_config
 from gateway.store.engine import make_engine, upgrade
@@ -87,7 +88,13 @@ class Gateway:
         self.writer = GroupCommitWriter(
             self.engine, max_batch=config.store.group_commit_max, on_events=self._events_committed
         )
-        self.forwarder = Forwarder(self.writer, config.lis) if config.lis is not None else None
+        self.forwarder: Forwarder | ForwarderProcess | None = None
+        if config.lis is not None:
+            self.forwarder = (
+                ForwarderProcess(config, self.writer)
+                if config.lis.worker == "process"
+                else Forwarder(self.writer, config.lis)
+            )
         self.ingestor = Ingestor(self.writer, context_from_config(config))
         self.live = LiveStats({i.id: InstrumentLive() for i in config.instruments})
         self.sessions = [

@@ -75,6 +75,9 @@ class LisConfig(_Strict):
     #: fast: segment order and the fields we rely on (<1 ms); full: also hl7apy's strict
     #: 2.5.1 structure check (15-30 ms a message, run off the event loop); off: none.
     validate_messages: Literal["fast", "full", "off"] = "fast"
+    #: process: the forwarder runs in a child process with a CPU core of its own (it stops
+    #: with the gateway); inline: in the gateway's own process (one core for everything)
+    worker: Literal["process", "inline"] = "process"
 
     @field_validator("url")
     @classmethod

@@ -24,20 +24,18 @@ from gateway.model import (
 from gateway.rules import RULES, Rule, RuleContext, find_test, run_rules
 from gateway.store import bulk
 from gateway.store.audit import digest_fields, to_json
-from gateway.store.tables import holds, qc_results, quarantine, raw_messages, results
+from gateway.store.tables import holds, qc_results, quarantine, results
 from gateway.store.writer import GroupCommitWriter, Tx
 
 SYSTEM = "system"
-# Hot-path statements built once: building a Core statement per call costs more than SQLite
-# takes to run it.
-_EARLIER_MESSAGE = select(raw_messages.c.id).where(
-    raw_messages.c.instrument_id == bindparam("instrument"),
-    raw_messages.c.digest == bindparam("digest"),
-    raw_messages.c.outcome == "stored",
+# The hottest statements go to the driver's cursor (see ``bulk.fetch``): SQLAlchemy's per-call
+# work cost more than SQLite takes to run them.
+_EARLIER_MESSAGE = (
+    "SELECT id FROM raw_messages WHERE instrument_id = ? AND digest = ? AND outcome = 'stored'"
 )
-_INSERT_RAW = insert(raw_messages).returning(raw_messages.c.id)
-_KNOWN_FINGERPRINTS = select(results.c.fingerprint).where(
-    results.c.fingerprint.in_(bindparam("prints", expanding=True))
+_INSERT_RAW = (
+    "INSERT INTO raw_messages (instrument_id, protocol, received_at, raw, digest, control_id,"
+    " outcome, n_observations) VALUES (?, ?, ?, ?, ?, ?, ?, ?) RETURNING id"
 )
 _KNOWN_QC_FINGERPRINTS = select(qc_results.c.fingerprint).where(
     qc_results.c.fingerprint.in_(bindparam("prints", expanding=True))
@@ -170,34 +168,34 @@ def store_message(
     instrument = message.instrument_id
     msg_digest = digest(message.raw)
     tx.instrument_messages[instrument] = tx.instrument_messages.get(instrument, 0) + 1
-    earlier = conn.execute(
-        _EARLIER_MESSAGE, {"instrument": instrument, "digest": msg_digest}
-    ).first()
-    if earlier is not None:
+    found = bulk.fetch(conn, _EARLIER_MESSAGE, (instrument, msg_digest))
+    if found:
+        earlier_id = int(found[0][0])
         tx.audit(
             actor=f"instrument:{instrument}",
             action="message.duplicate",
             entity="raw_message",
-            entity_id=earlier.id,
+            entity_id=earlier_id,
             reason="the same message was delivered again; it is stored once",
         )
-        return IngestOutcome(int(earlier.id), duplicate_message=True)
+        return IngestOutcome(earlier_id, duplicate_message=True)
 
     outcome = "quarantined" if message.error is not None else "stored"
     raw_id = int(
-        conn.execute(
+        bulk.fetch(
+            conn,
             _INSERT_RAW,
-            {
-                "instrument_id": instrument,
-                "protocol": message.protocol,
-                "received_at": message.received_at,
-                "raw": message.raw,
-                "digest": msg_digest,
-                "control_id": message.control_id[:64],
-                "outcome": outcome,
-                "n_observations": len(message.observations),
-            },
-        ).scalar_one()
+            (
+                instrument,
+                message.protocol,
+                bulk.db_time(conn, message.received_at),
+                message.raw,
+                msg_digest,
+                message.control_id[:64],
+                outcome,
+                len(message.observations),
+            ),
+        )[0][0]
     )
     if message.error is not None:
         quarantine_id = conn.execute(
@@ -239,7 +237,15 @@ def store_observations(
     known: set[str] = set()
     for start in range(0, len(prints), 500):
         chunk = prints[start : start + 500]
-        known.update(fp for (fp,) in conn.execute(_KNOWN_FINGERPRINTS, {"prints": chunk}))
+        known.update(
+            fp
+            for (fp,) in bulk.fetch(
+                conn,
+                "SELECT fingerprint FROM results WHERE fingerprint IN "
+                f"({bulk.placeholders(len(chunk))})",
+                chunk,
+            )
+        )
     rows: list[dict[str, Any]] = []
     hold_lists: list[tuple[Hold, ...]] = []
     duplicates = 0

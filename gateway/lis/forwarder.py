@@ -34,13 +34,13 @@ from gateway.model import Deviation, HoldReason, Method, Result, State
 from gateway.rules import ACTION_TEXT
 from gateway.store import bulk
 from gateway.store.tables import holds, outbox, outbox_items, results
-from gateway.store.writer import GroupCommitWriter, Tx
+from gateway.store.writer import Tx, Writer
 
 T = TypeVar("T")
 log = logging.getLogger(__name__)
 ACTOR = "system:lis-forwarder"
 #: messages packed ahead of the one being sent
-PACK_AHEAD = 8
+PACK_AHEAD = 32
 
 
 @dataclass(frozen=True, slots=True)
@@ -319,7 +319,7 @@ class Forwarder:
 
     def __init__(
         self,
-        writer: GroupCommitWriter,
+        writer: Writer,
         lis: LisConfig,
         *,
         clock: Callable[[], datetime] = lambda: datetime.now(UTC),

@@ -40,6 +40,37 @@ def _sqlite_time(value: datetime | None, memo: dict[datetime, str]) -> str | Non
     return text
 
 
+@cache
+def _native(sql: str, dialect: str) -> str:
+    """Our SQL uses ``?`` placeholders (SQLite's); psycopg wants ``%s``."""
+    return sql if dialect == "sqlite" else sql.replace("?", "%s")
+
+
+def fetch(conn: Connection, sql: str, params: Sequence[Any] = ()) -> list[tuple[Any, ...]]:
+    """Run one statement on the driver's own cursor, in the connection's transaction.
+
+    For the hottest statements only: it skips SQLAlchemy's per-call work, and with it the
+    column types, so datetimes must be passed through ``db_time``.
+    """
+    cursor = conn.connection.driver_connection.cursor()  # type: ignore[union-attr]
+    try:
+        cursor.execute(_native(sql, conn.dialect.name), tuple(params))
+        return list(cursor.fetchall()) if cursor.description else []
+    finally:
+        cursor.close()
+
+
+def db_time(conn: Connection, value: datetime | None) -> Any:
+    """An aware datetime as the driver should bind it (SQLite: SQLAlchemy's UTC text)."""
+    if conn.dialect.name != "sqlite" or value is None:
+        return value
+    return _sqlite_time(value, {})
+
+
+def placeholders(count: int) -> str:
+    return ", ".join("?" * count)
+
+
 def insert_rows(conn: Connection, table: Table, rows: Sequence[Mapping[str, Any]]) -> None:
     """INSERT every row (all rows have the same keys) in one ``executemany``."""
     if not rows:
@@ -55,7 +86,11 @@ def insert_rows(conn: Connection, table: Table, rows: Sequence[Mapping[str, Any]
         ]
     else:
         params = [tuple(row[c] for c in columns) for row in rows]
-    conn.exec_driver_sql(_statement(table.name, columns, dialect), params)
+    cursor = conn.connection.driver_connection.cursor()  # type: ignore[union-attr]
+    try:
+        cursor.executemany(_statement(table.name, columns, dialect), params)
+    finally:
+        cursor.close()
 
 
 @cache
@@ -68,5 +103,6 @@ def next_ids(conn: Connection, table: Table, count: int) -> list[int] | None:
     ``table``; None elsewhere, where the caller lets the database assign them."""
     if conn.dialect.name != "sqlite":
         return None
-    last = conn.exec_driver_sql(_max_id_statement(table.name)).scalar() or 0
+    (last,) = fetch(conn, _max_id_statement(table.name))[0]
+    last = last or 0
     return list(range(int(last) + 1, int(last) + 1 + count))

@@ -16,7 +16,7 @@ from collections.abc import Callable, Iterable, Mapping
 from concurrent.futures import Future
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from typing import Any, TypeVar
+from typing import Any, Protocol, TypeVar
 
 from sqlalchemy import Connection, Engine, update
 
@@ -94,6 +94,18 @@ class Tx:
 
 
 Job = Callable[[Tx], Any]
+
+
+class Writer(Protocol):
+    """What a store client needs of a writer: the group-commit writer, or the LIS worker's
+    proxy to its parent's writer (``gateway.lis.worker.RemoteWriter``)."""
+
+    @property
+    def engine(self) -> Engine: ...
+
+    def submit(self, job: Callable[[Tx], T], *, urgent: bool = False) -> Future[T]: ...
+
+    async def write(self, job: Callable[[Tx], T], *, urgent: bool = False) -> T: ...
 
 
 def run_in_transaction(engine: Engine, job: Callable[[Tx], T], now: datetime | None = None) -> T:

@@ -1,0 +1,322 @@
+"""The LIS forwarder in its own process, so it gets a CPU core of its own (``[lis] worker``).
+
+One Python process shares one core between the analysers' ingest and the forwarder; under a
+flood the forwarder got a small share of it. With ``worker = "process"`` the gateway starts
+``python -m gateway.lis.worker`` as a child. The child reads the store on its own connection,
+builds the ORU^R01 messages and talks to the LIS; its few writes (enqueue, mark sent, settle)
+go to the parent's group-commit writer, so SQLite keeps one writer and nobody waits on its
+lock. Parent and child exchange pickled frames (4-byte big-endian length, then the pickle) on
+the child's stdin and stdout:
+
+* parent -> child: the config first; then ``("wake",)`` when results were queued, and
+  ``("done", n, value)`` / ``("failed", n, error_text)`` answering write ``n``;
+* child -> parent: ``("write", n, job)`` (a picklable ``Tx -> value`` function, run in the
+  parent's writer's urgent lane) and ``("status", {...})`` for the dashboard and live view.
+
+When the parent stops, or is killed, the child's stdin closes: the child fails its pending
+writes, stops and exits, so a forwarder never outlives its gateway. The outbox guards (a result
+is packed under one control ID only; settling is idempotent) make a short overlap of an old and
+a new child harmless. The pipe carries pickles only between a parent and the child it started.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import pickle
+import struct
+import subprocess
+import sys
+import threading
+from collections.abc import Callable
+from concurrent.futures import Future
+from typing import IO, Any, TypeVar
+
+from sqlalchemy import Engine
+
+from gateway.config import Config
+from gateway.errors import StoreError
+from gateway.lis.forwarder import Forwarder
+from gateway.store.engine import make_engine
+from gateway.store.writer import GroupCommitWriter, Tx
+
+T = TypeVar("T")
+log = logging.getLogger(__name__)
+
+_HEADER = struct.Struct(">I")
+#: the child reports its status at most this often, and only when it changed
+STATUS_EVERY_S = 0.1
+#: how long a stopping child may take before the parent kills it
+STOP_GRACE_S = 10.0
+
+
+def encode_frame(item: object) -> bytes:
+    payload = pickle.dumps(item, protocol=pickle.HIGHEST_PROTOCOL)
+    return _HEADER.pack(len(payload)) + payload
+
+
+def _read_exactly(stream: IO[bytes], size: int) -> bytes | None:
+    data = b""
+    while len(data) < size:
+        chunk = stream.read(size - len(data))
+        if not chunk:
+            return None
+        data += chunk
+    return data
+
+
+def read_frame(stream: IO[bytes]) -> Any:
+    """The next frame from a blocking stream, or None at end of stream."""
+    header = _read_exactly(stream, _HEADER.size)
+    if header is None:
+        return None
+    payload = _read_exactly(stream, _HEADER.unpack(header)[0])
+    return None if payload is None else pickle.loads(payload)
+
+
+# -- the child ---------------------------------------------------------------------------------
+
+
+class RemoteWriter:
+    """The child's stand-in for ``GroupCommitWriter``: jobs run in the parent's writer."""
+
+    def __init__(self, engine: Engine, send: Callable[[object], None]) -> None:
+        self.engine = engine  # reads stay local (WAL readers never wait for the writer)
+        self._send = send
+        self._pending: dict[int, Future[Any]] = {}
+        self._next = 0
+
+    def submit(self, job: Callable[[Tx], T], *, urgent: bool = False) -> Future[T]:
+        self._next += 1
+        future: Future[T] = Future()
+        self._pending[self._next] = future
+        self._send(("write", self._next, job))
+        return future
+
+    async def write(self, job: Callable[[Tx], T], *, urgent: bool = False) -> T:
+        return await asyncio.wrap_future(self.submit(job, urgent=urgent))
+
+    def resolve(self, number: int, ok: bool, value: Any) -> None:
+        future = self._pending.pop(number, None)
+        if future is None or future.done():
+            return
+        if ok:
+            future.set_result(value)
+        else:
+            future.set_exception(StoreError(f"the gateway's writer refused the job: {value}"))
+
+    def fail_all(self, why: str) -> None:
+        for number in list(self._pending):
+            self.resolve(number, False, why)
+
+
+def _status(forwarder: Forwarder) -> dict[str, Any]:
+    return {
+        "connected": forwarder.connected,
+        "last_error": forwarder.last_error,
+        "sent": forwarder.sent,
+        "acknowledged": forwarder.acknowledged,
+        "rejected": forwarder.rejected,
+        "retries": forwarder.retries,
+    }
+
+
+def _read_parent(
+    stdin: IO[bytes], loop: asyncio.AbstractEventLoop, handle: Callable[[Any], None]
+) -> None:
+    """Blocking reads on a thread (portable: Windows cannot select on a pipe)."""
+    while True:
+        try:
+            item = read_frame(stdin)
+        except (OSError, ValueError, pickle.UnpicklingError, EOFError):
+            item = None
+        loop.call_soon_threadsafe(handle, item)
+        if item is None:
+            return
+
+
+async def serve(config: Config, stdin: IO[bytes], stdout: IO[bytes]) -> None:
+    """Run the forwarder until the parent closes stdin."""
+    assert config.lis is not None
+    lock = threading.Lock()
+
+    def send(item: object) -> None:
+        frame = encode_frame(item)
+        with lock, contextlib.suppress(OSError, ValueError):  # the parent is gone
+            stdout.write(frame)
+            stdout.flush()
+
+    engine = make_engine(config.store.url)
+    writer = RemoteWriter(engine, send)
+    forwarder = Forwarder(writer, config.lis)
+    closed = asyncio.Event()
+
+    def handle(item: Any) -> None:
+        if item is None:
+            writer.fail_all("the gateway stopped")
+            closed.set()
+        elif item[0] == "wake":
+            forwarder.wake()
+        elif item[0] in ("done", "failed"):
+            writer.resolve(item[1], item[0] == "done", item[2])
+
+    loop = asyncio.get_running_loop()
+    threading.Thread(target=_read_parent, args=(stdin, loop, handle), daemon=True).start()
+    try:
+        async with asyncio.TaskGroup() as group:
+            running = group.create_task(forwarder.run(), name="lis-forwarder")
+
+            async def report() -> None:
+                last: dict[str, Any] = {}
+                while True:
+                    now = _status(forwarder)
+                    if now != last:
+                        send(("status", now))
+                        last = now
+                    await asyncio.sleep(STATUS_EVERY_S)
+
+            reporting = group.create_task(report(), name="status")
+            await closed.wait()
+            running.cancel()
+            reporting.cancel()
+    finally:
+        engine.dispose()
+
+
+def main() -> int:
+    logging.basicConfig(
+        level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s[lis-worker]: %(message)s"
+    )
+    stdin, stdout = sys.stdin.buffer, sys.stdout.buffer
+    config = read_frame(stdin)
+    if not isinstance(config, Config):
+        return 0  # the parent went away before it said anything
+    if config.lis is None:
+        log.error("no [lis] section: nothing to forward")
+        return 2
+    asyncio.run(serve(config, stdin, stdout))
+    return 0
+
+
+# -- the parent's handle -----------------------------------------------------------------------
+
+
+class ForwarderProcess:
+    """The parent's view of the child: the same ``wake``/``run`` and counters as ``Forwarder``.
+
+    The child's frames are read on a thread of their own and its writes go straight to the
+    writer's urgent lane, answered from the writer thread: the parent's event loop, busy with
+    the analysers, is never on the forwarder's path.
+    """
+
+    def __init__(
+        self, config: Config, writer: GroupCommitWriter, *, restart_s: float = 1.0
+    ) -> None:
+        self._config = config
+        self._writer = writer
+        self._restart_s = restart_s
+        self._proc: subprocess.Popen[bytes] | None = None
+        self._lock = threading.Lock()  # one frame at a time on the child's stdin
+        self.connected = False
+        self.last_error = ""
+        self.sent = 0
+        self.acknowledged = 0
+        self.rejected = 0
+        self.retries = 0
+        self.starts = 0
+        self._base = (0, 0, 0, 0)
+
+    def wake(self) -> None:
+        """Tell the child results were queued."""
+        self._send(("wake",))
+
+    def _send(self, item: object) -> None:
+        proc = self._proc
+        if proc is None or proc.stdin is None:
+            return
+        frame = encode_frame(item)
+        with self._lock, contextlib.suppress(OSError, ValueError):  # the child is gone
+            proc.stdin.write(frame)
+            proc.stdin.flush()
+
+    async def run(self) -> None:
+        """Keep one child running until cancelled; restart it if it dies."""
+        while True:
+            code = await self._run_child()
+            log.error("the LIS worker process exited (code %s); restarting it", code)
+            self.connected = False
+            self.last_error = f"LIS worker process exited with code {code}"
+            await asyncio.sleep(self._restart_s)
+
+    async def _run_child(self) -> int | None:
+        proc = await asyncio.to_thread(
+            subprocess.Popen,
+            [sys.executable, "-m", "gateway.lis.worker"],
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+        )
+        self._proc = proc
+        self.starts += 1
+        self._base = (self.sent, self.acknowledged, self.rejected, self.retries)
+        reader = threading.Thread(target=self._read_child, args=(proc,), daemon=True)
+        try:
+            self._send(self._config)
+            self._send(("wake",))
+            reader.start()
+            await asyncio.to_thread(reader.join)
+            return await asyncio.to_thread(proc.wait)
+        finally:
+            self._proc = None
+            await asyncio.shield(asyncio.to_thread(self._stop, proc))
+
+    def _read_child(self, proc: subprocess.Popen[bytes]) -> None:
+        assert proc.stdout is not None
+        while True:
+            try:
+                item = read_frame(proc.stdout)
+            except (OSError, ValueError, pickle.UnpicklingError, EOFError):
+                item = None
+            if item is None:
+                return
+            self._handle(item)
+
+    def _handle(self, item: Any) -> None:
+        if item[0] == "write":
+            number, job = item[1], item[2]
+            future = self._writer.submit(job, urgent=True)
+            future.add_done_callback(lambda f: self._answer(number, f))
+        elif item[0] == "status":
+            status = item[1]
+            self.connected = bool(status["connected"])
+            self.last_error = str(status["last_error"])
+            base = self._base
+            self.sent = base[0] + int(status["sent"])
+            self.acknowledged = base[1] + int(status["acknowledged"])
+            self.rejected = base[2] + int(status["rejected"])
+            self.retries = base[3] + int(status["retries"])
+
+    def _answer(self, number: int, future: Future[Any]) -> None:
+        error = future.exception()
+        if error is None:
+            self._send(("done", number, future.result()))
+        else:
+            self._send(("failed", number, str(error)))
+
+    def _stop(self, proc: subprocess.Popen[bytes]) -> None:
+        """Close stdin (the child's signal to stop), wait, and kill it if it hangs."""
+        with self._lock, contextlib.suppress(OSError, ValueError):
+            if proc.stdin is not None:
+                proc.stdin.close()
+        try:
+            proc.wait(timeout=STOP_GRACE_S)
+        except subprocess.TimeoutExpired:
+            log.warning("the LIS worker did not stop within %.0f s: killing it", STOP_GRACE_S)
+            proc.kill()
+            proc.wait()
+        if proc.stdout is not None:
+            proc.stdout.close()
+
+
+if __name__ == "__main__":
+    sys.exit(main())
