@@ -28,6 +28,7 @@ def gateway_config(
     ack_timeout_s: float = 2.0,
     retry_max_s: float = 0.5,
     window: int = 1,
+    worker: str = "process",
 ) -> dict[str, Any]:
     data: dict[str, Any] = {
         "site": {"name": "test-site"},
@@ -47,6 +48,7 @@ def gateway_config(
             "retry_initial_s": 0.05,
             "retry_max_s": retry_max_s,
             "window": window,
+            "worker": worker,
         }
     if mqtt_url:
         data["mqtt"] = {"url": mqtt_url}

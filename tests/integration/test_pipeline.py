@@ -71,12 +71,13 @@ def lis_lines(path: Path) -> list[dict[str, str]]:
     return [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines()]
 
 
+@pytest.mark.parametrize("worker", ["process", "inline"])
 async def test_results_flow_to_the_lis_and_are_acknowledged(
-    make_gateway: Callable[[Config], Gateway], store_url: str, tmp_path: Path
+    make_gateway: Callable[[Config], Gateway], store_url: str, tmp_path: Path, worker: str
 ) -> None:
     lis_port, ports = free_port(), [free_port(), free_port()]
     record = tmp_path / "lis.jsonl"
-    config = make_config(gateway_config(store_url, ports, lis_port=lis_port))
+    config = make_config(gateway_config(store_url, ports, lis_port=lis_port, worker=worker))
     gateway = make_gateway(config)
     sims = sims_for(ports, 15)
     async with LisSimulator(LisSimOptions("127.0.0.1", lis_port, record=record)), running(gateway):
