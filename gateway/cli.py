@@ -177,34 +177,108 @@ def lis_sim(
 
 @app.command()
 def simulate(
-    connect: Annotated[str, typer.Option(help="Gateway listener host:port.")],
+    connect: Annotated[
+        str | None, typer.Option(help="Gateway listener host:port (TCP; HL7 needs it).")
+    ] = None,
     instrument: Annotated[str, typer.Option(help="Instrument id the simulator claims.")] = "sim-1",
-    rate: Annotated[float, typer.Option(help="Messages per second.")] = 2.0,
+    rate: Annotated[float, typer.Option(help="Messages (ASTM: samples) per second.")] = 2.0,
     count: Annotated[int | None, typer.Option(help="Stop after this many messages.")] = None,
     invalid_id_share: Annotated[float, typer.Option()] = 0.03,
     seed: Annotated[int | None, typer.Option()] = None,
+    protocol: Annotated[str, typer.Option(help="hl7 or astm.")] = "hl7",
+    profile: Annotated[
+        str, typer.Option(help="ASTM: the analyser, a key from `trygg drivers`.")
+    ] = "astm_generic",
+    serial_pty: Annotated[
+        bool,
+        typer.Option(
+            "--serial-pty",
+            help="ASTM: serve on a new pseudo-terminal pair; prints the serial:// URL to "
+            "give the gateway.",
+        ),
+    ] = False,
+    baudrate: Annotated[int, typer.Option(help="ASTM --serial-pty: baud rate in the URL.")] = 9600,
+    qc_share: Annotated[float, typer.Option(help="ASTM: share of runs that are QC.")] = 0.1,
+    operators: Annotated[
+        str, typer.Option(help="ASTM: the analyser's operator IDs, comma separated.")
+    ] = "OP1",
 ) -> None:
-    """Run a simulated HL7 analyser that sends results to a gateway listener."""
-    from simulators.hl7_analyser import AnalyserSimOptions, Hl7AnalyserSim
+    """Run a simulated analyser: HL7 to a gateway listener, or ASTM over TCP or a serial pty."""
+    if protocol not in ("hl7", "astm"):
+        err.print("--protocol must be hl7 or astm")
+        raise typer.Exit(2)
+    if protocol == "hl7":
+        from simulators.hl7_analyser import AnalyserSimOptions, Hl7AnalyserSim
 
-    host, _, port = connect.rpartition(":")
-    sim = Hl7AnalyserSim(
-        AnalyserSimOptions(
-            instrument_id=instrument,
-            host=host,
-            port=int(port),
-            rate_per_s=rate,
-            max_messages=count,
-            invalid_id_share=invalid_id_share,
-            seed=seed,
+        if connect is None:
+            err.print("HL7 needs --connect host:port")
+            raise typer.Exit(2)
+        host, _, port = connect.rpartition(":")
+        sim = Hl7AnalyserSim(
+            AnalyserSimOptions(
+                instrument_id=instrument,
+                host=host,
+                port=int(port),
+                rate_per_s=rate,
+                max_messages=count,
+                invalid_id_share=invalid_id_share,
+                seed=seed,
+            )
         )
+        with contextlib.suppress(KeyboardInterrupt):
+            asyncio.run(sim.run())
+        ledger = sim.ledger
+        console.print(
+            f"sent {ledger.sent_messages} message(s), {ledger.acked_messages} acknowledged, "
+            f"{ledger.error_acks} answered with an error"
+        )
+        return
+
+    from drivers.registry import ASTM_PROFILES
+    from drivers.transports import Connector, connector_for
+    from simulators.astm_analyser import AstmAnalyserSim, AstmSimOptions, PtyConnector
+    from simulators.pty import PtyPair
+
+    profiles = {p.key: p for p in ASTM_PROFILES}
+    if profile not in profiles:
+        err.print(f"--profile must be one of: {', '.join(sorted(profiles))}")
+        raise typer.Exit(2)
+    if serial_pty == (connect is not None):
+        err.print("ASTM needs one of --connect host:port and --serial-pty")
+        raise typer.Exit(2)
+    astm = AstmAnalyserSim(
+        profiles[profile],
+        AstmSimOptions(
+            seed=seed,
+            count=count,
+            rate_per_s=rate,
+            qc_share=qc_share,
+            operator_ids=tuple(op.strip() for op in operators.split(",") if op.strip()),
+            invalid_patient_share=invalid_id_share,
+            # like a real analyser, keep each result until the host takes it: the gateway
+            # may open the serial port long after the simulator starts
+            max_attempts=1_000_000,
+        ),
     )
-    with contextlib.suppress(KeyboardInterrupt):
-        asyncio.run(sim.run())
-    ledger = sim.ledger
+    pair: PtyPair | None = None
+    connector: Connector
+    if serial_pty:
+        pair = PtyPair()
+        connector = PtyConnector(pair)
+        console.print(f"{profiles[profile].name} on a pseudo-terminal; give the gateway this URL:")
+        console.print(pair.url(baudrate), highlight=False, markup=False, soft_wrap=True)
+    else:
+        connector = connector_for(f"tcp://{connect}")
+    try:
+        with contextlib.suppress(KeyboardInterrupt):
+            asyncio.run(astm.run(connector))
+    finally:
+        if pair is not None:
+            pair.close()
+    astm_ledger = astm.ledger
     console.print(
-        f"sent {ledger.sent_messages} message(s), {ledger.acked_messages} acknowledged, "
-        f"{ledger.error_acks} answered with an error"
+        f"{len(astm_ledger.acked)} sample(s) acknowledged by the gateway, "
+        f"{len(astm_ledger.failures)} failed attempt(s), {len(astm_ledger.abandoned)} abandoned"
     )
 
 

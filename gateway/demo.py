@@ -235,41 +235,59 @@ def _plan_instrument(
     words: Mapping[str, Any],
 ) -> str:
     """Add the instrument's simulator to the plan; return the URL the gateway should use."""
-    parts = urlsplit(inst.url)
+    scheme = urlsplit(inst.url).scheme
     plan.links[inst.id] = str(words["not_simulated"])
     if not inst.enabled:
         return inst.url
-    if inst.driver == "hl7_mllp" and parts.scheme == "tcp-listen":
-        plan.hl7.append(
-            Hl7AnalyserSim(
-                AnalyserSimOptions(
-                    instrument_id=inst.id,
-                    host=parts.hostname or "127.0.0.1",
-                    port=parts.port or 0,
-                    rate_per_s=_sim_number(inst, "sim_rate_per_s", options.rate_per_s),
-                    serial=f"SIM-{index + 1:04d}",
-                    operator_id=_sim_operators(inst, f"OP{index + 1}")[0],
-                    invalid_id_share=_sim_number(inst, "sim_invalid_id_share", 0.03),
-                    broken_share=0.01,
-                    seed=index,
-                )
-            )
-        )
+    if inst.driver == "hl7_mllp" and scheme == "tcp-listen":
+        plan.hl7.append(Hl7AnalyserSim(_hl7_options(inst, index, options)))
         plan.links[inst.id] = _tcp_link("HL7", inst.url)
         return inst.url
     profile = _ASTM_PROFILES.get(inst.driver)
     if profile is None:
         return inst.url
-    sim = AstmAnalyserSim(profile, _astm_options(inst, index, options))
-    if parts.scheme == "tcp-listen":
-        connector = connector_for(f"tcp://{parts.hostname}:{parts.port}")
-        plan.astm.append(AstmDemoSim(inst.id, inst.driver, sim, connector, wait_for_port=False))
-        plan.links[inst.id] = _tcp_link("ASTM", inst.url)
-        return inst.url
-    if parts.scheme != "serial":
+    if scheme not in ("tcp-listen", "serial"):
         plan.notes.append(str(words["dial_note"]).format(id=inst.id, url=inst.url))
         return inst.url
-    baud = parse_qs(parts.query).get("baudrate", ["9600"])[0]
+    sim = AstmAnalyserSim(profile, _astm_options(inst, index, options))
+    if scheme == "serial":
+        return _plan_serial(plan, inst, sim, options, words)
+    _plan_astm_tcp(plan, inst, sim, inst.url)
+    return inst.url
+
+
+def _hl7_options(inst: InstrumentConfig, index: int, options: DemoOptions) -> AnalyserSimOptions:
+    parts = urlsplit(inst.url)
+    return AnalyserSimOptions(
+        instrument_id=inst.id,
+        host=parts.hostname or "127.0.0.1",
+        port=parts.port or 0,
+        rate_per_s=_sim_number(inst, "sim_rate_per_s", options.rate_per_s),
+        serial=f"SIM-{index + 1:04d}",
+        operator_id=_sim_operators(inst, f"OP{index + 1}")[0],
+        invalid_id_share=_sim_number(inst, "sim_invalid_id_share", 0.03),
+        broken_share=0.01,
+        seed=index,
+    )
+
+
+def _plan_astm_tcp(plan: DemoPlan, inst: InstrumentConfig, sim: AstmAnalyserSim, url: str) -> None:
+    """The simulator connects to the gateway's ``tcp-listen://`` port ``url``."""
+    parts = urlsplit(url)
+    connector = connector_for(f"tcp://{parts.hostname}:{parts.port}")
+    plan.astm.append(AstmDemoSim(inst.id, inst.driver, sim, connector, wait_for_port=False))
+    plan.links[inst.id] = _tcp_link("ASTM", url)
+
+
+def _plan_serial(
+    plan: DemoPlan,
+    inst: InstrumentConfig,
+    sim: AstmAnalyserSim,
+    options: DemoOptions,
+    words: Mapping[str, Any],
+) -> str:
+    """A pty pair for a serial instrument, or loopback TCP where there are none."""
+    parts = urlsplit(inst.url)
     try:
         if not options.pty:
             raise TransportError("switched off for this run")
@@ -279,19 +297,14 @@ def _plan_instrument(
         port = _free_port()
         why = str(exc) if isinstance(exc, TransportError) else loggable(exc)
         plan.notes.append(str(words["tcp_note"]).format(id=inst.id, why=why, port=port))
-        connector = connector_for(f"tcp://127.0.0.1:{port}")
-        plan.astm.append(AstmDemoSim(inst.id, inst.driver, sim, connector, wait_for_port=False))
         url = f"tcp-listen://127.0.0.1:{port}"
-        plan.links[inst.id] = _tcp_link("ASTM", url)
+        _plan_astm_tcp(plan, inst, sim, url)
         return url
     plan.pairs.append(pair)
-    plan.astm.append(
-        AstmDemoSim(inst.id, inst.driver, sim, PtyConnector(pair), wait_for_port=True)
-    )
+    plan.astm.append(AstmDemoSim(inst.id, inst.driver, sim, PtyConnector(pair), wait_for_port=True))
+    baud = parse_qs(parts.query).get("baudrate", ["9600"])[0]
     plan.links[inst.id] = f"ASTM, {words['serial']} {pair.slave_path} ({baud} Bd)"
-    plan.notes.append(
-        str(words["pty_note"]).format(id=inst.id, device=pair.slave_path, baud=baud)
-    )
+    plan.notes.append(str(words["pty_note"]).format(id=inst.id, device=pair.slave_path, baud=baud))
     # the configured device becomes the pair's slave; the line settings stay as configured
     return f"serial://{pair.slave_path}" + (f"?{parts.query}" if parts.query else "")
 
@@ -367,6 +380,8 @@ def summary_dict(engine: Engine, plan: DemoPlan) -> dict[str, Any]:
         received = _count_by_instrument(conn, results)
         acknowledged = _count_by_instrument(conn, results, results.c.state == "acknowledged")
         qc = _count_by_instrument(conn, qc_results)
+    sim_acked = {sim.options.instrument_id: sim.ledger.acked_messages for sim in plan.hl7}
+    sim_acked |= {entry.instrument_id: len(entry.sim.ledger.acked) for entry in plan.astm}
     return {
         "received": s.received,
         "held": s.held_by_reason,
@@ -383,6 +398,8 @@ def summary_dict(engine: Engine, plan: DemoPlan) -> dict[str, Any]:
                 "received": received.get(inst.id, 0),
                 "acknowledged": acknowledged.get(inst.id, 0),
                 "qc": qc.get(inst.id, 0),
+                # messages the simulator was told were received (what "lost" checks)
+                "sim_acked": sim_acked.get(inst.id, 0),
             }
             for inst in plan.config.instruments
         },
@@ -392,9 +409,7 @@ def summary_dict(engine: Engine, plan: DemoPlan) -> dict[str, Any]:
 # --- the live view ----------------------------------------------------------------------------
 
 
-def _view(
-    gateway: Gateway, plan: DemoPlan, lis: LisSimulator, elapsed: float
-) -> Group:
+def _view(gateway: Gateway, plan: DemoPlan, lis: LisSimulator, elapsed: float) -> Group:
     lang = gateway.config.site.language
     words = _WORDS[lang]
     engine = gateway.engine
@@ -481,14 +496,15 @@ async def run_demo(config: Config, options: DemoOptions, console: Console) -> di
         _fresh_sqlite(config)
     plan = plan_demo(config, options)
     try:
-        for note in plan.notes:
-            console.print(note, highlight=False, markup=False)
-        return await _run(plan, options, console)
+        return await run_plan(plan, options, console)
     finally:
         plan.close()  # after the gateway has closed its serial ports
 
 
-async def _run(plan: DemoPlan, options: DemoOptions, console: Console) -> dict[str, Any]:
+async def run_plan(plan: DemoPlan, options: DemoOptions, console: Console) -> dict[str, Any]:
+    """Run the gateway, the LIS and the plan's simulators; return the closing summary."""
+    for note in plan.notes:
+        console.print(note, highlight=False, markup=False)
     config = plan.config
     gateway = Gateway(config)
     lis_url = urlsplit(config.lis.url) if config.lis else None

@@ -17,9 +17,9 @@ import os
 import random
 from collections.abc import Callable, Sequence
 from concurrent.futures import Future
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import UTC, datetime
-from typing import Any, TypeVar
+from typing import Any, Protocol, TypeVar
 from urllib.parse import urlsplit
 
 import hl7.mllp
@@ -160,7 +160,29 @@ def new_control_id() -> str:
     return f"{_ids.getrandbits(80):020X}"
 
 
-def enqueue(tx: Tx, built: Sequence[tuple[str, str, Sequence[OutboundResult]]]) -> int:
+class Carried(Protocol):
+    """What the outbox needs of a result a message carries (``OutboundResult`` has it)."""
+
+    @property
+    def result_id(self) -> int: ...
+
+    @property
+    def corrected(self) -> bool: ...
+
+
+@dataclass(frozen=True, slots=True)
+class CarriedResult:
+    """The lean form of ``OutboundResult`` for the store jobs (it crosses the worker's pipe)."""
+
+    result_id: int
+    corrected: bool
+
+
+def lean(batch: Sequence[Carried]) -> list[CarriedResult]:
+    return [CarriedResult(r.result_id, r.corrected) for r in batch]
+
+
+def enqueue(tx: Tx, built: Sequence[tuple[str, str, Sequence[Carried]]]) -> int:
     """Store built messages in the outbox; each result is guarded to be queued and carried by
     no other waiting message (so a second packer can never give it a second control ID)."""
     stored = 0
@@ -199,7 +221,7 @@ def enqueue(tx: Tx, built: Sequence[tuple[str, str, Sequence[OutboundResult]]]) 
     return stored
 
 
-def hold_unbuildable(tx: Tx, batch: Sequence[OutboundResult], error: str) -> None:
+def hold_unbuildable(tx: Tx, batch: Sequence[Carried], error: str) -> None:
     """A message we cannot build is our bug: hold its results and record a deviation."""
     ids = [r.result_id for r in batch]
     lifecycle.move(tx, ids, State.QUEUED, State.HELD, actor=ACTOR, reason=error)
@@ -384,7 +406,7 @@ class Forwarder:
         queued = await self._read(lambda tx: unassigned_queued(tx, size * max_messages))
         if not queued:
             return 0
-        built: list[tuple[str, str, Sequence[OutboundResult]]] = []
+        built: list[tuple[str, str, Sequence[Carried]]] = []
         for start in range(0, len(queued), size):
             batch = queued[start : start + size]
             control_id = new_control_id()
@@ -398,10 +420,11 @@ class Forwarder:
                 error = str(exc)
                 log.error("LIS message could not be built: %s", loggable(exc))
                 await self._writer.write(
-                    functools.partial(hold_unbuildable, batch=batch, error=error), urgent=True
+                    functools.partial(hold_unbuildable, batch=lean(batch), error=error),
+                    urgent=True,
                 )
                 continue
-            built.append((control_id, text, batch))
+            built.append((control_id, text, lean(batch)))
         if not built:
             return 0
         return int(await self._writer.write(functools.partial(enqueue, built=built), urgent=True))
@@ -432,7 +455,10 @@ class Forwarder:
     def _settle(self, message: PendingMessage, code: str, text: str) -> None:
         self._track(
             self._writer.submit(
-                functools.partial(settle, pending=message, code=code, text=text), urgent=True
+                functools.partial(
+                    settle, pending=replace(message, message=""), code=code, text=text
+                ),
+                urgent=True,
             )
         )
         if code in ("AA", "CA"):
@@ -474,7 +500,10 @@ class Forwarder:
             while queue and len(in_flight) < self._lis.window:
                 message = queue.pop(0)
                 self._track(
-                    self._writer.submit(functools.partial(mark_sent, pending=message), urgent=True)
+                    self._writer.submit(
+                        functools.partial(mark_sent, pending=replace(message, message="")),
+                        urgent=True,
+                    )
                 )
                 self._stream.writeblock(message.message.encode("utf-8"))
                 in_flight[message.control_id] = (message, loop.time() + self._lis.ack_timeout_s)

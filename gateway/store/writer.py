@@ -18,12 +18,12 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any, Protocol, TypeVar
 
-from sqlalchemy import Connection, Engine, update
+from sqlalchemy import Connection, Engine
 
 from gateway.errors import StoreError
 from gateway.store import audit as audit_log
+from gateway.store import bulk
 from gateway.store.engine import write_transaction
-from gateway.store.tables import instruments
 
 T = TypeVar("T")
 log = logging.getLogger(__name__)
@@ -141,16 +141,17 @@ def _run_batch(engine: Engine, jobs: list[Job], now: datetime) -> tuple[list[Any
 
 
 def _flush_instrument_activity(tx: Tx) -> None:
+    if not tx.instrument_messages:
+        return
+    now = bulk.db_time(tx.conn, tx.now)
     for instrument_id, count in tx.instrument_messages.items():
-        tx.conn.execute(
-            update(instruments)
-            .where(instruments.c.id == instrument_id)
-            .values(
-                last_message_at=tx.now,
-                last_seen_at=tx.now,
-                messages_received=instruments.c.messages_received + count,
-            )
-        )
+        bulk.fetch(tx.conn, _INSTRUMENT_ACTIVITY, (now, now, count, instrument_id))
+
+
+_INSTRUMENT_ACTIVITY = (
+    "UPDATE instruments SET last_message_at = ?, last_seen_at = ?,"
+    " messages_received = messages_received + ? WHERE id = ?"
+)
 
 
 def _translate(exc: Exception) -> BaseException:
