@@ -629,3 +629,34 @@ def test_any_bytes_parse_or_raise_remote_protocol_error(raw: bytes) -> None:
         for obs in parsed.observations:
             assert obs.test_code
             assert obs.performed_at is None or obs.performed_at.tzinfo is UTC
+
+
+_PLAIN_TEXT = st.text(alphabet="AB1 .-<>:^", max_size=12)
+_TIMES = st.sampled_from(["", "20261122101500", "202611221015+0100", " 20261122 "])
+
+
+@settings(max_examples=300, deadline=None)
+@given(
+    fields=st.lists(_PLAIN_TEXT, min_size=1, max_size=20),
+    value_type=st.sampled_from(["NM", "ST", "CE", "CWE", "SN", "", " nm "]),
+    when=_TIMES,
+)
+def test_the_simple_obx_reader_agrees_with_the_general_one(
+    fields: list[str], value_type: str, when: str
+) -> None:
+    from drivers.protocols.hl7 import message as m
+
+    fields = [*fields, *[""] * (19 - len(fields))]
+    fields[1], fields[13] = value_type, when
+    fields[2] = fields[2] or "CODE"
+    raw = "OBX|" + "|".join(fields)
+    seg = m.Segment(raw, 1, m.DEFAULT_DELIMITERS)
+    assert m._simple(seg)
+    try:
+        general = m._obx_fields_general(seg, m.OSLO)
+    except RemoteProtocolError as exc:
+        with pytest.raises(RemoteProtocolError) as raised:
+            m._obx_fields_simple(seg, m.OSLO)
+        assert raised.value.field == exc.field
+        return
+    assert m._obx_fields_simple(seg, m.OSLO) == general

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import re
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta, timezone, tzinfo
@@ -578,7 +579,104 @@ def _at(items: list[str], i: int) -> str:
     return items[i] if i < len(items) else ""
 
 
+def _simple(seg: Segment) -> bool:
+    """No repetition, subcomponent or escape character anywhere in the segment (the usual
+    OBX): every field is plain components, and ``_obx_fields_simple`` reads it directly."""
+    d, raw = seg.d, seg.raw
+    return d.repetition not in raw and d.subcomponent not in raw and d.escape not in raw
+
+
+def _obx_fields_simple(seg: Segment, tz: tzinfo) -> dict[str, Any]:
+    """``_obx_fields`` for a ``_simple`` segment: the same result, without the general
+    machinery (a test holds the two to the same output)."""
+    fields = seg._fields
+    cs = seg.d.component
+    count = len(fields)
+
+    def comps(n: int) -> list[str]:
+        text = fields[n] if n < count else ""
+        if cs not in text:
+            text = text.strip()
+            return [text] if text else []
+        return [c.strip() for c in text.split(cs)]
+
+    def first(n: int) -> str:
+        text = fields[n] if n < count else ""
+        return (text.split(cs, 1)[0] if cs in text else text).strip()
+
+    def whole(n: int) -> str:
+        parts = comps(n)
+        while parts and not parts[-1]:
+            parts.pop()
+        return cs.join(parts)
+
+    value_type = first(2).upper()
+    ident = comps(3)
+    if not _at(ident, 0):
+        ident = ident[3:]
+    code, name, system = _at(ident, 0), _at(ident, 1), _at(ident, 2)
+    if not code:
+        raise RemoteProtocolError(
+            "observation identifier (OBX-3) is empty",
+            field=seg.where(3),
+            data=seg.raw.encode("utf-8", "replace"),
+        )
+    value_comps = comps(5)
+    value = _value(list(value_comps), value_type, cs)
+    extra: list[tuple[str, str]] = []
+    if value_type in _CODED_TYPES:
+        text = _at(value_comps, 1)
+        if text:
+            extra.append(("value_text", text))
+    for key, val in (("set_id", first(1)), ("sub_id", whole(4)), ("coding", system)):
+        if val:
+            extra.append((key, val))
+    when_text = first(14)
+    method_text = " ".join(c for c in comps(17)[:2] if c)
+    if method_text:
+        extra.append(("method_text", method_text))
+    equipment = first(18)
+    unit = comps(6)
+    operator = comps(16)
+    flag = first(8)
+    return {
+        "test_code": code,
+        "test_name": name,
+        "value_type": value_type or "ST",
+        "value": value,
+        "unit": _at(unit, 0) or _at(unit, 1),
+        "reference_range": whole(7),
+        "abnormal_flags": (flag,) if flag else (),
+        "result_status": first(11),
+        "performed_at": _cached_ts(when_text, tz, seg.where(14)) if when_text else None,
+        "operator_id": _at(operator, 0) or _at(operator, 1),
+        "method": _method(method_text),
+        "instrument_serial": equipment,
+        "extra": tuple(extra),
+    }
+
+
+@functools.lru_cache(maxsize=4096)
+def _ts_cache(text: str, tz: tzinfo) -> datetime:
+    return parse_ts(text, tz=tz)
+
+
+def _cached_ts(text: str, tz: tzinfo, field: str) -> datetime:
+    """``parse_ts`` with a cache: the OBX of one run share their timestamps. Errors are not
+    cached, and carry the caller's field."""
+    try:
+        return _ts_cache(text, tz)
+    except RemoteProtocolError:
+        return parse_ts(text, tz=tz, field=field)
+
+
 def _obx_fields(seg: Segment, tz: tzinfo) -> dict[str, Any]:
+    if _simple(seg):
+        return _obx_fields_simple(seg, tz)
+    return _obx_fields_general(seg, tz)
+
+
+def _obx_fields_general(seg: Segment, tz: tzinfo) -> dict[str, Any]:
     value_type = seg.component(2).upper()
     ident = seg.components(3)
     if not _at(ident, 0):
@@ -623,7 +721,7 @@ def _obx_fields(seg: Segment, tz: tzinfo) -> dict[str, Any]:
             f for r in range(1, seg.repetitions(8) + 1) if (f := seg.component(8, 1, r))
         ),
         "result_status": seg.component(11),
-        "performed_at": parse_ts(when_text, tz=tz, field=seg.where(14)) if when_text else None,
+        "performed_at": _cached_ts(when_text, tz, seg.where(14)) if when_text else None,
         "operator_id": _at(operator, 0) or _at(operator, 1),
         "method": _method(method_text),
         "instrument_serial": equipment[0] if equipment else "",
