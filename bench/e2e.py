@@ -45,7 +45,7 @@ class RunResult:
     lis_messages_per_s: float
     ingest_results_per_s: float
     ingest_messages_per_s: float
-    gateway_cpu: float  # CPU seconds per second (cores) the gateway child used
+    gateway_cpu: float  # CPU seconds per second (cores): the gateway child and its LIS worker
     bench_cpu: float  # the same for this process (analysers + LIS)
     lis_bins: tuple[float, ...]  # LIS results per 1 s bin inside the window
     backlog_growth_per_s: float  # stored but not yet at the LIS, growth per second
