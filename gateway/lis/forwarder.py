@@ -351,7 +351,10 @@ class Forwarder:
         self._lis = lis
         self._clock = clock
         self._poll_s = poll_s
-        self._wake = asyncio.Event()
+        self._wake = asyncio.Event()  # results were queued: the packer looks again
+        self._packed = asyncio.Event()  # messages were packed: the sender looks again
+        self._room = asyncio.Event()  # the sender caught up: the packer may pack more
+        self._unsent = 0  # packed messages the sender has not sent yet (as far as we know)
         parts = urlsplit(lis.url)
         self._host = parts.hostname or "127.0.0.1"
         self._port = parts.port or 2575
@@ -370,35 +373,51 @@ class Forwarder:
         self._wake.set()
 
     async def run(self) -> None:
-        """Pack a few messages ahead of the sender, send them in order, repeat.
+        """Pack results into messages in one task, send them in order in another.
 
-        Packing the next round runs while the current one is being sent, and never more than
-        ``PACK_AHEAD`` messages at a time: under a steady stream of new results the sender is
-        never starved, and a long LIS outage leaves results queued (cheap) rather than packed.
+        The packer keeps at most ``2 * PACK_AHEAD`` messages packed but not yet sent, so a long
+        LIS outage leaves results queued (cheap) rather than packed, while under a steady
+        stream the sender always finds the next messages ready: reading, building and storing
+        the next messages overlaps sending the current ones.
         """
-        packing: asyncio.Task[int] | None = None
+        packer = asyncio.create_task(self._pack_loop(), name="lis-packer")
         try:
             while True:
-                if packing is None:
-                    packing = asyncio.create_task(self._fill_outbox(PACK_AHEAD))
-                await packing
-                packing = None
                 await self._settle_tracked()
                 pending = await self._read(lambda tx: pending_messages(tx, 2 * PACK_AHEAD))
                 if not pending:
-                    self._wake.clear()
+                    self._packed.clear()
                     with contextlib.suppress(TimeoutError):
                         async with asyncio.timeout(self._poll_s):
-                            await self._wake.wait()
+                            await self._packed.wait()
                     continue
-                packing = asyncio.create_task(self._fill_outbox(PACK_AHEAD))
+                self._unsent = sum(1 for m in pending if m.state == "pending")
+                self._room.set()
                 await self._deliver(pending)
+                self._unsent = 0
+                self._room.set()
         finally:
-            if packing is not None:
-                packing.cancel()
-                with contextlib.suppress(BaseException):
-                    await packing
+            packer.cancel()
+            with contextlib.suppress(BaseException):
+                await packer
             await self._disconnect()
+
+    async def _pack_loop(self) -> None:
+        """Pack while queued results wait and the sender is not too far behind."""
+        while True:
+            if self._unsent >= 2 * PACK_AHEAD:
+                self._room.clear()
+                await self._room.wait()
+                continue
+            self._wake.clear()
+            packed = await self._fill_outbox(PACK_AHEAD)
+            if packed:
+                self._unsent += packed
+                self._packed.set()
+                continue
+            with contextlib.suppress(TimeoutError):
+                async with asyncio.timeout(self._poll_s):
+                    await self._wake.wait()
 
     async def _fill_outbox(self, max_messages: int) -> int:
         """Pack up to ``max_messages`` messages from queued results; returns how many."""
