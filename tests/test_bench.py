@@ -72,7 +72,7 @@ def test_bench_lists_its_benchmarks() -> None:
         check=True,
     )
     names = {line.split()[0] for line in proc.stdout.splitlines() if line.strip()}
-    assert {"ceilings", "e2e", "latency", "rss"} <= names
+    assert {"ceilings", "e2e", "latency", "rss", "astm", "serial"} <= names
 
 
 @pytest.mark.timeout(60)
@@ -88,3 +88,12 @@ def test_e2e_quick_writes_the_contract(tmp_path: Path) -> None:
     metrics = {f["metric"] for f in figures}
     assert any(m.startswith("lis_acked_results") for m in metrics)
     assert any(m.startswith("analyser_acked_results") for m in metrics)
+
+
+@pytest.mark.timeout(60)
+def test_serial_quick_writes_the_contract(tmp_path: Path) -> None:
+    figures = run_bench("serial", tmp_path / "serial.jsonl", timeout_s=55)
+    shares = [f for f in figures if "share" in str(f["metric"])]
+    assert shares, figures
+    # a share of the line rate is a fraction, whatever the machine's load
+    assert all(0 < float(f["value"]) <= 100 for f in shares if f["unit"] == "%"), shares
