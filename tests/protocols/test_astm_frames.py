@@ -314,3 +314,82 @@ def test_module_imports_no_io() -> None:
     names = {a.name for n in ast.walk(tree) if isinstance(n, ast.Import) for a in n.names}
     names |= {n.module or "" for n in ast.walk(tree) if isinstance(n, ast.ImportFrom)}
     assert not {n.split(".")[0] for n in names} & {"asyncio", "serial", "sqlalchemy", "aiomqtt"}
+
+
+# --- leniency and properties added with the corpus work -----------------------------------------
+
+
+def test_restricted_search_matches_the_restricted_set() -> None:
+    # decode_frame and encode_frames search with a byte class; it must be exactly RESTRICTED.
+    for byte in range(256):
+        message = b"ab" + bytes([byte]) + b"c"
+        refused = True
+        try:
+            encode_frames(message)
+        except LocalProtocolError:
+            pass
+        else:
+            refused = False
+        assert refused is (byte in RESTRICTED), hex(byte)
+
+
+def test_frame_without_number_or_checksum_is_lenient_only() -> None:
+    # Snibe Maglumi: "[STX]H|\^&||PSWD|...L|1|N[CR][ETX]", no FN, no checksum, no CR LF.
+    frame = b"\x02H|\\^&||PSWD\rL|1|N\r\x03"
+    decoded = decode_frame(frame, expected_number=3, lenient=True)
+    assert decoded == DecodedFrame(3, b"H|\\^&||PSWD\rL|1|N\r", True, numbered=False)
+    with pytest.raises(RemoteProtocolError) as info:
+        decode_frame(frame + b"00\r\n", expected_number=None)
+    assert info.value.field == "frame number"
+    # With a checksum it must be right: it covers the text and the terminator.
+    body = frame[1:]
+    assert decode_frame(frame + checksum(body), expected_number=None, lenient=True).text
+    with pytest.raises(RemoteProtocolError):
+        decode_frame(frame + b"00", expected_number=None, lenient=True)
+    # A leading digit is a frame number, never text: '8' and '9' are refused even lenient.
+    with pytest.raises(RemoteProtocolError) as info:
+        decode_frame(b"\x029R|1\r\x03", expected_number=None, lenient=True)
+    assert info.value.field == "frame number"
+
+
+def test_lenient_tolerates_lf_in_text_strict_does_not() -> None:
+    frame = build_frame(1, b"H|\\^&\r\nL|1\r", final=True)  # built without the LF check
+    assert decode_frame(frame, expected_number=1, lenient=True).text == b"H|\\^&\r\nL|1\r"
+    with pytest.raises(RemoteProtocolError) as info:
+        decode_frame(frame, expected_number=1)
+    assert "restricted" in str(info.value)
+    with pytest.raises(RemoteProtocolError):  # STX/ETX/ETB/EOT/ENQ stay refused, even lenient
+        decode_frame(build_frame(1, b"a\x05b", final=True), expected_number=1, lenient=True)
+
+
+def test_lenient_assembler_follows_out_of_sequence_numbers_and_says_so() -> None:
+    strict, lenient = FrameAssembler(), FrameAssembler(lenient=True)
+    first = build_frame(1, b"H|\\^&\r", final=True)
+    restarted = build_frame(1, b"L|1|N\r", final=True)  # numbered 1 again, not 2
+    assert strict.feed(first) == lenient.feed(first) == b"H|\\^&\r"
+    assert lenient.notice is None
+    with pytest.raises(RemoteProtocolError):
+        strict.feed(restarted)
+    assert lenient.feed(restarted) == b"L|1|N\r"
+    assert lenient.notice == "frame number 1, expected 2; accepted"
+    assert lenient.expected_number == 2  # the count follows the sender
+    assert lenient.feed(restarted) is None and lenient.notice is None  # a repeat, by its bytes
+    unnumbered = b"\x02P|1\r\x03"
+    assert lenient.feed(unnumbered) == b"P|1\r" and lenient.expected_number == 2
+
+
+texts = st.binary(max_size=300)
+
+
+@given(st.integers(0, 7), texts, st.booleans())
+def test_decode_frame_of_build_frame_round_trips(number: int, text: bytes, final: bool) -> None:
+    frame = build_frame(number, text, final=final)
+    lenient_ok = not any(b in (0x02, 0x03, 0x04, 0x05, 0x17) for b in text)
+    strict_ok = lenient_ok and len(frame) <= MAX_FRAME and not any(b in RESTRICTED for b in text)
+    expected = DecodedFrame(number, text, final)
+    for lenient, ok in ((False, strict_ok), (True, lenient_ok)):
+        if ok:
+            assert decode_frame(frame, expected_number=number, lenient=lenient) == expected
+        else:
+            with pytest.raises(RemoteProtocolError):
+                decode_frame(frame, expected_number=number, lenient=lenient)

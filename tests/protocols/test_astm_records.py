@@ -278,3 +278,84 @@ def test_module_imports_no_io() -> None:
     names = {a.name for n in ast.walk(tree) if isinstance(n, ast.Import) for a in n.names}
     names |= {n.module or "" for n in ast.walk(tree) if isinstance(n, ast.ImportFrom)}
     assert not {n.split(".")[0] for n in names} & {"asyncio", "serial", "sqlalchemy", "aiomqtt"}
+
+
+# --- leniency added with the corpus work --------------------------------------------------------
+
+
+def test_doubled_backslash_header_is_undone_when_lenient() -> None:
+    # Horiba Yumizen H550 as published by go-astm: every backslash was doubled on disk.
+    text = b"H|\\\\^&|||H550\nM|3|REAGENT|CLEANER\\\\DILUENT\\\\LYSE\nL|1|N\n"
+    h, m, last = parse_message(text, lenient=True)
+    assert h.fields == (text_field("\\^&"), text_field(""), text_field(""), text_field("H550"))
+    assert m.field(4) == (("CLEANER",), ("DILUENT",), ("LYSE",))
+    assert last == Record("L", (text_field("1"), text_field("N")))
+    with pytest.raises(RemoteProtocolError) as info:
+        parse_message(text.replace(b"\n", b"\r"))
+    assert info.value.field == "header"
+    # An ordinary header is not mistaken for a doubled one.
+    assert parse_message(b"H|\\^&|x\rR|1|a\\b\r", lenient=True)[1].field(3) == (("a",), ("b",))
+
+
+def test_values_are_kept_exactly_as_sent() -> None:
+    text = b"H|\\^&\rR|1|^^^WBC|  5.5|10*3/uL\rR|2|^^^ALB|7,41|g/L| 3,5 to 5,0 \rL|1|N \r"
+    _, first, second, last = parse_message(text)
+    assert first.value(4) == "  5.5"  # space padding kept: the profile interprets it
+    assert second.value(4) == "7,41" and second.value(6) == " 3,5 to 5,0 "
+    assert last.value(3) == "N "
+
+
+def test_lf_only_line_ends_are_lenient_only() -> None:
+    text = b"H|\\^&\nP|1\nL|1\n"
+    assert [r.type for r in parse_message(text, lenient=True)] == ["H", "P", "L"]
+    with pytest.raises(RemoteProtocolError) as info:
+        parse_message(text)
+    assert info.value.field == "separator"
+
+
+def test_comment_line_is_an_unknown_record_type_even_lenient() -> None:
+    with pytest.raises(RemoteProtocolError) as info:
+        parse_message(b"# sample from a manual\nH|\\^&\nL|1\n", lenient=True)
+    assert info.value.field == "record type" and info.value.data == b"# sample from a manual"
+
+
+def test_encoding_error_names_the_offending_bytes() -> None:
+    with pytest.raises(RemoteProtocolError) as info:
+        parse_message(b"H|\\^&|\xff\xfe|x\r", encoding="ascii")
+    assert info.value.field == "encoding"
+    assert info.value.data is not None and b"\xff" in info.value.data
+    assert "\\xff" not in info.value.without_data()  # the log line does not quote the bytes
+
+
+def reference_fields(text: str, d: Delimiters, lenient: bool) -> tuple[Field, ...]:
+    """The plain definition: split fields, repeats, components; unescape every component."""
+    return tuple(
+        tuple(
+            tuple(unescape(c, d, lenient=lenient) for c in rep.split(d.component))
+            for rep in field.split(d.repeat)
+        )
+        for field in text.split(d.field)
+    )
+
+
+@given(messages(), st.text("|\\^&@!#FSREX0aD", max_size=60), st.booleans())
+def test_parser_agrees_with_the_plain_definition(
+    message: tuple[Delimiters, list[Record]], junk: str, lenient: bool
+) -> None:
+    # The parser builds most fields with split/map/zip and rebuilds only the fields that hold
+    # a repeat or escape character; on any record text it must give what the plain nested
+    # definition gives (or raise the same way).
+    delimiters, records = message
+    encoded = encode_message(records, delimiters).decode("latin-1")
+    lines = [line for line in encoded.split("\r") if line and line[0] != "H"]
+    lines.append("R" + delimiters.field + junk)
+    for line in lines:
+        if len(line) < 2:
+            continue
+        try:
+            expected = reference_fields(line[2:], delimiters, lenient)
+        except RemoteProtocolError:
+            with pytest.raises(RemoteProtocolError):
+                records_module._parse_fields(line[2:], delimiters, lenient)
+            continue
+        assert records_module._parse_fields(line[2:], delimiters, lenient) == expected

@@ -42,13 +42,16 @@ RECEIVE_TIMEOUT = 30.0
 #: E1381 6.2 (establishment): on NAK the sender "must wait at least 10 s before sending
 #: another ENQ".
 BUSY_RETRY = 10.0
-#: E1381 6.2 (contention): "the instrument has priority"; the instrument "must wait at least
-#: 1 s before sending another ENQ".
+#: E1381 6.2.1 (contention): the instrument has priority and sends ENQ again after at least 1 s.
+#: Checked against the Roche cobas e 411 Host Interface Manual ("the cobas e 411 analyzer waits
+#: for 1 second and replies [ENQ]"; "HOST must stop sending [ENQ]" and answer ACK or NAK).
+#: The issue text gave the host 1 s and the instrument 20 s: the two roles were swapped.
 INSTRUMENT_CONTENTION_RETRY = 1.0
-#: E1381 6.2 (contention): the computer system stops, prepares to receive, and "must wait at
-#: least 20 s before sending another ENQ".
+#: E1381 6.2.1 (contention): the computer system stops trying to send, prepares to receive,
+#: answers the instrument's next ENQ, and waits at least 20 s before it tries to send again
+#: (the 20 s contention timer LIS hosts such as UniversaLIS also use).
 HOST_CONTENTION_HOLD = 20.0
-#: E1381 6.3 (receiver interrupts): after honouring an interrupt the sender may not re-enter
+#: E1381 6.3.5 (receiver interrupts): after honouring an interrupt the sender may not re-enter
 #: establishment "for at least 15 s or until the receiver has sent a message and returned the
 #: link to neutral".
 INTERRUPT_HOLD = 15.0
@@ -57,10 +60,28 @@ INTERRUPT_HOLD = 15.0
 MAX_ATTEMPTS = 6
 #: A frame buffer this long is handed to the decoder (which refuses it) so memory stays bounded.
 MAX_FRAME_BUFFER = 1 << 16
+#: Not in E1381; lenient only. A frame that stops after ETX/ETB without checksum or line end
+#: (Snibe Maglumi: ``[STX]H|...L|1|N[CR][ETX]`` then silence) is taken as complete this long
+#: after its last byte. The checksum and CR LF of an ordinary frame follow its ETX at line
+#: speed (milliseconds), and the sender waits 15 s for our reply, so 1 s is safe both ways.
+FRAME_TAIL_WAIT = 1.0
+#: Stray bytes kept in one ProtocolViolation (consecutive strays are merged into one event).
+MAX_STRAY_DATA = 256
+
+#: Where a strict frame stops: LF ends it; STX, EOT or ENQ cut it short (most likely first).
+_STRICT_FRAME_STOPS = (b"\n", b"\x02", b"\x04", b"\x05")
+#: Where a lenient frame's text stops: ETX or ETB end it (checksum and line end are read
+#: after); STX, EOT or ENQ cut it short. LF inside the text is tolerated.
+_LENIENT_FRAME_STOPS = (b"\x03", b"\x17", b"\x02", b"\x04", b"\x05")
+_HEX_DIGITS = frozenset(b"0123456789ABCDEFabcdef")
 
 
 class State(enum.Enum):
     """Link states. Termination (send EOT, go neutral) is instantaneous here, not a state."""
+
+    # Members are singletons compared by identity; hashing them by identity (in C) keeps the
+    # table lookup, done once per frame, off Enum's Python-level __hash__.
+    __hash__ = object.__hash__
 
     NEUTRAL = "neutral"
     ESTABLISHING = "establishing"
@@ -71,6 +92,8 @@ class State(enum.Enum):
 
 class Input(enum.Enum):
     """What the table is keyed on besides the state: a control byte, a frame, or a timeout."""
+
+    __hash__ = object.__hash__  # as State.__hash__
 
     ENQ = "ENQ"
     ACK = "ACK"
@@ -93,10 +116,13 @@ class _Outgoing:
 class Link:
     """One end of an E1381 link. Feed it bytes and time; read events, bytes and deadlines.
 
-    ``role`` decides contention (the instrument wins). ``lenient`` tolerates stray bytes,
-    empty sessions (ENQ then EOT, used as keep-alive) and the frame quirks ``decode_frame``
-    accepts in lenient mode. Set ``busy`` to answer ENQ with NAK. ``receive_data`` never
-    raises: what the peer breaks is reported as ``ProtocolViolation`` and the link recovers.
+    ``role`` decides contention (the instrument wins). ``lenient`` tolerates stray bytes
+    before STX, empty sessions (ENQ then EOT, used as keep-alive), frames out of number
+    sequence (reported), frames that end at ETX/ETB without checksum or line end (complete on
+    the next control byte or after ``FRAME_TAIL_WAIT``), LF inside frame text, and every frame
+    quirk ``decode_frame`` accepts in lenient mode. Set ``busy`` to answer ENQ with NAK.
+    ``receive_data`` never raises: what the peer breaks is reported as ``ProtocolViolation``
+    and the link recovers. Reads of any size are scanned in bulk, not byte by byte.
     With ``confirm=True`` the ACK to a message's last frame waits for ``confirm_message()``,
     so the driver can store the raw message before the instrument is told it arrived.
     """
@@ -137,6 +163,9 @@ class Link:
         # receiver side
         self._assembler = FrameAssembler(lenient=lenient)
         self._frame_buf: bytearray | None = None
+        self._frame_stops = _LENIENT_FRAME_STOPS if lenient else _STRICT_FRAME_STOPS
+        self._tail = -1  # lenient: bytes read after the frame's ETX/ETB, -1 before it
+        self._tail_deadline: float | None = None
         self._frames_in_session = 0
         self._interrupt_requested = False
 
@@ -163,10 +192,22 @@ class Link:
         return ident
 
     def receive_data(self, data: bytes, now: float) -> None:
-        """Feed bytes from the peer."""
+        """Feed bytes from the peer (any chunking: a frame may arrive whole or byte by byte)."""
         self._now = now
-        for byte in data:
-            self._feed_byte(byte)
+        self._tail_deadline = None
+        position, size = 0, len(data)
+        while position < size:
+            if self._frame_buf is not None:
+                position = self._take_frame_bytes(data, position)
+                continue
+            byte = data[position]
+            position += 1
+            if byte == STX and self._state is State.RECEIVING:
+                position = self._start_frame(data, position - 1)
+                continue
+            self._dispatch(_BYTE_INPUT.get(byte, Input.OTHER), data[position - 1 : position])
+        if self._frame_buf is not None and self._tail >= 0:
+            self._tail_deadline = now + FRAME_TAIL_WAIT
         self._maybe_start()
 
     def next_event(self) -> Event | None:
@@ -182,6 +223,8 @@ class Link:
     def next_deadline(self) -> float | None:
         """When ``handle_timeout`` should next be called, or None if no timer runs."""
         times = [] if self._deadline is None else [self._deadline]
+        if self._tail_deadline is not None:
+            times.append(self._tail_deadline)
         if self._state is State.NEUTRAL and self._queue and self._hold_until > self._now:
             times.append(self._hold_until)
         return min(times, default=None)
@@ -189,6 +232,9 @@ class Link:
     def handle_timeout(self, now: float) -> None:
         """Fire the timers that are due at ``now`` (calling it early is harmless)."""
         self._now = now
+        if self._tail_deadline is not None and now >= self._tail_deadline:
+            self._tail_deadline = None
+            self._end_frame()
         if self._deadline is not None and now >= self._deadline:
             self._deadline = None
             self._dispatch(Input.TIMEOUT, b"")
@@ -212,32 +258,98 @@ class Link:
 
     # --- byte intake ----------------------------------------------------------------------
 
-    def _feed_byte(self, byte: int) -> None:
-        buf = self._frame_buf
-        if buf is not None:
-            if byte in (STX, ENQ, EOT):
-                self._frame_buf = None
-                self._violation("frame cut short by a control byte", bytes(buf))
-            else:
-                buf.append(byte)
-                if self._frame_complete(buf):
-                    self._frame_buf = None
-                    self._dispatch(Input.FRAME, bytes(buf))
-                return
-        if byte == STX and self._state is State.RECEIVING:
-            self._frame_buf = bytearray((STX,))
-            return
-        self._dispatch(_BYTE_INPUT.get(byte, Input.OTHER), bytes((byte,)))
+    def _start_frame(self, data: bytes, start: int) -> int:
+        """A frame starts at ``data[start]`` (STX); return where to go on reading.
 
-    def _frame_complete(self, buf: bytearray) -> bool:
-        if buf[-1] == LF or len(buf) >= MAX_FRAME_BUFFER:
-            return True
-        # Lenient: a frame may end "ETX C1 C2 CR" or "ETX CR" (a later LF is then a stray byte).
-        return (
-            self.lenient
-            and buf[-1] == CR
-            and any(len(buf) > n and buf[-n] in (ETX, ETB) for n in (2, 4))
-        )
+        A frame that ends within this read (the usual case) is handed on as one slice;
+        otherwise its bytes are gathered in the frame buffer across reads.
+        """
+        end = self._whole_frame_end(data, start)
+        if end:
+            self._dispatch(Input.FRAME, data[start:end])
+            return end
+        self._frame_buf = bytearray((STX,))
+        self._tail = -1
+        return start + 1
+
+    def _whole_frame_end(self, data: bytes, start: int) -> int:
+        """Where a complete, ordinary frame starting at ``start`` ends in ``data``; 0 if not."""
+        limit = min(len(data), start + MAX_FRAME_BUFFER)
+        if not self.lenient:  # LF, and no STX/EOT/ENQ before it
+            end = data.find(b"\n", start + 1, limit) + 1
+            return end if end and not _holds_control(data, start + 1, end) else 0
+        # Lenient: ETX/ETB then "C1 C2 CR"; anything else takes the careful path. The frame
+        # ends at the CR, as it does there (the LF is a stray byte), so that a retransmission
+        # is the same bytes however it was read and is caught as a repeat.
+        stop = _first_of(data, _LENIENT_FRAME_STOPS, start + 1, limit)
+        if (
+            stop >= 0
+            and data[stop] in (ETX, ETB)
+            and data[stop + 3 : stop + 4] == b"\r"
+            and data[stop + 1] in _HEX_DIGITS
+            and data[stop + 2] in _HEX_DIGITS
+        ):
+            return stop + 4
+        return 0
+
+    def _take_frame_bytes(self, data: bytes, position: int) -> int:
+        """Move frame bytes from ``data`` into the frame buffer in bulk; return where it stopped.
+
+        Frame text is copied slice by slice up to the next byte that matters (found by one
+        C-level search), so a 4 KiB read costs a few Python steps rather than one per byte.
+        """
+        buf = self._frame_buf
+        assert buf is not None
+        if self._tail >= 0:
+            return self._take_tail(data, position)
+        end = min(len(data), position + MAX_FRAME_BUFFER - len(buf))
+        stop = _first_of(data, self._frame_stops, position, end)
+        if stop < 0:
+            buf += data[position:end]
+            if len(buf) >= MAX_FRAME_BUFFER:
+                self._end_frame()
+            return end
+        byte = data[stop]
+        if byte in (STX, ENQ, EOT):
+            # E1381 6.6: these never occur inside a frame; the frame is lost, the byte counts.
+            buf += data[position:stop]
+            self._frame_buf = None
+            self._violation("frame cut short by a control byte", bytes(buf))
+            return stop
+        buf += data[position : stop + 1]
+        if byte == LF:
+            self._end_frame()
+        else:  # lenient: ETX or ETB; the checksum and line end, if any, follow
+            self._tail = 0
+        return stop + 1
+
+    def _take_tail(self, data: bytes, position: int) -> int:
+        """Lenient: read what follows ETX/ETB, ``C1 C2 CR LF`` in full or in part."""
+        buf = self._frame_buf
+        assert buf is not None
+        while position < len(data):
+            byte = data[position]
+            if byte in (CR, LF):
+                # "ETX C1 C2 CR" or "ETX CR" ends the frame; a later LF is then a stray byte.
+                buf.append(byte)
+                self._end_frame()
+                return position + 1
+            if byte not in _HEX_DIGITS or self._tail >= 2:
+                self._end_frame()  # no line end: the byte belongs to what comes next
+                return position
+            buf.append(byte)
+            self._tail += 1
+            position += 1
+        return position
+
+    def _end_frame(self) -> None:
+        buf = self._frame_buf
+        if buf is None:
+            return
+        self._frame_buf = None
+        self._tail = -1
+        self._tail_deadline = None
+        self._dispatch(Input.FRAME, bytes(buf))
 
     def _dispatch(self, event: Input, data: bytes) -> None:
         handler = _TABLE.get((self._state, event))
@@ -255,13 +367,26 @@ class Link:
         self._events.append(ProtocolViolation(detail, data))
 
     def _stray(self, data: bytes) -> None:
-        if not self.lenient:
-            self._violation(f"unexpected byte(s) in state {self._state.value}", data)
+        if data[0] == STX:
+            # Even lenient, a frame outside a transfer phase is worth knowing: its data is lost.
+            self._violation(f"frame start (STX) in state {self._state.value}; ignored", data)
+            return
+        if self.lenient:
+            return
+        detail = f"unexpected byte(s) in state {self._state.value}"
+        last = self._events[-1] if self._events else None
+        if isinstance(last, ProtocolViolation) and last.detail == detail:
+            # One event for a run of stray bytes (line noise), not one per byte.
+            self._events[-1] = ProtocolViolation(detail, (last.data + data)[:MAX_STRAY_DATA])
+        else:
+            self._violation(detail, data)
 
     def _to_neutral(self, *, session_ended: bool) -> None:
         self._state = State.NEUTRAL
         self._deadline = None
         self._frame_buf = None
+        self._tail = -1
+        self._tail_deadline = None
         if session_ended:
             self._events.append(LinkIdle())
 
@@ -333,7 +458,7 @@ class Link:
         self._hold_until = self._now + BUSY_RETRY
 
     def _contention(self, data: bytes) -> None:
-        # E1381 6.2 (contention): "The instrument has priority to transmit"; the computer system
+        # E1381 6.2.1 (contention): "The instrument has priority to transmit"; the computer system
         # "must stop trying to transmit and prepare to receive", answering the instrument's next
         # ENQ, and waits at least 20 s; the instrument "must wait at least 1 s" and sends ENQ again.
         self._to_neutral(session_ended=False)
@@ -362,7 +487,7 @@ class Link:
             self._terminate()
 
     def _receiver_interrupt(self, data: bytes) -> None:
-        # E1381 6.3 (receiver interrupts): "the receiver ... responds to a frame with EOT instead
+        # E1381 6.3.5 (receiver interrupts): "the receiver ... responds to a frame with EOT instead
         # of ACK"; the sender "must treat EOT as an ACK"; here it finishes the current message,
         # then terminates and keeps off the link for 15 s or until the receiver's session ends.
         self._interrupted = True
@@ -393,6 +518,8 @@ class Link:
             self._send(NAK)
             self._violation(str(exc), data)
             return
+        if self._assembler.notice is not None:  # lenient: tolerated, but worth knowing
+            self._violation(self._assembler.notice, data)
         self._frames_in_session += 1
         if message is not None:
             self._events.append(MessageReceived(message))
@@ -437,6 +564,28 @@ class Link:
         )
         self._assembler.reset()
         self._to_neutral(session_ended=True)
+
+
+def _holds_control(data: bytes, start: int, end: int) -> bool:
+    """True when STX, EOT or ENQ occurs in ``data[start:end]`` (they cut a frame short)."""
+    return (
+        data.find(b"\x02", start, end) >= 0
+        or data.find(b"\x04", start, end) >= 0
+        or data.find(b"\x05", start, end) >= 0
+    )
+
+
+def _first_of(data: bytes, needles: tuple[bytes, ...], start: int, end: int) -> int:
+    """Where the first of the one-byte ``needles`` is in ``data[start:end]``; -1 if none is.
+
+    Each ``find`` is a C scan, and each one after the first hit only searches up to it.
+    """
+    first = -1
+    for needle in needles:
+        at = data.find(needle, start, end if first < 0 else first)
+        if at >= 0:
+            first = at
+    return first
 
 
 #: The transition table: (state, input) -> handler. Anything absent is a stray byte, ignored

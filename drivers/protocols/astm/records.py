@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import functools
 import re
 from collections.abc import Iterable
 from dataclasses import dataclass
+from itertools import repeat
+from typing import Any
 
 from gateway.errors import LocalProtocolError, RemoteProtocolError
 
@@ -134,28 +137,100 @@ def escape(text: str, delimiters: Delimiters) -> str:
     return "".join(out)
 
 
-def _parse_fields(text: str, d: Delimiters, lenient: bool) -> tuple[Field, ...]:
+def _nest_field(field: str, d: Delimiters, lenient: bool) -> Field:
+    """One field that holds a repeat or escape character: its repeats, components, unescaped."""
+    repeats = field.split(d.repeat)
+    if d.escape not in field:
+        return tuple(map(tuple, map(str.split, repeats, repeat(d.component))))
     return tuple(
         tuple(
-            tuple(unescape(c, d, lenient=lenient) for c in rep.split(d.component))
-            for rep in field.split(d.repeat)
+            unescape(c, d, lenient=lenient) if d.escape in c else c for c in rep.split(d.component)
         )
-        for field in text.split(d.field)
+        for rep in repeats
     )
+
+
+def _parse_fields(text: str, d: Delimiters, lenient: bool) -> tuple[Field, ...]:
+    """Split record text (what follows ``X|``) into fields, repeats and components, unescaped."""
+    return _nested_fields(text, text.split(d.field), d, lenient)
+
+
+def _nested_fields(text: str, parts: list[str], d: Delimiters, lenient: bool) -> tuple[Field, ...]:
+    """``parts`` (``text`` split at the field delimiter) as fields, repeats and components.
+
+    Every field is first taken as one repeat of its components; that nesting is built by
+    ``str.split``, ``map`` and ``zip`` alone, with no Python-level step per field. Only the
+    few fields holding a repeat or escape character (an order's test list, an escaped
+    delimiter) are then rebuilt one by one.
+    """
+    nested: list[Field] = list(zip(map(tuple, map(str.split, parts, repeat(d.component)))))
+    at = _next_special(text, 0, d)
+    index = counted = 0
+    while at >= 0:
+        index += text.count(d.field, counted, at)  # the field this character is in
+        counted = at
+        nested[index] = _nest_field(parts[index], d, lenient)
+        end = text.find(d.field, at)
+        at = -1 if end < 0 else _next_special(text, end, d)
+    return tuple(nested)
+
+
+def _next_special(text: str, start: int, d: Delimiters) -> int:
+    """Where the next repeat or escape character is, from ``start``; -1 when there is none."""
+    rep = text.find(d.repeat, start)
+    esc = text.find(d.escape, start)
+    if rep < 0 or 0 <= esc < rep:
+        return esc
+    return rep
 
 
 def _bad(message: str, line: str, field: str = "record") -> RemoteProtocolError:
     return RemoteProtocolError(message, field=field, data=line.encode("latin-1", "replace"))
 
 
-def _parse_header(line: str) -> tuple[Delimiters, Record]:
-    if len(line) < 5 or (len(line) > 5 and line[5] != line[1]):
+@functools.lru_cache(maxsize=64)
+def _delimiters(field: str, rep: str, component: str, esc: str) -> Delimiters:
+    """The checked Delimiters for these four characters; every header declares one set, and
+    an analyser always the same, so the checks run once rather than once per message."""
+    return Delimiters(field, rep, component, esc)
+
+
+def _read_header(line: str, lenient: bool) -> tuple[Delimiters, str | None, str | None]:
+    """Return the delimiters an H record declares, the doubled repeat to undo, and its rest.
+
+    Lenient: ``H|\\\\^&|`` (Horiba Yumizen H550 as published by go-astm) is a message whose every
+    backslash was doubled by the program that wrote it out; the header then declares
+    ``\\^&`` and each doubled repeat character in the message stands for one.
+    """
+    doubled: str | None = None
+    definition = line[2:5]
+    rest_at = 6
+    if (
+        lenient
+        and len(line) >= 6
+        and line[2] == line[3]
+        and (len(line) == 6 or line[6] == line[1])
+        and line[5] != line[1]
+    ):
+        doubled, definition, rest_at = line[2] * 2, line[3:6], 7
+    elif len(line) < 5 or (len(line) > 5 and line[5] != line[1]):
         raise _bad("header must start H, field, repeat, component, escape, field", line, "header")
     try:
-        delimiters = Delimiters(line[1], line[2], line[3], line[4])
+        delimiters = _delimiters(line[1], definition[0], definition[1], definition[2])
     except LocalProtocolError as exc:
         raise _bad(str(exc), line, "delimiters") from exc
-    return delimiters, Record("H", (text_field(line[2:5]),))
+    rest = line[rest_at:] if len(line) >= rest_at else None
+    if doubled is not None and rest is not None:
+        rest = rest.replace(doubled, doubled[0])
+    return delimiters, doubled, rest
+
+
+# A frozen slotted dataclass sets its attributes through object.__setattr__ in __init__; the
+# parser, which builds one Record per line, sets the two slots directly (a third of the cost).
+# Record's own __init__ does nothing more, so the objects are the same.
+_new_record: Any = object.__new__
+_set_record_type: Any = vars(Record)["type"].__set__
+_set_record_fields: Any = vars(Record)["fields"].__set__
 
 
 def parse_message(
@@ -169,45 +244,67 @@ def parse_message(
 
     Strict: CR separators only, no empty records, the first record is H. Lenient: CR, LF or
     CR LF separators, empty lines skipped, ``delimiters`` used until the first H, unknown
-    escapes kept as they are. Values are never reinterpreted (a decimal comma stays a comma).
+    escapes kept as they are, a header written ``H|\\\\^&`` (doubled backslashes) undone.
+    Values are never reinterpreted (a decimal comma or a space-padded value stays as sent).
+    A line starting with ``#`` is refused like any other unknown record type: no analyser
+    sends one; comment lines in published sample files are for the sample loader to drop.
     """
     if isinstance(text, bytes):
         try:
             text = text.decode(encoding)
         except UnicodeDecodeError as exc:
-            raise RemoteProtocolError(f"not {encoding}: {exc}", field="encoding") from exc
-    if lenient:
-        lines = text.replace("\r\n", "\r").replace("\n", "\r").split("\r")
-    else:
-        if "\n" in text:
+            raise RemoteProtocolError(
+                f"not {encoding}: {exc.reason} at byte {exc.start}",
+                field="encoding",
+                data=exc.object[max(0, exc.start - 8) : exc.end + 8],
+            ) from exc
+    if "\n" in text:
+        if not lenient:
             raise _bad("LF in a message (records end with CR)", text, "separator")
-        lines = text.split("\r")
-    if lines and lines[-1] == "":
+        text = text.replace("\r\n", "\r").replace("\n", "\r")
+    lines = text.split("\r")
+    if lines and not lines[-1]:
         lines.pop()
+    if not lenient and lines and lines[0][:1] in RECORD_TYPES and lines[0][:1] != "H":
+        raise _bad("a message must start with an H record", lines[0], "record type")
     d = delimiters
+    fd, rd, cd, esc = d.field, d.repeat, d.component, d.escape
+    components = repeat(cd)
+    doubled: str | None = None
     records: list[Record] = []
+    append = records.append
     for line in lines:
-        if not line:
-            if lenient:
-                continue
-            raise _bad("empty record", text, "record")
-        kind = line[0]
-        if kind not in RECORD_TYPES:
-            raise _bad(f"unknown record type {kind!r}", line, "record type")
+        kind = line[:1]
         if kind == "H":
-            d, header = _parse_header(line)
-            rest = line[6:] if len(line) > 5 else None
-            fields = header.fields + (_parse_fields(rest, d, lenient) if rest is not None else ())
-            records.append(Record("H", fields))
-            continue
-        if not records and not lenient:
-            raise _bad("a message must start with an H record", line, "record type")
-        if len(line) == 1:
-            records.append(Record(kind, ()))
-        elif line[1] != d.field:
-            raise _bad(f"record type {kind!r} not followed by {d.field!r}", line, "record")
+            d, doubled, rest = _read_header(line, lenient)
+            fd, rd, cd, esc = d.field, d.repeat, d.component, d.escape
+            components = repeat(cd)
+            head: tuple[Field, ...] = (((d.definition,),),)
+            fields = head if rest is None else head + _parse_fields(rest, d, lenient)
+        elif kind not in RECORD_TYPES:
+            if lenient and not line:
+                continue
+            if not line:
+                raise _bad("empty record", text, "record")
+            raise _bad(f"unknown record type {kind!r}", line, "record type")
         else:
-            records.append(Record(kind, _parse_fields(line[2:], d, lenient)))
+            if doubled is not None:
+                line = line.replace(doubled, doubled[0])
+            parts = line.split(fd)
+            if parts[0] != kind:
+                raise _bad(f"record type {kind!r} not followed by {fd!r}", line, "record")
+            del parts[0]
+            # The common cases build the nesting with no Python-level step per field.
+            if rd in line or esc in line:
+                fields = _nested_fields(line[2:], parts, d, lenient)
+            elif cd in line:
+                fields = tuple(zip(map(tuple, map(str.split, parts, components))))
+            else:
+                fields = tuple(zip(zip(parts)))
+        record: Record = _new_record(Record)
+        _set_record_type(record, kind)
+        _set_record_fields(record, fields)
+        append(record)
     return records
 
 
