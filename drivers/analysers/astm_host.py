@@ -173,7 +173,8 @@ def decode(
 
 
 def safe_detail(detail: str) -> str:
-    """A violation's text without the offending bytes it may quote (they may be patient data)."""
+    """A violation's text without the offending bytes, should one quote them (the link keeps
+    its details free of bytes; this guards against a future change)."""
     return detail.split(" (bytes: ", 1)[0]
 
 

@@ -164,6 +164,18 @@ def test_bad_checksum_is_naked_then_retransmission_accepted() -> None:
     assert events(host) == [MessageReceived(b"H|\\^&\rL|1|N\r")]
 
 
+def test_a_refused_frame_keeps_its_bytes_out_of_the_detail() -> None:
+    # the detail may be logged; the frame's text (a patient ID here) may not
+    host = Link("host", now=0.0)
+    host.receive_data(E, 0.0)
+    frame = build_frame(1, b"P|1||01017012345\r", final=True)
+    host.receive_data(frame[:-4] + b"ZZ\r\n", 0.0)
+    [violation] = events(host)
+    assert isinstance(violation, ProtocolViolation)
+    assert "01017012345" not in violation.detail and "checksum" in violation.detail
+    assert b"01017012345" in violation.data
+
+
 def test_wrong_frame_number_is_naked() -> None:
     host = Link("host", now=0.0)
     host.receive_data(E, 0.0)

@@ -516,7 +516,8 @@ class Link:
             message = self._assembler.feed(data)
         except RemoteProtocolError as exc:
             self._send(NAK)
-            self._violation(str(exc), data)
+            # the detail may reach a log: the bytes travel in ``data`` only (patient data)
+            self._violation(exc.without_data(), data)
             return
         if self._assembler.notice is not None:  # lenient: tolerated, but worth knowing
             self._violation(self._assembler.notice, data)
