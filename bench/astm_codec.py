@@ -6,6 +6,7 @@ import asyncio
 import base64
 import importlib
 import json
+import os
 import random
 import subprocess
 import sys
@@ -348,6 +349,9 @@ def fetch_astmio(directory: Path, reporter: Reporter) -> Path | None:
     """The astmio wheel, downloaded once into ``directory`` (pip, no dependencies)."""
     cache = directory / "bench-peer-wheels"
     wheels = sorted(cache.glob("astmio-*.whl"))
+    if not wheels and os.environ.get("TRYGG_BENCH_OFFLINE"):
+        reporter.say("  astmio unavailable: TRYGG_BENCH_OFFLINE is set (no download)")
+        return None
     if not wheels:
         command = [sys.executable, "-m", "pip", "download", ASTMIO, "--no-deps", "--quiet"]
         command += ["--timeout", "10", "--retries", "1", "-d", str(cache)]

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import math
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -19,6 +20,8 @@ MAY_BE_ZERO = ("lis_acked_results", "lis_messages", "lis_drain_results")
 
 
 def run_bench(name: str, out: Path, timeout_s: float) -> list[dict[str, object]]:
+    # tests talk to 127.0.0.1 only: no peer downloads (a bench run by hand may fetch them)
+    env = {**os.environ, "TRYGG_BENCH_OFFLINE": "1"}
     proc = subprocess.run(
         [
             sys.executable,
@@ -36,6 +39,7 @@ def run_bench(name: str, out: Path, timeout_s: float) -> list[dict[str, object]]
         text=True,
         timeout=timeout_s,
         check=False,
+        env=env,
     )
     assert proc.returncode == 0, f"bench {name} failed:\n{proc.stdout}\n{proc.stderr}"
     lines = out.read_text(encoding="utf-8").splitlines()
@@ -97,3 +101,12 @@ def test_serial_quick_writes_the_contract(tmp_path: Path) -> None:
     assert shares, figures
     # a share of the line rate is a fraction, whatever the machine's load
     assert all(0 < float(f["value"]) <= 100 for f in shares if f["unit"] == "%"), shares
+
+
+@pytest.mark.timeout(60)
+def test_astm_codec_quick_writes_the_contract(tmp_path: Path) -> None:
+    figures = run_bench("astm", tmp_path / "astm.jsonl", timeout_s=55)
+    metrics = {str(f["metric"]) for f in figures}
+    assert any("decode" in m for m in metrics) and any("fram" in m for m in metrics), metrics
+    # astm-2025 is installed with the test extras, so every figure has a peer beside it
+    assert all(f["peer"] for f in figures if "decode" in str(f["metric"])), figures
