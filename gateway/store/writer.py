@@ -8,9 +8,8 @@ poison its batch: the batch is rolled back and its jobs re-run one transaction e
 from __future__ import annotations
 
 import asyncio
-import itertools
+import collections
 import logging
-import queue
 import threading
 from collections.abc import Callable, Iterable, Mapping
 from concurrent.futures import Future
@@ -116,16 +115,29 @@ def run_in_transaction(engine: Engine, job: Callable[[Tx], T], now: datetime | N
     return outcomes[0]  # type: ignore[no-any-return]
 
 
-def _run_batch(engine: Engine, jobs: list[Job], now: datetime) -> tuple[list[Any], list[Event]]:
+def _run_batch(
+    engine: Engine,
+    jobs: list[Job],
+    now: datetime,
+    joiners: Callable[[], list[Job]] | None = None,
+) -> tuple[list[Any], list[Event]]:
     """Run jobs in one transaction; if any fails, run each alone.
 
-    Returns one outcome per job (its result, or the exception it raised) and the events of the
+    ``joiners``, called after each job, returns jobs that should ride along in this
+    transaction (urgent ones that arrived meanwhile); they are appended to ``jobs``. Returns
+    one outcome per job (its result, or the exception it raised) and the events of the
     transactions that committed.
     """
     try:
         with write_transaction(engine) as conn:
             tx = Tx(conn, now)
-            outcomes = [job(tx) for job in jobs]
+            outcomes = []
+            index = 0
+            while index < len(jobs):
+                outcomes.append(jobs[index](tx))
+                index += 1
+                if joiners is not None:
+                    jobs.extend(joiners())
             _flush_instrument_activity(tx)
             audit_log.append(conn, tx.audit_entries)
         return outcomes, tx.events
@@ -164,16 +176,13 @@ def _translate(exc: Exception) -> BaseException:
     return exc
 
 
-_URGENT, _NORMAL, _STOP = 0, 1, 2
-
-
 class GroupCommitWriter:
     """Owns the writer thread. ``submit`` is thread-safe; ``write`` awaits from asyncio.
 
-    Urgent jobs (the LIS forwarder's bookkeeping) go to the front of the queue, so a flood of
-    ingest jobs cannot starve delivery; batches are kept small (``max_batch``) because one
-    fsync is cheap next to the Python work per job, and a small batch bounds how long an urgent
-    job waits for the batch in flight.
+    Two lanes. Urgent jobs (the LIS forwarder's bookkeeping) go first, and those that arrive
+    while a batch runs join that batch's transaction, so a flood of ingest jobs cannot make
+    delivery wait more than the rest of one batch. Batches of normal jobs are kept small
+    (``max_batch``): one fsync is cheap next to the Python work per job.
     """
 
     def __init__(
@@ -185,10 +194,10 @@ class GroupCommitWriter:
     ) -> None:
         self.engine = engine
         self._max_batch = max_batch
-        self._queue: queue.PriorityQueue[tuple[int, int, Job | None, Future[Any] | None]] = (
-            queue.PriorityQueue()
-        )
-        self._order = itertools.count()
+        self._ready = threading.Condition()
+        self._urgent: collections.deque[tuple[Job, Future[Any]]] = collections.deque()
+        self._normal: collections.deque[tuple[Job, Future[Any]]] = collections.deque()
+        self._stopping = False
         self._on_events = on_events
         self._thread: threading.Thread | None = None
         self.batches = 0
@@ -196,19 +205,24 @@ class GroupCommitWriter:
 
     def start(self) -> None:
         if self._thread is None:
+            self._stopping = False
             self._thread = threading.Thread(target=self._loop, name="trygg-writer", daemon=True)
             self._thread.start()
 
     def stop(self) -> None:
         """Finish queued jobs, then end the thread."""
         if self._thread is not None:
-            self._queue.put((_STOP, next(self._order), None, None))
+            with self._ready:
+                self._stopping = True
+                self._ready.notify()
             self._thread.join()
             self._thread = None
 
     def submit(self, job: Callable[[Tx], T], *, urgent: bool = False) -> Future[T]:
         future: Future[T] = Future()
-        self._queue.put((_URGENT if urgent else _NORMAL, next(self._order), job, future))
+        with self._ready:
+            (self._urgent if urgent else self._normal).append((job, future))
+            self._ready.notify()
         return future
 
     async def write(self, job: Callable[[Tx], T], *, urgent: bool = False) -> T:
@@ -216,22 +230,24 @@ class GroupCommitWriter:
 
     def _loop(self) -> None:
         while True:
-            priority, _, job, future = self._queue.get()
-            if priority == _STOP:
-                return
-            assert job is not None and future is not None
-            batch = [(job, future)]
-            while len(batch) < self._max_batch:
-                try:
-                    priority, order, job, future = self._queue.get_nowait()
-                except queue.Empty:
-                    break
-                if priority == _STOP:
-                    self._queue.put((priority, order, job, future))  # after this batch
-                    break
-                assert job is not None and future is not None
-                batch.append((job, future))
+            with self._ready:
+                while not self._urgent and not self._normal and not self._stopping:
+                    self._ready.wait()
+                if not self._urgent and not self._normal:
+                    return  # stopping, and everything queued before stop() is done
+                batch = list(self._urgent)
+                self._urgent.clear()
+                while self._normal and len(batch) < self._max_batch:
+                    batch.append(self._normal.popleft())
             self._run(batch)
+
+    def _take_urgent(self) -> list[tuple[Job, Future[Any]]]:
+        if not self._urgent:  # a racy peek is fine: a job missed now starts the next batch
+            return []
+        with self._ready:
+            taken = list(self._urgent)
+            self._urgent.clear()
+        return [(job, f) for job, f in taken if f.set_running_or_notify_cancel()]
 
     def _run(self, batch: list[tuple[Job, Future[Any]]]) -> None:
         # a waiter that was cancelled (its task stopped) no longer wants the job done; the
@@ -240,8 +256,16 @@ class GroupCommitWriter:
         if not batch:
             return
         jobs = [job for job, _ in batch]
+
+        def joiners() -> list[Job]:
+            if len(batch) >= 4 * self._max_batch:
+                return []  # a batch must end some time: later urgent jobs start the next
+            joined = self._take_urgent()
+            batch.extend(joined)
+            return [job for job, _ in joined]
+
         try:
-            outcomes, events = _run_batch(self.engine, jobs, datetime.now(UTC))
+            outcomes, events = _run_batch(self.engine, jobs, datetime.now(UTC), joiners)
         except Exception as exc:  # the database is gone: fail every job, keep the thread alive
             log.error("writer batch failed: %s", exc.__class__.__name__)
             outcomes, events = [_translate(exc) for _ in jobs], []

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import threading
 from datetime import UTC, datetime
 
 import pytest
@@ -15,7 +16,7 @@ from gateway.model import InboundMessage, Method, Observation, State
 from gateway.rules import RuleContext
 from gateway.store import audit as audit_log
 from gateway.store.tables import audit, holds, quarantine, raw_messages, results
-from gateway.store.writer import GroupCommitWriter, run_in_transaction
+from gateway.store.writer import GroupCommitWriter, Tx, run_in_transaction
 
 VALID_FNR = "01010012356"  # checked below: a valid fødselsnummer
 CONTEXT = RuleContext(
@@ -229,6 +230,33 @@ async def test_group_commit_batches_and_isolates_a_failing_job(engine: Engine) -
     with engine.connect() as conn:
         assert conn.execute(select(func.count()).select_from(results)).scalar_one() == 200
         assert audit_log.verify(conn).ok
+
+
+def test_an_urgent_job_joins_the_batch_in_flight(engine: Engine) -> None:
+    writer = GroupCommitWriter(engine, max_batch=4)
+    writer.start()
+    started, release = threading.Event(), threading.Event()
+    seen: list[tuple[str, object]] = []
+
+    def slow(tx: Tx) -> None:
+        seen.append(("slow", tx.now))
+        started.set()
+        assert release.wait(10)
+
+    try:
+        first = writer.submit(slow)
+        assert started.wait(10)
+        normal = writer.submit(lambda tx: seen.append(("normal", tx.now)))
+        urgent = writer.submit(lambda tx: seen.append(("urgent", tx.now)), urgent=True)
+        release.set()
+        for future in (first, normal, urgent):
+            future.result(10)
+    finally:
+        writer.stop()
+    # the urgent job rode in the slow job's transaction; the normal one waited for the next
+    assert [name for name, _ in seen] == ["slow", "urgent", "normal"]
+    assert seen[0][1] == seen[1][1] != seen[2][1]
+    assert writer.batches == 2
 
 
 @pytest.mark.parametrize(
