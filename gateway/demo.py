@@ -166,7 +166,7 @@ def _sim_number(inst: InstrumentConfig, name: str, default: float) -> float:
     value = inst.options.get(name, default)
     if isinstance(value, bool) or not isinstance(value, int | float):
         raise ConfigError(
-            f"instruments {inst.id!r}: options.{name}: expected a number, got {value!r}"
+            f"instrument {inst.id!r}: options.{name}: expected a number, got {value!r}"
         )
     return float(value)
 
@@ -175,7 +175,7 @@ def _sim_operators(inst: InstrumentConfig, default: str) -> tuple[str, ...]:
     text = str(inst.options.get("sim_operators", default))
     operators = tuple(part.strip() for part in text.split(",") if part.strip())
     if not operators:
-        raise ConfigError(f"instruments {inst.id!r}: options.sim_operators: names no operator")
+        raise ConfigError(f"instrument {inst.id!r}: options.sim_operators: names no operator")
     return operators
 
 

@@ -11,7 +11,6 @@ import asyncio
 import contextlib
 import errno
 import os
-import tty
 
 from drivers.transports.base import DEFAULT_READ_SIZE, check_read_size
 from gateway.errors import TransportError
@@ -24,6 +23,8 @@ class PtyPair:
     def __init__(self) -> None:
         if not hasattr(os, "openpty"):
             raise TransportError("pseudo-terminals need a POSIX system (Linux, macOS)")
+        import tty  # POSIX only: imported here so Windows can still load this module
+
         self.master_fd, self._slave_fd = os.openpty()
         # raw: no echo, no CR/LF translation, every byte passes as is
         tty.setraw(self._slave_fd)

@@ -25,6 +25,7 @@ import asyncio
 import contextlib
 import logging
 import pickle
+import signal
 import struct
 import subprocess
 import sys
@@ -185,6 +186,9 @@ async def serve(config: Config, stdin: IO[bytes], stdout: IO[bytes]) -> None:
 
 
 def main() -> int:
+    # Ctrl-C reaches the whole process group; the gateway decides when we stop (it closes our
+    # stdin), so that we finish what is in flight instead of dying mid-write
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
     logging.basicConfig(
         level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s[lis-worker]: %(message)s"
     )

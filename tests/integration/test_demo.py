@@ -1,33 +1,65 @@
-"""`trygg demo --seconds N --summary-json PATH` runs, stops cleanly and loses nothing."""
+"""`trygg demo` runs HL7 and ASTM analysers (two on pty serial ports), stops cleanly and loses
+nothing; `trygg simulate` runs an ASTM analyser over TCP or a pty."""
 
 from __future__ import annotations
 
+import asyncio
+import io
 import json
+import os
+import re
+import signal
 import subprocess
 import sys
 import time
 import urllib.request
 from pathlib import Path
 
-from tests.integration.helpers import free_port
+import pytest
+from rich.console import Console
+from sqlalchemy import func, select, update
+from typer.testing import CliRunner
+
+from drivers.transports import SerialConnector, connector_for
+from gateway.app import Gateway
+from gateway.cli import app
+from gateway.config import load_config
+from gateway.demo import DemoOptions, plan_demo, reconcile, run_plan
+from gateway.store.engine import make_engine
+from gateway.store.tables import qc_results, raw_messages, results
+from tests.integration.helpers import free_port, gateway_config, make_config, wait_for
 
 ROOT = Path(__file__).resolve().parents[2]
+ASTM = ("afinion-1", "sysmex-1", "clinitek-1")
+SERIAL = ("afinion-1", "clinitek-1")
+POSIX = hasattr(os, "openpty")
+#: wide enough that Rich does not wrap instrument names and device paths
+ENV = {**os.environ, "COLUMNS": "200"}
 
 
-def demo_config(tmp_path: Path) -> tuple[Path, int]:
+def demo_config(tmp_path: Path, *, busy_astm: bool = False) -> tuple[Path, int]:
+    """The bundled demo config on free ports and a private database.
+
+    ``busy_astm``: the ASTM analysers run faster and half their runs are QC, so a run of a few
+    seconds has both patient results and controls from each.
+    """
     text = (ROOT / "config" / "demo.toml").read_text(encoding="utf-8")
     web = free_port()
-    for old in ("2575", "5101", "5102"):
+    for old in ("2575", "5102", "5103"):
         text = text.replace(f"127.0.0.1:{old}", f"127.0.0.1:{free_port()}")
     text = text.replace("127.0.0.1:8470", f"127.0.0.1:{web}")
     text = text.replace("sqlite:///trygg-demo/", f"sqlite:///{tmp_path}/")
+    if busy_astm:
+        text = re.sub(r"sim_rate_per_s = [0-9.]+", "sim_rate_per_s = 2", text)
+        text = re.sub(r"sim_qc_share = [0-9.]+", "sim_qc_share = 0.5", text)
     path = tmp_path / "demo.toml"
     path.write_text(text, encoding="utf-8")
     return path, web
 
 
+@pytest.mark.skipif(not POSIX, reason="pseudo-terminals need POSIX")
 def test_demo_runs_for_n_seconds_and_reconciles(tmp_path: Path) -> None:
-    config, _web = demo_config(tmp_path)
+    config, _web = demo_config(tmp_path, busy_astm=True)
     summary = tmp_path / "summary.json"
     done = subprocess.run(
         [
@@ -38,14 +70,16 @@ def test_demo_runs_for_n_seconds_and_reconciles(tmp_path: Path) -> None:
             "--config",
             str(config),
             "--seconds",
-            "6",
+            "7",
             "--summary-json",
             str(summary),
+            "--no-web",
         ],
         capture_output=True,
         text=True,
         timeout=120,
         cwd=tmp_path,
+        env=ENV,
     )
     assert done.returncode == 0, done.stderr[-2000:]
     data = json.loads(summary.read_text(encoding="utf-8"))
@@ -57,7 +91,9 @@ def test_demo_runs_for_n_seconds_and_reconciles(tmp_path: Path) -> None:
         "acknowledged",
         "rejected",
         "quarantined",
+        "qc",
         "lost",
+        "instruments",
     }
     assert data["lost"] == 0
     assert data["received"] > 50 and data["acknowledged"] > 0
@@ -66,6 +102,39 @@ def test_demo_runs_for_n_seconds_and_reconciles(tmp_path: Path) -> None:
     held_results = data["received"] - data["acknowledged"]
     assert 0 < held_results <= sum(data["held"].values())
     assert "Instrumenter" in done.stdout
+
+    per = data["instruments"]
+    assert set(per) == {"bench-1", *ASTM}
+    for instrument in ASTM:
+        # the analyser was told its messages arrived ("lost" checked each) and the LIS ACKed
+        assert per[instrument]["sim_acked"] > 0, instrument
+        assert per[instrument]["acknowledged"] > 0, instrument
+    # the serial analysers really went over pseudo-terminals, on the gateway's serial transport
+    for instrument in SERIAL:
+        url = per[instrument]["url"]
+        assert url.startswith("serial:///dev/") and url.endswith("?baudrate=9600"), url
+        device = url.removeprefix("serial://").partition("?")[0]
+        assert device in done.stdout  # the live view says where it is connected
+    assert per["sysmex-1"]["url"].startswith("tcp-listen://127.0.0.1:")
+    assert "Abbott Afinion 2" in done.stdout and "CLINITEK" in done.stdout
+
+    # QC landed as QC: control rows from the ASTM analysers, and no control among the results
+    assert data["qc"] == sum(per[i]["qc"] for i in ASTM) > 0
+    engine = make_engine(f"sqlite:///{tmp_path}/trygg-demo.sqlite3")
+    try:
+        with engine.connect() as conn:
+            lots = conn.execute(
+                select(qc_results.c.control_lot).where(qc_results.c.instrument_id.in_(ASTM))
+            ).scalars()
+            assert all(lots)
+            unnamed = conn.execute(
+                select(func.count())
+                .select_from(results)
+                .where(results.c.instrument_id.in_(ASTM), results.c.patient_id == "")
+            ).scalar_one()
+            assert unnamed == 0
+    finally:
+        engine.dispose()
 
 
 def test_demo_serves_the_dashboard_while_running(tmp_path: Path) -> None:
@@ -89,3 +158,164 @@ def test_demo_serves_the_dashboard_while_running(tmp_path: Path) -> None:
     finally:
         _, err = proc.communicate(timeout=60)
     assert proc.returncode == 0, err.decode()[-2000:]
+
+
+@pytest.mark.skipif(not POSIX, reason="pseudo-terminals need POSIX")
+def test_serial_instruments_get_a_pty_with_their_line_settings(tmp_path: Path) -> None:
+    config = load_config(demo_config(tmp_path)[0])
+    plan = plan_demo(config, DemoOptions())
+    try:
+        urls = {inst.id: inst.url for inst in plan.config.instruments}
+        for instrument in SERIAL:
+            connector = connector_for(urls[instrument])
+            assert isinstance(connector, SerialConnector)
+            assert connector.settings.baudrate == 9600
+            fd = os.open(connector.settings.device, os.O_RDWR | os.O_NOCTTY)
+            try:
+                assert os.isatty(fd)
+            finally:
+                os.close(fd)
+        # the sim_* options are the simulators'; the drivers get none of them
+        assert all(not inst.options for inst in plan.config.instruments)
+        assert {e.instrument_id for e in plan.astm} == set(ASTM)
+        assert [s.options.instrument_id for s in plan.hl7] == ["bench-1"]
+    finally:
+        plan.close()
+
+
+async def test_without_ptys_serial_instruments_run_over_tcp_and_losses_are_counted(
+    tmp_path: Path,
+) -> None:
+    """As on Windows: the serial analysers are simulated over TCP and the screen says so; and
+    reconcile really counts a result or a control the gateway no longer holds."""
+    path, _web = demo_config(tmp_path, busy_astm=True)
+    plan = plan_demo(load_config(path), DemoOptions(pty=False))
+    out = io.StringIO()
+    try:
+        urls = {inst.id: inst.url for inst in plan.config.instruments}
+        assert all(urls[i].startswith("tcp-listen://127.0.0.1:") for i in SERIAL)
+        data = await run_plan(
+            plan, DemoOptions(seconds=3, web=False, pty=False), Console(file=out, width=200)
+        )
+    finally:
+        plan.close()
+    text = out.getvalue()
+    assert "afinion-1: ingen pseudoterminal" in text and "clinitek-1: ingen pseudoterminal" in text
+    assert data["lost"] == 0
+    assert all(data["instruments"][i]["sim_acked"] > 0 for i in SERIAL)
+
+    # the rows no longer say what the analysers sent (rows cannot simply go: holds and the
+    # outbox refer to them); each counts as one result lost
+    engine = make_engine(plan.config.store.url)
+    try:
+        with engine.begin() as conn:
+            victim = conn.execute(
+                select(results.c.id)
+                .where(results.c.instrument_id == "afinion-1")
+                .order_by(results.c.id)
+                .limit(1)
+            ).scalar_one()
+            conn.execute(update(results).where(results.c.id == victim).values(value="-1"))
+        assert reconcile(engine, plan.hl7, plan.astm) == 1
+        with engine.begin() as conn:
+            control = conn.execute(
+                select(qc_results.c.id)
+                .where(qc_results.c.instrument_id.in_(ASTM))
+                .order_by(qc_results.c.id)
+                .limit(1)
+            ).scalar_one()
+            conn.execute(update(qc_results).where(qc_results.c.id == control).values(value="-1"))
+        assert reconcile(engine, plan.hl7, plan.astm) == 2
+    finally:
+        engine.dispose()
+
+
+async def test_simulate_runs_an_astm_analyser_against_a_gateway(
+    sqlite_url: str, tmp_path: Path
+) -> None:
+    port = free_port()
+    data = gateway_config(sqlite_url, [], lis_port=None)
+    data["instruments"] = [
+        {"id": "af-1", "driver": "astm_afinion2", "url": f"tcp-listen://127.0.0.1:{port}"}
+    ]
+    gateway = Gateway(make_config(data))
+    task = asyncio.create_task(gateway.run())
+    try:
+        proc = await asyncio.create_subprocess_exec(
+            *(sys.executable, "-m", "gateway.cli", "simulate", "--protocol", "astm"),
+            *("--profile", "astm_afinion2", "--connect", f"127.0.0.1:{port}"),
+            *("--count", "3", "--rate", "0", "--seed", "4", "--qc-share", "0.5"),
+            stdout=asyncio.subprocess.PIPE,
+            stderr=asyncio.subprocess.PIPE,
+            cwd=tmp_path,
+        )
+        out, err = await asyncio.wait_for(proc.communicate(), 60)
+        assert proc.returncode == 0, err.decode()[-2000:]
+        assert "3 sample(s) acknowledged by the gateway" in out.decode()
+
+        def stored() -> int:
+            with gateway.engine.connect() as conn:
+                query = select(func.count()).select_from(raw_messages)
+                return int(
+                    conn.execute(query.where(raw_messages.c.instrument_id == "af-1")).scalar_one()
+                )
+
+        await wait_for(lambda: stored() == 3, 10, "the three messages to be stored")
+        with gateway.engine.connect() as conn:
+            n_results = conn.execute(select(func.count()).select_from(results)).scalar_one()
+            n_qc = conn.execute(select(func.count()).select_from(qc_results)).scalar_one()
+        assert n_results + n_qc > 0
+    finally:
+        task.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await task
+        gateway.engine.dispose()
+
+
+@pytest.mark.skipif(not POSIX, reason="pseudo-terminals need POSIX")
+def test_simulate_serial_pty_prints_a_url_the_serial_transport_opens(tmp_path: Path) -> None:
+    proc = subprocess.Popen(
+        [
+            *(sys.executable, "-m", "gateway.cli", "simulate", "--protocol", "astm"),
+            *("--profile", "astm_clinitek_status", "--serial-pty", "--baudrate", "19200"),
+        ],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        cwd=tmp_path,
+        env=ENV,
+    )
+    try:
+        assert proc.stdout is not None
+        heading, url = proc.stdout.readline(), proc.stdout.readline().strip()
+        assert "CLINITEK" in heading
+        connector = connector_for(url)
+        assert isinstance(connector, SerialConnector)
+        assert connector.settings.baudrate == 19200
+
+        async def open_and_close() -> None:
+            stream = await connector.connect()  # the gateway's own serial transport
+            await stream.aclose()
+            await connector.aclose()
+
+        asyncio.run(open_and_close())
+    finally:
+        proc.send_signal(signal.SIGINT)
+        out, err = proc.communicate(timeout=30)
+    assert proc.returncode == 0, err[-2000:]
+    assert "acknowledged by the gateway" in out
+
+
+@pytest.mark.parametrize(
+    "args",
+    [
+        ["--protocol", "astm"],  # neither --connect nor --serial-pty
+        ["--protocol", "astm", "--serial-pty", "--connect", "127.0.0.1:1"],  # both
+        ["--protocol", "astm", "--profile", "no_such_analyser", "--connect", "127.0.0.1:1"],
+        ["--protocol", "poct1a", "--connect", "127.0.0.1:1"],
+        [],  # HL7 needs --connect
+    ],
+)
+def test_simulate_refuses_incomplete_arguments(args: list[str]) -> None:
+    result = CliRunner().invoke(app, ["simulate", *args])
+    assert result.exit_code == 2
