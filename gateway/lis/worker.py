@@ -8,8 +8,8 @@ go to the parent's group-commit writer, so SQLite keeps one writer and nobody wa
 lock. Parent and child exchange pickled frames (4-byte big-endian length, then the pickle) on
 the child's stdin and stdout:
 
-* parent -> child: the config first; then ``("wake",)`` when results were queued, and
-  ``("done", n, value)`` / ``("failed", n, error_text)`` answering write ``n``;
+* parent -> child: ``("config", config, log level)`` first; then ``("wake",)`` when results
+  were queued, and ``("done", n, value)`` / ``("failed", n, error_text)`` answering write ``n``;
 * child -> parent: ``("write", n, job)`` (a picklable ``Tx -> value`` function, run in the
   parent's writer's urgent lane) and ``("status", {...})`` for the dashboard and live view.
 
@@ -24,6 +24,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import os
 import pickle
 import signal
 import struct
@@ -46,6 +47,8 @@ T = TypeVar("T")
 log = logging.getLogger(__name__)
 
 _HEADER = struct.Struct(">I")
+#: our frames are small (a job, a status); a longer one means the stream is not ours
+MAX_FRAME = 1 << 24
 #: the child reports its status at most this often, and only when it changed
 STATUS_EVERY_S = 0.1
 #: how long a stopping child may take before the parent kills it
@@ -72,7 +75,10 @@ def read_frame(stream: IO[bytes]) -> Any:
     header = _read_exactly(stream, _HEADER.size)
     if header is None:
         return None
-    payload = _read_exactly(stream, _HEADER.unpack(header)[0])
+    (size,) = _HEADER.unpack(header)
+    if size > MAX_FRAME:
+        raise ValueError(f"a frame of {size} bytes is not one of ours")
+    payload = _read_exactly(stream, size)
     return None if payload is None else pickle.loads(payload)
 
 
@@ -189,17 +195,22 @@ def main() -> int:
     # Ctrl-C reaches the whole process group; the gateway decides when we stop (it closes our
     # stdin), so that we finish what is in flight instead of dying mid-write
     signal.signal(signal.SIGINT, signal.SIG_IGN)
-    logging.basicConfig(
-        level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s[lis-worker]: %(message)s"
-    )
-    stdin, stdout = sys.stdin.buffer, sys.stdout.buffer
-    config = read_frame(stdin)
-    if not isinstance(config, Config):
+    # Frames get a private copy of stdout; stdout itself then points at stderr, so a stray
+    # print() from any library can never corrupt the frame stream.
+    frames = os.fdopen(os.dup(sys.stdout.fileno()), "wb")
+    os.dup2(sys.stderr.fileno(), sys.stdout.fileno())
+    stdin = sys.stdin.buffer
+    first = read_frame(stdin)
+    if not (isinstance(first, tuple) and len(first) == 3 and isinstance(first[1], Config)):
         return 0  # the parent went away before it said anything
+    _, config, level = first
+    logging.basicConfig(
+        level=level, format="%(asctime)s %(levelname)s %(name)s[lis-worker]: %(message)s"
+    )
     if config.lis is None:
         log.error("no [lis] section: nothing to forward")
         return 2
-    asyncio.run(serve(config, stdin, stdout))
+    asyncio.run(serve(config, stdin, frames))
     return 0
 
 
@@ -265,7 +276,7 @@ class ForwarderProcess:
         self._base = (self.sent, self.acknowledged, self.rejected, self.retries)
         reader = threading.Thread(target=self._read_child, args=(proc,), daemon=True)
         try:
-            self._send(self._config)
+            self._send(("config", self._config, logging.getLogger().getEffectiveLevel()))
             self._send(("wake",))
             reader.start()
             await asyncio.to_thread(reader.join)
@@ -279,8 +290,11 @@ class ForwarderProcess:
         while True:
             try:
                 item = read_frame(proc.stdout)
-            except (OSError, ValueError, pickle.UnpicklingError, EOFError):
-                item = None
+            except Exception as exc:  # a garbled frame: this child cannot be trusted any more
+                log.error("the LIS worker sent a frame that is not ours (%s)", type(exc).__name__)
+                with contextlib.suppress(OSError):
+                    proc.kill()
+                return
             if item is None:
                 return
             self._handle(item)

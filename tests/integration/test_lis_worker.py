@@ -124,3 +124,33 @@ def test_the_worker_exits_when_its_gateway_is_killed(tmp_path: Path) -> None:
         if gateway.poll() is None:
             gateway.kill()
             gateway.wait()
+
+
+def test_a_garbled_frame_from_the_worker_gets_it_killed(sqlite_url: str) -> None:
+    # a process writing junk where frames belong must be stopped, not trusted or waited on
+    config = make_config(gateway_config(sqlite_url, [], lis_port=free_port()))
+    gateway = Gateway(config)
+    forwarder = gateway.forwarder
+    assert isinstance(forwarder, ForwarderProcess)
+    junk = subprocess.Popen(
+        [
+            sys.executable,
+            "-c",
+            "import sys, time; sys.stdout.write('x' * 64); sys.stdout.flush(); time.sleep(60)",
+        ],
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+    )
+    try:
+        started = time.monotonic()
+        forwarder._read_child(junk)
+        assert junk.wait(timeout=10) != 0  # killed, well before its minute was up
+        assert time.monotonic() - started < 10
+    finally:
+        if junk.poll() is None:
+            junk.kill()
+        junk.wait()
+        for stream in (junk.stdin, junk.stdout):
+            if stream is not None:
+                stream.close()
+        gateway.engine.dispose()
