@@ -17,7 +17,9 @@ from drivers.analysers import (
     sysmex_xn,
     yumizen_h500,
 )
-from drivers.analysers.astm_base import AstmProfile
+from drivers.analysers.astm_base import (
+    AstmProfile,
+)
 from drivers.analysers.astm_query import STANDARD_SPECIMEN_COMPONENT, NoInformationForm
 from drivers.session import Driver
 from gateway.errors import ConfigError

@@ -30,21 +30,37 @@ A ``---`` value is kept as text with result status ``X`` (cannot be done), never
 from __future__ import annotations
 
 import random
-import re
-from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass
+from collections.abc import Callable, Sequence
+from dataclasses import replace
 from datetime import UTC, datetime
 
 from drivers.analysers.astm_base import (
     AstmProfile,
     SimSample,
+    comparator_number,
     format_astm_datetime,
-    parse_astm_datetime,
-    universal_test_code,
 )
-from drivers.protocols.astm.records import DEFAULT_DELIMITERS, Delimiters, Field, Record
-from gateway.errors import LocalProtocolError, RemoteProtocolError
-from gateway.model import Method, Observation
+from drivers.analysers.astm_messages import (
+    MessageSource,
+    ResultContext,
+    ResultRules,
+    message_body,
+    message_header,
+    processing_id,
+    read_result,
+)
+from drivers.analysers.astm_simulation import (
+    TERMINATOR,
+    build_record,
+    comparator_flag,
+    patient_or_control,
+    require_aware,
+    simulated_header,
+    simulated_results,
+)
+from drivers.protocols.astm.records import DEFAULT_DELIMITERS, Delimiters, Record
+from gateway.errors import LocalProtocolError
+from gateway.model import Observation
 
 SENDER_NAME = "Afinion 2 Analyzer"
 PROCESSING_IDS = frozenset({"P", "Q"})
@@ -80,66 +96,22 @@ TEST_NAMES = {
     "Creat": "Creatinine, urine",
     "ACR": "Albumin/creatinine ratio, urine",
 }
-_NUMBER = re.compile(r"(?P<cmp>[<>]=?)?\s*(?P<num>[0-9]{1,6}(?:[.,][0-9]{1,4})?)")
-
-
-def _fail(field: str, problem: str, text: str) -> RemoteProtocolError:
-    # The offending text goes in ``data`` only: the message itself may be logged.
-    return RemoteProtocolError(problem, field=field, data=text.encode("latin-1", "replace"))
-
-
-def _when(text: str, field: str) -> datetime | None:
-    # parse_astm_datetime's own message quotes the text; ours keeps it in ``data`` only, and
-    # also covers dates the UTC conversion cannot represent (year 1: OverflowError).
-    try:
-        return parse_astm_datetime(text, field=field)
-    except (RemoteProtocolError, OverflowError) as exc:
-        raise _fail(field, "not an ASTM date/time (YYYYMMDD[HHMM[SS]])", text) from exc
 
 
 def _measured_value(text: str, field: str) -> tuple[str, str]:
     """R.4 -> (value, HL7 value type): a number, ``<``/``>`` and a number, or ``---``."""
-    value = text.strip()
-    if value == NOT_MEASURABLE:
-        return value, "ST"
-    match = _NUMBER.fullmatch(value)
-    if match is None:
-        raise _fail(field, "value is not a number, '<'/'>' and a number, or '---'", text)
-    number = match["num"].replace(",", ".")  # a decimal comma is still a decimal point
-    comparator = match["cmp"] or ""
-    return comparator + number, ("SN" if comparator else "NM")
+    if text.strip() == NOT_MEASURABLE:
+        return NOT_MEASURABLE, "ST"
+    problem = "value is not a number, '<'/'>' and a number, or '---'"
+    return comparator_number(text, field=field, problem=problem)
 
 
-def _flags(text: str, field: str) -> tuple[str, ...]:
-    flag = text.strip()
-    if not flag:
-        return ()
-    if flag not in ABNORMAL_FLAGS:
-        raise _fail(field, f"abnormal flag is not one of {sorted(ABNORMAL_FLAGS)}", text)
-    return (flag,)
-
-
-def _record(kind: str, fields: Mapping[int, str | tuple[str, ...]]) -> Record:
-    """A record from {standard field number: text or components}; gaps become empty fields."""
-    last = max(fields)
-    built: list[Field] = []
-    for number in range(2, last + 1):
-        value = fields.get(number, "")
-        built.append(((value,) if isinstance(value, str) else value,))
-    return Record(kind, tuple(built))
-
-
-@dataclass(frozen=True, slots=True)
-class _Patient:
-    patient_id: str = ""
-    control_level: str = ""
-    control_lot: str = ""
-
-
-@dataclass(frozen=True, slots=True)
-class _Order:
-    specimen_id: str = ""
-    cartridge_lot: str = ""
+_RULES = ResultRules(
+    read_value=_measured_value,
+    flags=ABNORMAL_FLAGS,
+    statuses=RESULT_STATUSES,
+    test_names=TEST_NAMES,
+)
 
 
 class Afinion2Profile:
@@ -159,83 +131,25 @@ class Afinion2Profile:
         self, instrument_id: str, records: Sequence[Record]
     ) -> tuple[Observation, ...]:
         """Map one H..L message to observations, or raise ``RemoteProtocolError``."""
-        if not records or records[0].type != "H":
-            raise _fail("H", "a message must start with its H record", "")
-        header = records[0]
-        processing = header.value(12).strip() or "P"
-        if processing not in PROCESSING_IDS:
-            raise _fail("H.12", "processing ID is neither P (patient) nor Q (control)", processing)
-        is_qc = processing == "Q"
-        serial = header.value(5, 0, 2).strip()
-        sent_at = _when(header.value(14), "H.14")
-        patient, order = _Patient(), _Order()
+        header = message_header(records)
+        problem = "processing ID is neither P (patient) nor Q (control)"
+        is_qc = processing_id(header, PROCESSING_IDS, problem) == "Q"
+        source = MessageSource.read(instrument_id, header)
+        context = ResultContext(is_qc=is_qc)
         found: list[Observation] = []
-        for record in records[1:]:
-            if record.type == "H":
-                raise _fail("H", "a second H record inside one message", header.value(5))
-            if record.type == "L":
-                break
+        for record in message_body(records):
             if record.type == "P":
-                patient, order = self._patient(record, is_qc), _Order()
+                context = _patient(record, is_qc)
             elif record.type == "O":
-                order = _Order(
+                lot = record.value(24, 0, 1).strip() or record.value(24).strip()
+                context = replace(
+                    context,
                     specimen_id=record.value(3).strip() or record.value(4).strip(),
-                    cartridge_lot=record.value(24, 0, 1).strip() or record.value(24).strip(),
+                    extra=(("reagent_lot", lot),) if lot else (),
                 )
             elif record.type == "R":
-                found.append(
-                    self._result(record, instrument_id, serial, sent_at, is_qc, patient, order)
-                )
+                found.append(_result(record, context, source))
         return tuple(found)
-
-    @staticmethod
-    def _patient(record: Record, is_qc: bool) -> _Patient:
-        if is_qc:
-            return _Patient(
-                control_level=record.value(4).strip(), control_lot=record.value(4, 0, 1).strip()
-            )
-        return _Patient(patient_id=record.value(4).strip() or record.value(3).strip())
-
-    @staticmethod
-    def _result(
-        record: Record,
-        instrument_id: str,
-        serial: str,
-        sent_at: datetime | None,
-        is_qc: bool,
-        patient: _Patient,
-        order: _Order,
-    ) -> Observation:
-        code = universal_test_code(record, 3)
-        if not code:
-            raise _fail("R.3", "result has no test code", record.value(3))
-        value, value_type = _measured_value(record.value(4), "R.4")
-        status = record.value(9).strip() or "F"
-        if status not in RESULT_STATUSES:
-            raise _fail("R.9", f"result status is not one of {sorted(RESULT_STATUSES)}", status)
-        if value == NOT_MEASURABLE:
-            status = "X"
-        return Observation(
-            instrument_id=instrument_id,
-            test_code=code,
-            value=value,
-            value_type=value_type,
-            unit=record.value(5).strip(),
-            reference_range=record.value(6).strip(),
-            abnormal_flags=_flags(record.value(7), "R.7"),
-            method=Method.MEASURED,
-            performed_at=_when(record.value(13), "R.13") or sent_at,
-            operator_id=record.value(11).strip(),
-            specimen_id=order.specimen_id,
-            patient_id=patient.patient_id,
-            result_status=status,
-            instrument_serial=serial,
-            test_name=TEST_NAMES.get(code, ""),
-            is_qc=is_qc,
-            control_lot=patient.control_lot,
-            control_level=patient.control_level,
-            extra=(("reagent_lot", order.cartridge_lot),) if order.cartridge_lot else (),
-        )
 
     def simulated_message(
         self, sample: SimSample, delimiters: Delimiters = DEFAULT_DELIMITERS
@@ -243,26 +157,14 @@ class Afinion2Profile:
         """The records an Afinion 2 sends for ``sample``: H, P, then O and its R per assay, L."""
         stamp = format_astm_datetime(sample.performed_at)
         records = [
-            _record(
-                "H",
-                {
-                    2: delimiters.definition,
-                    5: (SENDER_NAME, "", sample.instrument_serial),
-                    12: "Q" if sample.is_qc else "P",
-                    13: "1",
-                    14: stamp,
-                },
+            simulated_header(
+                delimiters,
+                (SENDER_NAME, "", sample.instrument_serial),
+                stamp,
+                processing="Q" if sample.is_qc else "P",
+                version="1",
             ),
-            _record(
-                "P",
-                {
-                    2: "1",
-                    4: (sample.control_level, sample.control_lot)
-                    if sample.is_qc
-                    else sample.patient_id,
-                    9: "U",
-                },
-            ),
+            build_record("P", {2: "1", 4: patient_or_control(sample), 9: "U"}),
         ]
         by_assay: dict[str, list[tuple[str, str, str]]] = {}
         for code, value, unit in sample.values:
@@ -271,7 +173,7 @@ class Afinion2Profile:
             by_assay.setdefault(ASSAY_OF[code], []).append((code, value, unit))
         for number, (assay, results) in enumerate(by_assay.items(), start=1):
             records.append(
-                _record(
+                build_record(
                     "O",
                     {
                         2: str(number),
@@ -284,32 +186,17 @@ class Afinion2Profile:
                     },
                 )
             )
-            for sequence, (code, value, unit) in enumerate(results, start=1):
-                flag = value[0] if value[:1] in ("<", ">") else ""
-                records.append(
-                    _record(
-                        "R",
-                        {
-                            2: str(sequence),
-                            3: ("", "", "", code),
-                            4: value,
-                            5: unit,
-                            7: flag,
-                            9: "F",
-                            11: sample.operator_id,
-                            13: stamp,
-                        },
-                    )
-                )
-        records.append(_record("L", {2: "1", 3: "N"}))
+            records += simulated_results(
+                results, comparator_flag, operator_id=sample.operator_id, stamp=stamp
+            )
+        records.append(TERMINATOR)
         return records
 
     def simulated_sample(
         self, rng: random.Random, *, operator_id: str, qc: bool, patient_id: str, now: datetime
     ) -> SimSample:
         """One cartridge run: a random assay, patient values or a control near its target."""
-        if now.tzinfo is None:
-            raise LocalProtocolError("now must be timezone-aware", field="now")
+        require_aware(now)
         assay = rng.choice(("HbA1c", "CRP", "Lipid Panel", "ACR"))
         level = rng.choice(("C I", "C II")) if qc else ""
         values = _CONTROL_VALUES[assay](rng, level) if qc else _PATIENT_VALUES[assay](rng)
@@ -324,6 +211,20 @@ class Afinion2Profile:
             control_level=level,
             instrument_serial=f"AF2{rng.randint(0, 9999999):07d}",
         )
+
+
+def _patient(record: Record, is_qc: bool) -> ResultContext:
+    """P.4: the patient ID (P.3 as a fallback), or for a control ``<level>^<control lot>``."""
+    if is_qc:
+        level, lot = record.value(4).strip(), record.value(4, 0, 1).strip()
+        return ResultContext(is_qc=True, control_level=level, control_lot=lot)
+    return ResultContext(patient_id=record.value(4).strip() or record.value(3).strip())
+
+
+def _result(record: Record, context: ResultContext, source: MessageSource) -> Observation:
+    found = read_result(record, _RULES, context, source)
+    # a value that cannot be measured or calculated: the test could not be done
+    return replace(found, result_status="X") if found.value == NOT_MEASURABLE else found
 
 
 def _cartridge_lot(assay: str, performed_at: datetime) -> str:

@@ -8,12 +8,15 @@ A profile knows one analyser's dialect in both directions:
 * ``simulated_message``: what that analyser would send for one sample, used by the instrument
   simulator (``simulators.astm_analyser``) and the tests.
 
+The profiles share three modules: this one (the protocol, dates and field readers),
+``astm_messages`` (walking a message's records) and ``astm_simulation`` (building records).
 Protocol logic only: no I/O here and none in the profiles.
 """
 
 from __future__ import annotations
 
 import random
+import re
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -25,6 +28,10 @@ from gateway.errors import RemoteProtocolError
 from gateway.model import Observation
 
 PROTOCOL = "astm-e1394"
+
+Extra = tuple[tuple[str, str], ...]
+#: one field for ``build_record``: its text, or its components
+FieldValue = str | tuple[str, ...]
 
 #: Analysers keep local wall-clock time; Norwegian sites run them on Oslo time.
 ANALYSER_TZ = ZoneInfo("Europe/Oslo")
@@ -94,12 +101,7 @@ def parse_astm_datetime(text: str, *, field: str, tz: ZoneInfo = ANALYSER_TZ) ->
         local = datetime.strptime(text, fmt)  # noqa: DTZ007 - local time, zone set below
         return local.replace(tzinfo=tz).astimezone(UTC)
     except (ValueError, OverflowError) as exc:  # OverflowError: year 1 in a zone east of UTC
-        # the text goes in ``data`` only: the message may reach a log, the bytes may not
-        raise RemoteProtocolError(
-            "not an ASTM date/time (YYYYMMDD[HHMM[SS]])",
-            field=field,
-            data=text.encode("latin-1", "replace"),
-        ) from exc
+        raise field_error(field, "not an ASTM date/time (YYYYMMDD[HHMM[SS]])", text) from exc
 
 
 def format_astm_datetime(moment: datetime, tz: ZoneInfo = ANALYSER_TZ) -> str:
@@ -119,3 +121,70 @@ def universal_test_code(record: Record, number: int = 3) -> str:
     if len(components) > 3 and components[3].strip():
         return components[3].strip()
     return next((c.strip() for c in components if c.strip()), "")
+
+
+def field_error(field: str, problem: str, text: str) -> RemoteProtocolError:
+    """Bad input in ``field``; the offending text goes in ``data`` only, as the message may be
+    logged and the bytes may not."""
+    return RemoteProtocolError(problem, field=field, data=text.encode("latin-1", "replace"))
+
+
+# ---------------------------------------------------------------------------------------------
+# Reading fields
+# ---------------------------------------------------------------------------------------------
+
+_COMPARATOR_NUMBER = re.compile(r"(?P<cmp>[<>]=?)?\s*(?P<num>[0-9]{1,6}(?:[.,][0-9]{1,4})?)")
+_NUMBER = re.compile(r"[+-]?\d+(?:\.\d+)?")
+_COMMA_NUMBER = re.compile(r"[+-]?\d+,\d+")
+
+
+def comparator_number(text: str, *, field: str, problem: str) -> tuple[str, str]:
+    """``number`` or ``<``/``>``/``<=``/``>=`` and a number -> (value, HL7 type ``NM``/``SN``).
+
+    A decimal comma is still a decimal point; anything else is refused with ``problem``.
+    """
+    match = _COMPARATOR_NUMBER.fullmatch(text.strip())
+    if match is None:
+        raise field_error(field, problem, text)
+    comparator = match["cmp"] or ""
+    return comparator + match["num"].replace(",", "."), ("SN" if comparator else "NM")
+
+
+def normalise_value(text: str) -> tuple[str, str, Extra]:
+    """(value, HL7 value type, extra) for a sent value: padding stripped, decimal comma read."""
+    value = text.strip()
+    if _NUMBER.fullmatch(value):
+        return value, "NM", ()
+    if _COMMA_NUMBER.fullmatch(value):
+        return value.replace(",", "."), "NM", (("value_text", value),)
+    return value, "ST", ()
+
+
+def normalise_range(text: str) -> str:
+    """``"4.0 - 10.0"`` or ``"4,0-10,0"`` -> ``"4.0-10.0"``; anything else stripped, as sent."""
+    parts = [p.strip() for p in text.split("-")]
+    if len(parts) == 2 and all(_NUMBER.fullmatch(p) or _COMMA_NUMBER.fullmatch(p) for p in parts):
+        return "-".join(p.replace(",", ".") for p in parts)
+    return text.strip()
+
+
+def comment_text(record: Record) -> str:
+    """C.4 as one line: repeats joined by "; ", non-empty components by a space."""
+    repeats = (" ".join(c.strip() for c in rep if c.strip()) for rep in record.field(4))
+    return "; ".join(text for text in repeats if text)
+
+
+def first_patient_id(record: Record) -> str:
+    """P.3 practice-assigned ID, else P.4 laboratory-assigned, else P.5."""
+    return next((pid for n in (3, 4, 5) if (pid := record.value(n).strip())), "")
+
+
+def repeated_flags(record: Record) -> tuple[str, ...]:
+    """R.7 abnormal flags, one per repeat, as sent."""
+    return tuple(flag for rep in record.field(7) if rep and (flag := rep[0].strip()))
+
+
+def measured_at(record: Record, numbers: Sequence[int] = (13,)) -> datetime | None:
+    """The first of these date/time fields that is sent (R.13 completed, R.12 started)."""
+    times = (parse_astm_datetime(record.value(n), field=f"{record.type}.{n}") for n in numbers)
+    return next((moment for moment in times if moment is not None), None)

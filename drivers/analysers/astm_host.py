@@ -17,7 +17,10 @@ from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
-from drivers.analysers.astm_base import PROTOCOL, AstmProfile
+from drivers.analysers.astm_base import (
+    PROTOCOL,
+    AstmProfile,
+)
 from drivers.analysers.astm_query import (
     STANDARD_SPECIMEN_COMPONENT,
     HostQuery,

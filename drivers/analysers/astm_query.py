@@ -26,7 +26,9 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 
-from drivers.analysers.astm_base import format_astm_datetime
+from drivers.analysers.astm_base import (
+    format_astm_datetime,
+)
 from drivers.protocols.astm.records import (
     DEFAULT_DELIMITERS,
     Delimiters,

@@ -33,19 +33,35 @@ from __future__ import annotations
 
 import random
 import re
-from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from collections.abc import Sequence
+from dataclasses import replace
 from datetime import UTC, datetime
 
 from drivers.analysers.astm_base import (
     AstmProfile,
     SimSample,
+    field_error,
     format_astm_datetime,
-    parse_astm_datetime,
-    universal_test_code,
 )
-from drivers.protocols.astm.records import DEFAULT_DELIMITERS, Delimiters, Field, Record
-from gateway.errors import LocalProtocolError, RemoteProtocolError
+from drivers.analysers.astm_messages import (
+    MessageSource,
+    ResultContext,
+    ResultRules,
+    message_body,
+    message_header,
+    processing_id,
+    read_result,
+)
+from drivers.analysers.astm_simulation import (
+    TERMINATOR,
+    build_record,
+    patient_or_control,
+    require_aware,
+    simulated_header,
+    simulated_results,
+)
+from drivers.protocols.astm.records import DEFAULT_DELIMITERS, Delimiters, Record
+from gateway.errors import LocalProtocolError
 from gateway.model import Method, Observation
 
 SENDER_NAME = "CLINITEK Status+"
@@ -94,48 +110,26 @@ _VALUE = re.compile(r"[A-Za-z0-9][A-Za-z0-9 .+]{0,23}|[<>]=?[0-9]{1,4}(?:\.[0-9]
 _NUMBER = re.compile(r"(?P<cmp>[<>]=?)?(?P<num>[0-9]{1,4}(?:\.[0-9]{1,3})?)")
 
 
-def _fail(field: str, problem: str, text: str) -> RemoteProtocolError:
-    # The offending text goes in ``data`` only: the message itself may be logged.
-    return RemoteProtocolError(problem, field=field, data=text.encode("latin-1", "replace"))
-
-
-def _when(text: str, field: str) -> datetime | None:
-    # parse_astm_datetime's own message quotes the text; ours keeps it in ``data`` only, and
-    # also covers dates the UTC conversion cannot represent (year 1: OverflowError).
-    try:
-        return parse_astm_datetime(text, field=field)
-    except (RemoteProtocolError, OverflowError) as exc:
-        raise _fail(field, "not an ASTM date/time (YYYYMMDD[HHMM[SS]])", text) from exc
-
-
 def _strip_value(text: str, field: str) -> tuple[str, str]:
     """R.4 -> (value, HL7 value type): a category (``Neg``, ``2+``), a number, ``>=`` number."""
     value = text.strip()
     if _VALUE.fullmatch(value) is None:
-        raise _fail(field, "value is not a strip category, a number or '<=', '>=' a number", text)
+        problem = "value is not a strip category, a number or '<=', '>=' a number"
+        raise field_error(field, problem, text)
     number = _NUMBER.fullmatch(value)
     if number is None:
         return value, "ST"
     return value, ("SN" if number["cmp"] else "NM")
 
 
-def _record(kind: str, fields: Mapping[int, str | tuple[str, ...]]) -> Record:
-    """A record from {standard field number: text or components}; gaps become empty fields."""
-    built: list[Field] = []
-    for number in range(2, max(fields) + 1):
-        value = fields.get(number, "")
-        built.append(((value,) if isinstance(value, str) else value,))
-    return Record(kind, tuple(built))
-
-
-@dataclass(frozen=True, slots=True)
-class _Context:
-    """What the P and O records say about the results that follow them."""
-
-    patient_id: str = ""
-    control_lot: str = ""
-    specimen_id: str = ""
-    is_qc: bool = False
+_RULES = ResultRules(
+    read_value=_strip_value,
+    flags=ABNORMAL_FLAGS,
+    statuses=RESULT_STATUSES,
+    test_names=TEST_NAMES,
+    flag_problem="abnormal flag is not a LIS2-A2 flag",
+    status_problem="result status is neither F (final) nor C (correction)",
+)
 
 
 class ClinitekStatusProfile:
@@ -154,30 +148,21 @@ class ClinitekStatusProfile:
         self, instrument_id: str, records: Sequence[Record]
     ) -> tuple[Observation, ...]:
         """Map one H..L message to observations, or raise ``RemoteProtocolError``."""
-        if not records or records[0].type != "H":
-            raise _fail("H", "a message must start with its H record", "")
-        header = records[0]
-        processing = header.value(12).strip() or "P"
-        if processing != "P":
-            raise _fail("H.12", "processing ID is not P (production)", processing)
-        serial = header.value(5, 0, 2).strip()
-        sent_at = _when(header.value(14), "H.14")
-        context = _Context()
+        header = message_header(records)
+        processing_id(header, ("P",), "processing ID is not P (production)")
+        source = MessageSource.read(instrument_id, header)
+        context = ResultContext()
         found: list[Observation] = []
-        for record in records[1:]:
-            if record.type == "H":
-                raise _fail("H", "a second H record inside one message", header.value(5))
-            if record.type == "L":
-                break
+        for record in message_body(records):
             if record.type == "P":
                 # P.3 is the patient ID, or for a control <level>^<lot>: the O record decides
-                context = _Context(
+                context = ResultContext(
                     patient_id=record.value(3).strip(), control_lot=record.value(3, 0, 1).strip()
                 )
             elif record.type == "O":
                 context = _order(context, record)
             elif record.type == "R":
-                found.append(_result(record, instrument_id, serial, sent_at, context))
+                found.append(_result(record, context, source))
         return tuple(found)
 
     def simulated_message(
@@ -194,26 +179,14 @@ class ClinitekStatusProfile:
             )
         stamp = format_astm_datetime(sample.performed_at)
         records = [
-            _record(
-                "H",
-                {
-                    2: delimiters.definition,
-                    5: (SENDER_NAME, SOFTWARE_VERSION, sample.instrument_serial),
-                    12: "P",
-                    13: "1",
-                    14: stamp,
-                },
+            simulated_header(
+                delimiters,
+                (SENDER_NAME, SOFTWARE_VERSION, sample.instrument_serial),
+                stamp,
+                version="1",
             ),
-            _record(
-                "P",
-                {
-                    2: "1",
-                    3: (sample.control_level, sample.control_lot)
-                    if sample.is_qc
-                    else sample.patient_id,
-                },
-            ),
-            _record(
+            build_record("P", {2: "1", 3: patient_or_control(sample)}),
+            build_record(
                 "O",
                 {
                     2: "1",
@@ -224,27 +197,17 @@ class ClinitekStatusProfile:
                 },
             ),
         ]
-        for sequence, (code, value, unit) in enumerate(sample.values, start=1):
-            fields: dict[int, str | tuple[str, ...]] = {
-                2: str(sequence),
-                3: ("", "", "", code),
-                4: value,
-                5: unit,
-                7: "" if _is_normal(code, value) else "A",
-                9: "F",
-                11: sample.operator_id,
-                13: stamp,
-            }
-            records.append(_record("R", fields))
-        records.append(_record("L", {2: "1", 3: "N"}))
+        records += simulated_results(
+            sample.values, _flag, operator_id=sample.operator_id, stamp=stamp
+        )
+        records.append(TERMINATOR)
         return records
 
     def simulated_sample(
         self, rng: random.Random, *, operator_id: str, qc: bool, patient_id: str, now: datetime
     ) -> SimSample:
         """One strip: a plausible urine (with colour/clarity by eye) or a Chek-Stix control."""
-        if now.tzinfo is None:
-            raise LocalProtocolError("now must be timezone-aware", field="now")
+        require_aware(now)
         level = rng.choice(("Positive", "Negative")) if qc else ""
         values = [(code, _pick(rng, code, level), UNITS.get(code, "")) for code in _PADS]
         visual: tuple[str, ...] = ()
@@ -268,6 +231,11 @@ class ClinitekStatusProfile:
 _PADS = ("GLU", "BIL", "KET", "SG", "BLO", "pH", "PRO", "URO", "NIT", "LEU")
 
 
+def _flag(code: str, value: str) -> str:
+    """R.7 ``A`` for a reading outside the pad's normal categories."""
+    return "" if _is_normal(code, value) else "A"
+
+
 def _is_normal(code: str, value: str) -> bool:
     scale = SCALES.get(code, ())
     normal = scale[: NORMAL_COUNT.get(code, 1)]
@@ -287,52 +255,23 @@ def _pick(rng: random.Random, code: str, control_level: str) -> str:
     return rng.choice(scale[:normal])
 
 
-def _order(context: _Context, record: Record) -> _Context:
+def _order(context: ResultContext, record: Record) -> ResultContext:
     action = record.value(12).strip()
     if action not in ("", "N", "Q"):
-        raise _fail("O.12", "action code is not N (patient) or Q (control)", action)
-    is_qc = action == "Q"
-    return _Context(
+        raise field_error("O.12", "action code is not N (patient) or Q (control)", action)
+    # a control's level came where the patient ID goes (P.3); its lot is P.3.2
+    return ResultContext(
         patient_id=context.patient_id,
+        control_level=context.patient_id,
         control_lot=context.control_lot,
         specimen_id=record.value(3).strip() or record.value(4).strip(),
-        is_qc=is_qc,
+        is_qc=action == "Q",
     )
 
 
-def _result(
-    record: Record, instrument_id: str, serial: str, sent_at: datetime | None, context: _Context
-) -> Observation:
-    code = universal_test_code(record, 3)
-    if not code:
-        raise _fail("R.3", "result has no test code", record.value(3))
-    value, value_type = _strip_value(record.value(4), "R.4")
-    flag = record.value(7).strip()
-    if flag and flag not in ABNORMAL_FLAGS:
-        raise _fail("R.7", "abnormal flag is not a LIS2-A2 flag", flag)
-    status = record.value(9).strip() or "F"
-    if status not in RESULT_STATUSES:
-        raise _fail("R.9", "result status is neither F (final) nor C (correction)", status)
-    return Observation(
-        instrument_id=instrument_id,
-        test_code=code,
-        value=value,
-        value_type=value_type,
-        unit=record.value(5).strip(),
-        reference_range=record.value(6).strip(),
-        abnormal_flags=(flag,) if flag else (),
-        method=Method.VISUAL if code in VISUAL_CODES else Method.MEASURED,
-        performed_at=_when(record.value(13), "R.13") or sent_at,
-        operator_id=record.value(11).strip(),
-        specimen_id=context.specimen_id,
-        patient_id="" if context.is_qc else context.patient_id,
-        result_status=status,
-        instrument_serial=serial,
-        test_name=TEST_NAMES.get(code, ""),
-        is_qc=context.is_qc,
-        control_lot=context.control_lot if context.is_qc else "",
-        control_level=context.patient_id if context.is_qc else "",
-    )
+def _result(record: Record, context: ResultContext, source: MessageSource) -> Observation:
+    found = read_result(record, _RULES, context, source)
+    return replace(found, method=Method.VISUAL) if found.test_code in VISUAL_CODES else found
 
 
 PROFILE: AstmProfile = ClinitekStatusProfile()

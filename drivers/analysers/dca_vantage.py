@@ -38,20 +38,38 @@ from __future__ import annotations
 
 import random
 import re
-from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, replace
+from collections.abc import Sequence
+from dataclasses import replace
 from datetime import UTC, datetime
 
 from drivers.analysers.astm_base import (
     AstmProfile,
     SimSample,
+    comparator_number,
+    field_error,
     format_astm_datetime,
-    parse_astm_datetime,
-    universal_test_code,
 )
-from drivers.protocols.astm.records import DEFAULT_DELIMITERS, Delimiters, Field, Record
-from gateway.errors import LocalProtocolError, RemoteProtocolError
-from gateway.model import Method, Observation
+from drivers.analysers.astm_messages import (
+    MessageSource,
+    ResultContext,
+    ResultRules,
+    message_body,
+    message_header,
+    processing_id,
+    read_result,
+)
+from drivers.analysers.astm_simulation import (
+    TERMINATOR,
+    build_record,
+    comparator_flag,
+    patient_or_control,
+    require_aware,
+    simulated_header,
+    simulated_results,
+)
+from drivers.protocols.astm.records import DEFAULT_DELIMITERS, Delimiters, Record
+from gateway.errors import LocalProtocolError
+from gateway.model import Observation
 
 SENDER_NAME = "DCA VANTAGE"
 SOFTWARE_VERSION = "04.04.00.00"
@@ -65,52 +83,23 @@ TEST_NAMES = {
 }
 #: C.4 components after a result, in order, and the ``extra`` keys they become
 CORRECTION_KEYS = ("correction_slope", "correction_offset", "primary_unit", "eag")
-_NUMBER = re.compile(r"(?P<cmp>[<>]=?)?\s*(?P<num>[0-9]{1,6}(?:[.,][0-9]{1,4})?)")
 _SEQUENCE = re.compile(r"[0-9]{1,4}")
-
-
-def _fail(field: str, problem: str, text: str) -> RemoteProtocolError:
-    # The offending text goes in ``data`` only: the message itself may be logged.
-    return RemoteProtocolError(problem, field=field, data=text.encode("latin-1", "replace"))
-
-
-def _when(text: str, field: str) -> datetime | None:
-    # parse_astm_datetime's own message quotes the text; ours keeps it in ``data`` only, and
-    # also covers dates the UTC conversion cannot represent (year 1: OverflowError).
-    try:
-        return parse_astm_datetime(text, field=field)
-    except (RemoteProtocolError, OverflowError) as exc:
-        raise _fail(field, "not an ASTM date/time (YYYYMMDD[HHMM[SS]])", text) from exc
 
 
 def _measured_value(text: str, field: str) -> tuple[str, str]:
     """R.4 -> (value, HL7 value type): a number, or ``<``/``>`` and a number."""
-    match = _NUMBER.fullmatch(text.strip())
-    if match is None:
-        raise _fail(field, "value is not a number or '<'/'>' and a number", text)
-    comparator = match["cmp"] or ""
-    return comparator + match["num"].replace(",", "."), ("SN" if comparator else "NM")
+    problem = "value is not a number or '<'/'>' and a number"
+    return comparator_number(text, field=field, problem=problem)
 
 
-def _record(kind: str, fields: Mapping[int, str | tuple[str, ...]]) -> Record:
-    """A record from {standard field number: text or components}; gaps become empty fields."""
-    built: list[Field] = []
-    for number in range(2, max(fields) + 1):
-        value = fields.get(number, "")
-        built.append(((value,) if isinstance(value, str) else value,))
-    return Record(kind, tuple(built))
-
-
-@dataclass(frozen=True, slots=True)
-class _Context:
-    """What the P and O records say about the results that follow them."""
-
-    patient_id: str = ""
-    control_level: str = ""
-    control_lot: str = ""
-    specimen_id: str = ""
-    reagent_lot: str = ""
-    is_qc: bool = False
+_RULES = ResultRules(
+    read_value=_measured_value,
+    flags=ABNORMAL_FLAGS,
+    statuses=RESULT_STATUSES,
+    test_names=TEST_NAMES,
+    status_problem="result status is neither F (final) nor C (correction)",
+    time_fields=(13, 12),  # R.12 is when the test started; R.13 should a firmware send it
+)
 
 
 class DcaVantageProfile:
@@ -130,33 +119,24 @@ class DcaVantageProfile:
         self, instrument_id: str, records: Sequence[Record]
     ) -> tuple[Observation, ...]:
         """Map one H..L message to observations, or raise ``RemoteProtocolError``."""
-        if not records or records[0].type != "H":
-            raise _fail("H", "a message must start with its H record", "")
-        header = records[0]
-        processing = header.value(12).strip() or "P"
-        if processing != "P":
-            raise _fail("H.12", "not a production message (service mode data)", processing)
-        serial = header.value(5, 0, 2).strip()
-        sent_at = _when(header.value(14), "H.14")
-        context = _Context()
+        header = message_header(records)
+        processing_id(header, ("P",), "not a production message (service mode data)")
+        source = MessageSource.read(instrument_id, header)
+        context = ResultContext()
         found: list[Observation] = []
         after_result = False
-        for record in records[1:]:
-            if record.type == "H":
-                raise _fail("H", "a second H record inside one message", header.value(5))
-            if record.type == "L":
-                break
+        for record in message_body(records):
             if record.type == "C" and after_result:
                 found[-1] = _with_correction(found[-1], record)
             elif record.type == "P":
                 # P.3 is the patient ID, or for a control <level>^<lot>: the O record decides
-                context = _Context(
+                context = ResultContext(
                     patient_id=record.value(3).strip(), control_lot=record.value(3, 0, 1).strip()
                 )
             elif record.type == "O":
                 context = _order(context, record)
             elif record.type == "R":
-                found.append(_result(record, instrument_id, serial, sent_at, context))
+                found.append(read_result(record, _RULES, context, source))
             after_result = record.type == "R" or (record.type == "C" and after_result)
         return tuple(found)
 
@@ -169,25 +149,11 @@ class DcaVantageProfile:
             if code not in TEST_NAMES:
                 raise LocalProtocolError(f"the DCA Vantage does not measure {code!r}", field="R.3")
         records = [
-            _record(
-                "H",
-                {
-                    2: delimiters.definition,
-                    5: (SENDER_NAME, SOFTWARE_VERSION, sample.instrument_serial),
-                    12: "P",
-                    14: stamp,
-                },
+            simulated_header(
+                delimiters, (SENDER_NAME, SOFTWARE_VERSION, sample.instrument_serial), stamp
             ),
-            _record(
-                "P",
-                {
-                    2: "1",
-                    3: (sample.control_level, sample.control_lot)
-                    if sample.is_qc
-                    else sample.patient_id,
-                },
-            ),
-            _record(
+            build_record("P", {2: "1", 3: patient_or_control(sample)}),
+            build_record(
                 "O",
                 {
                     2: "1",
@@ -197,39 +163,34 @@ class DcaVantageProfile:
                 },
             ),
         ]
-        for sequence, (code, value, unit) in enumerate(sample.values, start=1):
-            flag = value[0] if value[:1] in ("<", ">") else ""
-            records.append(
-                _record(
-                    "R",
-                    {
-                        2: str(sequence),
-                        3: ("", "", "", code),
-                        4: value,
-                        5: unit,
-                        7: flag,
-                        9: "F",
-                        11: sample.operator_id,
-                        12: stamp,
-                    },
-                )
-            )
+        results = simulated_results(
+            sample.values,
+            comparator_flag,
+            operator_id=sample.operator_id,
+            stamp=stamp,
+            time_field=12,
+        )
+        for result, (code, _, unit) in zip(results, sample.values, strict=True):
+            records.append(result)
             if code == "HbA1c":
                 primary = "IFCC" if unit == "mmol/mol" else "NGSP"
                 records.append(
-                    _record("C", {2: "1", 3: "I", 4: ("1.000", f"0.0 {unit}", primary), 5: "G"})
+                    build_record(
+                        "C", {2: "1", 3: "I", 4: ("1.000", f"0.0 {unit}", primary), 5: "G"}
+                    )
                 )
             elif code != "Ratio":
-                records.append(_record("C", {2: "1", 3: "I", 4: ("1.000", f"0.0 {unit}"), 5: "G"}))
-        records.append(_record("L", {2: "1", 3: "N"}))
+                records.append(
+                    build_record("C", {2: "1", 3: "I", 4: ("1.000", f"0.0 {unit}"), 5: "G"})
+                )
+        records.append(TERMINATOR)
         return records
 
     def simulated_sample(
         self, rng: random.Random, *, operator_id: str, qc: bool, patient_id: str, now: datetime
     ) -> SimSample:
         """One cartridge: HbA1c or the albumin/creatinine panel, patient or control."""
-        if now.tzinfo is None:
-            raise LocalProtocolError("now must be timezone-aware", field="now")
+        require_aware(now)
         hba1c = rng.random() < 0.5
         if hba1c:
             level = rng.choice(("Normal", "Abnormal")) if qc else ""
@@ -250,58 +211,22 @@ class DcaVantageProfile:
         )
 
 
-def _order(context: _Context, record: Record) -> _Context:
+def _order(context: ResultContext, record: Record) -> ResultContext:
     sequence = record.value(4).strip()
     if sequence and _SEQUENCE.fullmatch(sequence) is None:
-        raise _fail("O.4", "sample sequence number is not 1-4 digits", record.value(4))
+        raise field_error("O.4", "sample sequence number is not 1-4 digits", record.value(4))
     action = record.value(12).strip()
     if action not in ("", "Q"):
-        raise _fail("O.12", "action code is neither empty nor Q (control)", action)
+        raise field_error("O.12", "action code is neither empty nor Q (control)", action)
     is_qc = action == "Q"
-    return _Context(
+    reagent_lot = record.value(4, 0, 1).strip()
+    return ResultContext(
         patient_id="" if is_qc else context.patient_id,
         control_level=context.patient_id if is_qc else "",
         control_lot=context.control_lot if is_qc else "",
         specimen_id=record.value(3).strip() or sequence,
-        reagent_lot=record.value(4, 0, 1).strip(),
+        extra=(("reagent_lot", reagent_lot),) if reagent_lot else (),
         is_qc=is_qc,
-    )
-
-
-def _result(
-    record: Record, instrument_id: str, serial: str, sent_at: datetime | None, context: _Context
-) -> Observation:
-    code = universal_test_code(record, 3)
-    if not code:
-        raise _fail("R.3", "result has no test code", record.value(3))
-    value, value_type = _measured_value(record.value(4), "R.4")
-    flag = record.value(7).strip()
-    if flag and flag not in ABNORMAL_FLAGS:
-        raise _fail("R.7", f"abnormal flag is not one of {sorted(ABNORMAL_FLAGS)}", flag)
-    status = record.value(9).strip() or "F"
-    if status not in RESULT_STATUSES:
-        raise _fail("R.9", "result status is neither F (final) nor C (correction)", status)
-    performed = _when(record.value(13), "R.13") or _when(record.value(12), "R.12") or sent_at
-    return Observation(
-        instrument_id=instrument_id,
-        test_code=code,
-        value=value,
-        value_type=value_type,
-        unit=record.value(5).strip(),
-        reference_range=record.value(6).strip(),
-        abnormal_flags=(flag,) if flag else (),
-        method=Method.MEASURED,
-        performed_at=performed,
-        operator_id=record.value(11).strip(),
-        specimen_id=context.specimen_id,
-        patient_id=context.patient_id,
-        result_status=status,
-        instrument_serial=serial,
-        test_name=TEST_NAMES.get(code, ""),
-        is_qc=context.is_qc,
-        control_lot=context.control_lot if context.is_qc else "",
-        control_level=context.control_level if context.is_qc else "",
-        extra=(("reagent_lot", context.reagent_lot),) if context.reagent_lot else (),
     )
 
 

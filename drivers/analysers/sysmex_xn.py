@@ -50,20 +50,31 @@ from __future__ import annotations
 import random
 import re
 from collections.abc import Iterator, Sequence
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
 from drivers.analysers.astm_base import (
+    Extra,
     SimSample,
+    field_error,
     format_astm_datetime,
+    normalise_range,
+    normalise_value,
     parse_astm_datetime,
+    repeated_flags,
     universal_test_code,
 )
+from drivers.analysers.astm_messages import (
+    SampleResults,
+    observations_by_sample,
+)
+from drivers.analysers.astm_simulation import (
+    blanks,
+    field_of,
+    record_of,
+)
 from drivers.protocols.astm.records import DEFAULT_DELIMITERS, Delimiters, Field, Record
-from gateway.errors import RemoteProtocolError
 from gateway.model import Method, Observation
-
-Extra = tuple[tuple[str, str], ...]
 
 #: Abnormal and judgement IP messages of the XN-L (values are empty, R.7 is ``A``).
 IP_MESSAGES = frozenset(
@@ -80,31 +91,14 @@ IP_MESSAGES = frozenset(
 _IP_PREFIXES = ("ACTION_MESSAGE_",)
 _IMAGE_PREFIXES = ("SCAT_", "DIST_")
 _RESEARCH_SUFFIXES = ("&", "_RESEARCH")
-_NUMBER = re.compile(r"[+-]?\d+(?:\.\d+)?")
-_COMMA_NUMBER = re.compile(r"[+-]?\d+,\d+")
 _QC_NUMBER = re.compile(r"QC-(\S+)", re.IGNORECASE)
 _LEVELS = {"01": "low", "02": "normal", "03": "high"}
 _LEVEL_SUFFIX = {level: suffix for suffix, level in _LEVELS.items()}
-#: Records after which the results that follow belong to another sample.
-_CLOSES_SAMPLE = frozenset("HPOL")
 
 
 # ---------------------------------------------------------------------------------------------
-# Decoding: records of one message -> observations. The public helpers here are shared with the
-# Yumizen profile (candidates for astm_base).
+# Decoding: records of one message -> observations
 # ---------------------------------------------------------------------------------------------
-
-
-def _bad(field_name: str, message: str, text: str) -> RemoteProtocolError:
-    return RemoteProtocolError(message, field=field_name, data=text.encode("latin-1", "replace"))
-
-
-def parse_local_time(text: str, field_name: str) -> datetime | None:
-    """Analyser local time -> UTC; a year the zone cannot convert is bad input, not a crash."""
-    try:
-        return parse_astm_datetime(text, field=field_name)
-    except OverflowError as exc:
-        raise _bad(field_name, f"{text!r} is outside the representable dates", text) from exc
 
 
 def _first(record: Record, number: int) -> str:
@@ -116,64 +110,15 @@ def _component(record: Record, number: int, index: int) -> str:
     return record.value(number, 0, index).strip()
 
 
-def comment_text(record: Record) -> str:
-    """C.4 as one line: repeats joined by "; ", non-empty components by a space."""
-    repeats = (" ".join(c.strip() for c in rep if c.strip()) for rep in record.field(4))
-    return "; ".join(text for text in repeats if text)
-
-
-def normalise_value(text: str) -> tuple[str, str, Extra]:
-    """(value, HL7 value type, extra) for a sent value: padding stripped, decimal comma read."""
-    value = text.strip()
-    if _NUMBER.fullmatch(value):
-        return value, "NM", ()
-    if _COMMA_NUMBER.fullmatch(value):
-        return value.replace(",", "."), "NM", (("value_text", value),)
-    return value, "ST", ()
-
-
-def normalise_range(text: str) -> str:
-    """``"4.0 - 10.0"`` or ``"4,0-10,0"`` -> ``"4.0-10.0"``; anything else stripped, as sent."""
-    parts = [p.strip() for p in text.split("-")]
-    if len(parts) == 2 and all(_NUMBER.fullmatch(p) or _COMMA_NUMBER.fullmatch(p) for p in parts):
-        return "-".join(p.replace(",", ".") for p in parts)
-    return text.strip()
-
-
 @dataclass(slots=True)
-class _Sample:
-    """What the P and O records say about the sample the following results belong to."""
+class _Sample(SampleResults):
+    """A sample, and the positive IP messages its results carried."""
 
-    specimen_id: str = ""
-    patient_id: str = ""
-    is_qc: bool = False
-    control_lot: str = ""
-    control_level: str = ""
-    extra: list[tuple[str, str]] = field(default_factory=list)
-    observations: list[Observation] = field(default_factory=list)
     ip_messages: list[str] = field(default_factory=list)
-    _last_kept: bool = False
 
-    def add(self, observation: Observation | None) -> None:
-        """Keep a result's observation; None (a skipped record) leaves nothing to comment on."""
-        self._last_kept = observation is not None
-        if observation is not None:
-            self.observations.append(observation)
-
-    def comment_on_last(self, text: str) -> bool:
-        """Attach a C record to the result just before it; False when that one was skipped."""
-        if not self._last_kept:
-            return False
-        last = self.observations[-1]
-        comment = f"{last.comment}\n{text}" if last.comment else text
-        self.observations[-1] = replace(last, comment=comment)
-        return True
-
-    def finish(self) -> Iterator[Observation]:
-        """The sample's observations with its IP messages and sample-level facts attached."""
-        shared = tuple(self.extra) + tuple(("ip_message", m) for m in self.ip_messages)
-        for obs in self.observations:
-            yield replace(obs, extra=shared + obs.extra) if shared else obs
+    def shared_extra(self) -> Extra:
+        """The sample's facts and its IP messages, for every observation of the sample."""
+        return tuple(self.extra) + tuple(("ip_message", m) for m in self.ip_messages)
 
 
 def _sender(header: Record) -> tuple[str, str]:
@@ -181,10 +126,6 @@ def _sender(header: Record) -> tuple[str, str]:
     model = _component(header, 5, 0)
     serial = _component(header, 5, 2) or _component(header, 5, 5)
     return model, serial
-
-
-def _patient_id(record: Record) -> str:
-    return next((pid for n in (3, 4, 5) if (pid := _first(record, n))), "")
 
 
 def _qc_lot_and_level(specimen_id: str) -> tuple[str, str]:
@@ -195,7 +136,8 @@ def _qc_lot_and_level(specimen_id: str) -> tuple[str, str]:
     return lot, _LEVELS.get(lot[-2:], "") if len(lot) > 2 else ""
 
 
-def _order(record: Record, patient_id: str, model: str) -> _Sample:
+def _order(record: Record, patient_id: str, sender: tuple[str, str]) -> _Sample:
+    model = sender[0]
     specimen = _component(record, 4, 2) or _component(record, 3, 2) or _component(record, 3, 0)
     action = _first(record, 12).upper()
     lot, level = _qc_lot_and_level(specimen)
@@ -220,7 +162,7 @@ def _parameter_code(record: Record) -> tuple[str, str, str]:
     # the code sits in component 5; a bare "WBC" (no components) is read as the code itself
     code = components[4].strip() if len(components) > 4 else universal_test_code(record)
     if not code:
-        raise _bad("R.3", "result record has no parameter code", "^".join(components))
+        raise field_error("R.3", "result record has no parameter code", "^".join(components))
     dilution = components[5].strip() if len(components) > 5 else ""
     extended = components[9].strip() if len(components) > 9 else ""
     return code, dilution, extended
@@ -238,7 +180,7 @@ def _result(record: Record, sample: _Sample, instrument_id: str, serial: str) ->
     if code.startswith(_IMAGE_PREFIXES) or code.endswith(_RESEARCH_SUFFIXES):
         return None
     raw_value = record.value(4)
-    flags = tuple(f for rep in record.field(7) if rep and (f := rep[0].strip()))
+    flags = repeated_flags(record)
     if _is_ip_message(code, dilution, raw_value.strip()):
         if "A" in flags:
             value = raw_value.strip()
@@ -258,7 +200,7 @@ def _result(record: Record, sample: _Sample, instrument_id: str, serial: str) ->
         reference_range=normalise_range(record.value(6)),
         abnormal_flags=flags,
         method=Method.MEASURED,
-        performed_at=parse_local_time(record.value(13), "R.13"),
+        performed_at=parse_astm_datetime(record.value(13), field="R.13"),
         operator_id=_component(record, 11, 0),
         specimen_id=sample.specimen_id,
         patient_id=sample.patient_id,
@@ -273,43 +215,13 @@ def _result(record: Record, sample: _Sample, instrument_id: str, serial: str) ->
 
 def sysmex_observations(instrument_id: str, records: Sequence[Record]) -> tuple[Observation, ...]:
     """Map one XN-L or XP message (H..L) to observations; both series decode the same way."""
-    if not records:
-        return ()
-    if records[0].type != "H":
-        raise _bad("record type", "a message must start with an H record", records[0].type)
-    model, serial = _sender(records[0])
-    patient_id = ""
-    patient_notes: list[tuple[str, str]] = []
-    sample: _Sample | None = None
-    finished: list[Observation] = []
-    previous = "H"  # the last record that was not a comment: what a C record comments on
-    for record in records[1:]:
-        kind = record.type
-        if kind in _CLOSES_SAMPLE and sample is not None:
-            finished.extend(sample.finish())
-            sample = None
-        if kind == "H":
-            model, serial = _sender(record)
-            patient_id, patient_notes = "", []
-        elif kind == "P":
-            patient_id, patient_notes = _patient_id(record), []
-        elif kind == "O":
-            sample = _order(record, patient_id, model)
-            sample.extra.extend(patient_notes)
-        elif kind == "R":
-            if sample is None:
-                raise _bad("R", "result record before any order record", record.value(3, 0, 4))
-            sample.add(_result(record, sample, instrument_id, serial))
-        elif kind == "C" and (text := comment_text(record)):
-            if sample is None:
-                patient_notes.append(("patient_comment", text))
-            elif previous != "R" or not sample.comment_on_last(text):
-                sample.extra.append(("order_comment", text))
-        if kind != "C":
-            previous = kind
-    if sample is not None:
-        finished.extend(sample.finish())
-    return tuple(finished)
+
+    def result(record: Record, sample: _Sample, sender: tuple[str, str]) -> Observation | None:
+        return _result(record, sample, instrument_id, sender[1])
+
+    return observations_by_sample(
+        records, read_header=_sender, read_order=_order, read_result=result, code_component=4
+    )
 
 
 # ---------------------------------------------------------------------------------------------
@@ -478,31 +390,20 @@ XP_LAYOUT = Layout(
 )
 
 
-def _fld(*components: str) -> Field:
-    """A field of one repeat with the given components."""
-    return (components,)
-
-
-def _rec(kind: str, *fields: str | Field) -> Record:
-    return Record(kind, tuple(_fld(f) if isinstance(f, str) else f for f in fields))
-
-
-def _empty(count: int) -> tuple[str, ...]:
-    return ("",) * count
-
-
 def _header(layout: Layout, serial: str, delimiters: Delimiters) -> Record:
     if layout.xn_extras:  # XN: model padded to 10, serial in component 3
-        sender = _fld(layout.model.rjust(10), layout.software, serial, "", "", "", layout.ps_code)
+        sender = field_of(
+            layout.model.rjust(10), layout.software, serial, "", "", "", layout.ps_code
+        )
     else:  # XP: serial in component 6
-        sender = _fld(layout.model, layout.software, "", "", "", serial, layout.ps_code)
-    return _rec("H", _fld(delimiters.definition), "", "", sender, *_empty(7), "E1394-97")
+        sender = field_of(layout.model, layout.software, "", "", "", serial, layout.ps_code)
+    return record_of("H", field_of(delimiters.definition), "", "", sender, *blanks(7), "E1394-97")
 
 
 def _patient(patient_id: str) -> Record:
-    return _rec(
-        "P", "1", "", "", patient_id, _fld("", "", ""), "", "", "U", *_empty(4), _fld("", ""),
-        *_empty(11), _fld("", "", "", ""),
+    return record_of(
+        "P", "1", "", "", patient_id, field_of("", "", ""), "", "", "U", *blanks(4),
+        field_of("", ""), *blanks(11), field_of("", "", "", ""),
     )  # fmt: skip
 
 
@@ -512,9 +413,9 @@ def _order_record(layout: Layout, sample: SimSample) -> Record:
     number = sample.specimen_id.rjust(layout.sample_width)
     tests: Field = tuple(("", "", "", "", p.code) for p in layout.menu)
     action = "Q" if sample.is_qc else "N"
-    return _rec(
-        "O", "1", "", _fld(rack, position, number, attribute), tests, *_empty(6), action,
-        *_empty(13), "F",
+    return record_of(
+        "O", "1", "", field_of(rack, position, number, attribute), tests, *blanks(6), action,
+        *blanks(13), "F",
     )  # fmt: skip
 
 
@@ -525,8 +426,8 @@ def _image_records(sample: SimSample, first: int, when: str) -> list[Record]:
         ("SCAT_WDF", "WDF"), ("SCAT_WDF-CBC", "WDF_CBC"), ("DIST_RBC", "RBC"), ("DIST_PLT", "PLT")
     )  # fmt: skip
     return [
-        _rec("R", str(first + i), _fld("", "", "", "", code), f"PNG\\{local}\\{stamp}_{suffix}.PNG",
-             "", "", "N", "", "F", "", "", "", when)
+        record_of("R", str(first + i), field_of("", "", "", "", code),
+                  f"PNG\\{local}\\{stamp}_{suffix}.PNG", "", "", "N", "", "F", "", "", "", when)
         for i, (code, suffix) in enumerate(names)
     ]  # fmt: skip
 
@@ -538,22 +439,23 @@ def sysmex_message(
     when = format_astm_datetime(sample.performed_at)
     units = {p.code: p.unit for p in layout.menu}
     records = [_header(layout, sample.instrument_serial, delimiters)]
-    records.append(_patient(sample.patient_id) if layout.sends_patient_id else _rec("P", "1"))
+    records.append(_patient(sample.patient_id) if layout.sends_patient_id else record_of("P", "1"))
     if layout.xn_extras:
-        records.append(_rec("C", "1", "", ""))
+        records.append(record_of("C", "1", "", ""))
     records.append(_order_record(layout, sample))
     if layout.xn_extras:
-        records.append(_rec("C", "1", "", ""))
+        records.append(record_of("C", "1", "", ""))
     operator = sample.operator_id.ljust(layout.operator_width)
     for seq, (code, value, flag) in enumerate(_sent_values(layout, sample), start=1):
         records.append(
-            _rec("R", str(seq), _fld("", "", "", "", code, "1"), value.rjust(layout.value_width),
-                 units.get(code, ""), "", flag, "", layout.status, "", operator, "", when)
+            record_of("R", str(seq), field_of("", "", "", "", code, "1"),
+                      value.rjust(layout.value_width), units.get(code, ""), "", flag, "",
+                      layout.status, "", operator, "", when)
         )  # fmt: skip
     if layout.xn_extras:
         records += _image_records(sample, len(sample.values) + 1, when)
-        records.append(_rec("C", "1", "", ""))
-    records.append(_rec("L", "1", "N"))
+        records.append(record_of("C", "1", "", ""))
+    records.append(record_of("L", "1", "N"))
     return records
 
 

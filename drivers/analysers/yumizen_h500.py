@@ -42,22 +42,32 @@ import math
 import random
 import struct
 import zlib
-from collections.abc import Iterator, Sequence
-from dataclasses import dataclass, field, replace
+from collections.abc import Sequence
+from dataclasses import dataclass
 from datetime import datetime, timedelta
 
-from drivers.analysers.astm_base import SimSample, format_astm_datetime, universal_test_code
-from drivers.analysers.sysmex_xn import (
-    comment_text,
+from drivers.analysers.astm_base import (
+    SimSample,
+    field_error,
+    format_astm_datetime,
+    measured_at,
     normalise_range,
     normalise_value,
-    parse_local_time,
+    repeated_flags,
+    universal_test_code,
 )
-from drivers.protocols.astm.records import DEFAULT_DELIMITERS, Delimiters, Field, Record
-from gateway.errors import RemoteProtocolError
+from drivers.analysers.astm_messages import (
+    SampleResults,
+    observations_by_sample,
+)
+from drivers.analysers.astm_simulation import (
+    blanks,
+    field_of,
+    record_of,
+)
+from drivers.protocols.astm.records import DEFAULT_DELIMITERS, Delimiters, Record
 from gateway.model import Method, Observation
 
-_CLOSES_SAMPLE = frozenset("HPOL")
 _LOT_LEVELS = {"L": "low", "N": "normal", "H": "high"}
 _LEVEL_TEXT = {"low": "CTRL LOW", "normal": "CTRL MEDIUM", "high": "CTRL HIGH"}
 _CURVE_ENCODING = "FLOATLE-stream/deflate:base64"
@@ -66,10 +76,6 @@ _CURVE_ENCODING = "FLOATLE-stream/deflate:base64"
 # ---------------------------------------------------------------------------------------------
 # Decoding
 # ---------------------------------------------------------------------------------------------
-
-
-def _bad(field_name: str, message: str, text: str) -> RemoteProtocolError:
-    return RemoteProtocolError(message, field=field_name, data=text.encode("latin-1", "replace"))
 
 
 def _text(record: Record, number: int, component: int = 0) -> str:
@@ -98,32 +104,7 @@ class _Header:
         return cls(_text(record, 5, 0), _text(record, 5, 1), _text(record, 12).upper() == "Q")
 
 
-@dataclass(slots=True)
-class _Sample:
-    """One O record's sample and the results, lots and alarms that follow it."""
-
-    specimen_id: str
-    patient_id: str
-    is_qc: bool
-    control_lot: str
-    control_level: str
-    extra: list[tuple[str, str]] = field(default_factory=list)
-    observations: list[Observation] = field(default_factory=list)
-
-    def comment_on_last(self, text: str) -> None:
-        """A C record right after an R record comments on that result."""
-        last = self.observations[-1]
-        comment = f"{last.comment}\n{text}" if last.comment else text
-        self.observations[-1] = replace(last, comment=comment)
-
-    def finish(self) -> Iterator[Observation]:
-        """The observations with the sample's lots, alarms and control facts attached."""
-        shared = tuple(self.extra)
-        for obs in self.observations:
-            yield replace(obs, extra=shared + obs.extra) if shared else obs
-
-
-def _order(record: Record, patient_id: str, header: _Header) -> _Sample:
+def _order(record: Record, patient_id: str, header: _Header) -> SampleResults:
     specimen = _text(record, 3)
     descriptor = record.field(16)[0] if record.field(16) else ()
     kind = descriptor[0].strip().upper() if descriptor else ""
@@ -132,7 +113,7 @@ def _order(record: Record, patient_id: str, header: _Header) -> _Sample:
     extra = [("analyser_model", header.model)] if header.model else []
     if is_qc and level_text:
         extra.append(("control_level_text", level_text))
-    return _Sample(
+    return SampleResults(
         specimen_id=specimen,
         patient_id="" if is_qc else patient_id,
         is_qc=is_qc,
@@ -157,18 +138,20 @@ def reagent_lots(record: Record) -> list[tuple[str, str]]:
     return out
 
 
-def _performed_at(record: Record) -> datetime | None:
-    if record.value(13).strip():
-        return parse_local_time(record.value(13), "R.13")
-    return parse_local_time(record.value(12), "R.12")
+def _reagents(record: Record, sample: SampleResults) -> None:
+    """M records: the REAGENT one's lots are kept; curves and settings are not mapped."""
+    if record.type == "M" and _text(record, 3).upper() == "REAGENT":
+        sample.extra.extend(reagent_lots(record))
 
 
-def _result(record: Record, sample: _Sample, instrument_id: str, header: _Header) -> Observation:
+def _result(
+    record: Record, sample: SampleResults, instrument_id: str, header: _Header
+) -> Observation:
     components = record.field(3)[0] if record.field(3) else ()
     # the code sits in component 4 (the LOINC follows); a bare "WBC" is read as the code itself
     code = components[3].strip() if len(components) > 3 else universal_test_code(record)
     if not code:
-        raise _bad("R.3", "result record has no test code", "^".join(components))
+        raise field_error("R.3", "result record has no test code", "^".join(components))
     value, value_type, extra = normalise_value(record.value(4))
     if loinc := _text(record, 3, 4):
         extra = (("loinc", loinc), *extra)
@@ -179,9 +162,9 @@ def _result(record: Record, sample: _Sample, instrument_id: str, header: _Header
         value_type=value_type,
         unit=_text(record, 5),
         reference_range=normalise_range(record.value(6)),
-        abnormal_flags=tuple(f for rep in record.field(7) if rep and (f := rep[0].strip())),
+        abnormal_flags=repeated_flags(record),
         method=Method.MEASURED,
-        performed_at=_performed_at(record),
+        performed_at=measured_at(record, (13, 12)),  # completed, else started
         operator_id=_text(record, 11),
         specimen_id=sample.specimen_id,
         patient_id=sample.patient_id,
@@ -196,47 +179,18 @@ def _result(record: Record, sample: _Sample, instrument_id: str, header: _Header
 
 def yumizen_observations(instrument_id: str, records: Sequence[Record]) -> tuple[Observation, ...]:
     """Map one Yumizen message (H..L) to observations (see the module docstring)."""
-    if not records:
-        return ()
-    if records[0].type != "H":
-        raise _bad("record type", "a message must start with an H record", records[0].type)
-    header = _Header.read(records[0])
-    patient_id = ""
-    patient_notes: list[tuple[str, str]] = []
-    sample: _Sample | None = None
-    finished: list[Observation] = []
-    previous = "H"  # the last record that was not a comment: what a C record comments on
-    for record in records[1:]:
-        kind = record.type
-        if kind in _CLOSES_SAMPLE and sample is not None:
-            finished.extend(sample.finish())
-            sample = None
-        if kind == "H":
-            header, patient_id, patient_notes = _Header.read(record), "", []
-        elif kind == "P":
-            patient_id = next((t for n in (3, 4, 5) if (t := _text(record, n))), "")
-            patient_notes = []
-        elif kind == "O":
-            sample = _order(record, patient_id, header)
-            sample.extra.extend(patient_notes)
-        elif kind == "M" and sample is not None and _text(record, 3).upper() == "REAGENT":
-            sample.extra.extend(reagent_lots(record))
-        elif kind == "R":
-            if sample is None:
-                raise _bad("R", "result record before any order record", record.value(3, 0, 3))
-            sample.observations.append(_result(record, sample, instrument_id, header))
-        elif kind == "C" and (text := comment_text(record)):
-            if sample is None:
-                patient_notes.append(("patient_comment", text))
-            elif previous == "R":
-                sample.comment_on_last(text)
-            else:
-                sample.extra.append(("order_comment", text))
-        if kind != "C":
-            previous = kind
-    if sample is not None:
-        finished.extend(sample.finish())
-    return tuple(finished)
+
+    def result(record: Record, sample: SampleResults, header: _Header) -> Observation:
+        return _result(record, sample, instrument_id, header)
+
+    return observations_by_sample(
+        records,
+        read_header=_Header.read,
+        read_order=_order,
+        read_result=result,
+        code_component=3,
+        read_other=_reagents,
+    )
 
 
 # ---------------------------------------------------------------------------------------------
@@ -365,18 +319,6 @@ def _flag(value: str, low: str, high: str, *, qc: bool) -> str:
     return "L" if number < float(low) else "H" if number > float(high) else "N"
 
 
-def _fld(*components: str) -> Field:
-    return (components,)
-
-
-def _rec(kind: str, *fields: str | Field) -> Record:
-    return Record(kind, tuple(_fld(f) if isinstance(f, str) else f for f in fields))
-
-
-def _empty(count: int) -> tuple[str, ...]:
-    return ("",) * count
-
-
 def _curve(centre: float, width: float, points: int = 128) -> str:
     """A histogram as the H500 sends it: little-endian float32, deflated, base64."""
     values = [math.exp(-(((i - centre) / width) ** 2) / 2) for i in range(points)]
@@ -388,7 +330,9 @@ def _reagent_record(number: int, when: datetime) -> Record:
     opened, expiry = when - timedelta(days=12), when + timedelta(days=80)
     lots = [(f"{when:%y%m%d}{suffix}", f"{opened:%Y%m%d}000000", f"{expiry:%Y%m%d}")
             for suffix in ("I1", "H1", "M11")]  # fmt: skip
-    return _rec("M", str(number), "REAGENT", (("CLEANER",), ("DILUENT",), ("LYSE",)), tuple(lots))
+    return record_of(
+        "M", str(number), "REAGENT", (("CLEANER",), ("DILUENT",), ("LYSE",)), tuple(lots)
+    )
 
 
 _BY_CODE = {p.code: p for p in MENU}
@@ -399,14 +343,14 @@ def _result_record(
 ) -> Record:
     parameter = _BY_CODE.get(code)
     if parameter is None:  # a value the menu does not know: sent without range or LOINC
-        loinc, reference, flag = "", _fld(""), "N"
+        loinc, reference, flag = "", field_of(""), "N"
     else:
         low, high = _range(parameter, sample)
-        loinc, reference = parameter.loinc, _fld(f"{low} - {high}", "REFERENCE_RANGE")
+        loinc, reference = parameter.loinc, field_of(f"{low} - {high}", "REFERENCE_RANGE")
         flag = _flag(value, low, high, qc=sample.is_qc)
-    operator = _fld(sample.operator_id, "", "USER")
-    return _rec(
-        "R", str(seq), _fld("", "", "", code, loinc), value, unit, reference, flag, "", "F", "",
+    operator = field_of(sample.operator_id, "", "USER")
+    return record_of(
+        "R", str(seq), field_of("", "", "", code, loinc), value, unit, reference, flag, "", "F", "",
         operator, when, "", "",
     )  # fmt: skip
 
@@ -416,35 +360,36 @@ def yumizen_message(sample: SimSample, delimiters: Delimiters = DEFAULT_DELIMITE
     when = format_astm_datetime(sample.performed_at)
     sent = format_astm_datetime(sample.performed_at + timedelta(seconds=78))
     values = {code: value for code, value, _unit in sample.values}
-    sender = _fld("H500", sample.instrument_serial, "2.2.2.2b")
+    sender = field_of("H500", sample.instrument_serial, "2.2.2.2b")
     records = [
-        _rec("H", _fld(delimiters.definition), "", "", sender, *_empty(6),
+        record_of("H", field_of(delimiters.definition), "", "", sender, *blanks(6),
              "Q" if sample.is_qc else "P", "LIS2-A2", sent),
-        _rec("P", "1", sample.patient_id, *_empty(33)),
+        record_of("P", "1", sample.patient_id, *blanks(33)),
     ]  # fmt: skip
     descriptor = (
-        _fld("CTRL", "", _LEVEL_TEXT.get(sample.control_level, "CTRL"))
+        field_of("CTRL", "", _LEVEL_TEXT.get(sample.control_level, "CTRL"))
         if sample.is_qc
-        else _fld("BLOOD")
+        else field_of("BLOOD")
     )
     records.append(
-        _rec("O", "1", sample.specimen_id, "", _fld("", "", "", "DIF"), "R", when, *_empty(8),
-             descriptor, *_empty(9), "F", *_empty(5))
+        record_of("O", "1", sample.specimen_id, "", field_of("", "", "", "DIF"), "R", when,
+                  *blanks(8), descriptor, *blanks(9), "F", *blanks(5))
     )  # fmt: skip
     if sample.is_qc:
         letter = {"low": "L", "normal": "N", "high": "H"}.get(sample.control_level, "")
-        records.append(_rec("C", "1", "I", f"ABXdifftrol {letter}".strip(), "G"))
+        records.append(record_of("C", "1", "I", f"ABXdifftrol {letter}".strip(), "G"))
     mcv = float(values.get("MCV", "90"))
     records.append(
-        _rec("M", "1", "HISTOGRAM", "RBC/PLT", "RbcAlongRes", _fld(_CURVE_ENCODING, _curve(0, 1)),
-             _fld(_CURVE_ENCODING, _curve(mcv / 2, 12)))
+        record_of("M", "1", "HISTOGRAM", "RBC/PLT", "RbcAlongRes",
+                  field_of(_CURVE_ENCODING, _curve(0, 1)),
+                  field_of(_CURVE_ENCODING, _curve(mcv / 2, 12)))
     )  # fmt: skip
     records.append(_reagent_record(2, sample.performed_at))
     records += (
         _result_record(seq, code, value, unit, sample, when)
         for seq, (code, value, unit) in enumerate(sample.values, start=1)
     )
-    records.append(_rec("L", "1", "N"))
+    records.append(record_of("L", "1", "N"))
     return records
 
 

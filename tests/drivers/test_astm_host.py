@@ -18,7 +18,11 @@ from datetime import UTC, datetime
 
 import pytest
 
-from drivers.analysers.astm_base import PROTOCOL, AstmProfile, SimSample
+from drivers.analysers.astm_base import (
+    PROTOCOL,
+    AstmProfile,
+    SimSample,
+)
 from drivers.analysers.astm_generic import GENERIC, GenericLis2Profile
 from drivers.analysers.astm_host import (
     INCOMPLETE,

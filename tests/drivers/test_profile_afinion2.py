@@ -2,64 +2,34 @@
 
 from __future__ import annotations
 
-import contextlib
 import random
 from datetime import UTC, datetime, timedelta
 
 import pytest
-from hypothesis import given, settings
-from hypothesis import strategies as st
 
 from drivers.analysers.afinion2 import PROFILE
-from drivers.analysers.astm_base import SimSample
-from drivers.protocols.astm.frames import FrameAssembler, decode_frame, encode_frames
-from drivers.protocols.astm.records import (
-    DEFAULT_DELIMITERS,
-    RECORD_TYPES,
-    Delimiters,
-    Record,
-    encode_message,
-    parse_message,
+from drivers.analysers.astm_base import (
+    SimSample,
 )
+from drivers.protocols.astm.frames import decode_frame
+from drivers.protocols.astm.records import Delimiters, Record, parse_message
 from gateway.errors import RemoteProtocolError
 from gateway.model import Method, Observation
 from tests.conftest import corpus_dir
+from tests.drivers import astm_profile_helpers as helpers
+from tests.drivers.astm_profile_helpers import needs_file, with_component
 
 CORPUS_FILE = corpus_dir("astm") / "abbott_afinion2__senaite.astm.txt"
-needs_corpus = pytest.mark.skipif(not CORPUS_FILE.is_file(), reason="ASTM corpus not present")
+needs_corpus = needs_file(CORPUS_FILE)
 OSLO_WINTER = timedelta(hours=1)
 
 
 def corpus_records() -> list[Record]:
-    raw = CORPUS_FILE.read_bytes()
-    text = FrameAssembler(lenient=PROFILE.lenient).feed(raw[raw.index(b"\x02") :])
-    assert text is not None
-    return parse_message(text, lenient=PROFILE.lenient, encoding=PROFILE.encoding)
+    return helpers.corpus_records(PROFILE, CORPUS_FILE)
 
 
-def with_component(record: Record, number: int, text: str, component: int = 0) -> Record:
-    """``record`` with one component of field ``number`` (standard numbering) set to ``text``."""
-    fields = list(record.fields)
-    while len(fields) < number - 1:
-        fields.append((("",),))
-    field = fields[number - 2] or (("",),)
-    repeat = list(field[0])
-    repeat += [""] * (component + 1 - len(repeat))
-    repeat[component] = text
-    fields[number - 2] = (tuple(repeat), *field[1:])
-    return Record(record.type, tuple(fields))
-
-
-def round_trip(sample: SimSample, delimiters: Delimiters = DEFAULT_DELIMITERS) -> list[Observation]:
-    """Sample -> records -> bytes -> E1381 frames -> bytes -> records -> observations."""
-    message = encode_message(
-        PROFILE.simulated_message(sample, delimiters), delimiters, encoding=PROFILE.encoding
-    )
-    assembler = FrameAssembler(lenient=PROFILE.lenient)
-    texts = [assembler.feed(frame) for frame in encode_frames(message)]
-    assert texts[-1] == message
-    records = parse_message(texts[-1], lenient=PROFILE.lenient, encoding=PROFILE.encoding)
-    return list(PROFILE.observations("afinion-1", records))
+def round_trip(sample: SimSample, delimiters: Delimiters) -> list[Observation]:
+    return helpers.round_trip(PROFILE, "afinion-1", sample, delimiters)
 
 
 # --- the analyser's own message -------------------------------------------------------------
@@ -92,8 +62,7 @@ def test_corpus_message_maps_to_the_hba1c_result() -> None:
 
 @needs_corpus
 def test_corpus_frame_needs_the_profiles_leniency() -> None:
-    raw = CORPUS_FILE.read_bytes()
-    frame = raw[raw.index(b"\x02") :]
+    frame = helpers.corpus_frame(CORPUS_FILE)
     assert frame.endswith(b"\r") and not frame.endswith(b"\r\n")  # CR only after the checksum
     with pytest.raises(RemoteProtocolError):
         decode_frame(frame, expected_number=1, lenient=False)
@@ -224,14 +193,12 @@ def test_decimal_comma_is_read_as_a_decimal_point() -> None:
 def test_malformed_field_is_named(
     index: int, number: int, component: int, text: str, field: str
 ) -> None:
-    records = parse_message(CONTROL)
-    records[index] = with_component(records[index], number, text, component)
-    with pytest.raises(RemoteProtocolError) as caught:
-        PROFILE.observations("afinion-1", records)
-    assert caught.value.field == field
-    assert caught.value.data == text.encode("latin-1")
-    if len(text) >= 4:  # the offending text stays out of what may be logged
-        assert text not in caught.value.without_data()
+    helpers.assert_refused_quietly(
+        PROFILE,
+        helpers.with_text(parse_message(CONTROL), index, number, text, component),
+        field,
+        text,
+    )
 
 
 def test_message_without_header_is_refused() -> None:
@@ -243,39 +210,7 @@ def test_message_without_header_is_refused() -> None:
 
 # --- fuzzing ---------------------------------------------------------------------------------
 
-
-def _checked(records: list[Record]) -> None:
-    with contextlib.suppress(RemoteProtocolError):  # the only exception allowed
-        PROFILE.observations("afinion-1", records)
-
-
-@settings(max_examples=300, deadline=None)
-@given(
-    index=st.integers(0, 4),
-    number=st.integers(2, 30),
-    component=st.integers(0, 3),
-    text=st.text(max_size=30),
+test_any_text_in_any_field_maps_or_is_refused = helpers.fuzz_any_text(
+    PROFILE, parse_message(CONTROL), components=4
 )
-def test_any_text_in_any_field_maps_or_is_refused(
-    index: int, number: int, component: int, text: str
-) -> None:
-    records = parse_message(CONTROL)
-    records[index] = with_component(records[index], number, text, component)
-    _checked(records)
-
-
-components = st.tuples(st.text(max_size=8), st.text(max_size=8))
-fields = st.lists(st.lists(components, min_size=1, max_size=2).map(tuple), max_size=15)
-any_record = st.builds(Record, st.sampled_from(sorted(RECORD_TYPES)), fields.map(tuple))
-header = st.builds(lambda rest: Record("H", ((("\\^&",),), *rest)), fields)
-#: mostly a header and then anything, sometimes no header at all
-records_strategy = st.one_of(
-    st.builds(lambda h, rest: [h, *rest], header, st.lists(any_record, max_size=6)),
-    st.lists(any_record, max_size=4),
-)
-
-
-@settings(max_examples=100, deadline=None)
-@given(records_strategy)
-def test_any_records_map_or_are_refused(records: list[Record]) -> None:
-    _checked(records)
+test_any_records_map_or_are_refused = helpers.fuzz_any_records(PROFILE)

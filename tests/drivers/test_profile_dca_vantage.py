@@ -2,68 +2,34 @@
 
 from __future__ import annotations
 
-import contextlib
 import random
 from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 
 import pytest
-from hypothesis import given, settings
-from hypothesis import strategies as st
 
-from drivers.analysers.astm_base import SimSample
-from drivers.analysers.dca_vantage import PROFILE
-from drivers.protocols.astm.frames import MAX_FRAME, FrameAssembler, decode_frame, encode_frames
-from drivers.protocols.astm.records import (
-    DEFAULT_DELIMITERS,
-    RECORD_TYPES,
-    Delimiters,
-    Record,
-    encode_message,
-    parse_message,
+from drivers.analysers.astm_base import (
+    SimSample,
 )
+from drivers.analysers.dca_vantage import PROFILE
+from drivers.protocols.astm.frames import MAX_FRAME, decode_frame
+from drivers.protocols.astm.records import DEFAULT_DELIMITERS, Delimiters, Record, parse_message
 from gateway.errors import RemoteProtocolError
 from gateway.model import Method, Observation
 from tests.conftest import corpus_dir
+from tests.drivers import astm_profile_helpers as helpers
+from tests.drivers.astm_profile_helpers import needs_file, with_component
 
 CORPUS_FILE = corpus_dir("astm") / "siemens_dca_vantage__senaite.astm.txt"
-needs_corpus = pytest.mark.skipif(not CORPUS_FILE.is_file(), reason="ASTM corpus not present")
-
-
-def corpus_frame() -> bytes:
-    raw = CORPUS_FILE.read_bytes()
-    return raw[raw.index(b"\x02") :]
+needs_corpus = needs_file(CORPUS_FILE)
 
 
 def corpus_records() -> list[Record]:
-    text = FrameAssembler(lenient=PROFILE.lenient).feed(corpus_frame())
-    assert text is not None
-    return parse_message(text, lenient=PROFILE.lenient, encoding=PROFILE.encoding)
+    return helpers.corpus_records(PROFILE, CORPUS_FILE)
 
 
-def with_component(record: Record, number: int, text: str, component: int = 0) -> Record:
-    """``record`` with one component of field ``number`` (standard numbering) set to ``text``."""
-    fields = list(record.fields)
-    while len(fields) < number - 1:
-        fields.append((("",),))
-    field = fields[number - 2] or (("",),)
-    repeat = list(field[0])
-    repeat += [""] * (component + 1 - len(repeat))
-    repeat[component] = text
-    fields[number - 2] = (tuple(repeat), *field[1:])
-    return Record(record.type, tuple(fields))
-
-
-def round_trip(sample: SimSample, delimiters: Delimiters = DEFAULT_DELIMITERS) -> list[Observation]:
-    """Sample -> records -> bytes -> E1381 frames -> bytes -> records -> observations."""
-    message = encode_message(
-        PROFILE.simulated_message(sample, delimiters), delimiters, encoding=PROFILE.encoding
-    )
-    assembler = FrameAssembler(lenient=PROFILE.lenient)
-    texts = [assembler.feed(frame) for frame in encode_frames(message)]
-    assert texts[-1] == message
-    records = parse_message(texts[-1], lenient=PROFILE.lenient, encoding=PROFILE.encoding)
-    return list(PROFILE.observations("dca-1", records))
+def round_trip(sample: SimSample, delimiters: Delimiters) -> list[Observation]:
+    return helpers.round_trip(PROFILE, "dca-1", sample, delimiters)
 
 
 # --- the analyser's own message -------------------------------------------------------------
@@ -112,7 +78,7 @@ def test_corpus_message_maps_to_albumin_creatinine_and_ratio() -> None:
 
 @needs_corpus
 def test_corpus_frame_is_longer_than_e1381_allows_so_the_profile_is_lenient() -> None:
-    frame = corpus_frame()
+    frame = helpers.corpus_frame(CORPUS_FILE)
     assert len(frame) > MAX_FRAME
     with pytest.raises(RemoteProtocolError):
         decode_frame(frame, expected_number=1, lenient=False)
@@ -242,51 +208,17 @@ def test_service_mode_message_is_refused() -> None:
 def test_malformed_field_is_named(
     index: int, number: int, component: int, text: str, field: str
 ) -> None:
-    records = parse_message(CONTROL)
-    records[index] = with_component(records[index], number, text, component)
-    with pytest.raises(RemoteProtocolError) as caught:
-        PROFILE.observations("dca-1", records)
-    assert caught.value.field == field
-    assert caught.value.data == text.encode("latin-1")
-    if len(text) >= 4:  # the offending text stays out of what may be logged
-        assert text not in caught.value.without_data()
+    helpers.assert_refused_quietly(
+        PROFILE,
+        helpers.with_text(parse_message(CONTROL), index, number, text, component),
+        field,
+        text,
+    )
 
 
 # --- fuzzing ---------------------------------------------------------------------------------
 
-
-def _checked(records: list[Record]) -> None:
-    with contextlib.suppress(RemoteProtocolError):  # the only exception allowed
-        PROFILE.observations("dca-1", records)
-
-
-@settings(max_examples=300, deadline=None)
-@given(
-    index=st.integers(0, 5),
-    number=st.integers(2, 30),
-    component=st.integers(0, 4),
-    text=st.text(max_size=30),
+test_any_text_in_any_field_maps_or_is_refused = helpers.fuzz_any_text(
+    PROFILE, parse_message(CONTROL), components=5
 )
-def test_any_text_in_any_field_maps_or_is_refused(
-    index: int, number: int, component: int, text: str
-) -> None:
-    records = parse_message(CONTROL)
-    records[index] = with_component(records[index], number, text, component)
-    _checked(records)
-
-
-components = st.tuples(st.text(max_size=8), st.text(max_size=8))
-fields = st.lists(st.lists(components, min_size=1, max_size=2).map(tuple), max_size=15)
-any_record = st.builds(Record, st.sampled_from(sorted(RECORD_TYPES)), fields.map(tuple))
-header = st.builds(lambda rest: Record("H", ((("\\^&",),), *rest)), fields)
-#: mostly a header and then anything, sometimes no header at all
-records_strategy = st.one_of(
-    st.builds(lambda h, rest: [h, *rest], header, st.lists(any_record, max_size=6)),
-    st.lists(any_record, max_size=4),
-)
-
-
-@settings(max_examples=100, deadline=None)
-@given(records_strategy)
-def test_any_records_map_or_are_refused(records: list[Record]) -> None:
-    _checked(records)
+test_any_records_map_or_are_refused = helpers.fuzz_any_records(PROFILE)

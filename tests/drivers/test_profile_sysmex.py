@@ -6,10 +6,10 @@ import random
 from datetime import UTC, datetime
 
 import pytest
-from hypothesis import given, settings
-from hypothesis import strategies as st
 
-from drivers.analysers.astm_base import SimSample
+from drivers.analysers.astm_base import (
+    SimSample,
+)
 from drivers.analysers.sysmex_xn import PROFILE, PROFILE_XP, SysmexProfile
 from drivers.protocols.astm.frames import (
     ETX,
@@ -27,13 +27,9 @@ from drivers.protocols.astm.records import (
 )
 from gateway.errors import RemoteProtocolError
 from gateway.model import Method, Observation
-from tests.conftest import corpus_dir
-
-CORPUS = corpus_dir("astm")
-needs_corpus = pytest.mark.skipif(not CORPUS.is_dir(), reason="shared ASTM corpus not present")
-NOW = datetime(2025, 3, 4, 10, 0, tzinfo=UTC)
-SUMMER = datetime(2025, 7, 1, 6, 30, tzinfo=UTC)
-FNR = "15076500565"  # a valid-format national ID used only as test data
+from tests.drivers import astm_profile_helpers as helpers
+from tests.drivers.astm_profile_helpers import CORPUS, FNR, NOW, SUMMER, by_code
+from tests.drivers.astm_profile_helpers import needs_corpus_dir as needs_corpus
 
 
 def single_frame_text(name: str) -> bytes:
@@ -63,12 +59,6 @@ def xn550_qc_text() -> bytes:
             rebuilt.append(text.strip())
     assert rebuilt == [b"L|1|N"]
     return b"".join(texts)
-
-
-def by_code(observations: tuple[Observation, ...]) -> dict[str, Observation]:
-    codes = [o.test_code for o in observations]
-    assert len(codes) == len(set(codes)), f"duplicate test codes: {codes}"
-    return {o.test_code: o for o in observations}
 
 
 # ---------------------------------------------------------------------------------------------
@@ -341,11 +331,7 @@ def test_two_orders_in_one_message_keep_their_own_samples() -> None:
 def test_malformed_fields_raise_remote_protocol_error_naming_the_field(
     records: list[Record], field: str, offending: bytes | None
 ) -> None:
-    with pytest.raises(RemoteProtocolError) as info:
-        PROFILE.observations("i", records)
-    assert info.value.field == field
-    if offending is not None:
-        assert info.value.data == offending
+    helpers.assert_refused(PROFILE, records, field, offending)
 
 
 def test_empty_message_has_no_observations() -> None:
@@ -357,46 +343,9 @@ def test_empty_message_has_no_observations() -> None:
 # Fuzz: arbitrary field text either maps or raises RemoteProtocolError
 # ---------------------------------------------------------------------------------------------
 
-BASE = {
-    qc: PROFILE.simulated_message(
-        PROFILE.simulated_sample(random.Random(7), operator_id="A", qc=qc, patient_id=FNR, now=NOW)
-    )
-    for qc in (False, True)
-}
-field_text = st.lists(
-    st.lists(st.text(max_size=20), min_size=1, max_size=6), min_size=1, max_size=3
+test_arbitrary_field_text_maps_or_raises_remote_protocol_error = helpers.fuzz_field_repeats(
+    PROFILE, seed=7
 )
-
-
-@settings(max_examples=300, deadline=None)
-@given(
-    qc=st.booleans(),
-    index=st.integers(0, 40),
-    number=st.integers(2, 16),
-    repeats=field_text,
+test_arbitrary_message_text_maps_or_raises_remote_protocol_error = helpers.fuzz_message_text(
+    (PROFILE, PROFILE_XP), "HPORCML|\\^&\r0123456789 AQ-.:?W"
 )
-def test_arbitrary_field_text_maps_or_raises_remote_protocol_error(
-    qc: bool, index: int, number: int, repeats: list[list[str]]
-) -> None:
-    records = list(BASE[qc])
-    target = records[index % len(records)]
-    fields = list(target.fields) + [(("",),)] * max(0, number - 1 - len(target.fields))
-    fields[number - 2] = tuple(tuple(rep) for rep in repeats)
-    records[index % len(records)] = Record(target.type, tuple(fields))
-    try:
-        observations = PROFILE.observations("i", records)
-    except RemoteProtocolError as exc:
-        assert exc.field
-        return
-    assert all(isinstance(o, Observation) for o in observations)
-
-
-@settings(max_examples=200, deadline=None)
-@given(st.text(alphabet=st.sampled_from("HPORCML|\\^&\r0123456789 AQ-.:?W"), max_size=300))
-def test_arbitrary_message_text_maps_or_raises_remote_protocol_error(text: str) -> None:
-    try:
-        records = parse_message(text, lenient=True)
-        PROFILE.observations("i", records)
-        PROFILE_XP.observations("i", records)
-    except RemoteProtocolError:
-        pass

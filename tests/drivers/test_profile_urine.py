@@ -2,28 +2,27 @@
 
 from __future__ import annotations
 
-import contextlib
 import random
 from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 
 import pytest
-from hypothesis import given, settings
-from hypothesis import strategies as st
 
-from drivers.analysers.astm_base import SimSample
+from drivers.analysers.astm_base import (
+    SimSample,
+)
 from drivers.analysers.clinitek_status import PROFILE, VISUAL_CODES
-from drivers.protocols.astm.frames import FrameAssembler, encode_frames
 from drivers.protocols.astm.records import (
     DEFAULT_DELIMITERS,
-    RECORD_TYPES,
     Delimiters,
     Record,
     encode_message,
     parse_message,
 )
-from gateway.errors import LocalProtocolError, RemoteProtocolError
+from gateway.errors import LocalProtocolError
 from gateway.model import Method, Observation
+from tests.drivers import astm_profile_helpers as helpers
+from tests.drivers.astm_profile_helpers import with_component
 
 #: the layout the profile's docstring documents, with a µmol/L unit in latin-1
 GOLDEN = (
@@ -45,29 +44,8 @@ def golden_records() -> list[Record]:
     return parse_message(GOLDEN, lenient=PROFILE.lenient, encoding=PROFILE.encoding)
 
 
-def with_component(record: Record, number: int, text: str, component: int = 0) -> Record:
-    """``record`` with one component of field ``number`` (standard numbering) set to ``text``."""
-    fields = list(record.fields)
-    while len(fields) < number - 1:
-        fields.append((("",),))
-    field = fields[number - 2] or (("",),)
-    repeat = list(field[0])
-    repeat += [""] * (component + 1 - len(repeat))
-    repeat[component] = text
-    fields[number - 2] = (tuple(repeat), *field[1:])
-    return Record(record.type, tuple(fields))
-
-
 def round_trip(sample: SimSample, delimiters: Delimiters = DEFAULT_DELIMITERS) -> list[Observation]:
-    """Sample -> records -> bytes -> E1381 frames -> bytes -> records -> observations."""
-    message = encode_message(
-        PROFILE.simulated_message(sample, delimiters), delimiters, encoding=PROFILE.encoding
-    )
-    assembler = FrameAssembler(lenient=PROFILE.lenient)
-    texts = [assembler.feed(frame) for frame in encode_frames(message)]
-    assert texts[-1] == message
-    records = parse_message(texts[-1], lenient=PROFILE.lenient, encoding=PROFILE.encoding)
-    return list(PROFILE.observations("urin-1", records))
+    return helpers.round_trip(PROFILE, "urin-1", sample, delimiters)
 
 
 # --- the documented message -------------------------------------------------------------------
@@ -234,53 +212,22 @@ def test_control_strip_is_recognised_as_qc() -> None:
 def test_malformed_field_is_named(
     index: int, number: int, component: int, text: str, field: str
 ) -> None:
-    records = golden_records()
-    records[index] = with_component(records[index], number, text, component)
-    with pytest.raises(RemoteProtocolError) as caught:
-        PROFILE.observations("urin-1", records)
-    assert caught.value.field == field
-    assert caught.value.data == text.encode("latin-1")
-    if len(text) >= 4:  # the offending text stays out of what may be logged
-        assert text not in caught.value.without_data()
+    helpers.assert_refused_quietly(
+        PROFILE, helpers.with_text(golden_records(), index, number, text, component), field, text
+    )
 
 
 # --- fuzzing ---------------------------------------------------------------------------------
 
 
-def _checked(records: list[Record]) -> None:
-    with contextlib.suppress(RemoteProtocolError):  # the only exception allowed
-        found = PROFILE.observations("urin-1", records)
-        assert all(o.method in (Method.MEASURED, Method.VISUAL) for o in found)
-        assert all((o.method is Method.VISUAL) == (o.test_code in VISUAL_CODES) for o in found)
+def _methods_follow_the_codes(found: tuple[Observation, ...]) -> None:
+    assert all(o.method in (Method.MEASURED, Method.VISUAL) for o in found)
+    assert all((o.method is Method.VISUAL) == (o.test_code in VISUAL_CODES) for o in found)
 
 
-@settings(max_examples=300, deadline=None)
-@given(
-    index=st.integers(0, 10),
-    number=st.integers(2, 30),
-    component=st.integers(0, 4),
-    text=st.text(max_size=30),
+test_any_text_in_any_field_maps_or_is_refused = helpers.fuzz_any_text(
+    PROFILE, golden_records(), components=5, check=_methods_follow_the_codes
 )
-def test_any_text_in_any_field_maps_or_is_refused(
-    index: int, number: int, component: int, text: str
-) -> None:
-    records = golden_records()
-    records[index] = with_component(records[index], number, text, component)
-    _checked(records)
-
-
-components = st.tuples(st.text(max_size=8), st.text(max_size=8))
-fields = st.lists(st.lists(components, min_size=1, max_size=2).map(tuple), max_size=15)
-any_record = st.builds(Record, st.sampled_from(sorted(RECORD_TYPES)), fields.map(tuple))
-header = st.builds(lambda rest: Record("H", ((("\\^&",),), *rest)), fields)
-#: mostly a header and then anything, sometimes no header at all
-records_strategy = st.one_of(
-    st.builds(lambda h, rest: [h, *rest], header, st.lists(any_record, max_size=6)),
-    st.lists(any_record, max_size=4),
+test_any_records_map_or_are_refused = helpers.fuzz_any_records(
+    PROFILE, check=_methods_follow_the_codes
 )
-
-
-@settings(max_examples=100, deadline=None)
-@given(records_strategy)
-def test_any_records_map_or_are_refused(records: list[Record]) -> None:
-    _checked(records)

@@ -2,13 +2,10 @@
 
 from __future__ import annotations
 
-import contextlib
 import random
 from datetime import UTC, datetime
 
 import pytest
-from hypothesis import given, settings
-from hypothesis import strategies as st
 
 from drivers.analysers.yumizen_h500 import PROFILE, QC_TARGETS
 from drivers.protocols.astm.frames import STX, decode_frame, encode_frames
@@ -21,14 +18,10 @@ from drivers.protocols.astm.records import (
     parse_message,
 )
 from gateway.errors import RemoteProtocolError
-from gateway.model import Method, Observation
-from tests.conftest import corpus_dir
-
-CORPUS = corpus_dir("astm")
-needs_corpus = pytest.mark.skipif(not CORPUS.is_dir(), reason="shared ASTM corpus not present")
-NOW = datetime(2025, 3, 4, 10, 0, tzinfo=UTC)
-SUMMER = datetime(2025, 7, 1, 6, 30, tzinfo=UTC)
-FNR = "15076500565"  # a valid-format national ID used only as test data
+from gateway.model import Method
+from tests.drivers import astm_profile_helpers as helpers
+from tests.drivers.astm_profile_helpers import CORPUS, FNR, NOW, SUMMER, by_code
+from tests.drivers.astm_profile_helpers import needs_corpus_dir as needs_corpus
 
 H500_REAGENTS = (
     ("reagent_lot:CLEANER", "221114I1*"),
@@ -68,12 +61,6 @@ def h550_records() -> list[Record]:
     except RemoteProtocolError as exc:
         assert exc.field in ("header", "delimiters")
     return parse_message(raw.replace(b"\\\\", b"\\"), lenient=True)
-
-
-def by_code(observations: tuple[Observation, ...]) -> dict[str, Observation]:
-    codes = [o.test_code for o in observations]
-    assert len(codes) == len(set(codes)), f"duplicate test codes: {codes}"
-    return {o.test_code: o for o in observations}
 
 
 # ---------------------------------------------------------------------------------------------
@@ -256,48 +243,16 @@ def test_control_run_from_descriptor_alone() -> None:
 def test_malformed_fields_raise_remote_protocol_error_naming_the_field(
     records: list[Record], field: str, offending: bytes | None
 ) -> None:
-    with pytest.raises(RemoteProtocolError) as info:
-        PROFILE.observations("i", records)
-    assert info.value.field == field
-    if offending is not None:
-        assert info.value.data == offending
+    helpers.assert_refused(PROFILE, records, field, offending)
 
 
 # ---------------------------------------------------------------------------------------------
 # Fuzz
 # ---------------------------------------------------------------------------------------------
 
-BASE = {
-    qc: PROFILE.simulated_message(
-        PROFILE.simulated_sample(random.Random(3), operator_id="A", qc=qc, patient_id=FNR, now=NOW)
-    )
-    for qc in (False, True)
-}
-field_text = st.lists(
-    st.lists(st.text(max_size=20), min_size=1, max_size=6), min_size=1, max_size=3
+test_arbitrary_field_text_maps_or_raises_remote_protocol_error = helpers.fuzz_field_repeats(
+    PROFILE, seed=3
 )
-
-
-@settings(max_examples=300, deadline=None)
-@given(qc=st.booleans(), index=st.integers(0, 40), number=st.integers(2, 16), repeats=field_text)
-def test_arbitrary_field_text_maps_or_raises_remote_protocol_error(
-    qc: bool, index: int, number: int, repeats: list[list[str]]
-) -> None:
-    records = list(BASE[qc])
-    target = records[index % len(records)]
-    fields = list(target.fields) + [(("",),)] * max(0, number - 1 - len(target.fields))
-    fields[number - 2] = tuple(tuple(rep) for rep in repeats)
-    records[index % len(records)] = Record(target.type, tuple(fields))
-    try:
-        observations = PROFILE.observations("i", records)
-    except RemoteProtocolError as exc:
-        assert exc.field
-        return
-    assert all(isinstance(o, Observation) for o in observations)
-
-
-@settings(max_examples=200, deadline=None)
-@given(st.text(alphabet=st.sampled_from("HPORCML|\\^&\r0123456789 CTRL-.:"), max_size=300))
-def test_arbitrary_message_text_maps_or_raises_remote_protocol_error(text: str) -> None:
-    with contextlib.suppress(RemoteProtocolError):
-        PROFILE.observations("i", parse_message(text, lenient=True))
+test_arbitrary_message_text_maps_or_raises_remote_protocol_error = helpers.fuzz_message_text(
+    (PROFILE,), "HPORCML|\\^&\r0123456789 CTRL-.:"
+)
