@@ -15,12 +15,10 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-from sqlalchemy import bindparam, update
-
 from gateway.errors import StoreError
 from gateway.model import State
+from gateway.store import bulk
 from gateway.store.audit import to_json
-from gateway.store.tables import results
 from gateway.store.writer import Tx
 
 #: (from, to) -> why the move exists. A move not in this table is a bug.
@@ -36,14 +34,6 @@ TRANSITIONS: Mapping[tuple[State | None, State], str] = {
     (State.SENT, State.REJECTED): "the LIS answered AE or AR",
     (State.REJECTED, State.QUEUED): "a person resent it after fixing the cause",
 }
-
-
-# built once: building a Core statement per call costs more than running it
-_MOVE = (
-    update(results)
-    .where(results.c.id.in_(bindparam("ids", expanding=True)), results.c.state == bindparam("old"))
-    .values(state=bindparam("new"), updated_at=bindparam("now"))
-)
 
 
 class TransitionError(StoreError):
@@ -72,9 +62,12 @@ def move(
     if not result_ids:
         return
     ids = list(result_ids)
-    changed = tx.conn.execute(
-        _MOVE, {"ids": ids, "old": old.value, "new": new.value, "now": tx.now}
-    ).rowcount
+    changed = bulk.execute(
+        tx.conn,
+        f"UPDATE results SET state = ?, updated_at = ? WHERE id IN ({bulk.placeholders(len(ids))})"
+        " AND state = ?",
+        (new.value, bulk.db_time(tx.conn, tx.now), *ids, old.value),
+    )
     if changed != len(ids):
         raise TransitionError(
             f"{len(ids) - changed} of {len(ids)} results were not in state {old} for -> {new}"

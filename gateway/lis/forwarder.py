@@ -23,7 +23,7 @@ from typing import Any, Protocol, TypeVar
 from urllib.parse import urlsplit
 
 import hl7.mllp
-from sqlalchemy import bindparam, exists, insert, select, update
+from sqlalchemy import bindparam, exists, insert, select
 
 from drivers.protocols.hl7.ack import parse_ack
 from gateway import deviations, lifecycle
@@ -95,12 +95,36 @@ _UNASSIGNED_QUEUED = (
     .order_by(results.c.id)
     .limit(bindparam("limit"))
 )
-_STILL_QUEUED = select(results.c.id).where(
-    results.c.id.in_(bindparam("ids", expanding=True)),
-    results.c.state == State.QUEUED.value,
-    ~_in_flight(),
+# The store jobs below run in the gateway's writer for every LIS message: they use the
+# driver's cursor (``bulk.fetch``), as the ingest path does.
+_IN_FLIGHT_SQL = (
+    "EXISTS (SELECT 1 FROM outbox_items JOIN outbox ON outbox.id = outbox_items.outbox_id"
+    " WHERE outbox_items.result_id = results.id AND outbox.state IN ('pending', 'sent'))"
 )
-_INSERT_OUTBOX = insert(outbox).returning(outbox.c.id)
+_INSERT_OUTBOX = (
+    "INSERT INTO outbox (control_id, message, n_results, state, created_at, attempts,"
+    " ack_code, ack_text) VALUES (?, ?, ?, 'pending', ?, 0, '', '') RETURNING id"
+)
+_FIRST_SEND_SQL = (
+    "UPDATE outbox SET state = 'sent', attempts = attempts + 1, first_sent_at = ?,"
+    " last_attempt_at = ? WHERE id = ? AND state = 'pending'"
+)
+_RESEND_SQL = "UPDATE outbox SET attempts = attempts + 1, last_attempt_at = ? WHERE id = ?"
+_SETTLE_SQL = (
+    "UPDATE outbox SET state = ?, acked_at = ?, ack_code = ?, ack_text = ?"
+    " WHERE id = ? AND state IN ('pending', 'sent')"
+)
+
+
+def _still_queued(tx: Tx, ids: Sequence[int]) -> int:
+    """How many of ``ids`` are queued and carried by no waiting message."""
+    sql = (
+        f"SELECT count(*) FROM results WHERE id IN ({bulk.placeholders(len(ids))})"
+        f" AND state = 'queued' AND NOT {_IN_FLIGHT_SQL}"
+    )
+    return int(bulk.fetch(tx.conn, sql, ids)[0][0])
+
+
 _PENDING = (
     select(outbox.c.id, outbox.c.control_id, outbox.c.message, outbox.c.state)
     .where(outbox.c.state.in_(("pending", "sent")))
@@ -111,31 +135,6 @@ _PENDING_ITEMS = (
     select(outbox_items.c.outbox_id, outbox_items.c.result_id)
     .where(outbox_items.c.outbox_id.in_(bindparam("ids", expanding=True)))
     .order_by(outbox_items.c.result_id)
-)
-_FIRST_SEND = (
-    update(outbox)
-    .where(outbox.c.id == bindparam("outbox_id"), outbox.c.state == "pending")
-    .values(
-        state="sent",
-        attempts=outbox.c.attempts + 1,
-        first_sent_at=bindparam("now"),
-        last_attempt_at=bindparam("now"),
-    )
-)
-_RESEND = (
-    update(outbox)
-    .where(outbox.c.id == bindparam("outbox_id"))
-    .values(attempts=outbox.c.attempts + 1, last_attempt_at=bindparam("now"))
-)
-_SETTLE = (
-    update(outbox)
-    .where(outbox.c.id == bindparam("outbox_id"), outbox.c.state.in_(("pending", "sent")))
-    .values(
-        state=bindparam("new_state"),
-        acked_at=bindparam("now"),
-        ack_code=bindparam("code"),
-        ack_text=bindparam("text"),
-    )
 )
 
 
@@ -188,19 +187,13 @@ def enqueue(tx: Tx, built: Sequence[tuple[str, str, Sequence[Carried]]]) -> int:
     stored = 0
     for control_id, message, batch in built:
         ids = [r.result_id for r in batch]
-        still_queued = tx.conn.execute(_STILL_QUEUED, {"ids": ids}).all()
-        if len(still_queued) != len(ids):
+        if _still_queued(tx, ids) != len(ids):
             continue  # something moved them meanwhile; they are picked up again next round
-        outbox_id = tx.conn.execute(
+        outbox_id = bulk.fetch(
+            tx.conn,
             _INSERT_OUTBOX,
-            {
-                "control_id": control_id,
-                "message": message,
-                "n_results": len(ids),
-                "state": "pending",
-                "created_at": tx.now,
-            },
-        ).scalar_one()
+            (control_id, message, len(ids), bulk.db_time(tx.conn, tx.now)),
+        )[0][0]
         bulk.insert_rows(
             tx.conn,
             outbox_items,
@@ -267,7 +260,8 @@ def pending_messages(tx: Tx, limit: int) -> list[PendingMessage]:
 
 
 def mark_sent(tx: Tx, pending: PendingMessage) -> None:
-    first = tx.conn.execute(_FIRST_SEND, {"outbox_id": pending.outbox_id, "now": tx.now}).rowcount
+    now = bulk.db_time(tx.conn, tx.now)
+    first = bulk.execute(tx.conn, _FIRST_SEND_SQL, (now, now, pending.outbox_id))
     if first:
         lifecycle.move(
             tx,
@@ -278,7 +272,7 @@ def mark_sent(tx: Tx, pending: PendingMessage) -> None:
             extra={"control_id": pending.control_id},
         )
     else:
-        tx.conn.execute(_RESEND, {"outbox_id": pending.outbox_id, "now": tx.now})
+        bulk.execute(tx.conn, _RESEND_SQL, (now, pending.outbox_id))
         tx.audit(
             actor=ACTOR,
             action="outbox.resent",
@@ -292,16 +286,11 @@ def settle(tx: Tx, pending: PendingMessage, code: str, text: str) -> None:
     """Apply the LIS answer: AA acknowledges, AE/AR rejects and records a deviation."""
     accepted = code in ("AA", "CA")
     new_state = "acknowledged" if accepted else "rejected"
-    changed = tx.conn.execute(
-        _SETTLE,
-        {
-            "outbox_id": pending.outbox_id,
-            "new_state": new_state,
-            "now": tx.now,
-            "code": code,
-            "text": text,
-        },
-    ).rowcount
+    changed = bulk.execute(
+        tx.conn,
+        _SETTLE_SQL,
+        (new_state, bulk.db_time(tx.conn, tx.now), code, text, pending.outbox_id),
+    )
     if not changed:
         return  # already settled (a repeated ACK for a message sent again): nothing to do
     tx.audit(

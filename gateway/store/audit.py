@@ -9,22 +9,12 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import Connection, bindparam, select, update
+from sqlalchemy import Connection, select
 
 from gateway.store import bulk
 from gateway.store.tables import audit, audit_head
 
 GENESIS = "0" * 64
-_HEAD_FOR_UPDATE = (
-    select(audit_head.c.last_id, audit_head.c.last_hash)
-    .where(audit_head.c.id == 1)
-    .with_for_update()
-)
-_MOVE_HEAD = (
-    update(audit_head)
-    .where(audit_head.c.id == 1)
-    .values(last_id=bindparam("last_id"), last_hash=bindparam("last_hash"))
-)
 
 
 @dataclass(frozen=True, slots=True)
@@ -125,8 +115,11 @@ def append(conn: Connection, entries: list[AuditEntry]) -> None:
     """
     if not entries:
         return
-    head = conn.execute(_HEAD_FOR_UPDATE).one()
-    last_id, last_hash = int(head.last_id), str(head.last_hash)
+    lock = "" if conn.dialect.name == "sqlite" else " FOR UPDATE"  # SQLite: BEGIN IMMEDIATE
+    [(head_id, head_hash)] = bulk.fetch(
+        conn, f"SELECT last_id, last_hash FROM audit_head WHERE id = 1{lock}"
+    )
+    last_id, last_hash = int(head_id), str(head_hash)
     rows = []
     for entry in entries:
         last_id += 1
@@ -148,7 +141,9 @@ def append(conn: Connection, entries: list[AuditEntry]) -> None:
         )
         last_hash = digest
     bulk.insert_rows(conn, audit, rows)
-    conn.execute(_MOVE_HEAD, {"last_id": last_id, "last_hash": last_hash})
+    bulk.execute(
+        conn, "UPDATE audit_head SET last_id = ?, last_hash = ? WHERE id = 1", (last_id, last_hash)
+    )
 
 
 @dataclass(frozen=True, slots=True)

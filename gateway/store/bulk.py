@@ -60,6 +60,16 @@ def fetch(conn: Connection, sql: str, params: Sequence[Any] = ()) -> list[tuple[
         cursor.close()
 
 
+def execute(conn: Connection, sql: str, params: Sequence[Any] = ()) -> int:
+    """Like ``fetch`` for a statement that returns no rows; the number of rows it changed."""
+    cursor = conn.connection.driver_connection.cursor()  # type: ignore[union-attr]
+    try:
+        cursor.execute(_native(sql, conn.dialect.name), tuple(params))
+        return int(cursor.rowcount)
+    finally:
+        cursor.close()
+
+
 def db_time(conn: Connection, value: datetime | None) -> Any:
     """An aware datetime as the driver should bind it (SQLite: SQLAlchemy's UTC text)."""
     if conn.dialect.name != "sqlite" or value is None:
