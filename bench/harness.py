@@ -31,7 +31,7 @@ class RigOptions:
     batch_size: int = 20
     validate_messages: str = "fast"  # [lis] validate_messages: off | fast | full
     window: int = 8  # [lis] window: messages awaiting their ACK (the LIS simulator pipelines)
-    group_commit_max: int = 500
+    group_commit_max: int = 32  # the default in [store]
 
 
 def instrument_id(index: int) -> str:

@@ -17,9 +17,8 @@ import os
 import random
 from collections.abc import Callable, Sequence
 from concurrent.futures import Future
-from dataclasses import dataclass, replace
 from datetime import UTC, datetime
-from typing import Any, Protocol, TypeVar
+from typing import Any, NamedTuple, Protocol, TypeVar
 from urllib.parse import urlsplit
 
 import hl7.mllp
@@ -43,8 +42,9 @@ ACTOR = "system:lis-forwarder"
 PACK_AHEAD = 32
 
 
-@dataclass(frozen=True, slots=True)
-class PendingMessage:
+class PendingMessage(NamedTuple):
+    """A packed message waiting for the LIS (a NamedTuple: it crosses the worker's pipe often)."""
+
     outbox_id: int
     control_id: str
     message: str
@@ -169,8 +169,7 @@ class Carried(Protocol):
     def corrected(self) -> bool: ...
 
 
-@dataclass(frozen=True, slots=True)
-class CarriedResult:
+class CarriedResult(NamedTuple):
     """The lean form of ``OutboundResult`` for the store jobs (it crosses the worker's pipe)."""
 
     result_id: int
@@ -464,7 +463,7 @@ class Forwarder:
         self._track(
             self._writer.submit(
                 functools.partial(
-                    settle, pending=replace(message, message=""), code=code, text=text
+                    settle, pending=message._replace(message=""), code=code, text=text
                 ),
                 urgent=True,
             )
@@ -509,7 +508,7 @@ class Forwarder:
                 message = queue.pop(0)
                 self._track(
                     self._writer.submit(
-                        functools.partial(mark_sent, pending=replace(message, message="")),
+                        functools.partial(mark_sent, pending=message._replace(message="")),
                         urgent=True,
                     )
                 )

@@ -31,6 +31,7 @@ import struct
 import subprocess
 import sys
 import threading
+import time
 from collections.abc import Callable
 from concurrent.futures import Future
 from typing import IO, Any, TypeVar
@@ -51,6 +52,8 @@ _HEADER = struct.Struct(">I")
 MAX_FRAME = 1 << 24
 #: the child reports its status at most this often, and only when it changed
 STATUS_EVERY_S = 0.1
+#: wake-ups to the child are at most this often (the packer polls besides)
+WAKE_EVERY_S = 0.005
 #: how long a stopping child may take before the parent kills it
 STOP_GRACE_S = 10.0
 
@@ -241,9 +244,24 @@ class ForwarderProcess:
         self.retries = 0
         self.starts = 0
         self._base = (0, 0, 0, 0)
+        self._last_wake = 0.0
+        self._wake_due = False
 
     def wake(self) -> None:
-        """Tell the child results were queued."""
+        """Tell the child results were queued (at most one wake-up per WAKE_EVERY_S: the
+        child looks for everything queued when it wakes)."""
+        if self._wake_due:
+            return  # one is on its way
+        wait = self._last_wake + WAKE_EVERY_S - time.monotonic()
+        if wait <= 0:
+            self._send_wake()
+        else:  # a trailing wake-up, so the last results never wait for the child's poll
+            self._wake_due = True
+            asyncio.get_running_loop().call_later(wait, self._send_wake)
+
+    def _send_wake(self) -> None:
+        self._wake_due = False
+        self._last_wake = time.monotonic()
         self._send(("wake",))
 
     def _send(self, item: object) -> None:
