@@ -201,7 +201,11 @@ def main() -> int:
     # Frames get a private copy of stdout; stdout itself then points at stderr, so a stray
     # print() from any library can never corrupt the frame stream.
     frames = os.fdopen(os.dup(sys.stdout.fileno()), "wb")
-    os.dup2(sys.stderr.fileno(), sys.stdout.fileno())
+    try:
+        os.dup2(sys.stderr.fileno(), sys.stdout.fileno())
+    except (AttributeError, OSError, ValueError):  # no usable stderr (a Windows service)
+        with open(os.devnull, "wb") as devnull:
+            os.dup2(devnull.fileno(), sys.stdout.fileno())
     stdin = sys.stdin.buffer
     first = read_frame(stdin)
     if not (isinstance(first, tuple) and len(first) == 3 and isinstance(first[1], Config)):
