@@ -26,6 +26,7 @@ import contextlib
 import logging
 import os
 import pickle
+import queue
 import signal
 import struct
 import subprocess
@@ -238,8 +239,7 @@ class ForwarderProcess:
         self._config = config
         self._writer = writer
         self._restart_s = restart_s
-        self._proc: subprocess.Popen[bytes] | None = None
-        self._lock = threading.Lock()  # one frame at a time on the child's stdin
+        self._outgoing: queue.SimpleQueue[bytes] | None = None
         self.connected = False
         self.last_error = ""
         self.sent = 0
@@ -269,13 +269,22 @@ class ForwarderProcess:
         self._send(("wake",))
 
     def _send(self, item: object) -> None:
-        proc = self._proc
-        if proc is None or proc.stdin is None:
-            return
-        frame = encode_frame(item)
-        with self._lock, contextlib.suppress(OSError, ValueError):  # the child is gone
-            proc.stdin.write(frame)
-            proc.stdin.flush()
+        """Queue a frame for the child; never blocks (the writer thread calls it, and must
+        not wait on a child that stopped reading)."""
+        outgoing = self._outgoing
+        if outgoing is not None:
+            outgoing.put(encode_frame(item))
+
+    @staticmethod
+    def _write_child(proc: subprocess.Popen[bytes], outgoing: queue.SimpleQueue[bytes]) -> None:
+        """The only writer of the child's stdin; ends at the b"" that ``_stop`` queues."""
+        assert proc.stdin is not None
+        while frame := outgoing.get():
+            try:
+                proc.stdin.write(frame)
+                proc.stdin.flush()
+            except (OSError, ValueError):  # the child is gone: drop what is left
+                return
 
     async def run(self) -> None:
         """Keep one child running until cancelled; restart it if it dies."""
@@ -293,21 +302,27 @@ class ForwarderProcess:
             stdin=subprocess.PIPE,
             stdout=subprocess.PIPE,
         )
-        self._proc = proc
+        outgoing: queue.SimpleQueue[bytes] = queue.SimpleQueue()
+        self._outgoing = outgoing
         self.starts += 1
         self._base = (self.sent, self.acknowledged, self.rejected, self.retries)
-        reader = threading.Thread(target=self._read_child, args=(proc,), daemon=True)
+        reader = threading.Thread(target=self._read_child, args=(proc, outgoing), daemon=True)
+        sender = threading.Thread(target=self._write_child, args=(proc, outgoing), daemon=True)
         try:
             self._send(("config", self._config, logging.getLogger().getEffectiveLevel()))
             self._send(("wake",))
+            sender.start()
             reader.start()
             await asyncio.to_thread(reader.join)
             return await asyncio.to_thread(proc.wait)
         finally:
-            self._proc = None
-            await asyncio.shield(asyncio.to_thread(self._stop, proc))
+            self._outgoing = None
+            outgoing.put(b"")  # the sender ends after what is queued
+            await asyncio.shield(asyncio.to_thread(self._stop, proc, sender))
 
-    def _read_child(self, proc: subprocess.Popen[bytes]) -> None:
+    def _read_child(
+        self, proc: subprocess.Popen[bytes], outgoing: queue.SimpleQueue[bytes]
+    ) -> None:
         assert proc.stdout is not None
         while True:
             try:
@@ -319,13 +334,14 @@ class ForwarderProcess:
                 return
             if item is None:
                 return
-            self._handle(item)
+            self._handle(item, outgoing)
 
-    def _handle(self, item: Any) -> None:
+    def _handle(self, item: Any, outgoing: queue.SimpleQueue[bytes]) -> None:
         if item[0] == "write":
             number, job = item[1], item[2]
             future = self._writer.submit(job, urgent=True)
-            future.add_done_callback(lambda f: self._answer(number, f))
+            # the answer goes to the child that asked (not to a successor after a restart)
+            future.add_done_callback(lambda f: self._answer(number, f, outgoing))
         elif item[0] == "status":
             status = item[1]
             self.connected = bool(status["connected"])
@@ -336,16 +352,21 @@ class ForwarderProcess:
             self.rejected = base[2] + int(status["rejected"])
             self.retries = base[3] + int(status["retries"])
 
-    def _answer(self, number: int, future: Future[Any]) -> None:
+    @staticmethod
+    def _answer(number: int, future: Future[Any], outgoing: queue.SimpleQueue[bytes]) -> None:
         error = future.exception()
         if error is None:
-            self._send(("done", number, future.result()))
+            outgoing.put(encode_frame(("done", number, future.result())))
         else:
-            self._send(("failed", number, str(error)))
+            outgoing.put(encode_frame(("failed", number, str(error))))
 
-    def _stop(self, proc: subprocess.Popen[bytes]) -> None:
+    def _stop(self, proc: subprocess.Popen[bytes], sender: threading.Thread) -> None:
         """Close stdin (the child's signal to stop), wait, and kill it if it hangs."""
-        with self._lock, contextlib.suppress(OSError, ValueError):
+        sender.join(timeout=STOP_GRACE_S)
+        if sender.is_alive():  # the child stopped reading: do not wait for it
+            proc.kill()
+            sender.join()
+        with contextlib.suppress(OSError, ValueError):
             if proc.stdin is not None:
                 proc.stdin.close()
         try:

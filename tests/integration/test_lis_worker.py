@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import os
+import queue
 import signal
 import subprocess
 import sys
@@ -143,7 +144,7 @@ def test_a_garbled_frame_from_the_worker_gets_it_killed(sqlite_url: str) -> None
     )
     try:
         started = time.monotonic()
-        forwarder._read_child(junk)
+        forwarder._read_child(junk, queue.SimpleQueue())
         assert junk.wait(timeout=10) != 0  # killed, well before its minute was up
         assert time.monotonic() - started < 10
     finally:
