@@ -11,6 +11,8 @@ import time
 from pathlib import Path
 from typing import IO
 
+from tests.ports import free_port
+
 MOSQUITTO = shutil.which(
     "mosquitto", path=os.pathsep.join([os.environ.get("PATH", ""), "/usr/sbin", "/usr/local/sbin"])
 )
@@ -34,13 +36,6 @@ def _wait_open(port: int, timeout_s: float) -> bool:
             return True
         time.sleep(0.01)
     return False
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port: int = sock.getsockname()[1]
-        return port
 
 
 def ensure_system_broker() -> None:

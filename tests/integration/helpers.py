@@ -3,19 +3,13 @@
 from __future__ import annotations
 
 import asyncio
-import socket
 from collections.abc import Callable
 from typing import Any
 
 from gateway.config import Config, parse_config
+from tests.ports import free_port as free_port  # re-exported for the integration tests
 
 TEST_CODES = ("CRP", "HBA1C", "WBC", "HGB", "GLU", "ALB")
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 def gateway_config(

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import socket
 from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
@@ -245,10 +244,3 @@ def live_gateway(web_engine: Engine, web_config: Config) -> Gateway:
     live = gateway.live.instruments["afinion-1"]
     live.connected, live.detail, live.messages, live.results = True, "peer 127.0.0.1:40001", 6, 5
     return gateway
-
-
-def free_port() -> int:
-    """A TCP port that was free a moment ago on 127.0.0.1."""
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])

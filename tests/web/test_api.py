@@ -27,6 +27,7 @@ from gateway.store.tables import holds
 from gateway.store.writer import run_in_transaction
 from gateway.web import i18n
 from gateway.web.app import NAV, create_app, scrub
+from tests.ports import free_port
 from tests.web.conftest import (
     BAD_FNR,
     OTHER_FNR,
@@ -34,7 +35,6 @@ from tests.web.conftest import (
     T0,
     VALID_FNR,
     Seeded,
-    free_port,
     ingest,
     make_config,
     observation,
