@@ -586,33 +586,88 @@ def _simple(seg: Segment) -> bool:
     return d.repetition not in raw and d.subcomponent not in raw and d.escape not in raw
 
 
-def _obx_fields_simple(seg: Segment, tz: tzinfo) -> dict[str, Any]:
-    """``_obx_fields`` for a ``_simple`` segment: the same result, without the general
-    machinery (a test holds the two to the same output)."""
-    fields = seg._fields
-    cs = seg.d.component
-    count = len(fields)
+class _SimpleFields:
+    """Field access for a ``_simple`` OBX: plain splits of the raw fields, nothing to undo."""
 
-    def comps(n: int) -> list[str]:
-        text = fields[n] if n < count else ""
-        if cs not in text:
+    __slots__ = ("_cs", "_fields")
+
+    def __init__(self, seg: Segment) -> None:
+        self._fields = seg._fields
+        self._cs = seg.d.component
+
+    def _raw(self, n: int) -> str:
+        return self._fields[n] if n < len(self._fields) else ""
+
+    def first(self, n: int) -> str:
+        text = self._raw(n)
+        return (text.split(self._cs, 1)[0] if self._cs in text else text).strip()
+
+    def comps(self, n: int) -> list[str]:
+        text = self._raw(n)
+        if self._cs not in text:
             text = text.strip()
             return [text] if text else []
-        return [c.strip() for c in text.split(cs)]
+        return [c.strip() for c in text.split(self._cs)]
 
-    def first(n: int) -> str:
-        text = fields[n] if n < count else ""
-        return (text.split(cs, 1)[0] if cs in text else text).strip()
-
-    def whole(n: int) -> str:
-        parts = comps(n)
+    def whole(self, n: int) -> str:
+        parts = self.comps(n)
         while parts and not parts[-1]:
             parts.pop()
-        return cs.join(parts)
+        return self._cs.join(parts)
 
-    value_type = first(2).upper()
-    ident = comps(3)
+    def firsts(self, n: int) -> list[str]:
+        value = self.first(n)
+        return [value] if value else []
+
+    def value(self, n: int, value_type: str) -> str:
+        return _value(self.comps(n), value_type, self._cs)
+
+
+class _GeneralFields:
+    """Field access for any OBX: repetitions, subcomponents and escapes (``Segment``'s)."""
+
+    __slots__ = ("_seg",)
+
+    def __init__(self, seg: Segment) -> None:
+        self._seg = seg
+
+    def first(self, n: int) -> str:
+        return self._seg.component(n)
+
+    def comps(self, n: int) -> list[str]:
+        return self._seg.components(n)
+
+    def whole(self, n: int) -> str:
+        return self._seg.text(n)
+
+    def firsts(self, n: int) -> list[str]:
+        seg = self._seg
+        return [e for r in range(1, seg.repetitions(n) + 1) if (e := seg.component(n, 1, r))]
+
+    def value(self, n: int, value_type: str) -> str:
+        seg = self._seg
+        values = [
+            _value(seg.components(n, r), value_type, seg.d.component)
+            for r in range(1, seg.repetitions(n) + 1)
+        ]
+        return "~".join(values) if any(values) else ""
+
+
+def _obx_fields_simple(seg: Segment, tz: tzinfo) -> dict[str, Any]:
+    """``_obx_fields`` for a ``_simple`` segment, without the general machinery (a test holds
+    the two readers to the same output)."""
+    return _read_obx(_SimpleFields(seg), seg, tz)
+
+
+def _obx_fields_general(seg: Segment, tz: tzinfo) -> dict[str, Any]:
+    return _read_obx(_GeneralFields(seg), seg, tz)
+
+
+def _read_obx(read: _SimpleFields | _GeneralFields, seg: Segment, tz: tzinfo) -> dict[str, Any]:
+    value_type = read.first(2).upper()
+    ident = read.comps(3)
     if not _at(ident, 0):
+        # Mindray and others send the code in the alternate identifier: ^^^WBC^WHITE BLOOD CELL
         ident = ident[3:]
     code, name, system = _at(ident, 0), _at(ident, 1), _at(ident, 2)
     if not code:
@@ -621,37 +676,36 @@ def _obx_fields_simple(seg: Segment, tz: tzinfo) -> dict[str, Any]:
             field=seg.where(3),
             data=seg.raw.encode("utf-8", "replace"),
         )
-    value_comps = comps(5)
-    value = _value(list(value_comps), value_type, cs)
     extra: list[tuple[str, str]] = []
     if value_type in _CODED_TYPES:
-        text = _at(value_comps, 1)
+        text = _at(read.comps(5), 1)
         if text:
             extra.append(("value_text", text))
-    for key, val in (("set_id", first(1)), ("sub_id", whole(4)), ("coding", system)):
+    for key, val in (("set_id", read.first(1)), ("sub_id", read.whole(4)), ("coding", system)):
         if val:
             extra.append((key, val))
-    when_text = first(14)
-    method_text = " ".join(c for c in comps(17)[:2] if c)
+    when_text = read.first(14)
+    method_text = " ".join(c for c in read.comps(17)[:2] if c)
     if method_text:
         extra.append(("method_text", method_text))
-    equipment = first(18)
-    unit = comps(6)
-    operator = comps(16)
-    flag = first(8)
+    equipment = read.firsts(18)
+    if len(equipment) > 1:
+        extra.append(("equipment", "~".join(equipment)))
+    unit = read.comps(6)
+    operator = read.comps(16)
     return {
         "test_code": code,
         "test_name": name,
         "value_type": value_type or "ST",
-        "value": value,
+        "value": read.value(5, value_type),
         "unit": _at(unit, 0) or _at(unit, 1),
-        "reference_range": whole(7),
-        "abnormal_flags": (flag,) if flag else (),
-        "result_status": first(11),
+        "reference_range": read.whole(7),
+        "abnormal_flags": tuple(read.firsts(8)),
+        "result_status": read.first(11),
         "performed_at": _cached_ts(when_text, tz, seg.where(14)) if when_text else None,
         "operator_id": _at(operator, 0) or _at(operator, 1),
         "method": _method(method_text),
-        "instrument_serial": equipment,
+        "instrument_serial": equipment[0] if equipment else "",
         "extra": tuple(extra),
     }
 
@@ -674,59 +728,6 @@ def _obx_fields(seg: Segment, tz: tzinfo) -> dict[str, Any]:
     if _simple(seg):
         return _obx_fields_simple(seg, tz)
     return _obx_fields_general(seg, tz)
-
-
-def _obx_fields_general(seg: Segment, tz: tzinfo) -> dict[str, Any]:
-    value_type = seg.component(2).upper()
-    ident = seg.components(3)
-    if not _at(ident, 0):
-        # Mindray and others send the code in the alternate identifier: ^^^WBC^WHITE BLOOD CELL
-        ident = ident[3:]
-    code, name, system = _at(ident, 0), _at(ident, 1), _at(ident, 2)
-    if not code:
-        raise RemoteProtocolError(
-            "observation identifier (OBX-3) is empty",
-            field=seg.where(3),
-            data=seg.raw.encode("utf-8", "replace"),
-        )
-    values = [
-        _value(seg.components(5, r), value_type, seg.d.component)
-        for r in range(1, seg.repetitions(5) + 1)
-    ]
-    extra: list[tuple[str, str]] = []
-    if value_type in _CODED_TYPES:
-        text = _at(seg.components(5), 1)
-        if text:
-            extra.append(("value_text", text))
-    for key, val in (("set_id", seg.component(1)), ("sub_id", seg.text(4)), ("coding", system)):
-        if val:
-            extra.append((key, val))
-    when_text = seg.component(14)
-    method_text = " ".join(c for c in seg.components(17)[:2] if c)
-    if method_text:
-        extra.append(("method_text", method_text))
-    equipment = [e for r in range(1, seg.repetitions(18) + 1) if (e := seg.component(18, 1, r))]
-    if len(equipment) > 1:
-        extra.append(("equipment", "~".join(equipment)))
-    unit = seg.components(6)
-    operator = seg.components(16)
-    return {
-        "test_code": code,
-        "test_name": name,
-        "value_type": value_type or "ST",
-        "value": "~".join(values) if any(values) else "",
-        "unit": _at(unit, 0) or _at(unit, 1),
-        "reference_range": seg.text(7),
-        "abnormal_flags": tuple(
-            f for r in range(1, seg.repetitions(8) + 1) if (f := seg.component(8, 1, r))
-        ),
-        "result_status": seg.component(11),
-        "performed_at": _cached_ts(when_text, tz, seg.where(14)) if when_text else None,
-        "operator_id": _at(operator, 0) or _at(operator, 1),
-        "method": _method(method_text),
-        "instrument_serial": equipment[0] if equipment else "",
-        "extra": tuple(extra),
-    }
 
 
 def _value(comps: list[str], value_type: str, component_separator: str) -> str:
