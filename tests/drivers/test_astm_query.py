@@ -2,10 +2,7 @@
 
 from __future__ import annotations
 
-import subprocess
-import sys
 from datetime import UTC, datetime
-from pathlib import Path
 
 import pytest
 from hypothesis import given
@@ -178,24 +175,3 @@ def test_header_delimiters_fall_back_to_the_default() -> None:
     assert header_delimiters(b"P|1\r") == DEFAULT_DELIMITERS
     assert header_delimiters(b"H|||||\r") == DEFAULT_DELIMITERS  # not distinct
     assert header_delimiters(b"H|@^\\\r") == Delimiters("|", "@", "^", "\\")
-
-
-@pytest.mark.parametrize(
-    "module", ["drivers.analysers.astm_query", "drivers.analysers.astm_generic"]
-)
-def test_query_and_profile_modules_import_no_io_library(module: str) -> None:
-    code = (
-        f"import sys, {module}\n"
-        "bad = [m for m in sys.modules if m.split('.')[0] in "
-        "('asyncio', 'serial', 'serial_asyncio_fast', 'sqlalchemy', 'aiomqtt')]\n"
-        "print(','.join(bad))"
-    )
-    result = subprocess.run(
-        [sys.executable, "-c", code],
-        capture_output=True,
-        text=True,
-        check=True,
-        timeout=60,
-        cwd=Path(__file__).resolve().parents[2],
-    )
-    assert result.stdout.strip() == ""

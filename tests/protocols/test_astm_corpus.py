@@ -7,7 +7,6 @@ host-role ``Link`` exactly as an instrument would put them on the wire; plain-re
 
 from __future__ import annotations
 
-import ast
 import json
 import re
 from collections.abc import Callable
@@ -591,13 +590,3 @@ def test_symbolic_text_outside_latin1_is_a_remote_error() -> None:
     with pytest.raises(RemoteProtocolError) as info:
         symbolic_to_bytes("[STX]\u20ac[ETX]")
     assert info.value.field == "encoding"
-
-
-def test_core_modules_import_no_io() -> None:
-    from drivers.protocols.astm import symbolic
-
-    for module in (symbolic,):
-        tree = ast.parse(Path(str(module.__file__)).read_text())
-        names = {a.name for n in ast.walk(tree) if isinstance(n, ast.Import) for a in n.names}
-        names |= {n.module or "" for n in ast.walk(tree) if isinstance(n, ast.ImportFrom)}
-        assert not {n.split(".")[0] for n in names} & {"asyncio", "serial", "sqlalchemy", "socket"}

@@ -2,16 +2,12 @@
 
 from __future__ import annotations
 
-import ast
 import itertools
-from pathlib import Path
 
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from drivers.protocols.astm import events as events_module
-from drivers.protocols.astm import link as link_module
 from drivers.protocols.astm.events import (
     Event,
     LinkIdle,
@@ -524,22 +520,6 @@ def test_any_bytes_give_events_never_other_exceptions(
         events(link)
         link.receive_data(E + build_frame(1, b"L|1|N\r", final=True) + K, now + 100.0)
         assert MessageReceived(b"L|1|N\r") in events(link)
-
-
-# --- conventions ----------------------------------------------------------------------------
-
-
-def test_link_and_events_import_no_io_libraries() -> None:
-    banned = {"asyncio", "serial", "serial_asyncio_fast", "sqlalchemy", "aiomqtt", "socket", "time"}
-    for module in (link_module, events_module):
-        for node in ast.walk(ast.parse(Path(str(module.__file__)).read_text())):
-            if isinstance(node, ast.Import):
-                names = [alias.name for alias in node.names]
-            elif isinstance(node, ast.ImportFrom):
-                names = [node.module or ""]
-            else:
-                continue
-            assert not {n.split(".")[0] for n in names} & banned, (module.__name__, names)
 
 
 # --- lenient frame ends, bulk intake, reporting -------------------------------------------------

@@ -1,0 +1,69 @@
+"""Protocol cores and analyser profiles stay free of I/O (ARCHITECTURE.md, convention 1).
+
+Two checks per module: importing it, alone in a fresh interpreter, pulls in no I/O library
+(transitively); and its own source imports neither ``socket`` nor ``time`` (time is an
+argument to the cores, never read by them).
+"""
+
+from __future__ import annotations
+
+import ast
+import importlib
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parents[1]
+IO_LIBRARIES = ("asyncio", "serial", "serial_asyncio_fast", "sqlalchemy", "aiomqtt")
+SANS_IO = (
+    "drivers.protocols.hl7.mllp",
+    "drivers.protocols.hl7.ack",
+    "drivers.protocols.hl7.message",
+    "drivers.protocols.astm.frames",
+    "drivers.protocols.astm.records",
+    "drivers.protocols.astm.link",
+    "drivers.protocols.astm.events",
+    "drivers.protocols.astm.symbolic",
+    "drivers.analysers.astm_base",
+    "drivers.analysers.astm_messages",
+    "drivers.analysers.astm_simulation",
+    "drivers.analysers.astm_query",
+    "drivers.analysers.astm_generic",
+    "drivers.analysers.afinion2",
+    "drivers.analysers.dca_vantage",
+    "drivers.analysers.clinitek_status",
+    "drivers.analysers.sysmex_xn",
+    "drivers.analysers.yumizen_h500",
+)
+
+
+@pytest.mark.parametrize("module", SANS_IO)
+def test_importing_pulls_in_no_io_library(module: str) -> None:
+    code = (
+        f"import sys, {module}\n"
+        f"bad = [m for m in sys.modules if m.split('.')[0] in {IO_LIBRARIES!r}]\n"
+        "print(','.join(bad))"
+    )
+    result = subprocess.run(
+        [sys.executable, "-c", code],
+        capture_output=True,
+        text=True,
+        check=True,
+        timeout=60,
+        cwd=REPO,
+    )
+    assert result.stdout.strip() == ""
+
+
+@pytest.mark.parametrize("module", [m for m in SANS_IO if ".protocols." in m])
+def test_a_core_reads_no_clock_and_opens_no_socket(module: str) -> None:
+    source = Path(str(importlib.import_module(module).__file__)).read_text(encoding="utf-8")
+    imported: set[str] = set()
+    for node in ast.walk(ast.parse(source)):
+        if isinstance(node, ast.Import):
+            imported |= {alias.name.split(".")[0] for alias in node.names}
+        elif isinstance(node, ast.ImportFrom):
+            imported.add((node.module or "").split(".")[0])
+    assert not imported & {"socket", "time", *IO_LIBRARIES}, (module, imported)
