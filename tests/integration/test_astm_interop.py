@@ -26,6 +26,12 @@ state). Defects of astm-2025 1.0.0 met on the way, paths under site-packages/ast
   frames is one write and arrives whole; over a real serial line it would not.
 * Its server ACKs a frame whose checksum is wrong (codec.py:108 only logs a warning) and never
   checks frame numbers; it reads H.2 as data, not as the delimiters (they are fixed).
+
+The other python-astm fork on PyPI, astmio 1.0.0a3, is no peer here: astm/__init__.py:22
+imports astm.protocol, which its wheel does not ship (so ``import astm`` fails);
+client.py:93 passes ``chunk_size=`` to codec.encode, which codec.py:164 lacks (TypeError on
+every send); server.py:155 reads a frame with ``readuntil(b"\\r")``, which stops at the first
+record separator inside the frame. ``python -m bench astm`` still measures its codec.
 """
 
 from __future__ import annotations
@@ -371,21 +377,3 @@ async def test_our_simulator_results_are_decoded_by_the_peer_server(max_text: in
         assert specimen == sample.specimen_id
         reported = [(r[2][3], r[3], r[4]) for r in theirs if r[0] == "R"]
         assert reported == list(sample.values)
-
-
-# --- the other fork ---------------------------------------------------------------------------
-
-ASTMIO_DEFECTS = (
-    "astmio 1.0.0a3 (the other python-astm fork, import name astm) cannot be used: "
-    "astm/__init__.py:22 imports astm.protocol, which the wheel does not ship "
-    "(ModuleNotFoundError on `import astm`, so no submodule loads either); "
-    "client.py:93 calls codec.encode(..., chunk_size=...), a keyword codec.py:164 lacks "
-    "(TypeError on every send); server.py:155 reads a frame with readuntil(b'\\r'), which "
-    "stops at the first record separator inside the frame, so any frame holding a record "
-    "is cut short and NAKed"
-)
-
-
-@pytest.mark.skip(reason=ASTMIO_DEFECTS)
-def test_astmio_as_a_second_peer() -> None:
-    """The record of why astmio is not a peer here (checked against its 1.0.0a3 wheel)."""
