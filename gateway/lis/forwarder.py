@@ -22,7 +22,7 @@ from typing import Any, NamedTuple, Protocol, TypeVar
 from urllib.parse import urlsplit
 
 import hl7.mllp
-from sqlalchemy import bindparam, exists, insert, select
+from sqlalchemy import bindparam, exists, func, insert, select
 
 from drivers.protocols.hl7.ack import parse_ack
 from gateway import deviations, lifecycle
@@ -97,10 +97,6 @@ _UNASSIGNED_QUEUED = (
 )
 # The store jobs below run in the gateway's writer for every LIS message: they use the
 # driver's cursor (``bulk.fetch``), as the ingest path does.
-_IN_FLIGHT_SQL = (
-    "EXISTS (SELECT 1 FROM outbox_items JOIN outbox ON outbox.id = outbox_items.outbox_id"
-    " WHERE outbox_items.result_id = results.id AND outbox.state IN ('pending', 'sent'))"
-)
 _INSERT_OUTBOX = (
     "INSERT INTO outbox (control_id, message, n_results, state, created_at, attempts,"
     " ack_code, ack_text) VALUES (?, ?, ?, 'pending', ?, 0, '', '') RETURNING id"
@@ -116,13 +112,16 @@ _SETTLE_SQL = (
 )
 
 
+_STILL_QUEUED = select(func.count()).where(
+    results.c.id.in_(bindparam("ids", expanding=True)),
+    results.c.state == State.QUEUED.value,
+    ~_in_flight(),
+)
+
+
 def _still_queued(tx: Tx, ids: Sequence[int]) -> int:
     """How many of ``ids`` are queued and carried by no waiting message."""
-    sql = (
-        f"SELECT count(*) FROM results WHERE id IN ({bulk.placeholders(len(ids))})"
-        f" AND state = 'queued' AND NOT {_IN_FLIGHT_SQL}"
-    )
-    return int(bulk.fetch(tx.conn, sql, ids)[0][0])
+    return int(tx.conn.execute(_STILL_QUEUED, {"ids": list(ids)}).scalar_one())
 
 
 _PENDING = (

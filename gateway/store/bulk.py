@@ -46,13 +46,18 @@ def _native(sql: str, dialect: str) -> str:
     return sql if dialect == "sqlite" else sql.replace("?", "%s")
 
 
+def _driver_cursor(conn: Connection) -> Any:
+    """A cursor of the driver's own connection, inside the Connection's transaction."""
+    return conn.connection.driver_connection.cursor()  # type: ignore[union-attr]
+
+
 def fetch(conn: Connection, sql: str, params: Sequence[Any] = ()) -> list[tuple[Any, ...]]:
     """Run one statement on the driver's own cursor, in the connection's transaction.
 
     For the hottest statements only: it skips SQLAlchemy's per-call work, and with it the
     column types, so datetimes must be passed through ``db_time``.
     """
-    cursor = conn.connection.driver_connection.cursor()  # type: ignore[union-attr]
+    cursor = _driver_cursor(conn)
     try:
         cursor.execute(_native(sql, conn.dialect.name), tuple(params))
         return list(cursor.fetchall()) if cursor.description else []
@@ -62,7 +67,7 @@ def fetch(conn: Connection, sql: str, params: Sequence[Any] = ()) -> list[tuple[
 
 def execute(conn: Connection, sql: str, params: Sequence[Any] = ()) -> int:
     """Like ``fetch`` for a statement that returns no rows; the number of rows it changed."""
-    cursor = conn.connection.driver_connection.cursor()  # type: ignore[union-attr]
+    cursor = _driver_cursor(conn)
     try:
         cursor.execute(_native(sql, conn.dialect.name), tuple(params))
         return int(cursor.rowcount)
@@ -96,7 +101,7 @@ def insert_rows(conn: Connection, table: Table, rows: Sequence[Mapping[str, Any]
         ]
     else:
         params = [tuple(row[c] for c in columns) for row in rows]
-    cursor = conn.connection.driver_connection.cursor()  # type: ignore[union-attr]
+    cursor = _driver_cursor(conn)
     try:
         cursor.executemany(_statement(table.name, columns, dialect), params)
     finally:
