@@ -175,12 +175,6 @@ def decode(
     return _decode(profile, instrument_id, raw, received_at).message
 
 
-def safe_detail(detail: str) -> str:
-    """A violation's text without the offending bytes, should one quote them (the link keeps
-    its details free of bytes; this guards against a future change)."""
-    return detail.split(" (bytes: ", 1)[0]
-
-
 class AstmHostDriver:
     """Serves one ASTM analyser; see the module docstring.
 
@@ -271,7 +265,7 @@ class _Conversation:
                 log.warning(
                     "instrument %s: E1381 violation: %s (%d byte(s))",
                     self.driver.instrument_id,
-                    safe_detail(event.detail),
+                    event.detail,  # never the bytes (see ProtocolViolation)
                     len(event.data),
                 )
             elif isinstance(event, SendFailed):

@@ -34,7 +34,11 @@ class LinkIdle:
 
 @dataclass(frozen=True, slots=True)
 class ProtocolViolation:
-    """The peer broke E1381 (bad frame, stray byte, receive timeout); the link recovered."""
+    """The peer broke E1381 (bad frame, stray byte, receive timeout); the link recovered.
+
+    ``detail`` never quotes the peer's bytes, so it may be logged; they are in ``data`` (they
+    may be patient data).
+    """
 
     detail: str
     data: bytes = b""
