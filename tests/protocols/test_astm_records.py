@@ -9,7 +9,6 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from drivers.protocols.astm import records as records_module
 from drivers.protocols.astm.frames import FrameAssembler
 from drivers.protocols.astm.records import (
     DEFAULT_DELIMITERS,
@@ -334,13 +333,14 @@ def reference_fields(text: str, d: Delimiters, lenient: bool) -> tuple[Field, ..
 def test_parser_agrees_with_the_plain_definition(
     message: tuple[Delimiters, list[Record]], junk: str, lenient: bool
 ) -> None:
-    # The parser builds most fields with split/map/zip and rebuilds only the fields that hold
-    # a repeat or escape character; on any record text it must give what the plain nested
-    # definition gives (or raise the same way).
+    # The parser keeps plain fields as text and splits only the fields that hold a delimiter
+    # or escape, by three different paths; on any record text its nested view must be what
+    # the plain nested definition gives (or it must raise the same way).
     delimiters, records = message
     encoded = encode_message(records, delimiters).decode("latin-1")
     lines = [line for line in encoded.split("\r") if line and line[0] != "H"]
     lines.append("R" + delimiters.field + junk)
+    header = "H" + delimiters.field + delimiters.definition + "\r"
     for line in lines:
         if len(line) < 2:
             continue
@@ -348,6 +348,14 @@ def test_parser_agrees_with_the_plain_definition(
             expected = reference_fields(line[2:], delimiters, lenient)
         except RemoteProtocolError:
             with pytest.raises(RemoteProtocolError):
-                records_module._parse_fields(line[2:], delimiters, lenient)
+                parse_message(header + line + "\r", lenient=lenient)
             continue
-        assert records_module._parse_fields(line[2:], delimiters, lenient) == expected
+        parsed = parse_message(header + line + "\r", lenient=lenient)[1]
+        assert parsed.fields == expected
+        assert parsed == Record(line[0], expected)
+        assert all(
+            parsed.value(n, r, c) == component
+            for n, field in enumerate(expected, 2)
+            for r, rep in enumerate(field)
+            for c, component in enumerate(rep)
+        )

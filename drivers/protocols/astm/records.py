@@ -51,29 +51,79 @@ class Delimiters:
 DEFAULT_DELIMITERS = Delimiters()
 
 
-@dataclass(frozen=True, slots=True)
+StoredField = str | Field
+"""A field as a record keeps it: its text when it is one value (no repeat, no component), as
+astm-2025 and astmio keep it; else its repeats. ``Record.field`` always gives the nested form."""
+
+
+def _nested(field: StoredField) -> Field:
+    return ((field,),) if type(field) is str else field  # type: ignore[return-value]
+
+
 class Record:
     """One record: its type letter and its fields after the type (``fields[0]`` is field 2).
 
     For an H record ``fields[0]`` is ``((delimiters.definition,),)``, as read from the wire.
+    A field that is one plain value is stored as its text: most fields are, and two tuples
+    per such field were most of the parser's work and its garbage collector's. The nested
+    view is built on access; equality and hashing use it, so how a field is stored never shows.
     """
 
+    __slots__ = ("stored", "type")
+
     type: str
-    fields: tuple[Field, ...]
+    stored: tuple[StoredField, ...]
+
+    def __init__(self, type: str, fields: tuple[StoredField, ...]) -> None:
+        _set_record_type(self, type)
+        _set_record_stored(self, tuple(fields))
+
+    def __setattr__(self, name: str, value: object) -> None:
+        raise AttributeError(f"Record is immutable: cannot set {name!r}")
+
+    @property
+    def fields(self) -> tuple[Field, ...]:
+        """Every field in nested form: repeats of components."""
+        return tuple(map(_nested, self.stored))
 
     def field(self, number: int) -> Field:
         """Return field ``number`` in the standard's numbering (2 = first after the type)."""
         index = number - 2
         if index < 0:
             raise IndexError(f"field numbers start at 2, not {number}")
-        return self.fields[index] if index < len(self.fields) else ()
+        return _nested(self.stored[index]) if index < len(self.stored) else ()
 
     def value(self, number: int, repeat: int = 0, component: int = 0) -> str:
         """Return one component of a field (standard numbering), or "" when it is absent."""
-        field = self.field(number)
+        index = number - 2
+        if index < 0:
+            raise IndexError(f"field numbers start at 2, not {number}")
+        if index >= len(self.stored):
+            return ""
+        field = self.stored[index]
+        if type(field) is str:
+            return field if repeat == 0 and component == 0 else ""
         if repeat >= len(field) or component >= len(field[repeat]):
             return ""
         return field[repeat][component]
+
+    def __eq__(self, other: object) -> bool:
+        if not isinstance(other, Record):
+            return NotImplemented
+        return self.type == other.type and self.fields == other.fields
+
+    def __hash__(self) -> int:
+        return hash((self.type, self.fields))
+
+    def __repr__(self) -> str:
+        return f"Record({self.type!r}, {self.fields!r})"
+
+
+# The parser builds one Record per line: it sets the two slots directly rather than through
+# ``__init__`` (a Python call per record), as ``__init__`` itself does.
+_new_record: Any = object.__new__
+_set_record_type: Any = Record.__dict__["type"].__set__
+_set_record_stored: Any = Record.__dict__["stored"].__set__
 
 
 def text_field(value: str) -> Field:
@@ -150,54 +200,34 @@ def _nest_field(field: str, d: Delimiters, lenient: bool) -> Field:
     )
 
 
-def _parse_fields(text: str, d: Delimiters, lenient: bool) -> tuple[Field, ...]:
-    """Split record text (what follows ``X|``) into fields, repeats and components, unescaped."""
-    return _nested_fields(text, text.split(d.field), d, lenient)
+def _field_of(text: str, d: Delimiters, lenient: bool) -> StoredField:
+    """One field as stored: its text when it holds no delimiter or escape, else nested."""
+    if d.repeat in text or d.escape in text:
+        return _nest_field(text, d, lenient)
+    if d.component in text:
+        return (tuple(text.split(d.component)),)
+    return text
 
 
-def _nested_fields(text: str, parts: list[str], d: Delimiters, lenient: bool) -> tuple[Field, ...]:
-    """``parts`` (``text`` split at the field delimiter) as fields, repeats and components.
-
-    Every field is first taken as one repeat of its components; that nesting is built by
-    ``str.split``, ``map`` and ``zip`` alone, with no Python-level step per field. Only the
-    few fields holding a repeat or escape character (an order's test list, an escaped
-    delimiter) are then rebuilt one by one.
-    """
-    nested: list[Field] = list(zip(map(tuple, map(str.split, parts, repeat(d.component)))))
-    at = _next_special(text, 0, d)
-    index = counted = 0
-    while at >= 0:
-        index += text.count(d.field, counted, at)  # the field this character is in
-        counted = at
-        nested[index] = _nest_field(parts[index], d, lenient)
-        end = text.find(d.field, at)
-        at = -1 if end < 0 else _next_special(text, end, d)
-    return tuple(nested)
+def _parse_fields(text: str, d: Delimiters, lenient: bool) -> tuple[StoredField, ...]:
+    """Split record text (what follows ``X|``) into stored fields, unescaped."""
+    return tuple([_field_of(part, d, lenient) for part in text.split(d.field)])
 
 
-def _with_components(line: str, parts: list[str], fd: str, cd: str) -> tuple[Field, ...]:
-    """Fields of a record whose only special character is the component delimiter: every
-    field as one repeat of one component, then the few fields holding a component delimiter
-    (a universal test ID, say) split; cheaper than splitting every field."""
-    nested: list[Field] = list(zip(zip(parts)))
+def _with_components(line: str, parts: list[str], fd: str, cd: str) -> tuple[StoredField, ...]:
+    """Fields of a record whose only special character is the component delimiter: the few
+    fields holding one (a universal test ID, say) are found with ``str.find`` and split; the
+    rest stay as their text, with no Python-level step each."""
+    fields: list[StoredField] = list(parts)
     at = line.find(cd)
     counted, index = 2, 0  # parts start after "X|"
     while at >= 0:
         index += line.count(fd, counted, at)
         counted = at
-        nested[index] = (tuple(parts[index].split(cd)),)
+        fields[index] = (tuple(parts[index].split(cd)),)
         end = line.find(fd, at)
         at = -1 if end < 0 else line.find(cd, end)
-    return tuple(nested)
-
-
-def _next_special(text: str, start: int, d: Delimiters) -> int:
-    """Where the next repeat or escape character is, from ``start``; -1 when there is none."""
-    rep = text.find(d.repeat, start)
-    esc = text.find(d.escape, start)
-    if rep < 0 or 0 <= esc < rep:
-        return esc
-    return rep
+    return tuple(fields)
 
 
 def _bad(message: str, line: str, field: str = "record") -> RemoteProtocolError:
@@ -239,14 +269,6 @@ def _read_header(line: str, lenient: bool) -> tuple[Delimiters, str | None, str 
     if doubled is not None and rest is not None:
         rest = rest.replace(doubled, doubled[0])
     return delimiters, doubled, rest
-
-
-# A frozen slotted dataclass sets its attributes through object.__setattr__ in __init__; the
-# parser, which builds one Record per line, sets the two slots directly (a third of the cost).
-# Record's own __init__ does nothing more, so the objects are the same.
-_new_record: Any = object.__new__
-_set_record_type: Any = vars(Record)["type"].__set__
-_set_record_fields: Any = vars(Record)["fields"].__set__
 
 
 def parse_message(
@@ -293,7 +315,7 @@ def parse_message(
         if kind == "H":
             d, doubled, rest = _read_header(line, lenient)
             fd, rd, cd, esc = d.field, d.repeat, d.component, d.escape
-            head: tuple[Field, ...] = (((d.definition,),),)
+            head: tuple[StoredField, ...] = (((d.definition,),),)
             fields = head if rest is None else head + _parse_fields(rest, d, lenient)
         elif kind not in RECORD_TYPES:
             if lenient and not line:
@@ -310,14 +332,14 @@ def parse_message(
             del parts[0]
             # The common cases build the nesting with no Python-level step per field.
             if rd in line or esc in line:
-                fields = _nested_fields(line[2:], parts, d, lenient)
+                fields = tuple([_field_of(part, d, lenient) for part in parts])
             elif cd in line:
                 fields = _with_components(line, parts, fd, cd)
             else:
-                fields = tuple(zip(zip(parts)))
+                fields = tuple(parts)
         record: Record = _new_record(Record)
         _set_record_type(record, kind)
-        _set_record_fields(record, fields)
+        _set_record_stored(record, fields)
         append(record)
     return records
 
