@@ -6,6 +6,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from datetime import datetime
 from functools import partial
+from typing import Protocol
 
 from drivers.analysers import (
     afinion2,
@@ -28,6 +29,15 @@ from gateway.model import InboundMessage
 Options = Mapping[str, str | int | float | bool]
 
 
+class DriverFactory(Protocol):
+    """Builds one instrument's driver from its options; ``worklist`` answers host queries
+    (drivers that take no queries ignore it)."""
+
+    def __call__(
+        self, instrument_id: str, options: Options, *, worklist: astm_host.Worklist | None = None
+    ) -> Driver: ...
+
+
 @dataclass(frozen=True, slots=True)
 class DriverSpec:
     """What `trygg drivers --json` shows, and the factory the gateway calls per instrument."""
@@ -36,12 +46,14 @@ class DriverSpec:
     protocol: str
     roles: tuple[str, ...]
     description: str
-    factory: Callable[[str, Options], Driver]
+    factory: DriverFactory
     #: decode one stored raw message again (quarantine replay): (instrument, raw, received_at)
     decode: Callable[[str, bytes, datetime], InboundMessage]
 
 
-def _hl7(instrument_id: str, options: Options) -> Driver:
+def _hl7(
+    instrument_id: str, options: Options, *, worklist: astm_host.Worklist | None = None
+) -> Driver:
     return generic_hl7.Hl7MllpReceiver(
         instrument_id, max_message_bytes=int(options.get("max_bytes", 1 << 20))
     )
@@ -65,12 +77,14 @@ def _option_bool(options: Options, name: str, default: bool | None) -> bool | No
     raise ConfigError(f"driver option {name!r}: expected true or false, got {value!r}")
 
 
-def _astm_factory(profile: AstmProfile) -> Callable[[str, Options], Driver]:
+def _astm_factory(profile: AstmProfile) -> DriverFactory:
     """Options: ``lenient`` (bool, overrides the profile), ``no_information`` ("query" or
     "order", the form of "no orders" answers to host queries), ``query_specimen_component``
     (where Q.3 carries the specimen ID: 2 in LIS2-A2, 3 on Roche cobas)."""
 
-    def factory(instrument_id: str, options: Options) -> Driver:
+    def factory(
+        instrument_id: str, options: Options, *, worklist: astm_host.Worklist | None = None
+    ) -> Driver:
         form = str(options.get("no_information", NoInformationForm.QUERY_STATUS.value))
         if form not in {f.value for f in NoInformationForm}:
             allowed = ", ".join(repr(f.value) for f in NoInformationForm)
@@ -87,6 +101,7 @@ def _astm_factory(profile: AstmProfile) -> Callable[[str, Options], Driver]:
             lenient=_option_bool(options, "lenient", None),
             no_information=NoInformationForm(form),
             specimen_component=component,
+            worklist=worklist,
         )
 
     return factory

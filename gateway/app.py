@@ -19,6 +19,8 @@ from gateway.ingest import Ingestor, IngestOutcome
 from gateway.lis.forwarder import Forwarder
 from gateway.lis.worker import ForwarderProcess
 from gateway.model import InboundMessage
+from gateway.orders.receiver import OrderReceiver
+from gateway.orders.store import ORDER_SOURCE, StoreWorklist
 from gateway.rules import context_from_config
 from gateway.store.engine import make_engine, upgrade
 from gateway.store.tables import instruments
@@ -97,17 +99,26 @@ class Gateway:
             )
         self.ingestor = Ingestor(self.writer, context_from_config(config))
         self.live = LiveStats({i.id: InstrumentLive() for i in config.instruments})
+        self.worklist = StoreWorklist(self.engine)
         self.sessions = [
             InstrumentSession(
                 inst.id,
                 inst.url,
-                DRIVERS[inst.driver].factory(inst.id, inst.options),
+                DRIVERS[inst.driver].factory(inst.id, inst.options, worklist=self.worklist),
                 self,
                 trace=inst.trace,
             )
             for inst in config.instruments
             if inst.enabled
         ]
+        if config.lis is not None and config.lis.orders_url is not None:
+            self.sessions.append(
+                InstrumentSession(
+                    ORDER_SOURCE, config.lis.orders_url, OrderReceiver(self.writer), self
+                )
+            )
+        #: the LIS's order connection: (connected, detail)
+        self.orders_link: tuple[bool, str] = (False, "not connected yet")
         self.ready = asyncio.Event()
 
     # -- Sink -------------------------------------------------------------------------------
@@ -122,6 +133,11 @@ class Gateway:
         return outcome
 
     def connection_changed(self, instrument_id: str, connected: bool, detail: str) -> None:
+        if instrument_id == ORDER_SOURCE:
+            if self.orders_link != (connected, detail):
+                self.orders_link = (connected, detail)
+                log.info("LIS orders %s: %s", "connected" if connected else "not connected", detail)
+            return
         live = self.live.instruments.setdefault(instrument_id, InstrumentLive())
         if live.connected == connected and live.detail == detail:
             return  # a retry loop reporting the same failure: no new audit row each time
@@ -212,6 +228,8 @@ class Gateway:
                 "last_error": fwd.last_error if fwd else "",
                 "sent": fwd.sent if fwd else 0,
                 "retries": fwd.retries if fwd else 0,
+                "orders_connected": self.orders_link[0],
+                "orders_detail": self.orders_link[1],
             },
             "writer": {"batches": self.writer.batches, "jobs": self.writer.jobs},
         }

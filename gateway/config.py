@@ -78,11 +78,30 @@ class LisConfig(_Strict):
     #: process: the forwarder runs in a child process with a CPU core of its own (it stops
     #: with the gateway); inline: in the gateway's own process (one core for everything)
     worker: Literal["process", "inline"] = "process"
+    #: where the LIS's orders (HL7 ORM^O01 / OML^O21 over MLLP) arrive for the worklist:
+    #: tcp-listen://host:port (the LIS connects) or tcp://host:port (the LIS listens); unset:
+    #: no orders, host queries are answered "no information"
+    orders_url: str | None = None
 
     @field_validator("url")
     @classmethod
     def _lis_url(cls, url: str) -> str:
         return _check_tcp_url(url)
+
+    @field_validator("orders_url")
+    @classmethod
+    def _orders_url(cls, url: str | None) -> str | None:
+        from drivers.transports import connector_for
+
+        if url is None:
+            return None
+        if urlsplit(url).scheme not in ("tcp", "tcp-listen"):
+            raise ValueError(f"must be tcp-listen://host:port or tcp://host:port, got {url!r}")
+        try:
+            connector_for(url)
+        except ConfigError as exc:
+            raise ValueError(str(exc)) from exc
+        return url
 
 
 class MqttConfig(_Strict):

@@ -22,9 +22,11 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
+import random
 import socket
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qs, urlsplit
@@ -40,13 +42,16 @@ from gateway.app import Gateway
 from gateway.config import Config, InstrumentConfig
 from gateway.errors import ConfigError, TransportError, loggable
 from gateway.ingest import digest
+from gateway.orders.hl7_orders import build_order_message
+from gateway.orders.model import OrderAction, OrderRequest
 from gateway.store.engine import is_sqlite
 from gateway.store.queries import summary
-from gateway.store.tables import qc_results, raw_messages, results
+from gateway.store.tables import orders, qc_results, raw_messages, results
 from gateway.web.i18n import label
 from simulators.astm_analyser import AstmAnalyserSim, AstmSimOptions, PtyConnector
-from simulators.hl7_analyser import AnalyserSimOptions, Hl7AnalyserSim
+from simulators.hl7_analyser import AnalyserSimOptions, Hl7AnalyserSim, make_fnr
 from simulators.lis import LisSimOptions, LisSimulator
+from simulators.lis_orders import send_order_messages
 from simulators.pty import PtyPair
 
 DEMO_CONFIG = Path(__file__).resolve().parents[1] / "config" / "demo.toml"
@@ -96,6 +101,8 @@ _WORDS: dict[str, dict[str, Any]] = {
         "tcp_note": "{id}: ingen pseudoterminal ({why}); simulatoren kjører over "
         "TCP 127.0.0.1:{port} i stedet for seriell",
         "dial_note": "{id}: gatewayen ringer ut til {url}; ingen simulator for det i demoen",
+        "orders_note": "LIS-simulatoren sendte {n} bestillinger til arbeidslisten "
+        "(kvittering: {codes}); analysatoren spør etter dem når prøven står i",
     },
     "en": {
         "instruments": "Instruments",
@@ -124,6 +131,8 @@ _WORDS: dict[str, dict[str, Any]] = {
         "tcp_note": "{id}: no pseudo-terminal ({why}); simulated over TCP 127.0.0.1:{port} "
         "instead of a serial port",
         "dial_note": "{id}: the gateway dials out to {url}; the demo has no simulator for that",
+        "orders_note": "the LIS simulator sent {n} orders to the worklist "
+        "(acknowledged: {codes}); the analyser asks for them when the tube is loaded",
     },
 }
 
@@ -155,6 +164,8 @@ class DemoPlan:
     #: lines shown before the live view (how serial instruments are simulated)
     notes: list[str] = field(default_factory=list)
     pairs: list[PtyPair] = field(default_factory=list)
+    #: orders the demo's LIS sends before the analysers start (``sim_ordered`` specimens)
+    orders: list[OrderRequest] = field(default_factory=list)
 
     def close(self) -> None:
         for pair in self.pairs:
@@ -197,8 +208,37 @@ def _astm_options(inst: InstrumentConfig, index: int, options: DemoOptions) -> A
         qc_share=_sim_number(inst, "sim_qc_share", 0.1),
         operator_ids=_sim_operators(inst, "OP1"),
         invalid_patient_share=_sim_number(inst, "sim_invalid_id_share", 0.05),
+        query_share=_sim_number(inst, "sim_query_share", 0.0),
+        specimen_ids=_ordered_specimens(inst, index),
         serial=f"SIM{index + 1:04d}",
     )
+
+
+def _ordered_specimens(inst: InstrumentConfig, index: int) -> tuple[str, ...]:
+    """The specimen IDs the demo's LIS orders for this analyser (its tubes' labels)."""
+    count = int(_sim_number(inst, "sim_ordered", 0))
+    return tuple(f"R{index + 1}{n:05d}" for n in range(1, count + 1))
+
+
+def _demo_orders(inst: InstrumentConfig, index: int) -> list[OrderRequest]:
+    """Orders for the analyser's labelled specimens: ``sim_order_tests``, every fifth stat."""
+    tests = tuple(
+        code.strip() for code in str(inst.options.get("sim_order_tests", "")).split(",") if code
+    )
+    if not tests:
+        return []
+    rng = random.Random(index)
+    return [
+        OrderRequest(
+            OrderAction.NEW,
+            specimen,
+            tests,
+            make_fnr(rng),
+            "S" if number % 5 == 0 else "R",
+            placer_order=f"REK{index + 1}{number:05d}",
+        )
+        for number, specimen in enumerate(_ordered_specimens(inst, index), 1)
+    ]
 
 
 def plan_demo(config: Config, options: DemoOptions) -> DemoPlan:
@@ -250,6 +290,7 @@ def _plan_instrument(
         plan.notes.append(str(words["dial_note"]).format(id=inst.id, url=inst.url))
         return inst.url
     sim = AstmAnalyserSim(profile, _astm_options(inst, index, options))
+    plan.orders += _demo_orders(inst, index)
     if scheme == "serial":
         return _plan_serial(plan, inst, sim, options, words)
     _plan_astm_tcp(plan, inst, sim, inst.url)
@@ -380,6 +421,8 @@ def summary_dict(engine: Engine, plan: DemoPlan) -> dict[str, Any]:
         received = _count_by_instrument(conn, results)
         acknowledged = _count_by_instrument(conn, results, results.c.state == "acknowledged")
         qc = _count_by_instrument(conn, qc_results)
+        order_lines = int(conn.execute(select(func.count()).select_from(orders)).scalar_one())
+    queries = [q for entry in plan.astm for q in entry.sim.ledger.queries if q.answered]
     sim_acked = {sim.options.instrument_id: sim.ledger.acked_messages for sim in plan.hl7}
     sim_acked |= {entry.instrument_id: len(entry.sim.ledger.acked) for entry in plan.astm}
     return {
@@ -392,6 +435,13 @@ def summary_dict(engine: Engine, plan: DemoPlan) -> dict[str, Any]:
         "quarantined": s.quarantined,
         "qc": s.qc,
         "lost": reconcile(engine, plan.hl7, plan.astm),
+        "orders": {
+            # order lines the LIS placed on the worklist, the analysers' answered host
+            # queries, and how many of those answers carried orders (the rest: "no information")
+            "placed": order_lines,
+            "queries_answered": len(queries),
+            "answered_with_orders": sum(_has_orders(q.replies) for q in queries),
+        },
         "instruments": {
             inst.id: {
                 "url": inst.url,
@@ -404,6 +454,10 @@ def summary_dict(engine: Engine, plan: DemoPlan) -> dict[str, Any]:
             for inst in plan.config.instruments
         },
     }
+
+
+def _has_orders(replies: Sequence[bytes]) -> bool:
+    return any(b"\rO|" in reply or reply.startswith(b"O|") for reply in replies)
 
 
 # --- the live view ----------------------------------------------------------------------------
@@ -491,6 +545,33 @@ def _raise_if_failed(tasks: Sequence[asyncio.Task[Any]]) -> None:
             task.result()  # surfaces why a simulator stopped
 
 
+async def _send_demo_orders(
+    config: Config, requests: Sequence[OrderRequest], console: Console
+) -> None:
+    """The LIS places the demo's orders on the gateway's order port, ten specimens a message."""
+    if not requests or config.lis is None or config.lis.orders_url is None:
+        return
+    parts = urlsplit(config.lis.orders_url)
+    now = datetime.now(UTC)
+    messages = [
+        build_order_message(requests[i : i + 10], control_id=f"DEMO-ORD-{i // 10 + 1}", now=now)
+        for i in range(0, len(requests), 10)
+    ]
+    for attempt in range(50):  # the order port opens with the gateway's other sessions
+        try:
+            codes = await send_order_messages(
+                parts.hostname or "127.0.0.1", parts.port or 0, messages
+            )
+            break
+        except (OSError, TransportError):
+            if attempt == 49:
+                raise
+            await asyncio.sleep(0.1)
+    lang = config.site.language
+    note = str(_WORDS[lang]["orders_note"]).format(n=len(requests), codes=" ".join(codes))
+    console.print(note, highlight=False, markup=False)
+
+
 async def run_demo(config: Config, options: DemoOptions, console: Console) -> dict[str, Any]:
     if options.fresh and is_sqlite(config.store.url):
         _fresh_sqlite(config)
@@ -517,18 +598,20 @@ async def run_plan(plan: DemoPlan, options: DemoOptions, console: Console) -> di
     started = loop.time()
     async with lis:
         gateway_task = asyncio.create_task(gateway.run(web=options.web), name="gateway")
-        sim_tasks = [
-            asyncio.create_task(sim.run(), name=f"sim-{sim.options.instrument_id}")
-            for sim in plan.hl7
-        ] + [
-            asyncio.create_task(_run_astm(entry, gateway), name=f"sim-{entry.instrument_id}")
-            for entry in plan.astm
-        ]
+        sim_tasks: list[asyncio.Task[Any]] = []
         try:
             while not gateway.ready.is_set():
                 if gateway_task.done():
                     gateway_task.result()  # surfaces why it could not start
                 await asyncio.sleep(0.05)
+            await _send_demo_orders(config, plan.orders, console)
+            sim_tasks = [
+                asyncio.create_task(sim.run(), name=f"sim-{sim.options.instrument_id}")
+                for sim in plan.hl7
+            ] + [
+                asyncio.create_task(_run_astm(entry, gateway), name=f"sim-{entry.instrument_id}")
+                for entry in plan.astm
+            ]
             with Live(console=console, refresh_per_second=2, transient=False) as live:
                 while options.seconds is None or loop.time() - started < options.seconds:
                     if gateway_task.done():

@@ -9,6 +9,7 @@ from sqlalchemy import select, update
 from drivers.registry import DRIVERS
 from gateway.config import Config
 from gateway.ingest import IngestOutcome, store_observations
+from gateway.orders.store import ORDER_SOURCE
 from gateway.rules import RULES, RuleContext
 from gateway.store.tables import quarantine, raw_messages
 from gateway.store.writer import Tx
@@ -34,6 +35,12 @@ def replay(
         return ReplayResult(quarantine_id, False, "no such quarantine entry")
     if row.state != "open":
         return ReplayResult(quarantine_id, False, f"already {row.state}")
+    if row.instrument_id == ORDER_SOURCE:
+        # an order message reads the same however the gateway is configured: replaying it
+        # would refuse it again; the LIS must send a corrected one
+        return ReplayResult(
+            quarantine_id, False, "an order message from the LIS: ask the LIS to send it again"
+        )
     try:
         driver_key = config.instrument(row.instrument_id).driver
     except KeyError:

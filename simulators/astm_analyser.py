@@ -18,7 +18,7 @@ import contextlib
 import random
 import time
 from collections import Counter, deque
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 
 from drivers.analysers.astm_base import AstmProfile, SimSample, format_astm_datetime
@@ -66,6 +66,9 @@ class AstmSimOptions:
     invalid_patient_share: float = 0.0
     #: share of samples whose orders are asked for (Q record) before the result goes out
     query_share: float = 0.0
+    #: patient samples' specimen IDs in turn (tubes labelled for orders the LIS placed);
+    #: when they run out, or when empty, IDs are made up
+    specimen_ids: tuple[str, ...] = ()
     faults: tuple[Fault, ...] = ()
     #: frame text size; below 240 makes multi-frame messages out of short ones
     max_text: int = MAX_TEXT
@@ -229,6 +232,7 @@ class AstmAnalyserSim:
         self.options = options
         self.ledger = AstmLedger()
         self._rng = random.Random(options.seed)
+        self._labelled = 0  # specimen_ids used so far
         self._wire = FaultWire(self._rng)
         self._numbers = 0
         self._samples = 0
@@ -433,6 +437,9 @@ class AstmAnalyserSim:
         sample = self.profile.simulated_sample(
             rng, operator_id=rng.choice(opts.operator_ids), qc=qc, patient_id=patient, now=now
         )
+        if not qc and self._labelled < len(opts.specimen_ids):
+            sample = replace(sample, specimen_id=opts.specimen_ids[self._labelled])
+            self._labelled += 1
         if rng.random() < opts.query_share:
             raw = query_message(
                 sample.specimen_id,

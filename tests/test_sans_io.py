@@ -36,6 +36,8 @@ SANS_IO = (
     "drivers.analysers.clinitek_status",
     "drivers.analysers.sysmex_xn",
     "drivers.analysers.yumizen_h500",
+    "gateway.orders.hl7_orders",
+    "gateway.orders.model",
 )
 
 

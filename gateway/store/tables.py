@@ -210,6 +210,24 @@ deviations = Table(
     Column("created_by", String(64), nullable=False),
 )
 
+orders = Table(
+    "orders",
+    metadata,
+    Column("id", Integer, primary_key=True),
+    Column("specimen_id", String(64), nullable=False),
+    Column("test_code", String(64), nullable=False),
+    Column("patient_id", String(32), nullable=False, default=""),
+    Column("priority", String(1), nullable=False, default="R"),
+    Column("placer_order", String(64), nullable=False, default=""),
+    Column("state", String(16), nullable=False),  # open | cancelled
+    Column("raw_message_id", Integer, ForeignKey("raw_messages.id")),
+    Column("placed_at", TZ, nullable=False),
+    Column("placed_by", String(64), nullable=False),
+    Column("updated_at", TZ, nullable=False),
+    Column("updated_by", String(64), nullable=False),
+    Index("ix_orders_specimen", "specimen_id", "state"),
+)
+
 audit = Table(
     "audit",
     metadata,

@@ -37,6 +37,7 @@ from gateway import __version__
 from gateway.config import Config
 from gateway.model import State
 from gateway.national_id import mask
+from gateway.orders.store import list_orders
 from gateway.store import queries
 from gateway.web import i18n
 
@@ -62,6 +63,8 @@ SECURITY_HEADERS: Final[Mapping[str, str]] = {
 }
 
 QuarantineState = Literal["", "open", "replayed", "discarded"]
+OrderState = Literal["open", "cancelled", "all"]
+ORDER_STATES: Final[tuple[OrderState, ...]] = ("open", "cancelled", "all")
 
 
 # --- authentication hook -----------------------------------------------------------------------
@@ -110,6 +113,7 @@ class NavItem:
 NAV: Final[tuple[NavItem, ...]] = (
     NavItem("/", "nav.dashboard"),
     NavItem("/results", "nav.results"),
+    NavItem("/orders", "nav.orders"),
     NavItem("/outbox", "nav.outbox"),
     NavItem("/quarantine", "nav.quarantine"),
     NavItem("/deviations", "nav.deviations"),
@@ -490,6 +494,20 @@ async def quarantine_page(
     return web.page(request, "quarantine.html", {"rows": scrub_quarantine(rows)})
 
 
+def _read_orders(state: OrderState, limit: int) -> Callable[[Connection], list[dict[str, Any]]]:
+    """The worklist query for one state filter ("all": every state)."""
+    return lambda conn: list_orders(conn, state=None if state == "all" else state, limit=limit)
+
+
+@pages.get("/orders", response_class=HTMLResponse)
+async def orders_page(
+    request: Request, web: Web, state: Annotated[OrderState, Query()] = "open"
+) -> HTMLResponse:
+    """The worklist, read-only: orders are placed by the LIS or with `trygg orders add`."""
+    rows = await web.query(_read_orders(state, PAGE_LIMIT))
+    return web.page(request, "orders.html", {"rows": rows, "state": state, "states": ORDER_STATES})
+
+
 @pages.get("/deviations", response_class=HTMLResponse)
 async def deviations_page(request: Request, web: Web) -> HTMLResponse:
     rows = await web.query(lambda conn: queries.list_deviations(conn, limit=PAGE_LIMIT))
@@ -580,6 +598,17 @@ async def api_quarantine(
         lambda conn: queries.list_quarantine(conn, state=state or None, limit=limit)
     )
     return scrub_quarantine(rows)
+
+
+@api.get("/orders", summary="The worklist: order lines, newest first")
+async def api_orders(
+    web: Web,
+    state: Annotated[OrderState, Query(description="open, cancelled or all")] = "open",
+    limit: Annotated[int, Query(ge=1, le=1000)] = 100,
+) -> list[dict[str, Any]]:
+    """One line per specimen and test code; "resulted" says whether a result with the same
+    specimen and test has arrived. Patient IDs are masked."""
+    return await web.query(_read_orders(state, limit))
 
 
 @api.get("/deviations", summary="Recorded deviations (avvik), newest first")

@@ -14,14 +14,16 @@ LANGUAGES: Final = ("nb", "en")
 DEFAULT_LANGUAGE: Final = "nb"
 
 # One entry per visible string. Keys are grouped by prefix; "state.*", "reason.*", "method.*",
-# "role.*", "outbox_state.*", "quarantine_state.*", "deviation_state.*" and "kind.*" label
-# stored codes (an unknown code is shown as the code itself). Placeholders use str.format.
+# "role.*", "outbox_state.*", "quarantine_state.*", "deviation_state.*", "order_state.*",
+# "priority.*" and "kind.*" label stored codes (an unknown code is shown as the code itself).
+# Placeholders use str.format.
 TEXT: Final[Mapping[str, Mapping[str, str]]] = {
     "nb": {
         "app.tagline": "Instrumentgateway",
         "nav.label": "Hovedmeny",
         "nav.dashboard": "Oversikt",
         "nav.results": "Prøvesvar",
+        "nav.orders": "Arbeidsliste",
         "nav.outbox": "Utboks",
         "nav.quarantine": "Karantene",
         "nav.deviations": "Avvik",
@@ -89,6 +91,10 @@ TEXT: Final[Mapping[str, Mapping[str, str]]] = {
         "col.path": "Adresse",
         "col.description": "Beskrivelse",
         "col.parameters": "Parametre",
+        "col.priority": "Prioritet",
+        "col.placed": "Bestilt",
+        "col.placed_by": "Bestilt av",
+        "col.resulted": "Svar mottatt",
         "hold.why": "Hvorfor",
         "hold.todo": "Hva gjør du",
         "hold.role": "Kan frigis av",
@@ -148,6 +154,23 @@ TEXT: Final[Mapping[str, Mapping[str, str]]] = {
         "deviations.none": "Ingen avvik er registrert.",
         "deviation_state.open": "Åpen",
         "deviation_state.closed": "Lukket",
+        "orders.title": "Arbeidsliste",
+        "orders.intro": (
+            "Bestillinger per prøve og analyse, fra LIS eller lagt inn for hånd. Når en "
+            "analysator spør etter en prøve, får den analysene som er åpne her."
+        ),
+        "orders.showing": "Viser {n} bestillingslinjer, nyeste først.",
+        "orders.none_open": "Ingen åpne bestillinger.",
+        "orders.none_cancelled": "Ingen kansellerte bestillinger.",
+        "orders.none_all": "Ingen bestillinger.",
+        "orders.how_to_add": "Bestillinger kommer fra LIS, eller legges inn med",
+        "orders.resulted_yes": "Ja",
+        "orders.resulted_no": "Nei",
+        "order_state.open": "Åpen",
+        "order_state.cancelled": "Kansellert",
+        "priority.s": "Haster",
+        "priority.a": "Snarest",
+        "priority.r": "Rutine",
         "kind.lis_rejected": "LIS avviste en melding",
         "kind.lis_message_invalid": "LIS-melding kunne ikke lages",
         "state.received": "Mottatt",
@@ -191,6 +214,7 @@ TEXT: Final[Mapping[str, Mapping[str, str]]] = {
         "nav.label": "Main menu",
         "nav.dashboard": "Overview",
         "nav.results": "Results",
+        "nav.orders": "Worklist",
         "nav.outbox": "Outbox",
         "nav.quarantine": "Quarantine",
         "nav.deviations": "Deviations",
@@ -258,6 +282,10 @@ TEXT: Final[Mapping[str, Mapping[str, str]]] = {
         "col.path": "Path",
         "col.description": "Description",
         "col.parameters": "Parameters",
+        "col.priority": "Priority",
+        "col.placed": "Placed",
+        "col.placed_by": "Placed by",
+        "col.resulted": "Result arrived",
         "hold.why": "Why",
         "hold.todo": "What to do",
         "hold.role": "Can be released by",
@@ -317,6 +345,23 @@ TEXT: Final[Mapping[str, Mapping[str, str]]] = {
         "deviations.none": "No deviations are recorded.",
         "deviation_state.open": "Open",
         "deviation_state.closed": "Closed",
+        "orders.title": "Worklist",
+        "orders.intro": (
+            "Orders per specimen and test, from the LIS or added by hand. An analyser that "
+            "asks for a specimen is sent the tests open here."
+        ),
+        "orders.showing": "Showing {n} order lines, newest first.",
+        "orders.none_open": "No open orders.",
+        "orders.none_cancelled": "No cancelled orders.",
+        "orders.none_all": "No orders.",
+        "orders.how_to_add": "Orders come from the LIS, or are added with",
+        "orders.resulted_yes": "Yes",
+        "orders.resulted_no": "No",
+        "order_state.open": "Open",
+        "order_state.cancelled": "Cancelled",
+        "priority.s": "Stat",
+        "priority.a": "ASAP",
+        "priority.r": "Routine",
         "kind.lis_rejected": "The LIS rejected a message",
         "kind.lis_message_invalid": "A LIS message could not be built",
         "state.received": "Received",

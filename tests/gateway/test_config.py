@@ -71,3 +71,20 @@ def test_protocol_errors_log_without_their_bytes() -> None:
     assert "01010012356" in str(exc)  # the error itself keeps the evidence (quarantine)...
     assert loggable(exc) == "RemoteProtocolError: mllp: frame too long"  # ...logs do not
     assert loggable(TransportError("tcp://h:1: refused")) == "TransportError: tcp://h:1: refused"
+
+
+@pytest.mark.parametrize(
+    ("url", "expected"),
+    [
+        ("serial:///dev/ttyS0", "tcp-listen://host:port or tcp://host:port"),
+        ("tcp-listen://127.0.0.1", "port"),
+    ],
+)
+def test_bad_orders_url_is_named(tmp_path: Path, url: str, expected: str) -> None:
+    path = tmp_path / "c.toml"
+    path.write_text(
+        f'[site]\nname = "x"\n[lis]\nurl = "tcp://127.0.0.1:2575"\norders_url = "{url}"\n'
+    )
+    with pytest.raises(ConfigError) as info:
+        load_config(path)
+    assert "orders_url" in str(info.value) and expected in str(info.value)

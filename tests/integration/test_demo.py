@@ -45,7 +45,7 @@ def demo_config(tmp_path: Path, *, busy_astm: bool = False) -> tuple[Path, int]:
     """
     text = (ROOT / "config" / "demo.toml").read_text(encoding="utf-8")
     web = free_port()
-    for old in ("2575", "5102", "5103"):
+    for old in ("2575", "2577", "5102", "5103"):
         text = text.replace(f"127.0.0.1:{old}", f"127.0.0.1:{free_port()}")
     text = text.replace("127.0.0.1:8470", f"127.0.0.1:{web}")
     text = text.replace("sqlite:///trygg-demo/", f"sqlite:///{tmp_path}/")
@@ -93,9 +93,14 @@ def test_demo_runs_for_n_seconds_and_reconciles(tmp_path: Path) -> None:
         "quarantined",
         "qc",
         "lost",
+        "orders",
         "instruments",
     }
     assert data["lost"] == 0
+    # the LIS's orders reached the worklist, and the Sysmex's host queries got them back
+    orders = data["orders"]
+    assert orders["placed"] == 160  # 40 specimens x 4 tests (config/demo.toml)
+    assert 0 < orders["answered_with_orders"] <= orders["queries_answered"]
     assert data["received"] > 50 and data["acknowledged"] > 0
     # the demo drains the outbox before it stops; the rest are held, one or more reasons each
     assert data["queued"] == data["sent"] == data["rejected"] == 0

@@ -46,7 +46,7 @@ with warnings.catch_warnings():
     from fastapi.testclient import TestClient
 
 TEMPLATES = Path(i18n.__file__).resolve().parent / "templates"
-PAGES = ("/", "/results", "/outbox", "/quarantine", "/deviations", "/docs")
+PAGES = ("/", "/results", "/outbox", "/quarantine", "/deviations", "/orders", "/docs")
 
 
 @pytest.fixture
@@ -218,7 +218,14 @@ def test_health(client: TestClient, live_client: TestClient) -> None:
     assert body["status"] == "ok" and body["database"] == "ok" and body["site"] == "test-lab"
     assert body["gateway"] is None
     live = live_client.get("/api/health").json()
-    assert live["gateway"]["lis"] == {"connected": False, "last_error": "", "sent": 0, "retries": 0}
+    assert live["gateway"]["lis"] == {
+        "connected": False,
+        "last_error": "",
+        "sent": 0,
+        "retries": 0,
+        "orders_connected": False,
+        "orders_detail": "not connected yet",
+    }
 
 
 def test_health_reports_a_missing_database(tmp_path: Path, web_config: Config) -> None:
@@ -243,6 +250,7 @@ def test_openapi_is_served_and_the_cdn_docs_are_off(client: TestClient) -> None:
         "/api/outbox",
         "/api/quarantine",
         "/api/deviations",
+        "/api/orders",
     }
     assert client.get("/redoc").status_code == 404
     docs = client.get("/docs")

@@ -398,7 +398,8 @@ def split_message(raw: bytes) -> list[Segment]:
     lines[0] = first
     if not first.startswith("MSH"):
         raise RemoteProtocolError(
-            f"a message must start with an MSH segment, not {first[:20]!r}",
+            # the segment ID only: the rest of the line may be patient data (bytes in ``data``)
+            f"a message must start with an MSH segment, not {first[:3]!r}",
             field="MSH",
             data=first.encode("utf-8", "replace"),
         )
