@@ -41,9 +41,23 @@ class OrderReceiver:
             data = await stream.read()
             if not data:
                 return
-            decoder.receive_data(data)  # a broken frame raises: the session hangs up
-            while (payload := decoder.next_message()) is not None:
-                await self._handle(payload, stream)
+            try:
+                decoder.receive_data(data)
+                while (payload := decoder.next_message()) is not None:
+                    await self._handle(payload, stream)
+            except RemoteProtocolError as exc:
+                # the framing itself is broken (an endless block): keep the bytes, hang up
+                await self._writer.write(
+                    functools.partial(
+                        store_order_message,
+                        raw=exc.data or data,
+                        received_at=datetime.now(UTC),
+                        requests=None,
+                        error=exc.without_data(),
+                        error_field=exc.field or "",
+                    )
+                )
+                raise
 
     async def _handle(self, payload: bytes, stream: ByteStream) -> None:
         now = datetime.now(UTC)

@@ -20,9 +20,10 @@ from gateway.app import Gateway
 from gateway.errors import TransportError
 from gateway.orders.hl7_orders import build_order_message
 from gateway.orders.model import OrderAction, OrderRequest
+from gateway.orders.receiver import OrderReceiver
 from gateway.orders.store import ORDER_SOURCE, list_orders
 from gateway.store.audit import verify
-from gateway.store.tables import quarantine, results
+from gateway.store.tables import quarantine, raw_messages, results
 from simulators.astm_analyser import AstmAnalyserSim, AstmSimOptions, PtyConnector
 from simulators.lis import LisSimOptions, LisSimulator
 from simulators.lis_orders import send_order_messages
@@ -66,6 +67,15 @@ async def send_when_listening(port: int, messages: list[bytes]) -> list[str]:
         except TransportError as exc:
             if "cannot connect" not in str(exc):
                 raise
+            await asyncio.sleep(0.05)
+    raise AssertionError("the order port never opened")
+
+
+async def connect_when_listening(port: int) -> tuple[asyncio.StreamReader, asyncio.StreamWriter]:
+    for _ in range(100):
+        try:
+            return await asyncio.open_connection("127.0.0.1", port)
+        except ConnectionRefusedError:
             await asyncio.sleep(0.05)
     raise AssertionError("the order port never opened")
 
@@ -163,3 +173,41 @@ async def test_orders_from_the_lis_answer_the_analysers_queries(
     assert refused == ["MSH-9"]
     # the analyser's results arrived too, and the worklist shows which orders have one
     assert {"S-100", "S-101", "S-102", "S-999"} <= stored
+
+
+async def test_a_broken_frame_on_the_order_port_is_kept_and_the_link_reopens(
+    sqlite_url: str, made: list[Gateway]
+) -> None:
+    """An MLLP block longer than the receiver takes: its bytes go to quarantine, the session
+    hangs up, and the next connection's orders still land."""
+    lis_port, orders_port = free_port(), free_port()
+    data = gateway_config(sqlite_url, [], lis_port=lis_port, worker="inline")
+    data["lis"]["orders_url"] = f"tcp-listen://127.0.0.1:{orders_port}"
+    gateway = Gateway(make_config(data))
+    # the order session's receiver, with a small block limit so a short write overruns it
+    gateway.sessions[-1]._driver = OrderReceiver(gateway.writer, max_message_bytes=200)
+    made.append(gateway)
+    task = asyncio.create_task(gateway.run(web=False))
+    try:
+        await asyncio.wait_for(gateway.ready.wait(), 20)
+        reader, writer = await connect_when_listening(orders_port)
+        endless = b"\x0bMSH|^~\\&|LIS" + b"x" * 400
+        writer.write(endless)
+        await writer.drain()
+        assert await asyncio.wait_for(reader.read(), 10) == b""  # the gateway hung up
+        writer.close()
+        now = datetime(2026, 11, 22, 9, 0, tzinfo=UTC)
+        order = build_order_message(ORDERS[1:2], control_id="ORD-9", now=now)
+        assert await send_when_listening(orders_port, [order]) == ["AA"]
+    finally:
+        task.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await task
+    with gateway.engine.connect() as conn:
+        (kept,) = conn.execute(
+            select(quarantine.c.field, raw_messages.c.raw)
+            .join(raw_messages, raw_messages.c.id == quarantine.c.raw_message_id)
+            .where(quarantine.c.instrument_id == ORDER_SOURCE)
+        ).all()
+        assert [line["specimen_id"] for line in list_orders(conn)] == ["S-101"]
+    assert kept.field == "mllp" and bytes(kept.raw).startswith(b"\x0bMSH")
