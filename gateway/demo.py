@@ -36,6 +36,7 @@ from rich.live import Live
 from rich.table import Table
 from sqlalchemy import Connection, Engine, func, select
 
+from drivers.protocols.astm.records import parse_message
 from drivers.registry import ASTM_PROFILES, DRIVERS
 from drivers.transports import Connector, connector_for
 from gateway.app import Gateway
@@ -457,7 +458,8 @@ def summary_dict(engine: Engine, plan: DemoPlan) -> dict[str, Any]:
 
 
 def _has_orders(replies: Sequence[bytes]) -> bool:
-    return any(b"\rO|" in reply or reply.startswith(b"O|") for reply in replies)
+    """Whether the host's reply to a query carried orders (O records), not "no information"."""
+    return any(r.type == "O" for reply in replies for r in parse_message(reply, lenient=True))
 
 
 # --- the live view ----------------------------------------------------------------------------
@@ -557,16 +559,12 @@ async def _send_demo_orders(
         build_order_message(requests[i : i + 10], control_id=f"DEMO-ORD-{i // 10 + 1}", now=now)
         for i in range(0, len(requests), 10)
     ]
-    for attempt in range(50):  # the order port opens with the gateway's other sessions
-        try:
-            codes = await send_order_messages(
-                parts.hostname or "127.0.0.1", parts.port or 0, messages
-            )
-            break
-        except (OSError, TransportError):
-            if attempt == 49:
-                raise
-            await asyncio.sleep(0.1)
+    codes = await send_order_messages(
+        parts.hostname or "127.0.0.1",
+        parts.port or 0,
+        messages,
+        connect_within_s=5.0,  # the order port opens with the gateway's other sessions
+    )
     lang = config.site.language
     note = str(_WORDS[lang]["orders_note"]).format(n=len(requests), codes=" ".join(codes))
     console.print(note, highlight=False, markup=False)

@@ -9,28 +9,29 @@ from collections.abc import Sequence
 from drivers.protocols.hl7.ack import parse_ack, read_msh
 from drivers.protocols.hl7.mllp import MllpDecoder, frame
 from gateway.errors import RemoteProtocolError, TransportError
-from gateway.orders.model import OrderAction, OrderRequest
 
-__all__ = ["demo_orders", "send_order_messages"]
+__all__ = ["send_order_messages"]
 
 _READ_SIZE = 65536
 
 
 async def send_order_messages(
-    host: str, port: int, messages: Sequence[bytes], *, timeout_s: float = 10.0
+    host: str,
+    port: int,
+    messages: Sequence[bytes],
+    *,
+    timeout_s: float = 10.0,
+    connect_within_s: float = 0.0,
 ) -> list[str]:
     """Send each message MLLP-framed on one connection, one at a time, each after the ACK of
     the one before; return the MSA-1 codes (AA, AE, AR ...) in order.
 
-    ``timeout_s`` bounds the connect and each wait for an ACK. Raises ``TransportError`` when
-    the connection cannot be opened, breaks, closes or times out before an ACK, and
-    ``RemoteProtocolError`` when the answer is no ACK or acknowledges another message.
+    ``timeout_s`` bounds the connect and each wait for an ACK. ``connect_within_s``: a refused
+    connection is tried again until then, as an LIS does while the gateway starts. Raises
+    ``TransportError`` when the connection cannot be opened, breaks, closes or times out before
+    an ACK, and ``RemoteProtocolError`` when the answer is no ACK or acknowledges another message.
     """
-    try:
-        async with asyncio.timeout(timeout_s):
-            reader, writer = await asyncio.open_connection(host, port)
-    except (OSError, TimeoutError) as exc:
-        raise TransportError(f"cannot connect to the order receiver {host}:{port}: {exc}") from exc
+    reader, writer = await _connect(host, port, timeout_s, connect_within_s)
     decoder = MllpDecoder()
     codes: list[str] = []
     try:
@@ -45,6 +46,27 @@ async def send_order_messages(
         with contextlib.suppress(OSError):
             await writer.wait_closed()
     return codes
+
+
+async def _connect(
+    host: str, port: int, timeout_s: float, connect_within_s: float
+) -> tuple[asyncio.StreamReader, asyncio.StreamWriter]:
+    loop = asyncio.get_running_loop()
+    give_up = loop.time() + connect_within_s
+    while True:
+        try:
+            async with asyncio.timeout(timeout_s):
+                return await asyncio.open_connection(host, port)
+        except ConnectionRefusedError as exc:
+            if loop.time() >= give_up:
+                raise TransportError(
+                    f"cannot connect to the order receiver {host}:{port}: {exc}"
+                ) from exc
+            await asyncio.sleep(0.05)
+        except (OSError, TimeoutError) as exc:
+            raise TransportError(
+                f"cannot connect to the order receiver {host}:{port}: {exc}"
+            ) from exc
 
 
 async def _await_ack(
@@ -75,26 +97,3 @@ async def _await_ack(
             data=block,
         )
     return ack.code
-
-
-def demo_orders(
-    specimen_ids: Sequence[str],
-    test_codes: Sequence[str],
-    *,
-    patient_ids: Sequence[str] | None = None,
-) -> list[OrderRequest]:
-    """One new routine order per specimen for all ``test_codes``; ``patient_ids`` (one per
-    specimen) when given. The placer order number is "ORD-" + the specimen ID."""
-    if patient_ids is not None and len(patient_ids) != len(specimen_ids):
-        raise ValueError("give one patient ID per specimen ID")
-    patients = patient_ids if patient_ids is not None else [""] * len(specimen_ids)
-    return [
-        OrderRequest(
-            action=OrderAction.NEW,
-            specimen_id=specimen_id,
-            test_codes=tuple(test_codes),
-            patient_id=patient_id,
-            placer_order=f"ORD-{specimen_id}",
-        )
-        for specimen_id, patient_id in zip(specimen_ids, patients, strict=True)
-    ]

@@ -14,7 +14,8 @@ from drivers.protocols.hl7.ack import build_ack
 from drivers.protocols.hl7.mllp import MllpDecoder, frame
 from gateway.errors import RemoteProtocolError, TransportError
 from gateway.orders.hl7_orders import build_order_message, parse_orders
-from simulators.lis_orders import demo_orders, send_order_messages
+from gateway.orders.model import OrderAction, OrderRequest
+from simulators.lis_orders import send_order_messages
 from tests.ports import free_port
 
 pytestmark = pytest.mark.timeout(30)
@@ -65,9 +66,10 @@ def ack_with(code: str) -> Answer:
 
 
 def messages(count: int) -> list[bytes]:
-    requests = demo_orders(
-        [f"SPEC{i}" for i in range(count)], ["CRP", "HB"], patient_ids=["P1"] * count
-    )
+    requests = [
+        OrderRequest(OrderAction.NEW, f"SPEC{i}", ("CRP", "HB"), "P1", placer_order=f"ORD-{i}")
+        for i in range(count)
+    ]
     return [
         build_order_message([request], control_id=f"ORD{i}", now=NOW)
         for i, request in enumerate(requests)
@@ -134,11 +136,19 @@ async def test_nobody_listening_is_a_transport_error() -> None:
     )
 
 
-def test_demo_orders_asks_for_every_test_on_every_specimen() -> None:
-    requests = demo_orders(["S1", "S2"], ["CRP", "HB"], patient_ids=["P1", "P2"])
-    assert [(r.specimen_id, r.test_codes, r.patient_id) for r in requests] == [
-        ("S1", ("CRP", "HB"), "P1"),
-        ("S2", ("CRP", "HB"), "P2"),
-    ]
-    with pytest.raises(ValueError, match="one patient ID per specimen"):
-        demo_orders(["S1", "S2"], ["CRP"], patient_ids=["P1"])
+async def test_a_receiver_that_starts_late_is_waited_for_within_the_bound() -> None:
+    port = free_port()
+    server_side = OrderReceiver(ack_with("AA"))
+
+    async def listen_later() -> asyncio.Server:
+        await asyncio.sleep(0.3)
+        return await asyncio.start_server(server_side.handle, "127.0.0.1", port)
+
+    starting = asyncio.create_task(listen_later())
+    try:
+        codes = await send_order_messages("127.0.0.1", port, messages(1), connect_within_s=5.0)
+    finally:
+        server = await starting
+        server.close()
+        await server.wait_closed()
+    assert codes == ["AA"]

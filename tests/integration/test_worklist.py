@@ -17,7 +17,6 @@ from drivers.analysers.astm_generic import GENERIC
 from drivers.protocols.astm.records import Record, parse_message
 from drivers.transports import Connector, connector_for
 from gateway.app import Gateway
-from gateway.errors import TransportError
 from gateway.orders.hl7_orders import build_order_message
 from gateway.orders.model import OrderAction, OrderRequest
 from gateway.orders.receiver import OrderReceiver
@@ -57,18 +56,6 @@ def replies_by_specimen(sim_queries: list[tuple[str, list[bytes]]]) -> dict[str,
         specimen: [record for reply in replies for record in parse_message(reply)]
         for specimen, replies in sim_queries
     }
-
-
-async def send_when_listening(port: int, messages: list[bytes]) -> list[str]:
-    """The order port opens with the gateway's sessions, just after ``ready``."""
-    for _ in range(100):
-        try:
-            return await send_order_messages("127.0.0.1", port, messages)
-        except TransportError as exc:
-            if "cannot connect" not in str(exc):
-                raise
-            await asyncio.sleep(0.05)
-    raise AssertionError("the order port never opened")
 
 
 async def connect_when_listening(port: int) -> tuple[asyncio.StreamReader, asyncio.StreamWriter]:
@@ -116,7 +103,9 @@ async def test_orders_from_the_lis_answer_the_analysers_queries(
                     build_order_message(CANCEL, control_id="ORD-2", now=now),
                     NOT_AN_ORDER,
                 ]
-                codes = await send_when_listening(orders_port, messages)
+                codes = await send_order_messages(
+                    "127.0.0.1", orders_port, messages, connect_within_s=5.0
+                )
                 assert codes == ["AA", "AA", "AE"]
                 assert gateway.status()["lis"]["orders_connected"] in (True, False)
                 sim = AstmAnalyserSim(
@@ -198,7 +187,9 @@ async def test_a_broken_frame_on_the_order_port_is_kept_and_the_link_reopens(
         writer.close()
         now = datetime(2026, 11, 22, 9, 0, tzinfo=UTC)
         order = build_order_message(ORDERS[1:2], control_id="ORD-9", now=now)
-        assert await send_when_listening(orders_port, [order]) == ["AA"]
+        assert await send_order_messages(
+            "127.0.0.1", orders_port, [order], connect_within_s=5.0
+        ) == ["AA"]
     finally:
         task.cancel()
         with contextlib.suppress(asyncio.CancelledError):
