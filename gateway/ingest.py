@@ -180,44 +180,60 @@ def store_message(
         )
         return IngestOutcome(earlier_id, duplicate_message=True)
 
-    outcome = "quarantined" if message.error is not None else "stored"
-    raw_id = int(
+    raw_id = keep_raw(tx, message, msg_digest)
+    if message.error is not None:
+        quarantine_raw(tx, raw_id, message, actor=f"instrument:{instrument}")
+        return IngestOutcome(raw_id, quarantined=True, error=message.error)
+    return store_observations(tx, raw_id, message.observations, context, rules)
+
+
+def keep_raw(tx: Tx, message: InboundMessage, msg_digest: str) -> int:
+    """Store a message's raw bytes (first, before anything is read from them); its row id."""
+    conn = tx.conn
+    return int(
         bulk.fetch(
             conn,
             _INSERT_RAW,
             (
-                instrument,
+                message.instrument_id,
                 message.protocol,
                 bulk.db_time(conn, message.received_at),
                 message.raw,
                 msg_digest,
                 message.control_id[:64],
-                outcome,
+                "quarantined" if message.error is not None else "stored",
                 len(message.observations),
             ),
         )[0][0]
     )
-    if message.error is not None:
-        quarantine_id = conn.execute(
+
+
+def quarantine_raw(tx: Tx, raw_id: int, message: InboundMessage, *, actor: str) -> int:
+    """Put a stored message that was refused (``message.error``) in quarantine; audited."""
+    error = message.error or ""
+    quarantine_id = int(
+        tx.conn.execute(
             insert(quarantine).returning(quarantine.c.id),
             {
                 "raw_message_id": raw_id,
-                "instrument_id": instrument,
+                "instrument_id": message.instrument_id,
                 "received_at": message.received_at,
-                "error": message.error,
+                "error": error,
                 "field": message.error_field or "",
             },
         ).scalar_one()
-        tx.audit(
-            actor=f"instrument:{instrument}",
-            action="message.quarantined",
-            entity="quarantine",
-            entity_id=quarantine_id,
-            reason=message.error,
-        )
-        tx.event("quarantine", instrument, {"id": quarantine_id, "field": message.error_field})
-        return IngestOutcome(raw_id, quarantined=True, error=message.error)
-    return store_observations(tx, raw_id, message.observations, context, rules)
+    )
+    tx.audit(
+        actor=actor,
+        action="message.quarantined",
+        entity="quarantine",
+        entity_id=quarantine_id,
+        reason=error,
+    )
+    tx.event(
+        "quarantine", message.instrument_id, {"id": quarantine_id, "field": message.error_field}
+    )
+    return quarantine_id
 
 
 def store_observations(

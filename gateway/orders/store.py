@@ -8,7 +8,6 @@ same tests. A cancel (from the LIS or a person) closes them; every change is aud
 from __future__ import annotations
 
 import asyncio
-import hashlib
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
@@ -17,9 +16,11 @@ from typing import Any
 from sqlalchemy import Connection, Engine, and_, exists, insert, select, update
 
 from drivers.analysers.astm_query import WorklistOrder
+from gateway.ingest import digest, keep_raw, quarantine_raw
+from gateway.model import InboundMessage
 from gateway.national_id import mask
 from gateway.orders.model import PRIORITIES, OrderAction, OrderRequest
-from gateway.store.tables import orders, quarantine, raw_messages, results
+from gateway.store.tables import orders, results
 from gateway.store.writer import Tx
 
 #: ``raw_messages.instrument_id`` of order messages: they come from the LIS, not an analyser
@@ -46,36 +47,36 @@ class OrderConflict(ValueError):
     another's tube."""
 
 
-def patient_conflict(conn: Connection, requests: Sequence[OrderRequest]) -> str:
+OpenLines = dict[str, dict[str, tuple[int, str]]]
+"""specimen ID -> open test code -> (row id, patient ID)"""
+
+
+def _open_lines(conn: Connection, specimen_ids: Sequence[str]) -> OpenLines:
+    """The open order lines of these specimens, in one query."""
+    found: OpenLines = {specimen: {} for specimen in specimen_ids}
+    rows = conn.execute(
+        select(orders.c.specimen_id, orders.c.test_code, orders.c.id, orders.c.patient_id).where(
+            orders.c.specimen_id.in_(list(found)), orders.c.state == "open"
+        )
+    )
+    for row in rows:
+        found[str(row.specimen_id)][str(row.test_code)] = (int(row.id), str(row.patient_id))
+    return found
+
+
+def _patient_conflict(open_lines: OpenLines, requests: Sequence[OrderRequest]) -> str:
     """Why these requests cannot be placed as they are ("" when they can)."""
     for request in requests:
         if request.action is not OrderAction.NEW or not request.patient_id:
             continue
-        others = conn.execute(
-            select(orders.c.id).where(
-                orders.c.specimen_id == request.specimen_id,
-                orders.c.state == "open",
-                orders.c.patient_id != "",
-                orders.c.patient_id != request.patient_id,
-            )
-        ).first()
-        if others is not None:
+        patients = {patient for _id, patient in open_lines[request.specimen_id].values()}
+        if patients - {"", request.patient_id}:
             # the specimen ID is a label, not patient data; the patients are not named
             return (
                 f"specimen {request.specimen_id} already has open orders for another "
                 "patient: cancel those first, or check the barcode"
             )
     return ""
-
-
-def _open_lines(conn: Connection, specimen_id: str) -> dict[str, int]:
-    """Open test code -> row id for one specimen."""
-    rows = conn.execute(
-        select(orders.c.test_code, orders.c.id).where(
-            orders.c.specimen_id == specimen_id, orders.c.state == "open"
-        )
-    )
-    return {str(code): int(row_id) for code, row_id in rows}
 
 
 def apply_orders(
@@ -88,27 +89,48 @@ def apply_orders(
 ) -> OrdersOutcome:
     """Place or cancel the requested order lines, in the caller's transaction; audited.
 
-    Raises ``OrderConflict`` (nothing changed) when a new order names another patient than
-    its specimen's open orders.
+    Raises ``OrderConflict`` before changing anything when a new order names another patient
+    than its specimen's open orders.
     """
-    if conflict := patient_conflict(tx.conn, requests):
+    return _apply(tx, requests, check_orders(tx.conn, requests), actor, reason, raw_message_id)
+
+
+def check_orders(conn: Connection, requests: Sequence[OrderRequest]) -> OpenLines:
+    """The open lines the requests touch, read once; raises ``OrderConflict`` when a new
+    order names another patient than its specimen's open orders."""
+    for request in requests:
+        if request.priority not in PRIORITIES:
+            raise ValueError(f"priority {request.priority!r} is not one of {PRIORITIES}")
+    open_lines = _open_lines(conn, [request.specimen_id for request in requests])
+    if conflict := _patient_conflict(open_lines, requests):
         raise OrderConflict(conflict)
+    return open_lines
+
+
+def _apply(
+    tx: Tx,
+    requests: Sequence[OrderRequest],
+    open_lines: OpenLines,
+    actor: str,
+    reason: str,
+    raw_message_id: int | None,
+) -> OrdersOutcome:
     placed: list[int] = []
     cancelled: list[int] = []
     unchanged = 0
     for request in requests:
-        if request.priority not in PRIORITIES:
-            raise ValueError(f"priority {request.priority!r} is not one of {PRIORITIES}")
-        open_lines = _open_lines(tx.conn, request.specimen_id)
+        lines = open_lines[request.specimen_id]  # kept current as requests change it
         if request.action is OrderAction.NEW:
             for code in dict.fromkeys(request.test_codes):
-                if code in open_lines:
+                if code in lines:
                     unchanged += 1
                     continue
-                placed.append(_insert_line(tx, request, code, actor, raw_message_id))
+                row_id = _insert_line(tx, request, code, actor, raw_message_id)
+                lines[code] = (row_id, request.patient_id)
+                placed.append(row_id)
         else:
-            codes = request.test_codes or tuple(open_lines)
-            ids = [open_lines[code] for code in codes if code in open_lines]
+            codes = request.test_codes or tuple(lines)
+            ids = [lines.pop(code)[0] for code in codes if code in lines]
             unchanged += len(codes) - len(ids)
             if ids:
                 tx.conn.execute(
@@ -166,53 +188,30 @@ def store_order_message(
     """Keep an order message's raw bytes, then apply its requests, or quarantine it.
 
     ``requests`` is None when the message could not be read (``error`` says why); a message
-    whose orders conflict with the worklist (``patient_conflict``) is refused the same way:
-    its bytes go to quarantine and nothing changes on the worklist.
+    whose orders conflict with the worklist (``OrderConflict``) is refused the same way: its
+    bytes go to quarantine and nothing changes on the worklist.
     """
-    if requests is not None and (conflict := patient_conflict(tx.conn, requests)):
-        requests, error, error_field = None, conflict, "PID-3"
-    raw_id = int(
-        tx.conn.execute(
-            insert(raw_messages).returning(raw_messages.c.id),
-            {
-                "instrument_id": ORDER_SOURCE,
-                "protocol": PROTOCOL,
-                "received_at": received_at,
-                "raw": raw,
-                "digest": hashlib.sha256(raw).hexdigest(),
-                "control_id": control_id[:64],
-                "outcome": "stored" if requests is not None else "quarantined",
-                "n_observations": 0,
-            },
-        ).scalar_one()
+    open_lines: OpenLines = {}
+    if requests is not None:
+        try:
+            open_lines = check_orders(tx.conn, requests)
+        except OrderConflict as exc:
+            requests, error, error_field = None, str(exc), "PID-3"
+    message = InboundMessage(
+        ORDER_SOURCE,
+        PROTOCOL,
+        raw,
+        received_at,
+        error=error if requests is None else None,
+        error_field=error_field,
+        control_id=control_id,
     )
+    raw_id = keep_raw(tx, message, digest(raw))
     if requests is None:
-        quarantine_id = tx.conn.execute(
-            insert(quarantine).returning(quarantine.c.id),
-            {
-                "raw_message_id": raw_id,
-                "instrument_id": ORDER_SOURCE,
-                "received_at": received_at,
-                "error": error,
-                "field": error_field,
-            },
-        ).scalar_one()
-        tx.audit(
-            actor="lis",
-            action="message.quarantined",
-            entity="quarantine",
-            entity_id=quarantine_id,
-            reason=error,
-        )
-        tx.event("quarantine", ORDER_SOURCE, {"id": quarantine_id, "field": error_field})
+        quarantine_raw(tx, raw_id, message, actor="lis")
         return OrdersOutcome(raw_message_id=raw_id, quarantined=True, error=error)
-    return apply_orders(
-        tx,
-        requests,
-        actor="lis",
-        reason=f"order message {control_id}" if control_id else "order message",
-        raw_message_id=raw_id,
-    )
+    reason = f"order message {control_id}" if control_id else "order message"
+    return _apply(tx, requests, open_lines, "lis", reason, raw_id)
 
 
 def open_orders(conn: Connection, specimen_id: str) -> tuple[WorklistOrder, ...]:
