@@ -7,6 +7,7 @@ when stored, AE when it could not be decoded (the raw bytes are kept in quaranti
 
 from __future__ import annotations
 
+from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime
 
 from drivers.protocols.hl7.ack import build_ack
@@ -38,6 +39,28 @@ def decode(instrument_id: str, raw: bytes, received_at: datetime) -> InboundMess
     )
 
 
+async def serve_mllp(
+    stream: ByteStream,
+    max_message_bytes: int,
+    on_message: Callable[[bytes], Awaitable[None]],
+    on_broken: Callable[[bytes, RemoteProtocolError], Awaitable[None]],
+) -> None:
+    """Hand each MLLP payload to ``on_message`` until the stream ends.
+
+    When the framing itself is broken (an endless block), ``on_broken`` gets the bytes to keep
+    and the error, which is then raised: the session hangs up and the sender starts afresh.
+    """
+    decoder = MllpDecoder(max_size=max_message_bytes)
+    while data := await stream.read():
+        try:
+            decoder.receive_data(data)
+            while (payload := decoder.next_message()) is not None:
+                await on_message(payload)
+        except RemoteProtocolError as exc:
+            await on_broken(exc.data or data, exc)
+            raise
+
+
 class Hl7MllpReceiver:
     """Reads MLLP frames, ingests each message, answers with an original-mode ACK."""
 
@@ -47,28 +70,21 @@ class Hl7MllpReceiver:
         self._acks = 0
 
     async def serve(self, stream: ByteStream, sink: Sink) -> None:
-        decoder = MllpDecoder(max_size=self._max)
-        while True:
-            data = await stream.read()
-            if not data:
-                return
-            try:
-                decoder.receive_data(data)
-                while (payload := decoder.next_message()) is not None:
-                    await self._handle(payload, stream, sink)
-            except RemoteProtocolError as exc:
-                # framing itself is broken (e.g. an endless frame): keep the bytes, then hang up
-                await sink.ingest(
-                    InboundMessage(
-                        self.instrument_id,
-                        PROTOCOL,
-                        exc.data or data,
-                        datetime.now(UTC),
-                        error=str(exc),
-                        error_field=exc.field,
-                    )
+        async def keep_broken(raw: bytes, exc: RemoteProtocolError) -> None:
+            await sink.ingest(
+                InboundMessage(
+                    self.instrument_id,
+                    PROTOCOL,
+                    raw,
+                    datetime.now(UTC),
+                    error=str(exc),
+                    error_field=exc.field,
                 )
-                raise
+            )
+
+        await serve_mllp(
+            stream, self._max, lambda payload: self._handle(payload, stream, sink), keep_broken
+        )
 
     async def _handle(self, payload: bytes, stream: ByteStream, sink: Sink) -> None:
         now = datetime.now(UTC)

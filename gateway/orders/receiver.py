@@ -11,12 +11,13 @@ import functools
 import logging
 from datetime import UTC, datetime
 
+from drivers.analysers.generic_hl7 import serve_mllp
 from drivers.protocols.hl7.ack import build_ack
-from drivers.protocols.hl7.mllp import MllpDecoder, frame
+from drivers.protocols.hl7.mllp import frame
 from drivers.session import Sink
 from drivers.transports import ByteStream
 from gateway.errors import RemoteProtocolError
-from gateway.orders.hl7_orders import parse_orders
+from gateway.orders.hl7_orders import ParsedOrders, parse_orders
 from gateway.orders.store import OrdersOutcome, store_order_message
 from gateway.store.writer import Writer
 
@@ -36,53 +37,41 @@ class OrderReceiver:
         self._acks = 0
 
     async def serve(self, stream: ByteStream, sink: Sink) -> None:
-        decoder = MllpDecoder(max_size=self._max)
-        while True:
-            data = await stream.read()
-            if not data:
-                return
-            try:
-                decoder.receive_data(data)
-                while (payload := decoder.next_message()) is not None:
-                    await self._handle(payload, stream)
-            except RemoteProtocolError as exc:
-                # the framing itself is broken (an endless block): keep the bytes, hang up
-                await self._writer.write(
-                    functools.partial(
-                        store_order_message,
-                        raw=exc.data or data,
-                        received_at=datetime.now(UTC),
-                        requests=None,
-                        error=exc.without_data(),
-                        error_field=exc.field or "",
-                    )
-                )
-                raise
+        async def keep_broken(raw: bytes, exc: RemoteProtocolError) -> None:
+            await self._store(raw, datetime.now(UTC), None, exc)
+
+        await serve_mllp(
+            stream, self._max, lambda payload: self._handle(payload, stream), keep_broken
+        )
+
+    async def _store(
+        self,
+        raw: bytes,
+        received_at: datetime,
+        parsed: ParsedOrders | None,
+        error: RemoteProtocolError | None,
+    ) -> OrdersOutcome:
+        """Store the message: its orders when it was read, else its bytes in quarantine."""
+        job = functools.partial(
+            store_order_message,
+            raw=raw,
+            received_at=received_at,
+            requests=None if parsed is None else parsed.requests,
+            control_id="" if parsed is None else parsed.control_id,
+            error="" if error is None else error.without_data(),
+            error_field="" if error is None else error.field or "",
+        )
+        return await self._writer.write(job)
 
     async def _handle(self, payload: bytes, stream: ByteStream) -> None:
         now = datetime.now(UTC)
-        error_field = ""
+        parsed: ParsedOrders | None = None
+        error: RemoteProtocolError | None = None
         try:
             parsed = parse_orders(payload)
         except RemoteProtocolError as exc:
-            error_field = exc.field or ""
-            job = functools.partial(
-                store_order_message,
-                raw=payload,
-                received_at=now,
-                requests=None,
-                error=exc.without_data(),
-                error_field=error_field,
-            )
-        else:
-            job = functools.partial(
-                store_order_message,
-                raw=payload,
-                received_at=now,
-                requests=parsed.requests,
-                control_id=parsed.control_id,
-            )
-        outcome: OrdersOutcome = await self._writer.write(job)
+            error = exc
+        outcome = await self._store(payload, now, parsed, error)
         log.info(
             "LIS orders: %s (%d placed, %d cancelled, %d unchanged)",
             "refused, kept in quarantine" if outcome.quarantined else "stored",
@@ -98,6 +87,6 @@ class OrderReceiver:
             now=now,
             text=outcome.error[:80],
             error_code=_ERROR_CODE if outcome.quarantined else "",
-            error_location=error_field,
+            error_location="" if error is None else error.field or "",
         )
         await stream.write(frame(ack))

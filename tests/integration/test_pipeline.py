@@ -15,7 +15,7 @@ from gateway.app import Gateway
 from gateway.config import Config
 from gateway.store.audit import verify
 from gateway.store.queries import summary
-from gateway.store.tables import deviations, outbox, results
+from gateway.store.tables import deviations, outbox, quarantine, results
 from simulators.hl7_analyser import AnalyserSimOptions, Hl7AnalyserSim
 from simulators.lis import LisSimOptions, LisSimulator
 from tests.integration.helpers import free_port, gateway_config, make_config, wait_for
@@ -178,6 +178,28 @@ async def test_a_garbled_message_is_quarantined_and_answered_ae(
     with gateway.engine.connect() as conn:
         s = summary(conn)
     assert s.quarantined == 10 and s.received == 0
+
+
+async def test_an_endless_mllp_block_is_kept_in_quarantine_and_the_link_hung_up(
+    make_gateway: Callable[[Config], Gateway], sqlite_url: str
+) -> None:
+    port = free_port()
+    data = gateway_config(sqlite_url, [port], lis_port=None)
+    data["instruments"][0]["options"] = {"max_bytes": 200}
+    gateway = make_gateway(make_config(data))
+    async with running(gateway):
+        for _ in range(100):  # the listening port opens just after the gateway is ready
+            with contextlib.suppress(ConnectionRefusedError):
+                reader, writer = await asyncio.open_connection("127.0.0.1", port)
+                break
+            await asyncio.sleep(0.05)
+        writer.write(b"\x0bMSH|^~\\&|BENCH" + b"x" * 400)
+        await writer.drain()
+        assert await asyncio.wait_for(reader.read(), 10) == b""  # hung up
+        writer.close()
+    with gateway.engine.connect() as conn:
+        (row,) = conn.execute(select(quarantine.c.field, quarantine.c.instrument_id)).all()
+    assert (row.field, row.instrument_id) == ("mllp", "inst-0")
 
 
 @pytest.mark.parametrize("batch_size", [1, 20])
