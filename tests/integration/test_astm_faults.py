@@ -11,7 +11,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 from collections import Counter
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, field, replace
 
 import pytest
@@ -21,6 +21,7 @@ from drivers.analysers.astm_generic import GENERIC
 from drivers.protocols.astm.records import parse_message
 from drivers.transports import Connector, connector_for
 from gateway.app import Gateway
+from gateway.config import Config
 from gateway.errors import TransportError
 from gateway.store.audit import verify
 from gateway.store.tables import qc_results, quarantine, raw_messages, results
@@ -80,21 +81,12 @@ CASES: dict[str, Case] = {
 }
 
 
-@pytest.fixture
-def engines() -> Iterator[list[Gateway]]:
-    """Tests read the store after the gateway stopped; close those connections at the end."""
-    made: list[Gateway] = []
-    yield made
-    for gateway in made:
-        gateway.engine.dispose()
-
-
 @contextlib.asynccontextmanager
 async def gateway_with_instrument(
     transport: str,
     sqlite_url: str,
     options: dict[str, str | int | float | bool],
-    made: list[Gateway],
+    make_gateway: Callable[[Config], Gateway],
 ) -> AsyncIterator[tuple[Gateway, Connector, asyncio.Task[None]]]:
     """A running gateway with one astm_generic instrument; yields it with the analyser's side."""
     with contextlib.ExitStack() as stack:
@@ -110,8 +102,7 @@ async def gateway_with_instrument(
         data["instruments"] = [
             {"id": INSTRUMENT, "driver": "astm_generic", "url": url, "options": options}
         ]
-        gateway = Gateway(make_config(data))
-        made.append(gateway)
+        gateway = make_gateway(make_config(data))
         task = asyncio.create_task(gateway.run())
         try:
             await asyncio.wait_for(gateway.ready.wait(), 20)
@@ -127,7 +118,7 @@ async def gateway_with_instrument(
 
 
 async def run_case(
-    transport: str, case: Case, sqlite_url: str, made: list[Gateway]
+    transport: str, case: Case, sqlite_url: str, make_gateway: Callable[[Config], Gateway]
 ) -> tuple[Gateway, AstmLedger]:
     options = replace(
         BASE,
@@ -136,7 +127,9 @@ async def run_case(
         reply_timeout_s=case.reply_timeout_s,
     )
     sim = AstmAnalyserSim(GENERIC, options)
-    async with gateway_with_instrument(transport, sqlite_url, case.gateway_options, made) as (
+    async with gateway_with_instrument(
+        transport, sqlite_url, case.gateway_options, make_gateway
+    ) as (
         gateway,
         connector,
         task,
@@ -182,10 +175,10 @@ def reconcile(gateway: Gateway, ledger: AstmLedger) -> None:
 @pytest.mark.parametrize("transport", ["pty", "tcp"])
 @pytest.mark.parametrize("name", list(CASES))
 async def test_every_acknowledged_message_is_stored_exactly_once(
-    transport: str, name: str, sqlite_url: str, engines: list[Gateway]
+    transport: str, name: str, sqlite_url: str, make_gateway: Callable[[Config], Gateway]
 ) -> None:
     case = CASES[name]
-    gateway, ledger = await run_case(transport, case, sqlite_url, engines)
+    gateway, ledger = await run_case(transport, case, sqlite_url, make_gateway)
     # the fault really happened...
     for fault in case.faults:
         assert ledger.faults_fired[fault.kind.value] > 0, f"{fault.kind} never fired"
@@ -209,10 +202,10 @@ async def test_every_acknowledged_message_is_stored_exactly_once(
 
 
 async def test_a_strict_gateway_refuses_oversized_frames_and_takes_the_clean_resend(
-    sqlite_url: str, engines: list[Gateway]
+    sqlite_url: str, make_gateway: Callable[[Config], Gateway]
 ) -> None:
     case = Case((Fault(FaultKind.OVERSIZED, probability=1.0, frame_text=1000),))
-    gateway, ledger = await run_case("tcp", case, sqlite_url, engines)
+    gateway, ledger = await run_case("tcp", case, sqlite_url, make_gateway)
     oversized = ledger.faults_fired["oversized"]
     assert oversized > 0
     assert [f.reason for f in ledger.failures] == ["frame refused 6 times"] * oversized
@@ -221,13 +214,17 @@ async def test_a_strict_gateway_refuses_oversized_frames_and_takes_the_clean_res
 
 
 async def test_a_stream_closed_mid_message_keeps_nothing_half_stored(
-    sqlite_url: str, engines: list[Gateway]
+    sqlite_url: str, make_gateway: Callable[[Config], Gateway]
 ) -> None:
     """The analyser hangs up mid-message and never comes back: the partial message must not
     appear in the store, and what was acknowledged before it is all there."""
     options = replace(BASE, count=2, faults=(Fault(FaultKind.DISCONNECT, at_message=2, frame=1),))
     sim = AstmAnalyserSim(GENERIC, options)
-    async with gateway_with_instrument("tcp", sqlite_url, {}, engines) as (gateway, connector, _):
+    async with gateway_with_instrument("tcp", sqlite_url, {}, make_gateway) as (
+        gateway,
+        connector,
+        _,
+    ):
         async with asyncio.timeout(10):
             while True:  # until the gateway's session listens
                 with contextlib.suppress(TransportError):

@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
-from collections.abc import AsyncIterator, Callable, Iterator
+from collections.abc import AsyncIterator, Callable
 from pathlib import Path
 
 import pytest
@@ -38,20 +38,6 @@ def sims_for(ports: list[int], messages: int, **kw: object) -> list[Hl7AnalyserS
         )
         for i, port in enumerate(ports)
     ]
-
-
-@pytest.fixture
-def make_gateway() -> Iterator[Callable[[Config], Gateway]]:
-    """Tests read the gateway's store after it stopped; close those connections at the end."""
-    made: list[Gateway] = []
-
-    def make(config: Config) -> Gateway:
-        made.append(Gateway(config))
-        return made[-1]
-
-    yield make
-    for gateway in made:
-        gateway.engine.dispose()
 
 
 @contextlib.asynccontextmanager

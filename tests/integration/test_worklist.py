@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-from collections.abc import Iterator
+from collections.abc import Callable
 from datetime import UTC, datetime
 
 import pytest
@@ -17,6 +17,7 @@ from drivers.analysers.astm_generic import GENERIC
 from drivers.protocols.astm.records import Record, parse_message
 from drivers.transports import Connector, connector_for
 from gateway.app import Gateway
+from gateway.config import Config
 from gateway.orders.hl7_orders import build_order_message
 from gateway.orders.model import OrderAction, OrderRequest
 from gateway.orders.receiver import OrderReceiver
@@ -43,14 +44,6 @@ CANCEL = [OrderRequest(OrderAction.CANCEL, "S-102", ())]
 NOT_AN_ORDER = b"MSH|^~\\&|LIS||TRYGG||20261122090000||ORU^R01|X9|P|2.5.1\rPID|1||123\r"
 
 
-@pytest.fixture
-def made() -> Iterator[list[Gateway]]:
-    gateways: list[Gateway] = []
-    yield gateways
-    for gateway in gateways:
-        gateway.engine.dispose()
-
-
 def replies_by_specimen(sim_queries: list[tuple[str, list[bytes]]]) -> dict[str, list[Record]]:
     return {
         specimen: [record for reply in replies for record in parse_message(reply)]
@@ -69,7 +62,7 @@ async def connect_when_listening(port: int) -> tuple[asyncio.StreamReader, async
 
 @pytest.mark.parametrize("transport", ["pty", "tcp"])
 async def test_orders_from_the_lis_answer_the_analysers_queries(
-    transport: str, sqlite_url: str, made: list[Gateway]
+    transport: str, sqlite_url: str, make_gateway: Callable[[Config], Gateway]
 ) -> None:
     lis_port, orders_port = free_port(), free_port()
     with contextlib.ExitStack() as stack:
@@ -86,8 +79,7 @@ async def test_orders_from_the_lis_answer_the_analysers_queries(
         data = gateway_config(sqlite_url, [], lis_port=lis_port, worker="inline")
         data["lis"]["orders_url"] = f"tcp-listen://127.0.0.1:{orders_port}"
         data["instruments"] = [{"id": INSTRUMENT, "driver": "astm_generic", "url": url}]
-        gateway = Gateway(make_config(data))
-        made.append(gateway)
+        gateway = make_gateway(make_config(data))
         async with LisSimulator(LisSimOptions(port=lis_port)):
             task = asyncio.create_task(gateway.run())
             try:
@@ -165,17 +157,16 @@ async def test_orders_from_the_lis_answer_the_analysers_queries(
 
 
 async def test_a_broken_frame_on_the_order_port_is_kept_and_the_link_reopens(
-    sqlite_url: str, made: list[Gateway]
+    sqlite_url: str, make_gateway: Callable[[Config], Gateway]
 ) -> None:
     """An MLLP block longer than the receiver takes: its bytes go to quarantine, the session
     hangs up, and the next connection's orders still land."""
     lis_port, orders_port = free_port(), free_port()
     data = gateway_config(sqlite_url, [], lis_port=lis_port, worker="inline")
     data["lis"]["orders_url"] = f"tcp-listen://127.0.0.1:{orders_port}"
-    gateway = Gateway(make_config(data))
+    gateway = make_gateway(make_config(data))
     # the order session's receiver, with a small block limit so a short write overruns it
     gateway.sessions[-1]._driver = OrderReceiver(gateway.writer, max_message_bytes=200)
-    made.append(gateway)
     task = asyncio.create_task(gateway.run(web=False))
     try:
         await asyncio.wait_for(gateway.ready.wait(), 20)
