@@ -36,6 +36,7 @@ SANS_IO = (
     "drivers.analysers.clinitek_status",
     "drivers.analysers.sysmex_xn",
     "drivers.analysers.yumizen_h500",
+    "drivers.analysers.blood_count",
     "gateway.orders.hl7_orders",
     "gateway.orders.model",
 )

@@ -73,6 +73,7 @@ from drivers.analysers.astm_simulation import (
     field_of,
     record_of,
 )
+from drivers.analysers.blood_count import Blood, control_blood, patient_blood
 from drivers.protocols.astm.records import DEFAULT_DELIMITERS, Delimiters, Field, Record
 from gateway.model import Method, Observation
 
@@ -271,77 +272,21 @@ XP_MENU = _menu(
 )  # fmt: skip
 
 
-@dataclass(frozen=True, slots=True)
-class _Blood:
-    """The independent quantities a CBC is computed from (indices follow from them)."""
-
-    wbc: float
-    rbc: float
-    mcv: float
-    mchc: float
-    plt: float
-    rdw_cv: float
-    mpv: float
-    #: neutrophil, lymphocyte, monocyte, eosinophil, basophil, immature granulocyte %
-    diff: tuple[float, float, float, float, float, float]
-
-
-def _patient_blood(rng: random.Random) -> _Blood:
-    neut, lymph, mono = rng.uniform(35, 75), rng.uniform(15, 45), rng.uniform(3, 12)
-    eo, baso = rng.uniform(0.5, 7), rng.uniform(0.1, 1.5)
-    scale = 100 / (neut + lymph + mono + eo + baso)  # the five populations make up the WBC
-    return _Blood(
-        wbc=rng.uniform(2.5, 16.0),
-        rbc=rng.uniform(3.4, 6.2),
-        mcv=rng.uniform(74, 104),
-        mchc=rng.uniform(30.5, 36.5),
-        plt=rng.uniform(90, 520),
-        rdw_cv=rng.uniform(11.0, 17.5),
-        mpv=rng.uniform(8.0, 13.0),
-        diff=(
-            neut * scale,
-            lymph * scale,
-            mono * scale,
-            eo * scale,
-            baso * scale,
-            rng.uniform(0.0, 1.5),
-        ),
-    )
-
-
 #: XN CHECK-like control targets per level (level 3 matches the corpus QC run).
 _QC_TARGETS = {
-    "low": _Blood(3.0, 2.3, 76.0, 33.0, 75.0, 13.0, 9.5, (52.0, 30.0, 9.0, 6.0, 3.0, 2.0)),
-    "normal": _Blood(7.0, 4.4, 86.0, 34.0, 230.0, 14.0, 10.0, (55.0, 24.0, 9.0, 8.0, 4.0, 6.0)),
-    "high": _Blood(16.8, 5.3, 86.0, 36.0, 580.0, 15.0, 10.0, (53.0, 18.6, 7.5, 13.6, 7.3, 15.0)),
+    "low": Blood(3.0, 2.3, 76.0, 33.0, 75.0, 13.0, 9.5, (52.0, 30.0, 9.0, 6.0, 3.0, 2.0)),
+    "normal": Blood(7.0, 4.4, 86.0, 34.0, 230.0, 14.0, 10.0, (55.0, 24.0, 9.0, 8.0, 4.0, 6.0)),
+    "high": Blood(16.8, 5.3, 86.0, 36.0, 580.0, 15.0, 10.0, (53.0, 18.6, 7.5, 13.6, 7.3, 15.0)),
 }
 
 
-def _qc_blood(rng: random.Random, level: str) -> _Blood:
-    target = _QC_TARGETS[level]
-
-    def near(x: float) -> float:
-        return x * rng.uniform(0.97, 1.03)
-
-    return _Blood(
-        near(target.wbc), near(target.rbc), near(target.mcv), near(target.mchc),
-        near(target.plt), near(target.rdw_cv), near(target.mpv), target.diff,
-    )  # fmt: skip
-
-
-def _quantities(blood: _Blood) -> dict[str, float]:
+def _quantities(blood: Blood) -> dict[str, float]:
     """Every parameter of both menus, computed so that indices and differentials agree."""
-    hct = blood.rbc * blood.mcv / 10
-    hgb = hct * blood.mchc / 100
     neut, lymph, mono, eo, baso, ig = blood.diff
-    mxd = mono + eo + baso
-    q = {
-        "WBC": blood.wbc, "RBC": blood.rbc, "HGB": hgb, "HCT": hct, "MCV": blood.mcv,
-        "MCH": hgb / blood.rbc * 10, "MCHC": blood.mchc, "PLT": blood.plt,
+    q = blood.indices() | {
         "NEUT%": neut, "LYMPH%": lymph, "MONO%": mono, "EO%": eo, "BASO%": baso, "IG%": ig,
-        "LYM%": lymph, "MXD%": mxd,
-        "RDW-CV": blood.rdw_cv, "RDW-SD": blood.rdw_cv * blood.mcv * 0.034,
-        "MPV": blood.mpv, "PDW": blood.mpv * 1.2, "P-LCR": (blood.mpv - 6.5) * 6.0,
+        "LYM%": lymph, "MXD%": mono + eo + baso,
+        "PDW": blood.mpv * 1.2, "P-LCR": (blood.mpv - 6.5) * 6.0,
         "PCT": blood.plt * blood.mpv / 10_000,
     }  # fmt: skip
     for code in ("NEUT", "LYMPH", "MONO", "EO", "BASO", "IG", "LYM", "MXD"):
@@ -481,7 +426,11 @@ def sysmex_sample(
     On the XP the patient ID is dropped: that analyser cannot send one.
     """
     level = rng.choice(("low", "normal", "high")) if qc else ""
-    blood = _qc_blood(rng, level) if qc else _patient_blood(rng)
+    blood = (
+        control_blood(rng, _QC_TARGETS[level], 0.97, 1.03)
+        if qc
+        else patient_blood(rng, rdw_cv=(11.0, 17.5), mpv=(8.0, 13.0), immature_granulocytes=True)
+    )
     quantities = _quantities(blood)
     values = tuple((p.code, f"{quantities[p.code]:.{p.decimals}f}", p.unit) for p in layout.menu)
     lot = f"{rng.randrange(800_000, 1_000_000)}{_LEVEL_SUFFIX[level]}" if qc else ""

@@ -65,6 +65,7 @@ from drivers.analysers.astm_simulation import (
     field_of,
     record_of,
 )
+from drivers.analysers.blood_count import Blood, control_blood, patient_blood
 from drivers.protocols.astm.records import DEFAULT_DELIMITERS, Delimiters, Record
 from gateway.model import Method, Observation
 
@@ -229,77 +230,30 @@ MENU = tuple(
 )  # fmt: skip
 
 
-@dataclass(frozen=True, slots=True)
-class _Blood:
-    """Independent quantities of a CBC; the indices and absolute counts follow from them."""
-
-    wbc: float
-    rbc: float
-    mcv: float
-    mchc: float
-    plt: float
-    rdw_cv: float
-    mpv: float
-    #: neutrophil, lymphocyte, monocyte, eosinophil, basophil % (summing to 100)
-    diff: tuple[float, float, float, float, float]
-
-    def quantities(self) -> dict[str, float]:
-        hct = self.rbc * self.mcv / 10
-        hgb = hct * self.mchc / 100
-        q = {
-            "WBC": self.wbc, "RBC": self.rbc, "HGB": hgb, "HCT": hct, "MCV": self.mcv,
-            "MCH": hgb / self.rbc * 10, "MCHC": self.mchc, "PLT": self.plt,
-            "RDW-CV": self.rdw_cv, "RDW-SD": self.rdw_cv * self.mcv * 0.034, "MPV": self.mpv,
-        }  # fmt: skip
-        for code, pct in zip(("NEU", "LYM", "MON", "EOS", "BAS"), self.diff, strict=True):
-            q[f"{code}%"] = pct
-            q[f"{code}#"] = self.wbc * pct / 100
-        return q
+def _quantities(blood: Blood) -> dict[str, float]:
+    """Every parameter of the menu: the indices, and each population as % and count."""
+    q = blood.indices()
+    for code, pct in zip(("NEU", "LYM", "MON", "EOS", "BAS"), blood.diff, strict=True):
+        q[f"{code}%"] = pct
+        q[f"{code}#"] = blood.wbc * pct / 100
+    return q
 
 
 #: ABX Difftrol-like targets per level (normal and low as in the corpus runs).
 QC_TARGETS = {
-    "low": _Blood(3.15, 2.31, 78.4, 32.6, 64.0, 17.0, 8.6, (43.4, 41.2, 5.2, 8.4, 1.8)),
-    "normal": _Blood(8.30, 4.52, 89.0, 32.4, 261.0, 14.5, 9.3, (47.4, 42.0, 4.4, 3.7, 2.5)),
-    "high": _Blood(17.5, 5.35, 92.0, 33.0, 480.0, 13.5, 9.6, (55.0, 30.0, 8.0, 5.0, 2.0)),
+    "low": Blood(3.15, 2.31, 78.4, 32.6, 64.0, 17.0, 8.6, (43.4, 41.2, 5.2, 8.4, 1.8)),
+    "normal": Blood(8.30, 4.52, 89.0, 32.4, 261.0, 14.5, 9.3, (47.4, 42.0, 4.4, 3.7, 2.5)),
+    "high": Blood(17.5, 5.35, 92.0, 33.0, 480.0, 13.5, 9.6, (55.0, 30.0, 8.0, 5.0, 2.0)),
 }
 #: Half-width of a control's assay range, relative to its target (percentages: absolute).
 _QC_TOLERANCE = 0.08
 _QC_PERCENT_TOLERANCE = 8.0
 
 
-def _patient_blood(rng: random.Random) -> _Blood:
-    neut, lymph, mono = rng.uniform(35, 75), rng.uniform(15, 45), rng.uniform(3, 12)
-    eo, baso = rng.uniform(0.5, 7), rng.uniform(0.1, 1.5)
-    scale = 100 / (neut + lymph + mono + eo + baso)
-    return _Blood(
-        wbc=rng.uniform(2.5, 16.0),
-        rbc=rng.uniform(3.4, 6.2),
-        mcv=rng.uniform(74, 104),
-        mchc=rng.uniform(30.5, 36.5),
-        plt=rng.uniform(90, 520),
-        rdw_cv=rng.uniform(11.0, 18.5),
-        mpv=rng.uniform(7.0, 12.0),
-        diff=(neut * scale, lymph * scale, mono * scale, eo * scale, baso * scale),
-    )
-
-
-def _qc_blood(rng: random.Random, level: str) -> _Blood:
-    t = QC_TARGETS[level]
-
-    def near(x: float) -> float:
-        return x * rng.uniform(0.975, 1.025)
-
-    return _Blood(
-        near(t.wbc), near(t.rbc), near(t.mcv), near(t.mchc), near(t.plt), near(t.rdw_cv),
-        near(t.mpv), t.diff,
-    )  # fmt: skip
-
-
 def _range(parameter: Parameter, sample: SimSample) -> tuple[str, str]:
     """(low, high) as the analyser prints them: the control's assay range, or the adult one."""
     if sample.is_qc and sample.control_level in QC_TARGETS:
-        target = QC_TARGETS[sample.control_level].quantities()[parameter.code]
+        target = _quantities(QC_TARGETS[sample.control_level])[parameter.code]
         if parameter.unit == "%" and parameter.code not in ("HCT", "RDW-CV"):
             low, high = max(0.0, target - _QC_PERCENT_TOLERANCE), target + _QC_PERCENT_TOLERANCE
         else:
@@ -398,8 +352,12 @@ def yumizen_sample(
 ) -> SimSample:
     """A plausible CBC + DIFF for a patient, or an ABX Difftrol run at a random level."""
     level = rng.choice(("low", "normal", "high")) if qc else ""
-    blood = _qc_blood(rng, level) if qc else _patient_blood(rng)
-    quantities = blood.quantities()
+    blood = (
+        control_blood(rng, QC_TARGETS[level], 0.975, 1.025)
+        if qc
+        else patient_blood(rng, rdw_cv=(11.0, 18.5), mpv=(7.0, 12.0), immature_granulocytes=False)
+    )
+    quantities = _quantities(blood)
     lot = f"PX{rng.randrange(400, 500)}{level[:1].upper()}" if qc else ""  # PX440N: level N
     return SimSample(
         specimen_id=lot if qc else f"{rng.randrange(10**9, 10**10)}",
