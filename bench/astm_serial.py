@@ -41,11 +41,11 @@ from bench.report import Figure, Reporter, fmt
 from drivers.analysers.astm_base import SimSample
 from drivers.analysers.astm_generic import GENERIC
 from drivers.analysers.astm_host import AstmHostDriver
+from drivers.model import InboundMessage
 from drivers.protocols.astm.frames import encode_frames
 from drivers.protocols.astm.records import encode_message
 from drivers.transports import connector_for
-from gateway.model import InboundMessage
-from simulators.hl7_analyser import make_fnr
+from simulators.national_id import make_fnr
 from simulators.pty import PtyPair
 
 NAME = "serial"

@@ -22,9 +22,9 @@ from drivers.analysers.astm_base import (
     AstmProfile,
 )
 from drivers.analysers.astm_query import STANDARD_SPECIMEN_COMPONENT, NoInformationForm
-from drivers.session import Driver
-from gateway.errors import ConfigError
-from gateway.model import InboundMessage
+from drivers.errors import ConfigError
+from drivers.model import InboundMessage
+from drivers.ports import Driver, Worklist
 
 Options = Mapping[str, str | int | float | bool]
 
@@ -34,7 +34,7 @@ class DriverFactory(Protocol):
     (drivers that take no queries ignore it)."""
 
     def __call__(
-        self, instrument_id: str, options: Options, *, worklist: astm_host.Worklist | None = None
+        self, instrument_id: str, options: Options, *, worklist: Worklist | None = None
     ) -> Driver: ...
 
 
@@ -51,9 +51,7 @@ class DriverSpec:
     decode: Callable[[str, bytes, datetime], InboundMessage]
 
 
-def _hl7(
-    instrument_id: str, options: Options, *, worklist: astm_host.Worklist | None = None
-) -> Driver:
+def _hl7(instrument_id: str, options: Options, *, worklist: Worklist | None = None) -> Driver:
     return generic_hl7.Hl7MllpReceiver(
         instrument_id, max_message_bytes=int(options.get("max_bytes", 1 << 20))
     )
@@ -83,7 +81,7 @@ def _astm_factory(profile: AstmProfile) -> DriverFactory:
     (where Q.3 carries the specimen ID: 2 in LIS2-A2, 3 on Roche cobas)."""
 
     def factory(
-        instrument_id: str, options: Options, *, worklist: astm_host.Worklist | None = None
+        instrument_id: str, options: Options, *, worklist: Worklist | None = None
     ) -> Driver:
         form = str(options.get("no_information", NoInformationForm.QUERY_STATUS.value))
         if form not in {f.value for f in NoInformationForm}:

@@ -11,38 +11,13 @@ import logging
 import random
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Protocol
 
-from drivers.transports import ByteStream, Connector, connector_for
+from drivers.errors import GatewayError, loggable
+from drivers.ports import Driver, Sink
+from drivers.transports import Connector, connector_for
 from drivers.transports.base import traced
-from gateway.errors import GatewayError, loggable
-from gateway.model import InboundMessage
 
 log = logging.getLogger(__name__)
-
-
-class Outcome(Protocol):
-    """What the gateway tells a driver after storing a message (for its ACK)."""
-
-    @property
-    def quarantined(self) -> bool: ...
-
-    @property
-    def error(self) -> str: ...
-
-
-class Sink(Protocol):
-    """The gateway side of a driver: durable ingest and connection state."""
-
-    async def ingest(self, message: InboundMessage) -> Outcome: ...
-
-    def connection_changed(self, instrument_id: str, connected: bool, detail: str) -> None: ...
-
-
-class Driver(Protocol):
-    """One analyser conversation over an open stream; returns when the stream ends."""
-
-    async def serve(self, stream: ByteStream, sink: Sink) -> None: ...
 
 
 @dataclass

@@ -11,6 +11,7 @@ from typing import Any
 
 from sqlalchemy import Engine, select, update
 
+from drivers.model import InboundMessage
 from drivers.registry import DRIVERS
 from drivers.session import InstrumentSession
 from gateway.bus.publisher import EventBus, MqttBus, NullBus
@@ -18,7 +19,6 @@ from gateway.config import Config
 from gateway.ingest import Ingestor, IngestOutcome
 from gateway.lis.forwarder import Forwarder
 from gateway.lis.worker import ForwarderProcess
-from gateway.model import InboundMessage
 from gateway.orders.receiver import OrderReceiver
 from gateway.orders.store import ORDER_SOURCE, StoreWorklist
 from gateway.rules import context_from_config

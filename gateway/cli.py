@@ -24,7 +24,7 @@ from gateway.config import Config, load_config
 from gateway.errors import GatewayError
 
 if TYPE_CHECKING:
-    from gateway.orders.model import OrderRequest
+    from drivers.model import OrderRequest
     from gateway.orders.store import OrdersOutcome
     from gateway.store.writer import Tx
 
@@ -598,7 +598,7 @@ def _test_codes(values: list[str] | None) -> tuple[str, ...]:
 
 
 def _priority(value: str) -> str:
-    from gateway.orders.model import PRIORITIES
+    from drivers.model import PRIORITIES
 
     code = value.strip().upper()
     if code not in PRIORITIES:
@@ -715,8 +715,8 @@ def orders_add(
     placer: Annotated[str, typer.Option("--placer", help="The LIS's order number.")] = "",
 ) -> None:
     """Place an order by hand: the analyser gets these tests when it asks for the specimen."""
+    from drivers.model import OrderAction, OrderRequest
     from gateway.national_id import mask
-    from gateway.orders.model import OrderAction, OrderRequest
     from gateway.store.writer import run_in_transaction
 
     request = OrderRequest(
@@ -765,7 +765,7 @@ def orders_cancel(
     reason: Annotated[str, typer.Option("--reason", help="Why (audit log).")] = "",
 ) -> None:
     """Cancel open orders of a specimen; exit 1 when nothing was open."""
-    from gateway.orders.model import OrderAction, OrderRequest
+    from drivers.model import OrderAction, OrderRequest
     from gateway.store.writer import run_in_transaction
 
     request = OrderRequest(

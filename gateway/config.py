@@ -13,8 +13,8 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
+from drivers.model import Method
 from gateway.errors import ConfigError
-from gateway.model import Method
 
 
 class _Strict(BaseModel):

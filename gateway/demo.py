@@ -36,6 +36,7 @@ from rich.live import Live
 from rich.table import Table
 from sqlalchemy import Connection, Engine, func, select
 
+from drivers.model import OrderAction, OrderRequest
 from drivers.protocols.astm.records import parse_message
 from drivers.registry import ASTM_PROFILES, DRIVERS
 from drivers.transports import Connector, connector_for
@@ -44,15 +45,15 @@ from gateway.config import Config, InstrumentConfig
 from gateway.errors import ConfigError, TransportError, loggable
 from gateway.ingest import digest
 from gateway.orders.hl7_orders import build_order_message
-from gateway.orders.model import OrderAction, OrderRequest
 from gateway.store.engine import is_sqlite
 from gateway.store.queries import summary
 from gateway.store.tables import orders, qc_results, raw_messages, results
 from gateway.web.i18n import label
 from simulators.astm_analyser import AstmAnalyserSim, AstmSimOptions, PtyConnector
-from simulators.hl7_analyser import AnalyserSimOptions, Hl7AnalyserSim, make_fnr
+from simulators.hl7_analyser import AnalyserSimOptions, Hl7AnalyserSim
 from simulators.lis import LisSimOptions, LisSimulator
 from simulators.lis_orders import send_order_messages
+from simulators.national_id import make_fnr
 from simulators.pty import PtyPair
 
 DEMO_CONFIG = Path(__file__).resolve().parents[1] / "config" / "demo.toml"

@@ -1,68 +1,40 @@
-"""The one error tree of Trygg.
+"""The one error tree of Trygg: the drivers' root (``drivers.errors``) plus store and forwarding.
 
-    GatewayError
-    ├── ProtocolError
+    GatewayError                  (drivers.errors)
+    ├── ProtocolError             (drivers.errors)
     │   ├── LocalProtocolError    we broke the protocol (a bug or a misuse of a core)
     │   └── RemoteProtocolError   the peer broke it (bad bytes, bad structure)
-    ├── TransportError            a stream could not be opened, or broke
-    ├── ConfigError               the configuration is invalid (names file, key, problem)
+    ├── TransportError            (drivers.errors) a stream could not be opened, or broke
+    ├── ConfigError               (drivers.errors) the configuration is invalid
     ├── StoreError                the database refused or is unreachable
     └── ForwardError              the LIS could not be reached or answered wrongly
 
 Third-party exceptions are translated at exactly one boundary with ``raise ... from exc``.
-This module imports nothing, so the sans-IO protocol cores may use it.
 """
 
 from __future__ import annotations
 
+from drivers.errors import (
+    ConfigError,
+    GatewayError,
+    LocalProtocolError,
+    ProtocolError,
+    RemoteProtocolError,
+    TransportError,
+    loggable,
+)
 
-class GatewayError(Exception):
-    """Base of every error Trygg raises on purpose."""
-
-
-class ProtocolError(GatewayError):
-    """A protocol was broken; ``field`` and ``data`` say where, when known."""
-
-    def __init__(self, message: str, *, field: str | None = None, data: bytes | None = None):
-        super().__init__(message)
-        self.field = field
-        self.data = data
-
-    def __str__(self) -> str:
-        text = super().__str__()
-        if self.field:
-            text = f"{self.field}: {text}"
-        if self.data is not None:
-            text = f"{text} (bytes: {self.data[:64]!r})"
-        return text
-
-    def without_data(self) -> str:
-        """The message and field but not the bytes: safe for logs (bytes may be patient data)."""
-        text = str(self.args[0]) if self.args else self.__class__.__name__
-        return f"{self.field}: {text}" if self.field else text
-
-
-def loggable(exc: BaseException) -> str:
-    """Text for a log line: protocol errors without the offending bytes."""
-    if isinstance(exc, ProtocolError):
-        return f"{exc.__class__.__name__}: {exc.without_data()}"
-    return f"{exc.__class__.__name__}: {exc}"
-
-
-class LocalProtocolError(ProtocolError):
-    """We tried to do something the protocol does not allow."""
-
-
-class RemoteProtocolError(ProtocolError):
-    """The peer sent something the protocol does not allow."""
-
-
-class TransportError(GatewayError):
-    """A byte stream could not be opened or broke."""
-
-
-class ConfigError(GatewayError):
-    """The configuration is invalid; the message names file, key and problem."""
+__all__ = [
+    "ConfigError",
+    "ForwardError",
+    "GatewayError",
+    "LocalProtocolError",
+    "ProtocolError",
+    "RemoteProtocolError",
+    "StoreError",
+    "TransportError",
+    "loggable",
+]
 
 
 class StoreError(GatewayError):

@@ -13,14 +13,8 @@ from typing import Any
 
 from sqlalchemy import bindparam, insert, select
 
-from gateway.model import (
-    Hold,
-    InboundMessage,
-    Method,
-    Observation,
-    Result,
-    State,
-)
+from drivers.model import InboundMessage, Method, Observation
+from gateway.model import Hold, Result, State
 from gateway.rules import RULES, Rule, RuleContext, find_test, run_rules
 from gateway.store import bulk
 from gateway.store.audit import digest_fields, to_json

@@ -1,7 +1,8 @@
-"""Canonical domain objects shared by drivers, rules, the store and the LIS builder.
+"""The gateway's domain objects: results, holds, QC results, deviations.
 
-Plain frozen dataclasses: no I/O, no ORM. Drivers produce ``Observation`` objects; the
-pipeline turns them into stored results; rules return ``Hold`` objects.
+Plain frozen dataclasses: no I/O, no ORM. What drivers produce (``Observation``,
+``InboundMessage``) lives in ``drivers.model``; the pipeline turns it into stored results;
+rules return ``Hold`` objects.
 """
 
 from __future__ import annotations
@@ -10,13 +11,7 @@ import enum
 from dataclasses import dataclass, field
 from datetime import datetime
 
-
-class Method(enum.StrEnum):
-    """How a value came to be: measured by an instrument, read by eye, or typed in."""
-
-    MEASURED = "measured"
-    VISUAL = "visual"
-    MANUAL = "manual"
+from drivers.model import Method
 
 
 class State(enum.StrEnum):
@@ -39,55 +34,6 @@ class HoldReason(enum.StrEnum):
     UNMAPPED_TEST = "unmapped_test"
     DUPLICATE = "duplicate"
     LIS_MESSAGE_INVALID = "lis_message_invalid"
-
-
-@dataclass(frozen=True, slots=True)
-class Observation:
-    """One value as a driver received it, before mapping and rules.
-
-    ``test_code`` is the instrument's own code; the pipeline maps it to the site's test
-    (NLK code, unit, method) from config. ``value_type`` follows HL7 table 0125
-    (NM, ST, CE, SN, TX).
-    """
-
-    instrument_id: str
-    test_code: str
-    value: str
-    value_type: str = "NM"
-    unit: str = ""
-    reference_range: str = ""
-    abnormal_flags: tuple[str, ...] = ()
-    method: Method | None = None
-    performed_at: datetime | None = None
-    operator_id: str = ""
-    specimen_id: str = ""
-    patient_id: str = ""
-    result_status: str = "F"
-    comment: str = ""
-    instrument_serial: str = ""
-    test_name: str = ""
-    is_qc: bool = False
-    control_lot: str = ""
-    control_level: str = ""
-    extra: tuple[tuple[str, str], ...] = ()
-
-
-@dataclass(frozen=True, slots=True)
-class InboundMessage:
-    """A complete message as received: the raw bytes and what the driver decoded from them.
-
-    Exactly one of ``observations`` and ``error`` is meaningful: a message that could not be
-    decoded carries the error text and goes to quarantine with its bytes.
-    """
-
-    instrument_id: str
-    protocol: str
-    raw: bytes
-    received_at: datetime
-    observations: tuple[Observation, ...] = ()
-    error: str | None = None
-    error_field: str | None = None
-    control_id: str = ""
 
 
 @dataclass(frozen=True, slots=True)

@@ -22,6 +22,7 @@ from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 
 from drivers.analysers.astm_base import AstmProfile, SimSample, format_astm_datetime
+from drivers.errors import ConfigError, GatewayError, TransportError
 from drivers.protocols.astm.events import (
     LinkIdle,
     MessageReceived,
@@ -39,9 +40,8 @@ from drivers.protocols.astm.records import (
     text_field,
 )
 from drivers.transports import ByteStream, Connector
-from gateway.errors import ConfigError, GatewayError, TransportError
 from simulators.astm_faults import Fault, FaultKind, FaultWire, HangUp, Pause, Write
-from simulators.hl7_analyser import corrupt_fnr, make_fnr
+from simulators.national_id import corrupt_fnr, make_fnr
 from simulators.pty import PtyPair
 
 _RECEIVING = (State.RECEIVING, State.CONFIRMING)

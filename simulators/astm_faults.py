@@ -28,8 +28,8 @@ import random
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 
+from drivers.errors import ConfigError
 from drivers.protocols.astm.frames import ACK, ENQ, ETX, LF, MAX_FRAME, NAK, STX, build_frame
-from gateway.errors import ConfigError
 
 
 class FaultKind(enum.StrEnum):

@@ -11,12 +11,12 @@ import asyncio
 import contextlib
 import random
 from dataclasses import dataclass, field
-from datetime import UTC, date, datetime, timedelta
+from datetime import UTC, datetime
 
+from drivers.errors import GatewayError
 from drivers.protocols.hl7.ack import parse_ack
 from drivers.protocols.hl7.mllp import MllpDecoder, frame
-from gateway.errors import GatewayError
-from gateway.national_id import K1_WEIGHTS, K2_WEIGHTS, control_digit
+from simulators.national_id import corrupt_fnr, make_fnr
 
 #: (instrument test code, name, unit, low, high, decimals): plausible POC/bench tests
 TESTS: tuple[tuple[str, str, str, float, float, int], ...] = (
@@ -27,26 +27,6 @@ TESTS: tuple[tuple[str, str, str, float, float, int], ...] = (
     ("GLU", "Glukose", "mmol/L", 3.5, 15.0, 1),
     ("ALB", "Albumin urin", "mg/L", 2, 300, 0),
 )
-
-
-def make_fnr(rng: random.Random) -> str:
-    """A valid fødselsnummer (both mod-11 check digits) for a random birth date 1930-2019."""
-    while True:
-        born = date(1930, 1, 1) + timedelta(days=rng.randrange(0, 90 * 365))
-        individual = rng.randrange(0, 500) if born.year < 2000 else rng.randrange(500, 1000)
-        base = f"{born:%d%m}{born.year % 100:02d}{individual:03d}"
-        k1 = control_digit(base, K1_WEIGHTS)
-        if k1 is None:
-            continue
-        k2 = control_digit(base + str(k1), K2_WEIGHTS)
-        if k2 is None:
-            continue
-        return f"{base}{k1}{k2}"
-
-
-def corrupt_fnr(fnr: str) -> str:
-    """Break the last check digit so the gateway must hold the result."""
-    return fnr[:-1] + str((int(fnr[-1]) + 1) % 10)
 
 
 @dataclass

@@ -14,10 +14,10 @@ from typing import Literal, TextIO
 
 import hl7
 
+from drivers.errors import ConfigError, RemoteProtocolError, TransportError
 from drivers.protocols.hl7.ack import build_ack, read_msh
 from drivers.protocols.hl7.message import decode_message, normalise_segments
 from drivers.protocols.hl7.mllp import MllpDecoder, frame
-from gateway.errors import ConfigError, RemoteProtocolError, TransportError
 
 __all__ = [
     "LisSimOptions",

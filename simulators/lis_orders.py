@@ -6,9 +6,9 @@ import asyncio
 import contextlib
 from collections.abc import Sequence
 
+from drivers.errors import RemoteProtocolError, TransportError
 from drivers.protocols.hl7.ack import parse_ack, read_msh
 from drivers.protocols.hl7.mllp import MllpDecoder, frame
-from gateway.errors import RemoteProtocolError, TransportError
 
 __all__ = ["send_order_messages"]
 

@@ -12,8 +12,8 @@ import contextlib
 import errno
 import os
 
+from drivers.errors import TransportError
 from drivers.transports.base import DEFAULT_READ_SIZE, check_read_size
-from gateway.errors import TransportError
 
 
 class PtyPair:

@@ -38,7 +38,8 @@ SANS_IO = (
     "drivers.analysers.yumizen_h500",
     "drivers.analysers.blood_count",
     "gateway.orders.hl7_orders",
-    "gateway.orders.model",
+    "drivers.model",
+    "drivers.errors",
 )
 
 

@@ -58,9 +58,9 @@ from drivers.analysers.astm_simulation import (
     simulated_header,
     simulated_results,
 )
+from drivers.errors import LocalProtocolError
+from drivers.model import Observation
 from drivers.protocols.astm.records import DEFAULT_DELIMITERS, Delimiters, Record
-from gateway.errors import LocalProtocolError
-from gateway.model import Observation
 
 SENDER_NAME = "Afinion 2 Analyzer"
 PROCESSING_IDS = frozenset({"P", "Q"})

@@ -23,9 +23,9 @@ from datetime import UTC, datetime
 from typing import Protocol
 from zoneinfo import ZoneInfo
 
+from drivers.errors import RemoteProtocolError
+from drivers.model import Observation
 from drivers.protocols.astm.records import Delimiters, Record
-from gateway.errors import RemoteProtocolError
-from gateway.model import Observation
 
 PROTOCOL = "astm-e1394"
 

@@ -29,9 +29,9 @@ from drivers.analysers.astm_base import (
     parse_astm_datetime,
     universal_test_code,
 )
+from drivers.errors import RemoteProtocolError
+from drivers.model import Observation
 from drivers.protocols.astm.records import DEFAULT_DELIMITERS, Delimiters, Field, Record, text_field
-from gateway.errors import RemoteProtocolError
-from gateway.model import Observation
 
 #: (code, unit, low, high, decimals) of the values the simulator reports
 _SIM_TESTS: tuple[tuple[str, str, float, float, int], ...] = (

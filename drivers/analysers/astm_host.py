@@ -13,7 +13,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
@@ -25,11 +25,19 @@ from drivers.analysers.astm_query import (
     STANDARD_SPECIMEN_COMPONENT,
     HostQuery,
     NoInformationForm,
-    WorklistOrder,
     build_reply,
     find_queries,
     header_delimiters,
 )
+from drivers.errors import (
+    GatewayError,
+    LocalProtocolError,
+    RemoteProtocolError,
+    TransportError,
+    loggable,
+)
+from drivers.model import InboundMessage, WorklistOrder
+from drivers.ports import Sink, Worklist
 from drivers.protocols.astm.events import (
     LinkIdle,
     MessageReceived,
@@ -39,21 +47,9 @@ from drivers.protocols.astm.events import (
 )
 from drivers.protocols.astm.link import Link, State
 from drivers.protocols.astm.records import Record, encode_message, parse_message
-from drivers.session import Sink
 from drivers.transports import ByteStream
-from gateway.errors import (
-    GatewayError,
-    LocalProtocolError,
-    RemoteProtocolError,
-    TransportError,
-    loggable,
-)
-from gateway.model import InboundMessage
 
 log = logging.getLogger(__name__)
-
-Worklist = Callable[[str], Awaitable[Sequence[WorklistOrder]]]
-"""Specimen ID -> the orders the host holds for it (empty when it has none)."""
 
 INCOMPLETE = "incomplete message: the connection closed before its L record"
 

@@ -17,8 +17,8 @@ from drivers.analysers.astm_base import (
     parse_astm_datetime,
     universal_test_code,
 )
+from drivers.model import Method, Observation
 from drivers.protocols.astm.records import Record
-from gateway.model import Method, Observation
 
 # ---------------------------------------------------------------------------------------------
 # Messages of one sample (point-of-care analysers): H, P, O, R..., L

@@ -29,6 +29,8 @@ from datetime import datetime
 from drivers.analysers.astm_base import (
     format_astm_datetime,
 )
+from drivers.errors import LocalProtocolError
+from drivers.model import WorklistOrder
 from drivers.protocols.astm.records import (
     DEFAULT_DELIMITERS,
     Delimiters,
@@ -37,7 +39,6 @@ from drivers.protocols.astm.records import (
     Repeat,
     text_field,
 )
-from gateway.errors import LocalProtocolError
 
 #: LIS2-A2: Q.3 component 2 is the computer system's specimen ID.
 STANDARD_SPECIMEN_COMPONENT = 2
@@ -54,17 +55,6 @@ class NoInformationForm(enum.StrEnum):
     QUERY_STATUS = "query"
     #: H, P, O (O.26 = Y), L: for instruments that only read order records
     ORDER_REPORT = "order"
-
-
-@dataclass(frozen=True, slots=True)
-class WorklistOrder:
-    """One order the host holds for a specimen: what the instrument should run on it."""
-
-    specimen_id: str
-    patient_id: str
-    test_codes: tuple[str, ...]
-    #: O.6: S = stat, A = as soon as possible, R = routine
-    priority: str = "R"
 
 
 @dataclass(frozen=True, slots=True)

@@ -6,8 +6,8 @@ from collections.abc import Callable, Mapping, Sequence
 from datetime import datetime
 
 from drivers.analysers.astm_base import FieldValue, SimSample
+from drivers.errors import LocalProtocolError
 from drivers.protocols.astm.records import Delimiters, Field, Record
-from gateway.errors import LocalProtocolError
 
 # ---------------------------------------------------------------------------------------------
 # Building records (simulation)

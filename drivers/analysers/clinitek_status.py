@@ -60,9 +60,9 @@ from drivers.analysers.astm_simulation import (
     simulated_header,
     simulated_results,
 )
+from drivers.errors import LocalProtocolError
+from drivers.model import Method, Observation
 from drivers.protocols.astm.records import DEFAULT_DELIMITERS, Delimiters, Record
-from gateway.errors import LocalProtocolError
-from gateway.model import Method, Observation
 
 SENDER_NAME = "CLINITEK Status+"
 SOFTWARE_VERSION = "SUA-2014r74-4"

@@ -10,13 +10,13 @@ from __future__ import annotations
 from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime
 
+from drivers.errors import RemoteProtocolError
+from drivers.model import InboundMessage
+from drivers.ports import Sink
 from drivers.protocols.hl7.ack import build_ack
 from drivers.protocols.hl7.message import parse_observations
 from drivers.protocols.hl7.mllp import MllpDecoder, frame
-from drivers.session import Sink
 from drivers.transports import ByteStream
-from gateway.errors import RemoteProtocolError
-from gateway.model import InboundMessage
 
 PROTOCOL = "hl7v2-mllp"
 

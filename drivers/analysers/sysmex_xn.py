@@ -74,8 +74,8 @@ from drivers.analysers.astm_simulation import (
     record_of,
 )
 from drivers.analysers.blood_count import Blood, control_blood, patient_blood
+from drivers.model import Method, Observation
 from drivers.protocols.astm.records import DEFAULT_DELIMITERS, Delimiters, Field, Record
-from gateway.model import Method, Observation
 
 #: Abnormal and judgement IP messages of the XN-L (values are empty, R.7 is ``A``).
 IP_MESSAGES = frozenset(

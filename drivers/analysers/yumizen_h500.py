@@ -66,8 +66,8 @@ from drivers.analysers.astm_simulation import (
     record_of,
 )
 from drivers.analysers.blood_count import Blood, control_blood, patient_blood
+from drivers.model import Method, Observation
 from drivers.protocols.astm.records import DEFAULT_DELIMITERS, Delimiters, Record
-from gateway.model import Method, Observation
 
 _LOT_LEVELS = {"L": "low", "N": "normal", "H": "high"}
 _LEVEL_TEXT = {"low": "CTRL LOW", "normal": "CTRL MEDIUM", "high": "CTRL HIGH"}

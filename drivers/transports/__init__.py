@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from urllib.parse import urlsplit
 
+from drivers.errors import ConfigError
 from drivers.transports.base import (
     DEFAULT_READ_SIZE,
     ByteStream,
@@ -23,7 +24,6 @@ from drivers.transports.memory import (
 )
 from drivers.transports.serial import SerialConnector, SerialSettings, parse_serial_url
 from drivers.transports.tcp import TcpConnector, TcpListenConnector, parse_host_port
-from gateway.errors import ConfigError
 
 __all__ = [
     "DEFAULT_READ_SIZE",

@@ -10,7 +10,7 @@ from collections.abc import Callable, Iterator
 from datetime import UTC, datetime
 from typing import Any, Protocol
 
-from gateway.errors import TransportError
+from drivers.errors import TransportError
 
 DEFAULT_READ_SIZE = 65536
 

@@ -11,8 +11,8 @@ from dataclasses import dataclass
 from typing import Literal
 from urllib.parse import SplitResult
 
+from drivers.errors import ConfigError, TransportError
 from drivers.transports.base import DEFAULT_READ_SIZE, check_read_size
-from gateway.errors import ConfigError, TransportError
 
 Direction = Literal["both", "a_to_b", "b_to_a"]
 

@@ -8,8 +8,8 @@ from urllib.parse import SplitResult, unquote
 
 import serial_asyncio_fast
 
+from drivers.errors import ConfigError, TransportError
 from drivers.transports.base import AsyncioByteStream, ByteStream, translate_errors
-from gateway.errors import ConfigError, TransportError
 
 _PARITIES = ("N", "E", "O", "M", "S")
 _STOPBITS = {"1": 1.0, "1.5": 1.5, "2": 2.0}

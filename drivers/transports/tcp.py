@@ -7,8 +7,8 @@ import logging
 from collections import deque
 from urllib.parse import SplitResult
 
+from drivers.errors import ConfigError, TransportError
 from drivers.transports.base import AsyncioByteStream, ByteStream, format_address, translate_errors
-from gateway.errors import ConfigError, TransportError
 
 log = logging.getLogger(__name__)
 

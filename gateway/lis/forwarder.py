@@ -24,12 +24,13 @@ from urllib.parse import urlsplit
 import hl7.mllp
 from sqlalchemy import bindparam, exists, func, insert, select
 
+from drivers.model import Method
 from drivers.protocols.hl7.ack import parse_ack
 from gateway import deviations, lifecycle
 from gateway.config import LisConfig
 from gateway.errors import ForwardError, GatewayError, ProtocolError, loggable
 from gateway.lis.oru import OutboundResult, build_oru, validate_oru
-from gateway.model import Deviation, HoldReason, Method, Result, State
+from gateway.model import Deviation, HoldReason, Result, State
 from gateway.rules import ACTION_TEXT
 from gateway.store import bulk
 from gateway.store.tables import holds, outbox, outbox_items, results

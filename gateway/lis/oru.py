@@ -10,9 +10,10 @@ from datetime import UTC, datetime
 from hl7apy.consts import VALIDATION_LEVEL
 from hl7apy.parser import parse_message
 
+from drivers.model import Method
 from gateway.config import LisConfig
 from gateway.errors import LocalProtocolError
-from gateway.model import Method, Result
+from gateway.model import Result
 from gateway.national_id import classify
 
 # Encoding (HL7 v2.5.1 chapter 2.5.4 and 2.7): the standard delimiters, segments end in CR.

@@ -12,9 +12,9 @@ import logging
 from datetime import UTC, datetime
 
 from drivers.analysers.generic_hl7 import serve_mllp
+from drivers.ports import Sink
 from drivers.protocols.hl7.ack import build_ack
 from drivers.protocols.hl7.mllp import frame
-from drivers.session import Sink
 from drivers.transports import ByteStream
 from gateway.errors import RemoteProtocolError
 from gateway.orders.hl7_orders import ParsedOrders, parse_orders

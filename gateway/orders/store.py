@@ -15,11 +15,9 @@ from typing import Any
 
 from sqlalchemy import Connection, Engine, and_, exists, insert, select, update
 
-from drivers.analysers.astm_query import WorklistOrder
+from drivers.model import PRIORITIES, InboundMessage, OrderAction, OrderRequest, WorklistOrder
 from gateway.ingest import digest, keep_raw, quarantine_raw
-from gateway.model import InboundMessage
 from gateway.national_id import mask
-from gateway.orders.model import PRIORITIES, OrderAction, OrderRequest
 from gateway.store.tables import orders, results
 from gateway.store.writer import Tx
 
@@ -267,7 +265,7 @@ def list_orders(
 
 
 class StoreWorklist:
-    """The host drivers' worklist (``drivers.analysers.astm_host.Worklist``): reads the store
+    """The host drivers' worklist (``drivers.analysers.Worklist``): reads the store
     on a worker thread, so a query never blocks the event loop."""
 
     def __init__(self, engine: Engine) -> None:

@@ -16,6 +16,7 @@ from drivers.analysers.astm_base import (
     AstmProfile,
     SimSample,
 )
+from drivers.model import Observation
 from drivers.protocols.astm.frames import FrameAssembler, encode_frames
 from drivers.protocols.astm.records import (
     DEFAULT_DELIMITERS,
@@ -26,7 +27,6 @@ from drivers.protocols.astm.records import (
     parse_message,
 )
 from gateway.errors import RemoteProtocolError
-from gateway.model import Observation
 from tests.conftest import corpus_dir
 
 CORPUS = corpus_dir("astm")

@@ -24,13 +24,9 @@ from drivers.analysers.astm_base import (
     SimSample,
 )
 from drivers.analysers.astm_generic import GENERIC, GenericLis2Profile
-from drivers.analysers.astm_host import (
-    INCOMPLETE,
-    AstmHostDriver,
-    E1394Assembler,
-    decode,
-)
-from drivers.analysers.astm_query import NoInformationForm, WorklistOrder
+from drivers.analysers.astm_host import INCOMPLETE, AstmHostDriver, E1394Assembler, decode
+from drivers.analysers.astm_query import NoInformationForm
+from drivers.model import InboundMessage, Observation, WorklistOrder
 from drivers.protocols.astm.events import Event, MessageReceived, MessageSent, SendFailed
 from drivers.protocols.astm.frames import ACK, ENQ, EOT, LF, STX, build_frame
 from drivers.protocols.astm.link import Link, State
@@ -38,7 +34,6 @@ from drivers.protocols.astm.records import Record, encode_message, parse_message
 from drivers.registry import ASTM_PROFILES, DRIVERS
 from drivers.transports import ByteStream, TcpListenConnector, connector_for
 from gateway.errors import ConfigError, RemoteProtocolError
-from gateway.model import InboundMessage, Observation
 from simulators.pty import PtyPair
 from tests.conftest import corpus_dir
 

@@ -11,12 +11,12 @@ from hypothesis import strategies as st
 from drivers.analysers.astm_query import (
     HostQuery,
     NoInformationForm,
-    WorklistOrder,
     build_reply,
     find_queries,
     header_delimiters,
     parse_query,
 )
+from drivers.model import WorklistOrder
 from drivers.protocols.astm.records import (
     DEFAULT_DELIMITERS,
     Delimiters,

@@ -11,6 +11,7 @@ from drivers.analysers.astm_base import (
     SimSample,
 )
 from drivers.analysers.sysmex_xn import PROFILE, PROFILE_XP, SysmexProfile
+from drivers.model import Method, Observation
 from drivers.protocols.astm.frames import (
     ETX,
     STX,
@@ -26,7 +27,6 @@ from drivers.protocols.astm.records import (
     parse_message,
 )
 from gateway.errors import RemoteProtocolError
-from gateway.model import Method, Observation
 from tests.drivers import astm_profile_helpers as helpers
 from tests.drivers.astm_profile_helpers import CORPUS, FNR, NOW, SUMMER, by_code
 from tests.drivers.astm_profile_helpers import needs_corpus_dir as needs_corpus

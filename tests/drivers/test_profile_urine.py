@@ -12,6 +12,7 @@ from drivers.analysers.astm_base import (
     SimSample,
 )
 from drivers.analysers.clinitek_status import PROFILE, VISUAL_CODES
+from drivers.model import Method, Observation
 from drivers.protocols.astm.records import (
     DEFAULT_DELIMITERS,
     Delimiters,
@@ -20,7 +21,6 @@ from drivers.protocols.astm.records import (
     parse_message,
 )
 from gateway.errors import LocalProtocolError
-from gateway.model import Method, Observation
 from tests.drivers import astm_profile_helpers as helpers
 from tests.drivers.astm_profile_helpers import with_component
 

@@ -8,6 +8,7 @@ from datetime import UTC, datetime
 import pytest
 
 from drivers.analysers.yumizen_h500 import PROFILE, QC_TARGETS
+from drivers.model import Method
 from drivers.protocols.astm.frames import STX, decode_frame, encode_frames
 from drivers.protocols.astm.records import (
     DEFAULT_DELIMITERS,
@@ -18,7 +19,6 @@ from drivers.protocols.astm.records import (
     parse_message,
 )
 from gateway.errors import RemoteProtocolError
-from gateway.model import Method
 from tests.drivers import astm_profile_helpers as helpers
 from tests.drivers.astm_profile_helpers import CORPUS, FNR, NOW, SUMMER, by_code
 from tests.drivers.astm_profile_helpers import needs_corpus_dir as needs_corpus

@@ -12,10 +12,10 @@ import pytest
 from sqlalchemy import select
 from typer.testing import CliRunner, Result
 
+from drivers.model import InboundMessage, Observation
 from gateway.cli import app
 from gateway.config import load_config
 from gateway.ingest import store_message
-from gateway.model import InboundMessage, Observation
 from gateway.rules import context_from_config
 from gateway.store.engine import make_engine, upgrade
 from gateway.store.tables import audit

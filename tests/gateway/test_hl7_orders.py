@@ -12,6 +12,7 @@ import pytest
 from hypothesis import HealthCheck, assume, given, settings
 from hypothesis import strategies as st
 
+from drivers.model import PRIORITIES, OrderAction, OrderRequest
 from gateway.errors import LocalProtocolError, RemoteProtocolError
 from gateway.orders.hl7_orders import (
     ORDER_MESSAGE_TYPES,
@@ -19,7 +20,6 @@ from gateway.orders.hl7_orders import (
     build_order_message,
     parse_orders,
 )
-from gateway.orders.model import PRIORITIES, OrderAction, OrderRequest
 
 NOW = datetime(2024, 5, 1, 12, 0, 5, tzinfo=UTC)
 FNR = "01019012480"

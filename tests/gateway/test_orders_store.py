@@ -8,8 +8,7 @@ from datetime import UTC, datetime
 import pytest
 from sqlalchemy import Engine, select
 
-from drivers.analysers.astm_query import WorklistOrder
-from gateway.orders.model import OrderAction, OrderRequest
+from drivers.model import OrderAction, OrderRequest, WorklistOrder
 from gateway.orders.store import (
     ORDER_SOURCE,
     OrderConflict,

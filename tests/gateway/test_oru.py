@@ -12,6 +12,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from drivers.model import Method
 from gateway.config import LisConfig
 from gateway.errors import LocalProtocolError
 from gateway.lis.oru import (
@@ -23,7 +24,7 @@ from gateway.lis.oru import (
     build_oru,
     validate_oru,
 )
-from gateway.model import Method, Result
+from gateway.model import Result
 
 OSLO = ZoneInfo("Europe/Oslo")
 NOW = datetime(2024, 5, 1, 14, 0, 5, tzinfo=OSLO)  # summer time: 12:00:05 UTC

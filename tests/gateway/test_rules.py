@@ -5,9 +5,10 @@ from __future__ import annotations
 import dataclasses
 from collections.abc import Sequence
 
+from drivers.model import Method
 from gateway.config import TestConfig as MappedTest  # "Test..." would be collected
 from gateway.config import parse_config
-from gateway.model import Hold, HoldReason, Method, Result
+from gateway.model import Hold, HoldReason, Result
 from gateway.rules import (
     ACTION_TEXT,
     RULES,

@@ -9,10 +9,11 @@ from datetime import UTC, datetime
 import pytest
 from sqlalchemy import Engine, delete, func, select, text, update
 
+from drivers.model import InboundMessage, Method, Observation
 from gateway import lifecycle
 from gateway.config import TestConfig as MappingConfig
 from gateway.ingest import store_message
-from gateway.model import InboundMessage, Method, Observation, State
+from gateway.model import State
 from gateway.rules import RuleContext
 from gateway.store import audit as audit_log
 from gateway.store.tables import audit, holds, quarantine, raw_messages, results

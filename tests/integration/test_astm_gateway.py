@@ -21,8 +21,8 @@ from gateway.errors import TransportError
 from gateway.store.audit import verify
 from gateway.store.queries import summary
 from gateway.store.tables import qc_results, quarantine, raw_messages, results
-from simulators.hl7_analyser import make_fnr
 from simulators.lis import LisSimOptions, LisSimulator
+from simulators.national_id import make_fnr
 from tests.drivers.test_astm_host import AstmInstrument
 from tests.integration.helpers import free_port, gateway_config, make_config, wait_for
 

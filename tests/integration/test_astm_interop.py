@@ -58,7 +58,7 @@ from drivers.transports import connector_for
 from gateway.app import Gateway
 from gateway.store.tables import qc_results, quarantine, raw_messages, results
 from simulators.astm_analyser import AstmAnalyserSim, AstmSimOptions
-from simulators.hl7_analyser import make_fnr
+from simulators.national_id import make_fnr
 from tests.integration.helpers import free_port, gateway_config, make_config
 
 REPO = Path(__file__).resolve().parents[2]

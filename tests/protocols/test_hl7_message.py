@@ -13,6 +13,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from drivers.model import Method
 from drivers.protocols.hl7.ack import read_msh
 from drivers.protocols.hl7.message import (
     Delimiters,
@@ -27,7 +28,6 @@ from drivers.protocols.hl7.message import (
 )
 from drivers.protocols.hl7.mllp import MllpDecoder, frame
 from gateway.errors import RemoteProtocolError
-from gateway.model import Method
 
 
 def corpus_dir() -> Path | None:

@@ -10,6 +10,7 @@ from pathlib import Path
 import pytest
 from sqlalchemy import Engine, func, select
 
+from drivers.model import InboundMessage, Observation
 from gateway.app import Gateway, register_instruments
 from gateway.config import Config, parse_config
 from gateway.ingest import store_message
@@ -21,7 +22,6 @@ from gateway.lis.forwarder import (
     unassigned_queued,
 )
 from gateway.lis.oru import build_oru
-from gateway.model import InboundMessage, Observation
 from gateway.rules import context_from_config
 from gateway.store.engine import make_engine, upgrade
 from gateway.store.tables import results

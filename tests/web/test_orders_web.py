@@ -10,8 +10,8 @@ from datetime import timedelta
 import pytest
 from sqlalchemy import Engine
 
+from drivers.model import OrderAction, OrderRequest
 from gateway.config import Config
-from gateway.orders.model import OrderAction, OrderRequest
 from gateway.orders.store import apply_orders
 from gateway.store.writer import run_in_transaction
 from gateway.web import i18n

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from gateway.errors import LocalProtocolError, RemoteProtocolError
+from drivers.errors import LocalProtocolError, RemoteProtocolError
 
 STX = 0x02
 ETX = 0x03

@@ -8,6 +8,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Literal
 
+from drivers.errors import LocalProtocolError, RemoteProtocolError
 from drivers.protocols.astm.events import (
     Event,
     LinkIdle,
@@ -30,7 +31,6 @@ from drivers.protocols.astm.frames import (
     FrameAssembler,
     encode_frames,
 )
-from gateway.errors import LocalProtocolError, RemoteProtocolError
 
 Role = Literal["host", "instrument"]
 

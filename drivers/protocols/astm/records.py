@@ -9,7 +9,7 @@ from dataclasses import dataclass
 from itertools import repeat
 from typing import Any
 
-from gateway.errors import LocalProtocolError, RemoteProtocolError
+from drivers.errors import LocalProtocolError, RemoteProtocolError
 
 Repeat = tuple[str, ...]
 """One repeat of a field: its components, unescaped."""

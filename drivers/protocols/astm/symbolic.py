@@ -5,7 +5,7 @@ from __future__ import annotations
 import re
 from collections.abc import Callable
 
-from gateway.errors import RemoteProtocolError
+from drivers.errors import RemoteProtocolError
 
 #: The control characters vendor manuals and session logs spell out by name.
 CONTROL_NAMES: dict[str, int] = {

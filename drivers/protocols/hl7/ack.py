@@ -6,6 +6,7 @@ import re
 from dataclasses import dataclass
 from datetime import datetime
 
+from drivers.errors import LocalProtocolError, RemoteProtocolError
 from drivers.protocols.hl7.message import (
     DEFAULT_DELIMITERS,
     Delimiters,
@@ -16,7 +17,6 @@ from drivers.protocols.hl7.message import (
     format_ts,
     normalise_segments,
 )
-from gateway.errors import LocalProtocolError, RemoteProtocolError
 
 __all__ = [
     "ACK_CODES",

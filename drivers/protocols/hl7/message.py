@@ -9,8 +9,8 @@ from datetime import UTC, datetime, timedelta, timezone, tzinfo
 from typing import Any
 from zoneinfo import ZoneInfo
 
-from gateway.errors import RemoteProtocolError
-from gateway.model import Method, Observation
+from drivers.errors import RemoteProtocolError
+from drivers.model import Method, Observation
 
 __all__ = [
     "DEFAULT_DELIMITERS",

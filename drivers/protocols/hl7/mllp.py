@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from gateway.errors import LocalProtocolError, RemoteProtocolError
+from drivers.errors import LocalProtocolError, RemoteProtocolError
 
 __all__ = ["CR", "DEFAULT_MAX_SIZE", "FS", "VT", "MllpDecoder", "frame"]
 
