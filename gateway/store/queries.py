@@ -265,3 +265,11 @@ def list_deviations(conn: Connection, *, limit: int = 100) -> list[dict[str, Any
             select(deviations).order_by(deviations.c.id.desc()).limit(limit)
         ).all()
     ]
+
+
+# --- web: store reads the dashboard and its API need ------------------------------------------
+
+
+def ping(conn: Connection) -> None:
+    """Ask the database one trivial question; raises when it cannot answer (/api/health)."""
+    conn.execute(select(1)).scalar_one()

@@ -208,6 +208,10 @@ TEXT: Final[Mapping[str, Mapping[str, str]]] = {
         "ago.minutes": "for {n} min siden",
         "ago.hours": "for {n} t siden",
         "ago.days": "for {n} døgn siden",
+        "counters.held_overlap": (
+            "Et prøvesvar kan holdes tilbake av flere grunner, så summen kan bli større enn "
+            "antallet holdt tilbake."
+        ),
     },
     "en": {
         "app.tagline": "Instrument gateway",
@@ -399,6 +403,10 @@ TEXT: Final[Mapping[str, Mapping[str, str]]] = {
         "ago.minutes": "{n} min ago",
         "ago.hours": "{n} h ago",
         "ago.days": "{n} days ago",
+        "counters.held_overlap": (
+            "A result can be held for more than one reason, so the reasons can add up to more "
+            "than the number of held results."
+        ),
     },
 }
 

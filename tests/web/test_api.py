@@ -18,7 +18,7 @@ import uvicorn
 from sqlalchemy import Engine
 
 from drivers.model import Method
-from gateway.app import Gateway
+from gateway.app import Gateway, register_instruments
 from gateway.config import Config, parse_config
 from gateway.lis.forwarder import hold_unbuildable, unassigned_queued
 from gateway.model import HoldReason, State
@@ -27,7 +27,9 @@ from gateway.store.engine import make_engine
 from gateway.store.tables import holds
 from gateway.store.writer import run_in_transaction
 from gateway.web import i18n
-from gateway.web.app import NAV, create_app, scrub
+from gateway.web.app import create_app
+from gateway.web.context import NAV
+from gateway.web.scrub import scrub
 from tests.ports import free_port
 from tests.web.conftest import (
     BAD_FNR,
@@ -301,6 +303,49 @@ def test_dashboard_counters(client: TestClient) -> None:
         "quarantined": "1",
         "deviations": "1",
     }
+
+
+def held_card(html: str) -> tuple[str, dict[str, str]]:
+    """The held counter's value and the per-reason list (label -> count) of a dashboard."""
+    counter = re.search(r'data-counter="held"><a href="[^"]*"><span class="n">(\d+)</span>', html)
+    card = re.search(r'<section class="card" aria-labelledby="h-held">(.*?)</section>', html, re.S)
+    assert counter is not None and card is not None
+    reasons = re.findall(r'<li><span class="n">(\d+)</span>\s*([^<]+?)\s*</li>', card.group(1))
+    return counter.group(1), {label: n for n, label in reasons}
+
+
+def test_dashboard_explains_a_result_held_for_two_reasons(
+    web_config: Config, web_engine: Engine
+) -> None:
+    """One held result with two reasons: the counter says 1, each reason says 1, and a note
+    says why the reasons add up to more than the counter."""
+    run_in_transaction(web_engine, lambda tx: register_instruments(tx, web_config), T0)
+    ingest(
+        web_engine,
+        web_config,
+        observation("afinion-1", "XYZ", "1", patient=BAD_FNR),  # bad ID and an unknown test
+        now=T0,
+        raw=b"m1",
+    )
+    with TestClient(create_app(web_config, web_engine)) as client:
+        nb = client.get("/").text
+        en = client.get("/", params={"lang": "en"}).text
+    assert held_card(nb) == ("1", {"Ugyldig pasient-ID": "1", "Ukjent analysekode": "1"})
+    assert held_card(en) == ("1", {"Invalid patient ID": "1", "Unmapped test code": "1"})
+    assert i18n.text("nb", "counters.held_overlap") in visible_text(nb)
+    assert i18n.text("en", "counters.held_overlap") in visible_text(en)
+    assert "flere grunner" in i18n.text("nb", "counters.held_overlap")
+
+
+def test_dashboard_has_no_overlap_note_when_the_reasons_add_up(client: TestClient) -> None:
+    """The seeded store holds three results for one reason each: nothing to explain."""
+    html = client.get("/").text
+    assert held_card(html) == (
+        "3",
+        {"Ugyldig pasient-ID": "1", "Mangler pasient-ID": "1", "Ukjent analysekode": "1"},
+    )
+    assert 'data-note="held-overlap"' not in html
+    assert i18n.text("nb", "counters.held_overlap") not in visible_text(html)
 
 
 def test_dashboard_shows_live_connection(live_client: TestClient) -> None:

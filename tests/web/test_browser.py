@@ -30,7 +30,8 @@ from gateway.app import Gateway
 from gateway.config import Config
 from gateway.model import HoldReason
 from gateway.rules import ACTION_TEXT
-from gateway.web.app import REFRESH_SECONDS, create_app
+from gateway.web.app import create_app
+from gateway.web.context import REFRESH_SECONDS
 from tests.web.conftest import SUMMER, Seeded, ingest, observation
 
 pytestmark = pytest.mark.browser

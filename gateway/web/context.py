@@ -1,0 +1,155 @@
+"""The per-app context every handler gets: config, store reader, templates, layout and language."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Annotated, Any, Final, TypeVar
+from urllib.parse import urlencode
+from zoneinfo import ZoneInfo
+
+import jinja2
+from fastapi import Depends, Request
+from fastapi.responses import HTMLResponse
+from fastapi.templating import Jinja2Templates
+from sqlalchemy import Connection, Engine
+from starlette.concurrency import run_in_threadpool
+
+from gateway.config import Config
+from gateway.web import i18n
+from gateway.web.auth import ANONYMOUS
+
+T = TypeVar("T")
+
+HERE: Final = Path(__file__).resolve().parent
+REFRESH_SECONDS: Final = 5
+LANG_COOKIE: Final = "trygg_lang"
+
+
+@dataclass(frozen=True, slots=True)
+class NavItem:
+    """One entry of the top navigation: a path and the i18n key of its label."""
+
+    path: str
+    key: str
+
+    def active(self, path: str) -> bool:
+        return path == self.path or (self.path != "/" and path.startswith(self.path + "/"))
+
+
+NAV: Final[tuple[NavItem, ...]] = (
+    NavItem("/", "nav.dashboard"),
+    NavItem("/results", "nav.results"),
+    NavItem("/orders", "nav.orders"),
+    NavItem("/outbox", "nav.outbox"),
+    NavItem("/quarantine", "nav.quarantine"),
+    NavItem("/deviations", "nav.deviations"),
+)
+
+
+def template_environment() -> jinja2.Environment:
+    """Jinja2 over ``templates/``: autoescaped, and a missing variable is an error, not ""."""
+    return jinja2.Environment(
+        loader=jinja2.FileSystemLoader(HERE / "templates"),
+        autoescape=jinja2.select_autoescape(default=True),
+        undefined=jinja2.StrictUndefined,
+        trim_blocks=True,
+        lstrip_blocks=True,
+    )
+
+
+class WebContext:
+    """What every handler needs: config, store, the optional running gateway, templates."""
+
+    def __init__(self, config: Config, engine: Engine, gateway: object | None) -> None:
+        self.config = config
+        self.engine = engine
+        self.gateway = gateway
+        self.zone = ZoneInfo(config.site.timezone)
+        self.templates = Jinja2Templates(env=template_environment())
+        self.title = config.site.title or config.site.name
+
+    def read(self, job: Callable[[Connection], T]) -> T:
+        """Run store read functions on one connection (blocking: call through ``query``).
+
+        A plain connection is a reader: on SQLite it begins deferred, so in WAL mode it sees
+        one snapshot and never waits for (or holds up) the gateway's writer.
+        """
+        with self.engine.connect() as conn:
+            return job(conn)
+
+    async def query(self, job: Callable[[Connection], T]) -> T:
+        """Run ``job`` on a worker thread so the event loop never waits for the database."""
+        return await run_in_threadpool(self.read, job)
+
+    def language(self, request: Request) -> str:
+        return i18n.choose_language(
+            request.query_params.get("lang"),
+            request.cookies.get(LANG_COOKIE),
+            self.config.site.language,
+        )
+
+    def translator(self, request: Request) -> i18n.Translator:
+        return i18n.Translator(self.language(request), self.zone)
+
+    def page(
+        self,
+        request: Request,
+        template: str,
+        context: Mapping[str, Any],
+        *,
+        status_code: int = 200,
+    ) -> HTMLResponse:
+        """Render ``template`` with the shared layout context; remember a chosen language."""
+        tr = self.translator(request)
+        path = request.url.path
+        others = [(k, v) for k, v in request.query_params.multi_items() if k != "lang"]
+        full: dict[str, Any] = {
+            "lang": tr.lang,
+            "t": tr.t,
+            "label": tr.label,
+            "action": tr.action,
+            "when": tr.when,
+            "ago": tr.ago,
+            "now": datetime.now(UTC),
+            "clock": tr.clock,
+            "site_title": self.title,
+            "zone": self.zone.key,
+            "refresh_seconds": REFRESH_SECONDS,
+            "viewer": getattr(request.state, "viewer", ANONYMOUS),
+            "nav": [{"path": n.path, "key": n.key, "active": n.active(path)} for n in NAV],
+            "lang_links": [
+                {
+                    "code": code,
+                    "url": path + "?" + urlencode([*others, ("lang", code)]),
+                    "current": code == tr.lang,
+                }
+                for code in i18n.LANGUAGES
+            ],
+            **context,
+        }
+        response = self.templates.TemplateResponse(request, template, full, status_code=status_code)
+        if request.query_params.get("lang") in i18n.LANGUAGES:
+            response.set_cookie(
+                LANG_COOKIE, tr.lang, max_age=365 * 24 * 3600, httponly=True, samesite="lax"
+            )
+        return response
+
+    def error_page(self, request: Request, status_code: int, message: str) -> HTMLResponse:
+        return self.page(
+            request,
+            "error.html",
+            {"status": status_code, "message": message},
+            status_code=status_code,
+        )
+
+
+def web_context(request: Request) -> WebContext:
+    web = request.app.state.web
+    assert isinstance(web, WebContext)
+    return web
+
+
+Web = Annotated[WebContext, Depends(web_context)]

@@ -1,0 +1,121 @@
+"""The read-only JSON API under /api, and /api/health (the one route with no login)."""
+
+from __future__ import annotations
+
+from dataclasses import asdict
+from datetime import UTC, datetime
+from typing import Annotated, Any, Literal
+
+from fastapi import APIRouter, HTTPException, Query
+from fastapi.responses import JSONResponse
+
+from gateway import __version__
+from gateway.model import State
+from gateway.orders.store import list_orders
+from gateway.store import queries
+from gateway.web.auth import Authenticated
+from gateway.web.context import Web
+from gateway.web.live import gateway_status, live_snapshot, merge_instruments
+from gateway.web.routes.params import OrderState, QuarantineState, order_state_filter
+from gateway.web.scrub import scrub_deviations, scrub_outbox, scrub_quarantine, scrub_result
+
+api = APIRouter(prefix="/api", tags=["api"], dependencies=[Authenticated])
+
+
+@api.get("/summary", summary="Counts over the whole store")
+async def api_summary(web: Web) -> dict[str, Any]:
+    """Results by state, held results by reason, quarantine, QC, outbox and deviation counts."""
+    return asdict(await web.query(queries.summary))
+
+
+@api.get("/instruments", summary="Instruments and their connection state")
+async def api_instruments(web: Web) -> list[dict[str, Any]]:
+    """Configured instruments; "live" holds the running gateway's counters when attached."""
+    live = live_snapshot(web.gateway)
+    rows = await web.query(queries.list_instruments)
+    return merge_instruments(web.config, rows, live)
+
+
+@api.get("/results", summary="Results, newest first")
+async def api_results(
+    web: Web,
+    state: Annotated[State | Literal[""], Query(description="only results in this state")] = "",
+    instrument: Annotated[str, Query(description="only results from this instrument")] = "",
+    limit: Annotated[int, Query(ge=1, le=1000)] = 100,
+) -> list[dict[str, Any]]:
+    """Each result with its holds; patient IDs are masked."""
+    found = await web.query(
+        lambda conn: queries.list_results(
+            conn, state=state or None, instrument=instrument or None, limit=limit
+        )
+    )
+    return [scrub_result(r) for r in found]
+
+
+@api.get("/results/{result_id}", summary="One result with its holds and LIS messages")
+async def api_result(web: Web, result_id: int) -> dict[str, Any]:
+    found = await web.query(lambda conn: queries.get_result(conn, result_id))
+    if found is None:
+        raise HTTPException(status_code=404, detail=f"result {result_id} not found")
+    return scrub_result(found)
+
+
+@api.get("/outbox", summary="The LIS outbox: counts, oldest waiting, newest messages")
+async def api_outbox(web: Web, limit: Annotated[int, Query(ge=1, le=1000)] = 50) -> dict[str, Any]:
+    return scrub_outbox(await web.query(lambda conn: queries.outbox_status(conn, limit=limit)))
+
+
+@api.get("/quarantine", summary="Messages that could not be decoded")
+async def api_quarantine(
+    web: Web,
+    state: Annotated[QuarantineState, Query()] = "",
+    limit: Annotated[int, Query(ge=1, le=1000)] = 100,
+) -> list[dict[str, Any]]:
+    rows = await web.query(
+        lambda conn: queries.list_quarantine(conn, state=state or None, limit=limit)
+    )
+    return scrub_quarantine(rows)
+
+
+@api.get("/orders", summary="The worklist: order lines, newest first")
+async def api_orders(
+    web: Web,
+    state: Annotated[OrderState, Query(description="open, cancelled or all")] = "open",
+    limit: Annotated[int, Query(ge=1, le=1000)] = 100,
+) -> list[dict[str, Any]]:
+    """One line per specimen and test code; "resulted" says whether a result with the same
+    specimen and test has arrived. Patient IDs are masked."""
+    return await web.query(
+        lambda conn: list_orders(conn, state=order_state_filter(state), limit=limit)
+    )
+
+
+@api.get("/deviations", summary="Recorded deviations (avvik), newest first")
+async def api_deviations(
+    web: Web, limit: Annotated[int, Query(ge=1, le=1000)] = 100
+) -> list[dict[str, Any]]:
+    return scrub_deviations(
+        await web.query(lambda conn: queries.list_deviations(conn, limit=limit))
+    )
+
+
+health = APIRouter(prefix="/api", tags=["health"])
+
+
+@health.get("/health", summary="Liveness and database check (no login needed)")
+async def api_health(web: Web) -> JSONResponse:
+    """Status "ok" when the database answers; otherwise 503 with status "error"."""
+    body: dict[str, Any] = {
+        "status": "ok",
+        "site": web.config.site.name,
+        "version": __version__,
+        "time": datetime.now(UTC).isoformat(),
+        "database": "ok",
+        "gateway": gateway_status(web.gateway),
+    }
+    try:
+        await web.query(queries.ping)
+    except Exception as exc:
+        body.update(status="error", database=f"{exc.__class__.__name__}")
+        return JSONResponse(body, status_code=503)
+    return JSONResponse(body)
