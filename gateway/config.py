@@ -249,7 +249,7 @@ class Config(_Strict):
 
 
 #: hosts that bind every address: they share a port with any other host
-_WILDCARD_HOSTS = frozenset({"0.0.0.0", "::", "*"})
+_WILDCARD_HOSTS = frozenset({"0.0.0.0", "::"})
 #: a name the listener resolves to several addresses (asyncio binds each of them)
 _HOST_ALIASES = {"localhost": frozenset({"localhost", "127.0.0.1", "::1"})}
 
@@ -268,7 +268,8 @@ def _listeners(config: Config) -> list[tuple[str, str, int]]:
         urls.append(("lis.orders_url", config.lis.orders_url))
     for key, url in urls:
         parts = urlsplit(url)
-        if parts.scheme == "tcp-listen" and parts.hostname and parts.port:
+        # tcp-listen:// and any other *-listen:// scheme bind a port here; tcp:// and serial: none
+        if parts.scheme.endswith("-listen") and parts.hostname and parts.port:
             found.append((key, parts.hostname, parts.port))
     return found
 
