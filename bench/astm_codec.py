@@ -26,9 +26,10 @@ from drivers.protocols.astm.events import MessageReceived
 from drivers.protocols.astm.frames import ENQ, EOT, FrameAssembler, encode_frames
 from drivers.protocols.astm.link import Link
 from drivers.protocols.astm.records import parse_message
+from tests.corpus import corpus_dir
 
 NAME = "astm"
-CORPUS = Path("/work/shared/corpus/astm")
+CORPUS = corpus_dir("astm")
 #: the second peer: same top-level package name ``astm`` as astm-2025, so measured in a child
 ASTMIO = "astmio==1.0.0a3"
 #: how the Link bench reads the wire: as a serial or TCP transport would hand it over

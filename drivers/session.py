@@ -22,7 +22,6 @@ log = logging.getLogger(__name__)
 
 @dataclass
 class SessionStats:
-    connects: int = 0
     disconnects: int = 0
     last_error: str = ""
 
@@ -66,7 +65,6 @@ class InstrumentSession:
                     delay = min(delay * 2, self._retry_max_s)
                     continue
                 delay = self._retry_initial_s
-                self.stats.connects += 1
                 self._sink.connection_changed(self.instrument_id, True, stream.peer)
                 if self._trace:
                     stream = traced(stream, wire)

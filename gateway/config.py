@@ -120,6 +120,16 @@ class MqttConfig(_Strict):
         return url
 
 
+def _check_listen_address(listen: str) -> str:
+    """A `host:port` the gateway binds: a host and a port a socket can take (1-65535)."""
+    host, sep, port = listen.rpartition(":")
+    if not sep or not host or not (port.isascii() and port.isdigit()):
+        raise ValueError(f"must be host:port, got {listen!r}")
+    if not 1 <= int(port) <= 65535:
+        raise ValueError(f"port must be 1-65535, got {listen!r}")
+    return listen
+
+
 class WebConfig(_Strict):
     enabled: bool = True
     listen: str = "127.0.0.1:8470"
@@ -127,10 +137,7 @@ class WebConfig(_Strict):
     @field_validator("listen")
     @classmethod
     def _host_port(cls, listen: str) -> str:
-        host, sep, port = listen.rpartition(":")
-        if not sep or not host or not port.isdigit():
-            raise ValueError(f"must be host:port, got {listen!r}")
-        return listen
+        return _check_listen_address(listen)
 
     @property
     def host(self) -> str:
@@ -229,11 +236,68 @@ class Config(_Strict):
             keys.add(key)
         return self
 
+    @model_validator(mode="after")
+    def _one_listener_a_port(self) -> Config:
+        _check_no_shared_listen_ports(self)
+        return self
+
     def instrument(self, instrument_id: str) -> InstrumentConfig:
         for instrument in self.instruments:
             if instrument.id == instrument_id:
                 return instrument
         raise KeyError(instrument_id)
+
+
+#: hosts that bind every address: they share a port with any other host
+_WILDCARD_HOSTS = frozenset({"0.0.0.0", "::"})
+#: a name the listener resolves to several addresses (asyncio binds each of them)
+_HOST_ALIASES = {"localhost": frozenset({"localhost", "127.0.0.1", "::1"})}
+
+
+def _listeners(config: Config) -> list[tuple[str, str, int]]:
+    """(key, host, port) of every socket the gateway binds; port 0 (any free port) never clashes."""
+    found: list[tuple[str, str, int]] = []
+    if config.web.enabled:
+        found.append(("web.listen", config.web.host.strip("[]").lower(), config.web.port))
+    urls = [
+        (f"instruments[{index}].url", instrument.url)
+        for index, instrument in enumerate(config.instruments)
+        if instrument.enabled
+    ]
+    if config.lis is not None and config.lis.orders_url is not None:
+        urls.append(("lis.orders_url", config.lis.orders_url))
+    for key, url in urls:
+        parts = urlsplit(url)
+        # tcp-listen:// and any other *-listen:// scheme bind a port here; tcp:// and serial: none
+        if parts.scheme.endswith("-listen") and parts.hostname and parts.port:
+            found.append((key, parts.hostname, parts.port))
+    return found
+
+
+def _hosts_overlap(a: str, b: str) -> bool:
+    if a in _WILDCARD_HOSTS or b in _WILDCARD_HOSTS:
+        return True
+    return bool(_HOST_ALIASES.get(a, frozenset({a})) & _HOST_ALIASES.get(b, frozenset({b})))
+
+
+def _check_no_shared_listen_ports(config: Config) -> None:
+    """Two listeners on one port would fail at start-up with "address in use": say so now."""
+    listeners = _listeners(config)
+    for index, (key, host, port) in enumerate(listeners):
+        for other_key, other_host, other_port in listeners[:index]:
+            if port == other_port and _hosts_overlap(host, other_host):
+                where = (
+                    _host_port_text(host, port)
+                    if host == other_host
+                    else f"port {port} ({host} and {other_host} overlap)"
+                )
+                raise ValueError(
+                    f"{key} and {other_key} both listen on {where}; give each its own port"
+                )
+
+
+def _host_port_text(host: str, port: int) -> str:
+    return f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
 
 
 def _location(loc: tuple[int | str, ...]) -> str:

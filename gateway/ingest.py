@@ -15,7 +15,7 @@ from sqlalchemy import bindparam, insert, select
 
 from drivers.model import InboundMessage, Method, Observation
 from gateway.model import Hold, Result, State
-from gateway.rules import RULES, Rule, RuleContext, find_test, run_rules
+from gateway.rules import RULES, Rule, RuleContext, run_rules
 from gateway.store import bulk
 from gateway.store.audit import digest_fields, to_json
 from gateway.store.tables import holds, qc_results, quarantine, results
@@ -60,7 +60,7 @@ def digest(raw: bytes) -> str:
 
 def normalise(observation: Observation, context: RuleContext) -> Result:
     """Map an instrument's observation to the site's test (NLK code, unit, method)."""
-    test = find_test(context, observation.instrument_id, observation.test_code)
+    test = context.find_test(observation.instrument_id, observation.test_code)
     method = observation.method or (test.method if test else Method.MEASURED)
     return Result(
         instrument_id=observation.instrument_id,

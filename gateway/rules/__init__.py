@@ -18,7 +18,6 @@ __all__ = [
     "Rule",
     "RuleContext",
     "context_from_config",
-    "find_test",
     "patient_id_rule",
     "run_rules",
     "unmapped_test_rule",
@@ -48,11 +47,6 @@ class RuleContext:
 Rule = Callable[[Result, RuleContext], Sequence[Hold]]
 
 RULES: tuple[Rule, ...] = (patient_id_rule, unmapped_test_rule)
-
-
-def find_test(context: RuleContext, instrument_id: str, code: str) -> TestConfig | None:
-    """The mapping for ``code`` on ``instrument_id``: instrument-specific first, then ""."""
-    return context.find_test(instrument_id, code)
 
 
 def run_rules(

@@ -35,7 +35,7 @@ from drivers.registry import ASTM_PROFILES, DRIVERS
 from drivers.transports import ByteStream, TcpListenConnector, connector_for
 from gateway.errors import ConfigError, RemoteProtocolError
 from simulators.pty import PtyPair
-from tests.conftest import corpus_dir
+from tests.corpus import corpus_dir
 
 WAIT = 10.0  # seconds any one exchange may take before the test fails
 

@@ -25,7 +25,7 @@ from drivers.protocols.astm.records import (
     parse_message,
 )
 from gateway.errors import LocalProtocolError, RemoteProtocolError
-from tests.conftest import corpus_dir
+from tests.corpus import corpus_dir
 
 NOW = datetime(2026, 1, 15, 12, 0, 0, tzinfo=UTC)  # 13:00 in Oslo (winter time)
 

@@ -15,7 +15,7 @@ from drivers.model import Method, Observation
 from drivers.protocols.astm.frames import decode_frame
 from drivers.protocols.astm.records import Delimiters, Record, parse_message
 from gateway.errors import RemoteProtocolError
-from tests.conftest import corpus_dir
+from tests.corpus import corpus_dir
 from tests.drivers import astm_profile_helpers as helpers
 from tests.drivers.astm_profile_helpers import needs_file, with_component
 

@@ -115,9 +115,14 @@ def test_topic_layout() -> None:
 
 
 def test_both_buses_are_event_buses() -> None:
-    buses: list[EventBus] = [NullBus(), MqttBus(MqttConfig(), "lab1")]  # checked by mypy
+    null, mqtt = NullBus(), MqttBus(MqttConfig(), "lab1")
+    buses: list[EventBus] = [null, mqtt]  # the pipeline's one interface (checked by mypy)
     for bus in buses:
+        assert bus.connected is False  # no broker yet
         bus.publish("instrument", "-", {"state": "online"})
+    # through that interface each took the event its own way: counted, or queued for the broker
+    assert null.published == 1
+    assert (mqtt.queued, mqtt.published, mqtt.dropped, mqtt.rejected) == (1, 0, 0, 0)
 
 
 def test_null_bus_counts_and_does_nothing() -> None:

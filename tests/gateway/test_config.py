@@ -88,3 +88,114 @@ def test_bad_orders_url_is_named(tmp_path: Path, url: str, expected: str) -> Non
     with pytest.raises(ConfigError) as info:
         load_config(path)
     assert "orders_url" in str(info.value) and expected in str(info.value)
+
+
+def site_with(web: str, *urls: str, orders_url: str = "") -> str:
+    """A config text with a web listener, one hl7_mllp instrument per URL and maybe a LIS."""
+    text = f'[site]\nname = "x"\n[web]\nlisten = "{web}"\n'
+    if orders_url:
+        text += f'[lis]\nurl = "tcp://127.0.0.1:2575"\norders_url = "{orders_url}"\n'
+    for index, url in enumerate(urls):
+        text += f'[[instruments]]\nid = "i{index}"\ndriver = "hl7_mllp"\nurl = "{url}"\n'
+    return text
+
+
+@pytest.mark.parametrize("listen", ["127.0.0.1:99999", "127.0.0.1:0", "127.0.0.1:-1", ":8470"])
+def test_web_listen_needs_a_port_a_socket_can_take(tmp_path: Path, listen: str) -> None:
+    path = write(tmp_path, site_with(listen))
+    with pytest.raises(ConfigError) as info:
+        load_config(path)
+    assert str(info.value).startswith(f"{path}: web.listen: ")
+    assert repr(listen) in str(info.value)
+
+
+def test_check_config_refuses_an_out_of_range_web_port(tmp_path: Path) -> None:
+    from typer.testing import CliRunner
+
+    from gateway.cli import app
+
+    path = write(tmp_path, site_with("127.0.0.1:99999"))
+    result = CliRunner().invoke(app, ["check-config", "--config", str(path)])
+    assert result.exit_code == 2
+    assert "web.listen" in result.stderr and "'127.0.0.1:99999'" in result.stderr
+
+
+WEB = "127.0.0.1:8470"
+
+
+@pytest.mark.parametrize(
+    ("web", "urls", "orders_url", "expected"),
+    [
+        # an instrument on the web's port
+        (WEB, ["tcp-listen://127.0.0.1:8470"], "", "instruments[0].url and web.listen"),
+        # two instruments on one port (the later one is named first: it is the one to move)
+        (
+            WEB,
+            ["tcp-listen://127.0.0.1:5101", "tcp-listen://127.0.0.1:5101"],
+            "",
+            "instruments[1].url and instruments[0].url both listen on 127.0.0.1:5101",
+        ),
+        # the LIS's orders port on the web's port, and on an instrument's
+        (WEB, [], "tcp-listen://127.0.0.1:8470", "lis.orders_url and web.listen"),
+        (
+            WEB,
+            ["tcp-listen://127.0.0.1:5101"],
+            "tcp-listen://127.0.0.1:5101",
+            "lis.orders_url and instruments[0].url both listen on 127.0.0.1:5101",
+        ),
+        # 0.0.0.0 binds every address, so it clashes with any host on that port
+        (
+            "0.0.0.0:8470",
+            ["tcp-listen://10.1.2.3:8470"],
+            "",
+            "instruments[0].url and web.listen both listen on port 8470 "
+            "(10.1.2.3 and 0.0.0.0 overlap)",
+        ),
+        (WEB, ["tcp-listen://0.0.0.0:8470"], "", "instruments[0].url and web.listen"),
+        # localhost binds 127.0.0.1 (and ::1) too
+        ("localhost:8470", ["tcp-listen://127.0.0.1:8470"], "", "(127.0.0.1 and localhost"),
+        ("[::1]:8470", ["tcp-listen://[::1]:8470"], "", "web.listen both listen on [::1]:8470"),
+    ],
+)
+def test_two_listeners_on_one_port_are_refused(
+    tmp_path: Path, web: str, urls: list[str], orders_url: str, expected: str
+) -> None:
+    path = write(tmp_path, site_with(web, *urls, orders_url=orders_url))
+    with pytest.raises(ConfigError) as info:
+        load_config(path)
+    text = str(info.value)
+    assert text.startswith(f"{path}: ") and expected in text
+    assert text.endswith("give each its own port")
+
+
+@pytest.mark.parametrize(
+    ("web", "urls", "orders_url"),
+    [
+        # different hosts on one port: each binds its own address
+        (WEB, ["tcp-listen://10.1.2.3:8470"], ""),
+        # a client (tcp://) to the web's port listens on nothing
+        (WEB, ["tcp://127.0.0.1:8470"], ""),
+        # port 0 takes any free port: two of them never clash
+        (WEB, ["tcp-listen://127.0.0.1:0", "tcp-listen://127.0.0.1:0"], ""),
+        (WEB, ["tcp-listen://127.0.0.1:5101"], "tcp-listen://127.0.0.1:5102"),
+        # the LIS listens for our orders connection: its port is on the LIS's machine
+        (WEB, [], "tcp://127.0.0.1:8470"),
+    ],
+)
+def test_listeners_on_their_own_ports_pass(
+    tmp_path: Path, web: str, urls: list[str], orders_url: str
+) -> None:
+    config = load_config(write(tmp_path, site_with(web, *urls, orders_url=orders_url)))
+    assert config.web.port == int(web.rpartition(":")[2])
+
+
+def test_disabled_listeners_do_not_clash(tmp_path: Path) -> None:
+    text = site_with(WEB, "tcp-listen://127.0.0.1:8470")
+    clash = write(tmp_path, text)
+    with pytest.raises(ConfigError, match=r"both listen on 127\.0\.0\.1:8470"):
+        load_config(clash)
+    # a disabled web or instrument binds nothing, so the same port is free for the other
+    web_off = text.replace("[web]\n", "[web]\nenabled = false\n")
+    assert not load_config(write(tmp_path, web_off)).web.enabled
+    instrument_off = text + "enabled = false\n"
+    assert not load_config(write(tmp_path, instrument_off)).instruments[0].enabled

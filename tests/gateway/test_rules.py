@@ -14,7 +14,6 @@ from gateway.rules import (
     RULES,
     RuleContext,
     context_from_config,
-    find_test,
     patient_id_rule,
     run_rules,
     unmapped_test_rule,
@@ -106,10 +105,10 @@ def test_unmapped_test_passes_when_forwarding_is_allowed() -> None:
 
 
 def test_find_test_prefers_the_instrument_specific_mapping() -> None:
-    assert find_test(CONTEXT, "afinion-1", "CRP") is CRP_AFINION
-    assert find_test(CONTEXT, "cobas-1", "CRP") is CRP_ANY
-    assert find_test(CONTEXT, "cobas-1", "HbA1c") is HBA1C
-    assert find_test(CONTEXT, "cobas-1", "GLU") is None
+    assert CONTEXT.find_test("afinion-1", "CRP") is CRP_AFINION
+    assert CONTEXT.find_test("cobas-1", "CRP") is CRP_ANY
+    assert CONTEXT.find_test("cobas-1", "HbA1c") is HBA1C
+    assert CONTEXT.find_test("cobas-1", "GLU") is None
 
 
 def test_run_rules_collects_holds_in_rule_order() -> None:

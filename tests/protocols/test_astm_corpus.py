@@ -2,7 +2,7 @@
 
 Framed files (form F) and symbolic logs (form S, through ``symbolic_to_bytes``) go through the
 host-role ``Link`` exactly as an instrument would put them on the wire; plain-record files
-(form R) go through ``parse_message``. See /work/shared/corpus/astm/SOURCES.md for each file.
+(form R) go through ``parse_message``. See SOURCES.md in the corpus's astm/ folder for each file.
 """
 
 from __future__ import annotations
@@ -11,7 +11,6 @@ import json
 import re
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from pathlib import Path
 
 import pytest
 
@@ -21,9 +20,10 @@ from drivers.protocols.astm.link import FRAME_TAIL_WAIT, RECEIVE_TIMEOUT, Link
 from drivers.protocols.astm.records import Record, encode_message, parse_message, text_field
 from drivers.protocols.astm.symbolic import bytes_to_symbolic, is_reply_line, symbolic_to_bytes
 from gateway.errors import RemoteProtocolError
+from tests.corpus import corpus_dir
 
-CORPUS = Path("/work/shared/corpus/astm")
-pytestmark = pytest.mark.skipif(not CORPUS.is_dir(), reason="shared ASTM corpus not present")
+CORPUS = corpus_dir("astm")
+pytestmark = pytest.mark.corpus(CORPUS)
 
 GARBAGE = b"\x00garbage\r\n\xff\x7f"
 

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-from pathlib import Path
-
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
@@ -21,9 +19,10 @@ from drivers.protocols.astm.frames import (
     encode_frames,
 )
 from gateway.errors import LocalProtocolError, RemoteProtocolError
+from tests.corpus import corpus_dir
 
-CORPUS = Path("/work/shared/corpus/astm")
-needs_corpus = pytest.mark.skipif(not CORPUS.is_dir(), reason="shared ASTM corpus not present")
+CORPUS = corpus_dir("astm")
+needs_corpus = pytest.mark.corpus(CORPUS)
 
 
 def split_stream(raw: bytes) -> list[bytes]:

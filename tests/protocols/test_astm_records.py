@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import contextlib
-from pathlib import Path
 
 import pytest
 from hypothesis import given
@@ -23,9 +22,10 @@ from drivers.protocols.astm.records import (
     unescape,
 )
 from gateway.errors import LocalProtocolError, RemoteProtocolError
+from tests.corpus import corpus_dir
 
-CORPUS = Path("/work/shared/corpus/astm")
-needs_corpus = pytest.mark.skipif(not CORPUS.is_dir(), reason="shared ASTM corpus not present")
+CORPUS = corpus_dir("astm")
+needs_corpus = pytest.mark.corpus(CORPUS)
 
 SIMPLE = b"H|\\^&|||Lab^1\rP|1||PID-7\rR|1|^^^GLU|5,4|mmol/L\rL|1|N\r"
 

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import os
 from datetime import UTC, datetime
 from pathlib import Path
 from zoneinfo import ZoneInfo
@@ -16,21 +15,13 @@ from drivers.protocols.hl7.ack import Ack, build_ack, parse_ack, read_msh
 from drivers.protocols.hl7.message import detect_charset
 from drivers.protocols.hl7.mllp import frame
 from gateway.errors import LocalProtocolError, RemoteProtocolError
+from tests.corpus import corpus_files
 
 NOW = datetime(2024, 5, 1, 12, 0, 0, tzinfo=UTC)
 ORU = (
     b"MSH|^~\\&|ANALYSER|POC|TRYGG|LAB|20240501115900||ORU^R01^ORU_R01|MSG-17|P|2.5.1\r"
     b"PID|1||12345678901\rOBR|1||S1|GLU^Glucose\rOBX|1|NM|GLU^Glucose||5.5|mmol/L|||||F\r"
 )
-
-
-def corpus_files() -> list[Path]:
-    """The HL7 corpus (``/work/shared/corpus/hl7`` beside the repo, else ``$TRYGG_CORPUS``)."""
-    here = Path(__file__).resolve().parents[3] / "shared" / "corpus" / "hl7"
-    if not here.is_dir():
-        env = os.environ.get("TRYGG_CORPUS")
-        here = Path(env) if env else here
-    return sorted(here.glob("*.hl7")) if here.is_dir() else []
 
 
 def segments(ack: bytes) -> list[list[str]]:
@@ -41,7 +32,7 @@ def segments_latin1(ack: bytes) -> list[list[str]]:
     return [line.split("|") for line in ack.decode("latin-1").split("\r") if line]
 
 
-@pytest.mark.parametrize("path", corpus_files(), ids=lambda p: p.name)
+@pytest.mark.parametrize("path", corpus_files("hl7", "*.hl7"), ids=lambda p: p.name)
 @pytest.mark.parametrize("code", ["AA", "AE", "AR"])
 def test_every_corpus_message_gets_an_ack_that_reads_back(path: Path, code: str) -> None:
     raw = path.read_bytes()

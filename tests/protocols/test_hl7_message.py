@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import os
 import random
 from datetime import UTC, datetime
 from pathlib import Path
@@ -28,18 +27,11 @@ from drivers.protocols.hl7.message import (
 )
 from drivers.protocols.hl7.mllp import MllpDecoder, frame
 from gateway.errors import RemoteProtocolError
+from tests.conftest import require_corpus
+from tests.corpus import corpus_dir, corpus_files
 
-
-def corpus_dir() -> Path | None:
-    here = Path(__file__).resolve().parents[3] / "shared" / "corpus" / "hl7"
-    if here.is_dir():
-        return here
-    env = os.environ.get("TRYGG_CORPUS")
-    return Path(env) if env and Path(env).is_dir() else None
-
-
-CORPUS = corpus_dir()
-CORPUS_FILES = sorted(CORPUS.glob("*.hl7")) if CORPUS else []
+CORPUS = corpus_dir("hl7")
+CORPUS_FILES = corpus_files("hl7", "*.hl7")
 
 #: Files this parser refuses on purpose: file name -> (error field, why).
 KNOWN_REFUSED = {
@@ -73,9 +65,7 @@ GARBAGE = b"\x00\xffgarbage\r\n\x1c\r"
 
 
 def corpus(name: str) -> bytes:
-    if CORPUS is None or not (CORPUS / name).is_file():
-        pytest.skip(f"corpus file {name} not available")
-    return (CORPUS / name).read_bytes()
+    return require_corpus(CORPUS / name).read_bytes()
 
 
 def three_ways(raw: bytes) -> list[bytes]:
@@ -111,9 +101,8 @@ def outcome(raw: bytes) -> ParsedMessage | tuple[str | None, str]:
 # --------------------------------------------------------------------------- the corpus
 
 
+@pytest.mark.corpus(CORPUS)
 def test_corpus_is_present_and_every_file_is_classified() -> None:
-    if CORPUS is None:
-        pytest.skip("HL7 corpus not found (set TRYGG_CORPUS)")
     names = {p.name for p in CORPUS_FILES}
     assert names, "corpus directory is empty"
     unclassified = names - set(KNOWN_REFUSED) - set(EXPECTED_OBSERVATIONS)
