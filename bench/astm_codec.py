@@ -21,12 +21,12 @@ from types import ModuleType
 from typing import Any
 
 from bench.common import REPO, Plan
+from bench.corpus import corpus_dir
 from bench.report import Figure, Reporter, fmt, median, spread
 from drivers.protocols.astm.events import MessageReceived
 from drivers.protocols.astm.frames import ENQ, EOT, FrameAssembler, encode_frames
 from drivers.protocols.astm.link import Link
 from drivers.protocols.astm.records import parse_message
-from tests.corpus import corpus_dir
 
 NAME = "astm"
 CORPUS = corpus_dir("astm")

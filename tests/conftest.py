@@ -15,9 +15,9 @@ from typing import NoReturn
 import pytest
 from sqlalchemy import Engine, create_engine, text
 
+from bench.corpus import ENV as CORPUS_ENV
+from bench.corpus import KINDS, corpus_dir
 from gateway.store.engine import make_engine, upgrade
-from tests.corpus import ENV as CORPUS_ENV
-from tests.corpus import KINDS, corpus_dir
 
 PG_ADMIN_URL = os.environ.get(
     "TRYGG_TEST_PG", "postgresql+psycopg://postgres@127.0.0.1:5432/postgres"

@@ -12,6 +12,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from bench.corpus import corpus_dir
 from drivers.analysers.astm_base import (
     AstmProfile,
     SimSample,
@@ -27,7 +28,6 @@ from drivers.protocols.astm.records import (
     parse_message,
 )
 from gateway.errors import RemoteProtocolError
-from tests.corpus import corpus_dir
 
 CORPUS = corpus_dir("astm")
 needs_corpus_dir = pytest.mark.corpus(CORPUS)

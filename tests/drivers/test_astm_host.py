@@ -18,6 +18,7 @@ from datetime import UTC, datetime
 
 import pytest
 
+from bench.corpus import corpus_dir
 from drivers.analysers.astm_base import (
     PROTOCOL,
     AstmProfile,
@@ -35,7 +36,6 @@ from drivers.registry import ASTM_PROFILES, DRIVERS
 from drivers.transports import ByteStream, TcpListenConnector, connector_for
 from gateway.errors import ConfigError, RemoteProtocolError
 from simulators.pty import PtyPair
-from tests.corpus import corpus_dir
 
 WAIT = 10.0  # seconds any one exchange may take before the test fails
 

@@ -8,6 +8,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
+from bench.corpus import corpus_dir
 from drivers.analysers.astm_query import (
     HostQuery,
     NoInformationForm,
@@ -25,7 +26,6 @@ from drivers.protocols.astm.records import (
     parse_message,
 )
 from gateway.errors import LocalProtocolError, RemoteProtocolError
-from tests.corpus import corpus_dir
 
 NOW = datetime(2026, 1, 15, 12, 0, 0, tzinfo=UTC)  # 13:00 in Oslo (winter time)
 

@@ -7,6 +7,7 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
+from bench.corpus import corpus_dir
 from drivers.analysers.afinion2 import PROFILE
 from drivers.analysers.astm_base import (
     SimSample,
@@ -15,7 +16,6 @@ from drivers.model import Method, Observation
 from drivers.protocols.astm.frames import decode_frame
 from drivers.protocols.astm.records import Delimiters, Record, parse_message
 from gateway.errors import RemoteProtocolError
-from tests.corpus import corpus_dir
 from tests.drivers import astm_profile_helpers as helpers
 from tests.drivers.astm_profile_helpers import needs_file, with_component
 

@@ -8,6 +8,7 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
+from bench.corpus import corpus_dir
 from drivers.analysers.astm_base import (
     SimSample,
 )
@@ -16,7 +17,6 @@ from drivers.model import Method, Observation
 from drivers.protocols.astm.frames import MAX_FRAME, decode_frame
 from drivers.protocols.astm.records import DEFAULT_DELIMITERS, Delimiters, Record, parse_message
 from gateway.errors import RemoteProtocolError
-from tests.corpus import corpus_dir
 from tests.drivers import astm_profile_helpers as helpers
 from tests.drivers.astm_profile_helpers import needs_file, with_component
 

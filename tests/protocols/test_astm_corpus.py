@@ -14,13 +14,13 @@ from dataclasses import dataclass, field
 
 import pytest
 
+from bench.corpus import corpus_dir
 from drivers.protocols.astm.events import Event, MessageReceived, ProtocolViolation
 from drivers.protocols.astm.frames import ENQ, decode_frame, encode_frames
 from drivers.protocols.astm.link import FRAME_TAIL_WAIT, RECEIVE_TIMEOUT, Link
 from drivers.protocols.astm.records import Record, encode_message, parse_message, text_field
 from drivers.protocols.astm.symbolic import bytes_to_symbolic, is_reply_line, symbolic_to_bytes
 from gateway.errors import RemoteProtocolError
-from tests.corpus import corpus_dir
 
 CORPUS = corpus_dir("astm")
 pytestmark = pytest.mark.corpus(CORPUS)

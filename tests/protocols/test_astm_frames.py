@@ -6,6 +6,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
+from bench.corpus import corpus_dir
 from drivers.protocols.astm.frames import (
     ETB,
     ETX,
@@ -19,7 +20,6 @@ from drivers.protocols.astm.frames import (
     encode_frames,
 )
 from gateway.errors import LocalProtocolError, RemoteProtocolError
-from tests.corpus import corpus_dir
 
 CORPUS = corpus_dir("astm")
 needs_corpus = pytest.mark.corpus(CORPUS)

@@ -8,6 +8,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
+from bench.corpus import corpus_dir
 from drivers.protocols.astm.frames import FrameAssembler
 from drivers.protocols.astm.records import (
     DEFAULT_DELIMITERS,
@@ -22,7 +23,6 @@ from drivers.protocols.astm.records import (
     unescape,
 )
 from gateway.errors import LocalProtocolError, RemoteProtocolError
-from tests.corpus import corpus_dir
 
 CORPUS = corpus_dir("astm")
 needs_corpus = pytest.mark.corpus(CORPUS)

@@ -11,11 +11,11 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from bench.corpus import corpus_files
 from drivers.protocols.hl7.ack import Ack, build_ack, parse_ack, read_msh
 from drivers.protocols.hl7.message import detect_charset
 from drivers.protocols.hl7.mllp import frame
 from gateway.errors import LocalProtocolError, RemoteProtocolError
-from tests.corpus import corpus_files
 
 NOW = datetime(2024, 5, 1, 12, 0, 0, tzinfo=UTC)
 ORU = (

@@ -12,6 +12,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from bench.corpus import corpus_dir, corpus_files
 from drivers.model import Method
 from drivers.protocols.hl7.ack import read_msh
 from drivers.protocols.hl7.message import (
@@ -28,7 +29,6 @@ from drivers.protocols.hl7.message import (
 from drivers.protocols.hl7.mllp import MllpDecoder, frame
 from gateway.errors import RemoteProtocolError
 from tests.conftest import require_corpus
-from tests.corpus import corpus_dir, corpus_files
 
 CORPUS = corpus_dir("hl7")
 CORPUS_FILES = corpus_files("hl7", "*.hl7")

@@ -2,8 +2,9 @@
 
 ``$TRYGG_CORPUS`` if set, else ``shared/corpus`` beside the checkout (``../shared/corpus`` from
 the repository root, as on the lab machine and in CI's fresh clone). It holds one folder per
-protocol (``astm/``, ``hl7/``, ...). Standard library only: the benches import it too. What a
-test does when the corpus is missing (skip here, fail under ``CI=true``) is decided in conftest.
+protocol (``astm/``, ``hl7/``, ...). Standard library only; it lives in ``bench/`` because the
+benches read the corpus too and installed code must not import ``tests/``. What a test does when
+the corpus is missing (skip here, fail under ``CI=true``) is decided in conftest.
 """
 
 from __future__ import annotations
