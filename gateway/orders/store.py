@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import Connection, Engine, and_, exists, insert, select, update
+from sqlalchemy import Connection, Engine, and_, exists, func, insert, select, update
 
 from drivers.model import PRIORITIES, InboundMessage, OrderAction, OrderRequest, WorklistOrder
 from gateway.ingest import digest, keep_raw, quarantine_raw
@@ -262,6 +262,11 @@ def list_orders(
         }
         for row in conn.execute(query)
     ]
+
+
+def count_order_lines(conn: Connection) -> int:
+    """Order lines on the worklist, open or cancelled (the demo's summary)."""
+    return int(conn.execute(select(func.count()).select_from(orders)).scalar_one())
 
 
 class StoreWorklist:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass, field
+from datetime import datetime
 from typing import Any
 
 from sqlalchemy import Connection, func, select
@@ -231,6 +232,86 @@ def list_quarantine(
         }
         for r in conn.execute(query).all()
     ]
+
+
+# --- CLI and demo: reads for `trygg quarantine show/replay` and the demo's reconciliation ------
+
+
+@dataclass(frozen=True, slots=True)
+class QuarantinedMessage:
+    """One quarantine entry with the bytes as received (`trygg quarantine show`)."""
+
+    id: int
+    instrument_id: str
+    received_at: datetime
+    state: str
+    field: str
+    error: str
+    raw: bytes
+
+
+def get_quarantined(conn: Connection, quarantine_id: int) -> QuarantinedMessage | None:
+    row = conn.execute(
+        select(quarantine, raw_messages.c.raw)
+        .join(raw_messages, raw_messages.c.id == quarantine.c.raw_message_id)
+        .where(quarantine.c.id == quarantine_id)
+    ).first()
+    if row is None:
+        return None
+    return QuarantinedMessage(
+        id=row.id,
+        instrument_id=row.instrument_id,
+        received_at=row.received_at,
+        state=row.state,
+        field=row.field,
+        error=row.error,
+        raw=bytes(row.raw),
+    )
+
+
+def open_quarantine_ids(conn: Connection) -> list[int]:
+    """The ids of the quarantine entries still open, oldest first."""
+    query = select(quarantine.c.id).where(quarantine.c.state == "open").order_by(quarantine.c.id)
+    return [int(qid) for qid in conn.execute(query).scalars()]
+
+
+def result_keys(conn: Connection) -> set[tuple[str, str, str, str]]:
+    """(instrument, specimen, test code, value) of every stored result."""
+    query = select(
+        results.c.instrument_id, results.c.specimen_id, results.c.test_code, results.c.value
+    )
+    return {(r.instrument_id, r.specimen_id, r.test_code, r.value) for r in conn.execute(query)}
+
+
+def qc_result_keys(conn: Connection) -> set[tuple[str, str, str, str]]:
+    """(instrument, test code, value, control lot) of every stored QC result."""
+    query = select(
+        qc_results.c.instrument_id,
+        qc_results.c.test_code,
+        qc_results.c.value,
+        qc_results.c.control_lot,
+    )
+    return {(r.instrument_id, r.test_code, r.value, r.control_lot) for r in conn.execute(query)}
+
+
+def raw_message_digests(conn: Connection) -> set[tuple[str, str]]:
+    """(instrument, digest) of every stored raw message, decoded or quarantined."""
+    query = select(raw_messages.c.instrument_id, raw_messages.c.digest)
+    return {(r.instrument_id, r.digest) for r in conn.execute(query)}
+
+
+def results_by_instrument(conn: Connection, *, state: str | None = None) -> dict[str, int]:
+    """Stored results per instrument (only those in ``state`` when given)."""
+    query = select(results.c.instrument_id, func.count()).group_by(results.c.instrument_id)
+    if state is not None:
+        query = query.where(results.c.state == state)
+    return {str(i): int(n) for i, n in conn.execute(query).all()}
+
+
+def qc_by_instrument(conn: Connection) -> dict[str, int]:
+    """Stored QC results per instrument."""
+    query = select(qc_results.c.instrument_id, func.count()).group_by(qc_results.c.instrument_id)
+    return {str(i): int(n) for i, n in conn.execute(query).all()}
 
 
 def list_instruments(conn: Connection) -> list[dict[str, Any]]:

@@ -86,6 +86,7 @@ def test_demo_runs_for_n_seconds_and_reconciles(tmp_path: Path) -> None:
     assert set(data) == {
         "received",
         "held",
+        "held_total",
         "queued",
         "sent",
         "acknowledged",
@@ -105,6 +106,7 @@ def test_demo_runs_for_n_seconds_and_reconciles(tmp_path: Path) -> None:
     # the demo drains the outbox before it stops; the rest are held, one or more reasons each
     assert data["queued"] == data["sent"] == data["rejected"] == 0
     held_results = data["received"] - data["acknowledged"]
+    assert data["held_total"] == held_results
     assert 0 < held_results <= sum(data["held"].values())
     assert "Instrumenter" in done.stdout
 

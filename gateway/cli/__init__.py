@@ -1,0 +1,46 @@
+"""`trygg`: the command line (Typer + Rich); one module per command or command group.
+
+Every command that touches the store takes --config. Only ``simulate`` (and ``demo``, through
+``gateway.demo``) imports the simulators; an import-linter contract keeps it so.
+"""
+
+from __future__ import annotations
+
+import sys
+
+import typer
+
+from gateway.cli import audit, db, orders, outbox, quarantine, results
+from gateway.cli.check_config import check_config
+from gateway.cli.common import err
+from gateway.cli.demo import demo
+from gateway.cli.drivers import list_drivers
+from gateway.cli.run import run
+from gateway.cli.simulate import lis_sim, simulate
+from gateway.errors import GatewayError
+
+app = typer.Typer(
+    help="Trygg: instrument-integration gateway for medical laboratories and POCT.",
+    no_args_is_help=True,
+    pretty_exceptions_enable=False,
+)
+app.add_typer(db.app, name="db")
+app.add_typer(results.app, name="results")
+app.add_typer(outbox.app, name="outbox")
+app.add_typer(quarantine.app, name="quarantine")
+app.add_typer(audit.app, name="audit")
+app.add_typer(orders.app, name="orders")
+app.command()(run)
+app.command()(demo)
+app.command("lis-sim")(lis_sim)
+app.command()(simulate)
+app.command("check-config")(check_config)
+app.command("drivers")(list_drivers)
+
+
+def main() -> None:
+    try:
+        app()
+    except GatewayError as exc:
+        err.print(f"[red]Error:[/] {exc}")
+        sys.exit(2)

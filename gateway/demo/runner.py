@@ -1,0 +1,159 @@
+"""Running the demo: a fresh database, the gateway, the LIS and the plan's simulators, then the
+closing summary.
+
+A serial simulator starts talking only once the gateway has opened its port: pyserial flushes
+input on open, and a lost ENQ would cost the analyser E1381's 15 s reply timeout.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+from collections.abc import Sequence
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlsplit
+
+from rich.console import Console
+from rich.live import Live
+
+from drivers.model import OrderRequest
+from gateway.app import Gateway
+from gateway.config import Config
+from gateway.demo.options import DemoOptions
+from gateway.demo.plan import AstmDemoSim, DemoPlan, plan_demo
+from gateway.demo.summary import summary_dict
+from gateway.demo.view import live_view
+from gateway.demo.words import WORDS
+from gateway.orders.hl7_orders import build_order_message
+from gateway.store.engine import is_sqlite
+from gateway.store.queries import summary
+from simulators.lis import LisSimOptions, LisSimulator
+from simulators.lis_orders import send_order_messages
+
+
+def _fresh_sqlite(config: Config) -> None:
+    """Delete the demo's SQLite database, so the run's summary counts this run only."""
+    from sqlalchemy.engine import make_url
+
+    database = make_url(config.store.url).database
+    if database:
+        for suffix in ("", "-wal", "-shm"):
+            with contextlib.suppress(FileNotFoundError):
+                Path(database + suffix).unlink()
+
+
+async def _run_astm(entry: AstmDemoSim, gateway: Gateway) -> None:
+    """Run one ASTM simulator; a serial one waits for the gateway's port (module docstring)."""
+    if entry.wait_for_port:
+        while True:
+            live = gateway.live.instruments.get(entry.instrument_id)
+            if live is not None and live.connected:
+                break
+            await asyncio.sleep(0.05)
+    await entry.sim.run(entry.connector)
+
+
+def _raise_if_failed(tasks: Sequence[asyncio.Task[Any]]) -> None:
+    for task in tasks:
+        if task.done() and not task.cancelled() and task.exception() is not None:
+            task.result()  # surfaces why a simulator stopped
+
+
+async def _send_demo_orders(
+    config: Config, requests: Sequence[OrderRequest], console: Console
+) -> None:
+    """The LIS places the demo's orders on the gateway's order port, ten specimens a message."""
+    if not requests or config.lis is None or config.lis.orders_url is None:
+        return
+    parts = urlsplit(config.lis.orders_url)
+    now = datetime.now(UTC)
+    messages = [
+        build_order_message(requests[i : i + 10], control_id=f"DEMO-ORD-{i // 10 + 1}", now=now)
+        for i in range(0, len(requests), 10)
+    ]
+    codes = await send_order_messages(
+        parts.hostname or "127.0.0.1",
+        parts.port or 0,
+        messages,
+        connect_within_s=5.0,  # the order port opens with the gateway's other sessions
+    )
+    lang = config.site.language
+    note = str(WORDS[lang]["orders_note"]).format(n=len(requests), codes=" ".join(codes))
+    console.print(note, highlight=False, markup=False)
+
+
+async def run_demo(config: Config, options: DemoOptions, console: Console) -> dict[str, Any]:
+    """Plan and run the demo on ``config``; return the closing summary."""
+    if options.fresh and is_sqlite(config.store.url):
+        _fresh_sqlite(config)
+    plan = plan_demo(config, options)
+    try:
+        return await run_plan(plan, options, console)
+    finally:
+        plan.close()  # after the gateway has closed its serial ports
+
+
+async def run_plan(plan: DemoPlan, options: DemoOptions, console: Console) -> dict[str, Any]:
+    """Run the gateway, the LIS and the plan's simulators; return the closing summary."""
+    for note in plan.notes:
+        console.print(note, highlight=False, markup=False)
+    config = plan.config
+    gateway = Gateway(config)
+    lis_url = urlsplit(config.lis.url) if config.lis else None
+    lis = LisSimulator(
+        LisSimOptions(host=lis_url.hostname or "127.0.0.1", port=lis_url.port or 2575)
+        if lis_url
+        else LisSimOptions(host="127.0.0.1", port=0)
+    )
+    loop = asyncio.get_running_loop()
+    started = loop.time()
+    async with lis:
+        gateway_task = asyncio.create_task(gateway.run(web=options.web), name="gateway")
+        sim_tasks: list[asyncio.Task[Any]] = []
+        try:
+            while not gateway.ready.is_set():
+                if gateway_task.done():
+                    gateway_task.result()  # surfaces why it could not start
+                await asyncio.sleep(0.05)
+            await _send_demo_orders(config, plan.orders, console)
+            sim_tasks = [
+                asyncio.create_task(sim.run(), name=f"sim-{sim.options.instrument_id}")
+                for sim in plan.hl7
+            ] + [
+                asyncio.create_task(_run_astm(entry, gateway), name=f"sim-{entry.instrument_id}")
+                for entry in plan.astm
+            ]
+            with Live(console=console, refresh_per_second=2, transient=False) as live:
+                while options.seconds is None or loop.time() - started < options.seconds:
+                    if gateway_task.done():
+                        gateway_task.result()  # surfaces the error
+                    _raise_if_failed(sim_tasks)
+                    live.update(live_view(gateway, plan, lis, loop.time() - started))
+                    await asyncio.sleep(0.5)
+                for task in sim_tasks:
+                    task.cancel()
+                await asyncio.gather(*sim_tasks, return_exceptions=True)
+                # let the forwarder drain what the analysers delivered
+                drain_until = loop.time() + 15
+                while loop.time() < drain_until:
+                    live.update(live_view(gateway, plan, lis, loop.time() - started))
+                    with gateway.engine.connect() as conn:
+                        s = summary(conn)
+                    if s.by_state.get("queued", 0) + s.by_state.get("sent", 0) == 0:
+                        break
+                    await asyncio.sleep(0.3)
+        finally:
+            for task in sim_tasks:
+                task.cancel()
+            await asyncio.gather(*sim_tasks, return_exceptions=True)
+            gateway_task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await gateway_task
+    data = summary_dict(gateway.engine, plan)
+    gateway.engine.dispose()
+    if options.summary_json is not None:
+        options.summary_json.write_text(json.dumps(data, indent=2) + "\n", encoding="utf-8")
+    return data
