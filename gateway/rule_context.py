@@ -38,10 +38,6 @@ class RuleContexts:
         #: how many times the facts were read (the tests count them)
         self.loads = 0
 
-    @property
-    def base(self) -> RuleContext:
-        return self._base
-
     def get(self, tx: Tx) -> RuleContext:
         """The context for a job in ``tx``: the cached one unless the facts changed."""
         version = store_facts.current(tx)

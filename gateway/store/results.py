@@ -32,8 +32,6 @@ DATA_COLUMNS = tuple(results.c[name] for name in RESULT_FIELDS)
 RESULT_COLUMNS = (results.c.id, results.c.state, *DATA_COLUMNS)
 
 _values = attrgetter(*RESULT_FIELDS)  # one C call for every field, on the hot path
-_FLAGS = RESULT_FIELDS.index("abnormal_flags")
-_METHOD = RESULT_FIELDS.index("method")
 
 
 def encode_flags(flags: tuple[str, ...]) -> str:
@@ -46,10 +44,10 @@ def decode_flags(stored: str) -> tuple[str, ...]:
 
 def data_row(result: Result) -> dict[str, Any]:
     """A result's data as column values (the caller adds the bookkeeping columns)."""
-    values = list(_values(result))
-    values[_FLAGS] = encode_flags(values[_FLAGS])
-    values[_METHOD] = values[_METHOD].value
-    return dict(zip(RESULT_FIELDS, values, strict=True))
+    row = dict(zip(RESULT_FIELDS, _values(result), strict=True))
+    row["abnormal_flags"] = "~".join(result.abnormal_flags)
+    row["method"] = result.method.value
+    return row
 
 
 def from_row(row: Any) -> Result:
