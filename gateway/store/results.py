@@ -45,7 +45,7 @@ def decode_flags(stored: str) -> tuple[str, ...]:
 def data_row(result: Result) -> dict[str, Any]:
     """A result's data as column values (the caller adds the bookkeeping columns)."""
     row = dict(zip(RESULT_FIELDS, _values(result), strict=True))
-    row["abnormal_flags"] = "~".join(result.abnormal_flags)
+    row["abnormal_flags"] = encode_flags(result.abnormal_flags)
     row["method"] = result.method.value
     return row
 
