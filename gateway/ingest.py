@@ -1,23 +1,29 @@
 """Ingest: store the raw message, normalise its observations, run the rules, route each result.
 
 One inbound message is one job on the group-commit writer, so the raw bytes, the results, their
-holds and the audit rows commit together, before the driver acknowledges the analyser.
+holds and the audit rows commit together, before the driver acknowledges the analyser. State
+moves go through ``gateway.lifecycle``; the rules get their context (config and store facts)
+from ``gateway.rule_context``, read once per writer batch.
 """
 
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
 from sqlalchemy import bindparam, insert, select
 
 from drivers.model import InboundMessage, Method, Observation
+from gateway import lifecycle
 from gateway.model import Hold, Result, State
+from gateway.rule_context import FactsLoader, RuleContexts
 from gateway.rules import RULES, Rule, RuleContext, run_rules
 from gateway.store import bulk
-from gateway.store.audit import digest_fields, to_json
+from gateway.store.audit import digest_fields
+from gateway.store.facts import load_facts
+from gateway.store.results import data_row
 from gateway.store.tables import holds, qc_results, quarantine, results
 from gateway.store.writer import GroupCommitWriter, Tx
 
@@ -34,9 +40,6 @@ _INSERT_RAW = (
 _KNOWN_QC_FINGERPRINTS = select(qc_results.c.fingerprint).where(
     qc_results.c.fingerprint.in_(bindparam("prints", expanding=True))
 )
-# canonical before/after snapshots of the hot path, serialised once
-_RECEIVED = to_json({"state": State.RECEIVED.value})
-_QUEUED = to_json({"state": State.QUEUED.value})
 
 
 @dataclass(frozen=True, slots=True)
@@ -111,30 +114,12 @@ def qc_fingerprint(observation: Observation) -> str:
 def result_row(
     result: Result, raw_message_id: int, state: State, fp: str, tx: Tx
 ) -> dict[str, Any]:
-    return {
-        "raw_message_id": raw_message_id,
-        "instrument_id": result.instrument_id,
-        "test_code": result.test_code,
-        "nlk_code": result.nlk_code,
-        "test_name": result.test_name,
-        "value": result.value,
-        "value_type": result.value_type,
-        "unit": result.unit,
-        "reference_range": result.reference_range,
-        "abnormal_flags": "~".join(result.abnormal_flags),
-        "method": result.method.value,
-        "performed_at": result.performed_at,
-        "operator_id": result.operator_id,
-        "specimen_id": result.specimen_id,
-        "patient_id": result.patient_id,
-        "result_status": result.result_status,
-        "comment": result.comment,
-        "instrument_serial": result.instrument_serial,
-        "state": state.value,
-        "fingerprint": fp,
-        "created_at": tx.now,
-        "updated_at": tx.now,
-    }
+    row = data_row(result)
+    row["raw_message_id"] = raw_message_id
+    row["state"] = state.value
+    row["fingerprint"] = fp
+    row["created_at"] = row["updated_at"] = tx.now
+    return row
 
 
 def _find_original(tx: Tx, result: Result) -> int | None:
@@ -265,7 +250,7 @@ def store_observations(
             continue
         known.add(fp)
         found = run_rules(result, context, rules)
-        row = result_row(result, raw_id, State.HELD if found else State.QUEUED, fp, tx)
+        row = result_row(result, raw_id, lifecycle.first_state(bool(found)), fp, tx)
         row["correction_of"] = _find_original(tx, result)
         rows.append(row)
         hold_lists.append(found)
@@ -290,66 +275,44 @@ def store_observations(
             row["id"] = result_id
         bulk.insert_rows(conn, results, rows)
     hold_rows: list[dict[str, Any]] = []
-    held_ids: list[int] = []
-    queued_ids: list[int] = []
-    actor = f"instrument:{rows[0]['instrument_id']}"
-    tx.audit_group(
-        actor=actor,
-        action="result.received",
-        entity="result",
-        ids=ids,
-        reason="received from the instrument",
-        after=_RECEIVED,
-    )
+    held: list[lifecycle.HeldArrival] = []
     for result_id, found in zip(ids, hold_lists, strict=True):
-        if found:
-            held_ids.append(result_id)
-            reasons = [h.reason for h in found]
-            tx.audit(
-                actor=SYSTEM,
-                action="result.held",
-                entity="result",
-                entity_id=result_id,
-                reason="; ".join(f"{h.reason}: {h.detail}" for h in found),
-                before=_RECEIVED,
-                after={"state": State.HELD.value, "holds": reasons},
+        if not found:
+            continue
+        held.append(
+            lifecycle.HeldArrival(
+                result_id,
+                tuple(h.reason for h in found),
+                "; ".join(f"{h.reason}: {h.detail}" for h in found),
             )
-            hold_rows.extend(
-                {
-                    "result_id": result_id,
-                    "reason": h.reason,
-                    "detail": h.detail,
-                    "detail_nb": h.detail_nb,
-                    "action": h.action,
-                    "release_role": h.release_role,
-                    "created_at": tx.now,
-                }
-                for h in found
-            )
-        else:
-            queued_ids.append(result_id)
-    if queued_ids:
-        tx.audit_group(
-            actor=SYSTEM,
-            action="result.queued",
-            entity="result",
-            ids=queued_ids,
-            reason="no holds: ready for the LIS",
-            before=_RECEIVED,
-            after=_QUEUED,
         )
+        hold_rows.extend(
+            {
+                "result_id": result_id,
+                "reason": h.reason,
+                "detail": h.detail,
+                "detail_nb": h.detail_nb,
+                "action": h.action,
+                "release_role": h.release_role,
+                "created_at": tx.now,
+            }
+            for h in found
+        )
+    instrument = str(rows[0]["instrument_id"])
+    lifecycle.arrive(
+        tx,
+        ids,
+        held,
+        actor=f"instrument:{instrument}",
+        instrument=instrument,
+        reason="received from the instrument",
+    )
     bulk.insert_rows(conn, holds, hold_rows)
-    instrument = rows[0]["instrument_id"]
-    if held_ids:
-        reasons = sorted({h.reason for found in hold_lists for h in found})
-        tx.event("result", instrument, {"ids": held_ids, "to": "held", "reasons": reasons})
-    if queued_ids:
-        tx.event("result", instrument, {"ids": queued_ids, "to": "queued"})
     return IngestOutcome(
         raw_id,
         stored=len(ids),
-        held=len(held_ids),
-        queued=len(queued_ids),
+        held=len(held),
+        queued=len(ids) - len(held),
         qc=qc_stored,
         duplicates=duplicates,
     )
@@ -394,7 +357,11 @@ def _store_qc(tx: Tx, raw_id: int, controls: Sequence[Observation]) -> int:
 
 
 class Ingestor:
-    """The gateway's ingest API for drivers: ``await ingest(message)`` returns once durable."""
+    """The gateway's ingest API for drivers: ``await ingest(message)`` returns once durable.
+
+    ``context`` holds the config's facts; the store's (``facts``, a loader) join it per writer
+    batch, read again only after a change (``gateway.rule_context``).
+    """
 
     def __init__(
         self,
@@ -402,12 +369,15 @@ class Ingestor:
         context: RuleContext,
         *,
         rules: Sequence[Rule] = RULES,
+        facts: FactsLoader = load_facts,
     ) -> None:
         self._writer = writer
-        self._context = context
+        self.contexts = RuleContexts(context, facts)
         self._rules = rules
 
+    def job(self, message: InboundMessage) -> Callable[[Tx], IngestOutcome]:
+        """The writer job that ingests ``message``."""
+        return lambda tx: store_message(tx, message, self.contexts.get(tx), self._rules)
+
     async def ingest(self, message: InboundMessage) -> IngestOutcome:
-        return await self._writer.write(
-            lambda tx: store_message(tx, message, self._context, self._rules)
-        )
+        return await self._writer.write(self.job(message))

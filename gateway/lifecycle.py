@@ -8,11 +8,16 @@
 A correction after sending is a new result (``correction_of`` points at the original) that runs
 the same lifecycle and goes out with OBX-11 = C. Every move is an UPDATE guarded by the expected
 old state plus an audit row naming the moved results, inside the caller's transaction.
+
+A new result's first two moves (arrival, then held or queued) are made by ``arrive``: ingest
+inserts the rows already in the state ``first_state`` names, so the hot path runs no UPDATE,
+and ``arrive`` checks both moves against the table and writes their audit rows and events.
 """
 
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
 from typing import Any
 
 from gateway.errors import StoreError
@@ -45,6 +50,85 @@ def check(old: State | None, new: State) -> None:
         raise TransitionError(f"result state {old} -> {new} is not an allowed move")
 
 
+#: the canonical before/after snapshot of each state, serialised once (the hot path uses them)
+_SNAPSHOT: Mapping[State, str] = {state: to_json({"state": state.value}) for state in State}
+#: who routes a new result (the rules did, not a person)
+ROUTER = "system"
+
+
+@dataclass(frozen=True, slots=True)
+class HeldArrival:
+    """A new result that the rules held: its reason codes, and the audit row's explanation."""
+
+    result_id: int
+    reasons: tuple[str, ...]
+    why: str
+
+
+def first_state(held: bool) -> State:
+    """The state a new result is stored in: it arrives and is routed in the same transaction."""
+    return State.HELD if held else State.QUEUED
+
+
+def arrive(
+    tx: Tx,
+    result_ids: Sequence[int],
+    held: Sequence[HeldArrival],
+    *,
+    actor: str,
+    instrument: str,
+    reason: str = "",
+) -> None:
+    """Record the first moves of new results that the caller inserted in ``first_state``.
+
+    None -> received for all (one audit row for the group), received -> held for each of
+    ``held`` (a row each, naming its reasons), received -> queued for the rest (one row for
+    the group); then one event per destination.
+    """
+    check(None, State.RECEIVED)
+    check(State.RECEIVED, State.HELD)
+    check(State.RECEIVED, State.QUEUED)
+    if not result_ids:
+        return
+    received = _SNAPSHOT[State.RECEIVED]
+    tx.audit_group(
+        actor=actor,
+        action="result.received",
+        entity="result",
+        ids=result_ids,
+        reason=reason or TRANSITIONS[(None, State.RECEIVED)],
+        after=received,
+    )
+    held_ids = {h.result_id for h in held}
+    for h in held:
+        tx.audit(
+            actor=ROUTER,
+            action="result.held",
+            entity="result",
+            entity_id=h.result_id,
+            reason=h.why or TRANSITIONS[(State.RECEIVED, State.HELD)],
+            before=received,
+            after={"state": State.HELD.value, "holds": list(h.reasons)},
+        )
+    queued_ids = [i for i in result_ids if i not in held_ids]
+    if queued_ids:
+        tx.audit_group(
+            actor=ROUTER,
+            action="result.queued",
+            entity="result",
+            ids=queued_ids,
+            reason=TRANSITIONS[(State.RECEIVED, State.QUEUED)],
+            before=received,
+            after=_SNAPSHOT[State.QUEUED],
+        )
+    if held:
+        reasons = sorted({r for h in held for r in h.reasons})
+        payload = {"ids": [h.result_id for h in held], "to": "held", "reasons": reasons}
+        tx.event("result", instrument, payload)
+    if queued_ids:
+        tx.event("result", instrument, {"ids": queued_ids, "to": "queued"})
+
+
 def move(
     tx: Tx,
     result_ids: Sequence[int],
@@ -73,8 +157,8 @@ def move(
             f"{len(ids) - changed} of {len(ids)} results were not in state {old} for -> {new}"
         )
     why = reason or TRANSITIONS[(old, new)]
-    before = to_json({"state": old.value})
-    after = to_json({"state": new.value, **(extra or {})})
+    before = _SNAPSHOT[old]
+    after = to_json({"state": new.value, **extra}) if extra else _SNAPSHOT[new]
     tx.audit_group(
         actor=actor,
         action=f"result.{new.value}",

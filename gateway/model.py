@@ -8,7 +8,7 @@ rules return ``Hold`` objects.
 from __future__ import annotations
 
 import enum
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
 from datetime import datetime
 
 from drivers.model import Method
@@ -72,6 +72,14 @@ class Result:
     id: int | None = None
     state: State = State.RECEIVED
     holds: tuple[Hold, ...] = field(default_factory=tuple)
+
+
+#: What a result says, in ``Result``'s field order: the one list that the results table's data
+#: columns, the insert rows and the select lists derive from (see ``gateway.store.results``).
+#: Not in it: ``id`` and ``state`` (the store's bookkeeping) and ``holds`` (a table of their own).
+RESULT_FIELDS: tuple[str, ...] = tuple(
+    f.name for f in fields(Result) if f.name not in {"id", "state", "holds"}
+)
 
 
 @dataclass(frozen=True, slots=True)

@@ -10,6 +10,7 @@ from drivers.registry import DRIVERS
 from gateway.config import Config
 from gateway.ingest import IngestOutcome, store_observations
 from gateway.orders.store import ORDER_SOURCE
+from gateway.rule_context import current_context
 from gateway.rules import RULES, RuleContext
 from gateway.store.tables import quarantine, raw_messages
 from gateway.store.writer import Tx
@@ -50,6 +51,8 @@ def replay(
     message = DRIVERS[driver_key].decode(row.instrument_id, bytes(row.raw), row.raw_at)
     if message.error is not None:
         return ReplayResult(quarantine_id, False, f"still does not decode: {message.error}")
+    # judged on the store's facts as they are now, not when the message first arrived
+    context = current_context(tx, context)
     outcome = store_observations(tx, row.raw_message_id, message.observations, context, RULES)
     tx.conn.execute(
         update(raw_messages)

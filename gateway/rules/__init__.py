@@ -9,12 +9,15 @@ from types import MappingProxyType
 from gateway.config import Config, TestConfig
 from gateway.model import Hold, HoldReason, Result
 from gateway.rules import patient_id, unmapped
+from gateway.rules.facts import Facts, QcStatus
 from gateway.rules.patient_id import patient_id_rule
 from gateway.rules.unmapped import unmapped_test_rule
 
 __all__ = [
     "ACTION_TEXT",
     "RULES",
+    "Facts",
+    "QcStatus",
     "Rule",
     "RuleContext",
     "context_from_config",
@@ -26,10 +29,13 @@ __all__ = [
 
 @dataclass(frozen=True, slots=True)
 class RuleContext:
-    """The facts rules need besides the result itself; built once from config.
+    """The facts rules need besides the result itself: from config, and from the store.
 
     ``tests`` maps (instrument id, instrument test code) to its [[tests]] entry; an entry with
-    instrument "" applies to every instrument that has no specific entry for that code.
+    instrument "" applies to every instrument that has no specific entry for that code. The
+    fields up to ``forward_unmapped`` come from config (``context_from_config``); ``facts``
+    comes from the store and is swapped in by the pipeline when it changed
+    (``gateway.rule_context``), so a rule never reads the database itself.
     """
 
     tests: Mapping[tuple[str, str], TestConfig] = field(default_factory=dict)
@@ -37,6 +43,7 @@ class RuleContext:
     allow_synthetic_ids: bool = False
     accept_2032_ids: bool = False
     forward_unmapped: bool = False
+    facts: Facts = field(default_factory=Facts)
 
     def find_test(self, instrument_id: str, code: str) -> TestConfig | None:
         """The mapping for ``code`` on ``instrument_id``: instrument-specific first, then ""."""

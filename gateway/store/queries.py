@@ -10,6 +10,7 @@ from typing import Any
 from sqlalchemy import Connection, func, select
 
 from gateway.national_id import mask
+from gateway.store.results import decode_flags
 from gateway.store.tables import (
     deviations,
     holds,
@@ -105,7 +106,7 @@ def result_dict(row: Any, holds_: list[dict[str, Any]], *, show_patient: bool) -
         "value": row.value,
         "unit": row.unit,
         "reference_range": row.reference_range,
-        "flags": [f for f in row.abnormal_flags.split("~") if f],
+        "flags": list(decode_flags(row.abnormal_flags)),
         "method": row.method,
         "state": row.state,
         "holds": holds_,

@@ -251,3 +251,12 @@ audit_head = Table(
     Column("last_id", Integer, nullable=False),
     Column("last_hash", String(64), nullable=False),
 )
+
+facts_version = Table(
+    "facts_version",
+    metadata,
+    Column("id", Integer, primary_key=True, autoincrement=False),
+    Column("version", Integer, nullable=False),
+)
+"""One row (id 1): bumped in every transaction that changes a fact rules read (people,
+certifications, QC status), so the pipeline reloads its rule facts only when this moved."""

@@ -40,6 +40,9 @@ class Tx:
     events: list[Event] = field(default_factory=list)
     #: messages received per instrument in this transaction; one UPDATE each at commit
     instrument_messages: dict[str, int] = field(default_factory=dict)
+    #: values read once per transaction, keyed by the module that owns them (the rule facts'
+    #: version: see ``gateway.store.facts``), so a batch of jobs shares one read
+    memo: dict[str, Any] = field(default_factory=dict)
 
     def audit(
         self,
