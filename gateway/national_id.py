@@ -1,4 +1,4 @@
-"""Norwegian person identifiers (fødselsnummer, D-, H-, FH-numbers): classify, validate, mask."""
+"""Norwegian person identifiers (fødselsnummer, D-, H-, FH-number): classify, check, mask, OID."""
 
 from __future__ import annotations
 
@@ -163,6 +163,53 @@ def classify(
             kind, False, "is a synthetic test number (month + 80), not allowed on this site"
         )
     return IdCheck(kind, True)
+
+
+# The OIDs of the Norwegian identifier systems (urn:oid:2.16.578.1.12.4.1.4.x, as used by the
+# Norwegian FHIR profiles); the namespaces are this gateway's HL7 namespace IDs for them.
+FODSELSNUMMER_OID = "2.16.578.1.12.4.1.4.1"
+D_NUMMER_OID = "2.16.578.1.12.4.1.4.2"
+H_NUMMER_OID = "2.16.578.1.12.4.1.4.3"
+FH_NUMMER_OID = "2.16.578.1.12.4.1.4.4"
+
+
+@dataclass(frozen=True, slots=True)
+class NationalIdKind:
+    """Which Norwegian identifier system an 11-digit number belongs to."""
+
+    name: str
+    namespace: str
+    oid: str
+
+
+FODSELSNUMMER = NationalIdKind("fødselsnummer", "NO-FNR", FODSELSNUMMER_OID)
+D_NUMMER = NationalIdKind("D-nummer", "NO-DNR", D_NUMMER_OID)
+H_NUMMER = NationalIdKind("H-nummer", "NO-HNR", H_NUMMER_OID)
+FH_NUMMER = NationalIdKind("FH-nummer", "NO-FHN", FH_NUMMER_OID)
+KIND_BY_OID: dict[str, NationalIdKind] = {
+    kind.oid: kind for kind in (FODSELSNUMMER, D_NUMMER, H_NUMMER, FH_NUMMER)
+}
+_KIND_BY_ID_KIND: dict[IdKind, NationalIdKind] = {
+    "fnr": FODSELSNUMMER,
+    "dnr": D_NUMMER,
+    "hnr": H_NUMMER,
+    "fhnr": FH_NUMMER,
+}
+
+
+def national_id_kind(patient_id: str) -> NationalIdKind | None:
+    """The identifier system of a Norwegian person number; None when it is not shaped like one.
+
+    Uses the shape only (``classify``): check digits are the patient-id rule's business, and a
+    result whose hold was released must still be sendable. Tenor synthetic numbers (test
+    environments) count as fødselsnummer, or D-nummer when day + 40.
+    """
+    kind = classify(patient_id, allow_synthetic=True).kind
+    if kind is None:
+        return None
+    if kind == "synthetic":
+        return D_NUMMER if patient_id.strip()[0] in "4567" else FODSELSNUMMER
+    return _KIND_BY_ID_KIND[kind]
 
 
 def describe(kind: IdKind | None) -> str:

@@ -14,8 +14,8 @@ from drivers.model import InboundMessage, Observation
 from gateway.cli import app
 from gateway.config import LisConfig, load_config
 from gateway.ingest import store_message
-from gateway.lis.forwarder import enqueue, unassigned_queued
 from gateway.lis.oru import build_oru
+from gateway.lis.outbox import enqueue, unassigned_queued
 from gateway.rules import context_from_config
 from gateway.store.engine import make_engine, upgrade
 from gateway.store.tables import audit

@@ -1,4 +1,4 @@
-"""Tests for the ORU^R01 builder and its outbound check (gateway.lis.oru)."""
+"""Tests for the ORU^R01 builder and its outbound check (gateway.lis.oru, gateway.lis.oru_check)."""
 
 from __future__ import annotations
 
@@ -15,16 +15,10 @@ from hypothesis import strategies as st
 from drivers.model import Method
 from gateway.config import LisConfig
 from gateway.errors import LocalProtocolError
-from gateway.lis.oru import (
-    D_NUMMER_OID,
-    FH_NUMMER_OID,
-    FODSELSNUMMER_OID,
-    H_NUMMER_OID,
-    OutboundResult,
-    build_oru,
-    validate_oru,
-)
+from gateway.lis.oru import OutboundResult, build_oru
+from gateway.lis.oru_check import validate_oru
 from gateway.model import Result
+from gateway.national_id import D_NUMMER_OID, FH_NUMMER_OID, FODSELSNUMMER_OID, H_NUMMER_OID
 
 OSLO = ZoneInfo("Europe/Oslo")
 NOW = datetime(2024, 5, 1, 14, 0, 5, tzinfo=OSLO)  # summer time: 12:00:05 UTC

@@ -10,8 +10,8 @@ from drivers.model import InboundMessage, Observation
 from gateway.config import LisConfig
 from gateway.config import TestConfig as MappingConfig
 from gateway.ingest import store_message
-from gateway.lis.forwarder import enqueue, mark_sent, pending_messages, settle, unassigned_queued
 from gateway.lis.oru import build_oru
+from gateway.lis.outbox import enqueue, mark_sent, pending_messages, settle, unassigned_queued
 from gateway.rules import RuleContext
 from gateway.store.audit import verify
 from gateway.store.tables import deviations, outbox, results

@@ -466,6 +466,8 @@ def test_parse_ts_refuses(text: str) -> None:
 def test_format_ts() -> None:
     assert format_ts(datetime(2024, 7, 1, 12, 0, 5, tzinfo=UTC)) == "20240701120005+0000"
     assert format_ts(datetime(2024, 7, 1, 12, 0, 5)) == "20240701120005"  # noqa: DTZ001
+    # DTM's year is always four digits (strftime's %Y would give "999")
+    assert format_ts(datetime(999, 1, 2, 3, 4, 5, tzinfo=UTC)) == "09990102030405+0000"
 
 
 @settings(max_examples=300, deadline=None)
@@ -476,6 +478,19 @@ def test_escape_unescape_round_trip(text: str) -> None:
     assert unescape(escape(text, custom), custom) == text.replace("\r\n", "\n").replace("\r", "\n")
     for char in "|^~&\r":
         assert char not in escape(text)
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.text(max_size=60))
+def test_escape_with_hex_controls_leaves_no_control_and_round_trips(text: str) -> None:
+    escaped = escape(text, hex_controls=True)
+    assert not any(ord(c) < 0x20 or ord(c) == 0x7F for c in escaped)
+    assert unescape(escaped) == text.replace("\r\n", "\n").replace("\r", "\n")
+
+
+def test_escape_hex_controls_are_section_2_7_hex_sequences() -> None:
+    assert escape("a\tb\x01|", hex_controls=True) == "a\\X09\\b\\X01\\\\F\\"
+    assert escape("a\tb") == "a\tb"  # without the flag, controls other than line breaks stay
 
 
 def test_unescape_keeps_unknown_and_broken_sequences() -> None:

@@ -14,14 +14,14 @@ from drivers.model import InboundMessage, Observation
 from gateway.app import Gateway, register_instruments
 from gateway.config import Config, parse_config
 from gateway.ingest import store_message
-from gateway.lis.forwarder import (
+from gateway.lis.oru import build_oru
+from gateway.lis.outbox import (
     enqueue,
     mark_sent,
     pending_messages,
     settle,
     unassigned_queued,
 )
-from gateway.lis.oru import build_oru
 from gateway.rules import context_from_config
 from gateway.store.engine import make_engine, upgrade
 from gateway.store.tables import results

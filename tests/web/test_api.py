@@ -20,7 +20,7 @@ from sqlalchemy import Engine
 from drivers.model import Method
 from gateway.app import Gateway, register_instruments
 from gateway.config import Config, parse_config
-from gateway.lis.forwarder import hold_unbuildable, unassigned_queued
+from gateway.lis.outbox import hold_unbuildable, unassigned_queued
 from gateway.model import HoldReason, State
 from gateway.rules import ACTION_TEXT
 from gateway.store.engine import make_engine

@@ -114,21 +114,41 @@ def _is_delimiter(char: str) -> bool:
     return char.isprintable() and not char.isalnum() and not char.isspace()
 
 
-def escape(value: str, delimiters: Delimiters = DEFAULT_DELIMITERS) -> str:
-    r"""Escape a plain text value for one HL7 component (``\F\ \S\ \T\ \R\ \E\``, line breaks)."""
-    d = delimiters
-    specials = {d.escape, d.field, d.component, d.subcomponent, d.repetition, "\r", "\n"}
-    if d.truncation:
-        specials.add(d.truncation)
-    if not any(c in value for c in specials):
-        return value
+@functools.cache
+def _escape_table(d: Delimiters) -> dict[int, str]:
+    """``str.translate`` table for ``escape``: each delimiter to its escape sequence."""
     e = d.escape
-    out = value.replace(e, f"{e}E{e}")
-    out = out.replace(d.field, f"{e}F{e}").replace(d.component, f"{e}S{e}")
-    out = out.replace(d.subcomponent, f"{e}T{e}").replace(d.repetition, f"{e}R{e}")
+    table = {
+        ord(e): f"{e}E{e}",
+        ord(d.field): f"{e}F{e}",
+        ord(d.component): f"{e}S{e}",
+        ord(d.subcomponent): f"{e}T{e}",
+        ord(d.repetition): f"{e}R{e}",
+    }
     if d.truncation:
-        out = out.replace(d.truncation, f"{e}P{e}")
-    return out.replace("\r\n", "\n").replace("\r", "\n").replace("\n", f"{e}.br{e}")
+        table[ord(d.truncation)] = f"{e}P{e}"
+    return table
+
+
+_C0_CONTROL = re.compile(r"[\x00-\x1f\x7f]")
+
+
+def escape(
+    value: str, delimiters: Delimiters = DEFAULT_DELIMITERS, *, hex_controls: bool = False
+) -> str:
+    r"""Escape a plain text value for one HL7 component (``\F\ \S\ \T\ \R\ \E\``, line breaks).
+
+    Line breaks (CR, LF, CRLF) become ``\.br\``. With ``hex_controls`` (FT text) the other C0
+    controls and DEL become ``\Xhh\`` (section 2.7.4); without, they are left as they are.
+    """
+    out = value.translate(_escape_table(delimiters))  # one pass: no sequence is escaped twice
+    if "\r" in out or "\n" in out:
+        e = delimiters.escape
+        out = out.replace("\r\n", "\n").replace("\r", "\n").replace("\n", f"{e}.br{e}")
+    if hex_controls and _C0_CONTROL.search(out):
+        e = delimiters.escape
+        out = _C0_CONTROL.sub(lambda m: f"{e}X{ord(m.group()):02X}{e}", out)
+    return out
 
 
 def unescape(value: str, delimiters: Delimiters = DEFAULT_DELIMITERS) -> str:
@@ -220,7 +240,11 @@ def parse_ts(value: str, *, tz: tzinfo = OSLO, field: str = "TS") -> datetime:
 
 def format_ts(when: datetime) -> str:
     """Format a datetime as an HL7 DTM with seconds, and with its UTC offset when it is aware."""
-    text = when.strftime("%Y%m%d%H%M%S")
+    # f-string, not strftime: faster, and %Y does not pad years before 1000 to four digits
+    text = (
+        f"{when.year:04d}{when.month:02d}{when.day:02d}"
+        f"{when.hour:02d}{when.minute:02d}{when.second:02d}"
+    )
     offset = when.utcoffset()
     if offset is None:
         return text
