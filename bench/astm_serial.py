@@ -39,8 +39,8 @@ from bench.common import REPO
 from bench.paced_pty import BITS_PER_BYTE, InstrumentReport
 from bench.report import Figure, Reporter, fmt
 from drivers.analysers.astm_base import SimSample
-from drivers.analysers.astm_generic import GENERIC
 from drivers.analysers.astm_host import AstmHostDriver
+from drivers.analysers.profiles.astm_generic import GENERIC
 from drivers.model import InboundMessage
 from drivers.protocols.astm.frames import encode_frames
 from drivers.protocols.astm.records import encode_message

@@ -38,13 +38,13 @@ from sqlalchemy import Connection, Engine, func, select
 
 from drivers.model import OrderAction, OrderRequest
 from drivers.protocols.astm.records import parse_message
+from drivers.protocols.hl7.orders import build_order_message
 from drivers.registry import ASTM_PROFILES, DRIVERS
 from drivers.transports import Connector, connector_for
 from gateway.app import Gateway
 from gateway.config import Config, InstrumentConfig
 from gateway.errors import ConfigError, TransportError, loggable
 from gateway.ingest import digest
-from gateway.orders.hl7_orders import build_order_message
 from gateway.store.engine import is_sqlite
 from gateway.store.queries import summary
 from gateway.store.tables import orders, qc_results, raw_messages, results

@@ -19,12 +19,13 @@ import random
 import re
 from collections.abc import Sequence
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import datetime, tzinfo
 from typing import Protocol
 from zoneinfo import ZoneInfo
 
 from drivers.errors import RemoteProtocolError
 from drivers.model import Observation
+from drivers.protocols.astm.datetimes import format_datetime, parse_datetime
 from drivers.protocols.astm.records import Delimiters, Record
 
 PROTOCOL = "astm-e1394"
@@ -33,7 +34,8 @@ Extra = tuple[tuple[str, str], ...]
 #: one field for ``build_record``: its text, or its components
 FieldValue = str | tuple[str, ...]
 
-#: Analysers keep local wall-clock time; Norwegian sites run them on Oslo time.
+#: Analysers keep local wall-clock time; Norwegian sites run them on Oslo time (site policy:
+#: the E1394 codec takes the zone as an argument).
 ANALYSER_TZ = ZoneInfo("Europe/Oslo")
 
 
@@ -85,28 +87,17 @@ class AstmProfile(Protocol):
     ) -> SimSample: ...
 
 
-def parse_astm_datetime(text: str, *, field: str, tz: ZoneInfo = ANALYSER_TZ) -> datetime | None:
+def parse_astm_datetime(text: str, *, field: str, tz: tzinfo = ANALYSER_TZ) -> datetime | None:
     """``YYYYMMDD[HHMM[SS]]`` in analyser local time -> aware UTC; "" -> None.
 
     Raises ``RemoteProtocolError`` naming ``field`` and the text when it is not a date.
     """
-    text = text.strip()
-    if not text:
-        return None
-    formats = {8: "%Y%m%d", 12: "%Y%m%d%H%M", 14: "%Y%m%d%H%M%S"}
-    fmt = formats.get(len(text))
-    try:
-        if fmt is None:
-            raise ValueError(f"length {len(text)}")
-        local = datetime.strptime(text, fmt)  # noqa: DTZ007 - local time, zone set below
-        return local.replace(tzinfo=tz).astimezone(UTC)
-    except (ValueError, OverflowError) as exc:  # OverflowError: year 1 in a zone east of UTC
-        raise field_error(field, "not an ASTM date/time (YYYYMMDD[HHMM[SS]])", text) from exc
+    return parse_datetime(text, field=field, tz=tz)
 
 
-def format_astm_datetime(moment: datetime, tz: ZoneInfo = ANALYSER_TZ) -> str:
+def format_astm_datetime(moment: datetime, tz: tzinfo = ANALYSER_TZ) -> str:
     """Aware datetime -> ``YYYYMMDDHHMMSS`` in analyser local time."""
-    return moment.astimezone(tz).strftime("%Y%m%d%H%M%S")
+    return format_datetime(moment, tz=tz)
 
 
 def universal_test_code(record: Record, number: int = 3) -> str:

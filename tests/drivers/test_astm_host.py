@@ -23,13 +23,13 @@ from drivers.analysers.astm_base import (
     AstmProfile,
     SimSample,
 )
-from drivers.analysers.astm_generic import GENERIC, GenericLis2Profile
 from drivers.analysers.astm_host import INCOMPLETE, AstmHostDriver, E1394Assembler, decode
-from drivers.analysers.astm_query import NoInformationForm
+from drivers.analysers.profiles.astm_generic import GENERIC, GenericLis2Profile
 from drivers.model import InboundMessage, Observation, WorklistOrder
 from drivers.protocols.astm.events import Event, MessageReceived, MessageSent, SendFailed
 from drivers.protocols.astm.frames import ACK, ENQ, EOT, LF, STX, build_frame
 from drivers.protocols.astm.link import Link, State
+from drivers.protocols.astm.query import NoInformationForm
 from drivers.protocols.astm.records import Record, encode_message, parse_message
 from drivers.registry import ASTM_PROFILES, DRIVERS
 from drivers.transports import ByteStream, TcpListenConnector, connector_for

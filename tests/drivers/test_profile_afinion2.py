@@ -7,10 +7,10 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
-from drivers.analysers.afinion2 import PROFILE
 from drivers.analysers.astm_base import (
     SimSample,
 )
+from drivers.analysers.profiles.afinion2 import PROFILE
 from drivers.model import Method, Observation
 from drivers.protocols.astm.frames import decode_frame
 from drivers.protocols.astm.records import Delimiters, Record, parse_message

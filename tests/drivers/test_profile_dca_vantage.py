@@ -11,7 +11,7 @@ import pytest
 from drivers.analysers.astm_base import (
     SimSample,
 )
-from drivers.analysers.dca_vantage import PROFILE
+from drivers.analysers.profiles.dca_vantage import PROFILE
 from drivers.model import Method, Observation
 from drivers.protocols.astm.frames import MAX_FRAME, decode_frame
 from drivers.protocols.astm.records import DEFAULT_DELIMITERS, Delimiters, Record, parse_message

@@ -10,7 +10,7 @@ import pytest
 from drivers.analysers.astm_base import (
     SimSample,
 )
-from drivers.analysers.sysmex_xn import PROFILE, PROFILE_XP, SysmexProfile
+from drivers.analysers.profiles.sysmex_xn import PROFILE, PROFILE_XP, SysmexProfile
 from drivers.model import Method, Observation
 from drivers.protocols.astm.frames import (
     ETX,

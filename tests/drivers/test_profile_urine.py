@@ -11,7 +11,7 @@ import pytest
 from drivers.analysers.astm_base import (
     SimSample,
 )
-from drivers.analysers.clinitek_status import PROFILE, VISUAL_CODES
+from drivers.analysers.profiles.clinitek_status import PROFILE, VISUAL_CODES
 from drivers.model import Method, Observation
 from drivers.protocols.astm.records import (
     DEFAULT_DELIMITERS,

@@ -7,7 +7,7 @@ from datetime import UTC, datetime
 
 import pytest
 
-from drivers.analysers.yumizen_h500 import PROFILE, QC_TARGETS
+from drivers.analysers.profiles.yumizen_h500 import PROFILE, QC_TARGETS
 from drivers.model import Method
 from drivers.protocols.astm.frames import STX, decode_frame, encode_frames
 from drivers.protocols.astm.records import (

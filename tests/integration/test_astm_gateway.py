@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 from sqlalchemy import func, select
 
-from drivers.analysers.astm_generic import GENERIC
+from drivers.analysers.profiles.astm_generic import GENERIC
 from drivers.protocols.astm.records import encode_message, parse_message
 from drivers.transports import ByteStream, connector_for
 from gateway.app import Gateway
