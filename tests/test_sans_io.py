@@ -1,4 +1,4 @@
-"""Protocol cores and analyser profiles stay free of I/O (ARCHITECTURE.md, convention 1).
+"""Protocol cores, analyser profiles and simulator models stay free of I/O (ARCHITECTURE.md, 1).
 
 Two checks per module: importing it, alone in a fresh interpreter, pulls in no I/O library
 (transitively); and its own source imports neither ``socket`` nor ``time`` (time is an
@@ -32,14 +32,22 @@ SANS_IO = (
     "drivers.protocols.astm.symbolic",
     "drivers.analysers.astm_base",
     "drivers.analysers.astm_messages",
-    "drivers.analysers.astm_simulation",
     "drivers.analysers.profiles.astm_generic",
     "drivers.analysers.profiles.afinion2",
     "drivers.analysers.profiles.dca_vantage",
     "drivers.analysers.profiles.clinitek_status",
     "drivers.analysers.profiles.sysmex_xn",
     "drivers.analysers.profiles.yumizen_h500",
-    "drivers.analysers.blood_count",
+    "simulators.astm_models",
+    "simulators.astm_models.sample",
+    "simulators.astm_models.records",
+    "simulators.astm_models.blood_count",
+    "simulators.astm_models.astm_generic",
+    "simulators.astm_models.afinion2",
+    "simulators.astm_models.dca_vantage",
+    "simulators.astm_models.clinitek_status",
+    "simulators.astm_models.sysmex_xn",
+    "simulators.astm_models.yumizen_h500",
     "drivers.model",
     "drivers.errors",
 )

@@ -1,24 +1,20 @@
 """What an ASTM analyser profile is, and the E1394 helpers the profiles share.
 
-A profile knows one analyser's dialect in both directions:
+A profile knows one analyser's dialect: ``observations`` turns the records of one complete
+E1394 message (H..L) from the analyser into canonical observations (patient results and QC), or
+raises a ``RemoteProtocolError`` naming the field and the offending text when the message cannot
+be mapped. The profiles live in ``drivers.analysers.profiles``; what each analyser would send
+(the simulators' models) lives in ``simulators.astm_models``.
 
-* ``observations``: the records of one complete E1394 message (H..L) from the analyser become
-  canonical observations (patient results and QC), or a ``RemoteProtocolError`` naming the field
-  and the offending text when the message cannot be mapped;
-* ``simulated_message``: what that analyser would send for one sample, used by the instrument
-  simulator (``simulators.astm_analyser``) and the tests.
-
-The profiles share three modules: this one (the protocol, dates and field readers),
-``astm_messages`` (walking a message's records) and ``astm_simulation`` (building records).
-Protocol logic only: no I/O here and none in the profiles.
+The profiles share two modules: this one (the protocol, the analyser's time zone and field
+readers) and ``astm_messages`` (walking a message's records). Protocol logic only: no I/O here
+and none in the profiles.
 """
 
 from __future__ import annotations
 
-import random
 import re
 from collections.abc import Sequence
-from dataclasses import dataclass
 from datetime import datetime, tzinfo
 from typing import Protocol
 from zoneinfo import ZoneInfo
@@ -26,38 +22,15 @@ from zoneinfo import ZoneInfo
 from drivers.errors import RemoteProtocolError
 from drivers.model import Observation
 from drivers.protocols.astm.datetimes import format_datetime, parse_datetime
-from drivers.protocols.astm.records import Delimiters, Record
+from drivers.protocols.astm.records import Record
 
 PROTOCOL = "astm-e1394"
 
 Extra = tuple[tuple[str, str], ...]
-#: one field for ``build_record``: its text, or its components
-FieldValue = str | tuple[str, ...]
 
 #: Analysers keep local wall-clock time; Norwegian sites run them on Oslo time (site policy:
 #: the E1394 codec takes the zone as an argument).
 ANALYSER_TZ = ZoneInfo("Europe/Oslo")
-
-
-@dataclass(frozen=True, slots=True)
-class SimSample:
-    """One sample the simulator reports: who ran it, on what, and the values it measured.
-
-    ``values`` holds (instrument test code, value, unit) in the analyser's own codes. For QC,
-    ``control_lot`` and ``control_level`` are set and ``patient_id`` is empty.
-    """
-
-    specimen_id: str
-    patient_id: str
-    operator_id: str
-    performed_at: datetime
-    values: tuple[tuple[str, str, str], ...]
-    is_qc: bool = False
-    control_lot: str = ""
-    control_level: str = ""
-    instrument_serial: str = "SIM0001"
-    #: strip tests read by eye (urine analysers): their codes
-    visual_codes: tuple[str, ...] = ()
 
 
 class AstmProfile(Protocol):
@@ -77,14 +50,6 @@ class AstmProfile(Protocol):
     def observations(
         self, instrument_id: str, records: Sequence[Record]
     ) -> tuple[Observation, ...]: ...
-
-    def simulated_message(
-        self, sample: SimSample, delimiters: Delimiters = ...
-    ) -> list[Record]: ...
-
-    def simulated_sample(
-        self, rng: random.Random, *, operator_id: str, qc: bool, patient_id: str, now: datetime
-    ) -> SimSample: ...
 
 
 def parse_astm_datetime(text: str, *, field: str, tz: tzinfo = ANALYSER_TZ) -> datetime | None:
