@@ -17,8 +17,8 @@ import re
 from collections.abc import Sequence
 from datetime import datetime, tzinfo
 from typing import Protocol
-from zoneinfo import ZoneInfo
 
+from drivers.analysers.site import ANALYSER_TZ
 from drivers.errors import RemoteProtocolError
 from drivers.model import Observation
 from drivers.protocols.astm.datetimes import format_datetime, parse_datetime
@@ -27,10 +27,6 @@ from drivers.protocols.astm.records import Record
 PROTOCOL = "astm-e1394"
 
 Extra = tuple[tuple[str, str], ...]
-
-#: Analysers keep local wall-clock time; Norwegian sites run them on Oslo time (site policy:
-#: the E1394 codec takes the zone as an argument).
-ANALYSER_TZ = ZoneInfo("Europe/Oslo")
 
 
 class AstmProfile(Protocol):

@@ -17,11 +17,8 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
-from drivers.analysers.astm_base import (
-    ANALYSER_TZ,
-    PROTOCOL,
-    AstmProfile,
-)
+from drivers.analysers.astm_base import PROTOCOL, AstmProfile
+from drivers.analysers.site import ANALYSER_TZ
 from drivers.errors import (
     GatewayError,
     LocalProtocolError,

@@ -9,7 +9,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from drivers.analysers.astm_base import ANALYSER_TZ
+from drivers.analysers.site import ANALYSER_TZ
 from drivers.model import WorklistOrder
 from drivers.protocols.astm.query import (
     HostQuery,
