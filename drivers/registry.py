@@ -61,6 +61,7 @@ ASTM_PROFILES: tuple[AstmProfile, ...] = (
     dca_vantage.PROFILE,
     clinitek_status.PROFILE,
     sysmex_xn.PROFILE,
+    sysmex_xn.PROFILE_XP,
     yumizen_h500.PROFILE,
 )
 
