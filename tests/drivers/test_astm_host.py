@@ -22,9 +22,10 @@ from drivers.analysers.astm_base import (
     PROTOCOL,
     AstmProfile,
 )
-from drivers.analysers.astm_host import INCOMPLETE, AstmHostDriver, E1394Assembler, decode
+from drivers.analysers.astm_host import INCOMPLETE, AstmHostDriver, decode
 from drivers.analysers.profiles.astm_generic import GENERIC, GenericLis2Profile
 from drivers.model import InboundMessage, Observation, WorklistOrder
+from drivers.protocols.astm.assembler import E1394Assembler
 from drivers.protocols.astm.events import Event, MessageReceived, MessageSent, SendFailed
 from drivers.protocols.astm.frames import ACK, ENQ, EOT, LF, STX, build_frame
 from drivers.protocols.astm.link import Link, State
