@@ -38,13 +38,14 @@ from typing import Any
 from bench.common import REPO
 from bench.paced_pty import BITS_PER_BYTE, InstrumentReport
 from bench.report import Figure, Reporter, fmt
-from drivers.analysers.astm_base import SimSample
-from drivers.analysers.astm_generic import GENERIC
 from drivers.analysers.astm_host import AstmHostDriver
+from drivers.analysers.profiles.astm_generic import GENERIC
 from drivers.model import InboundMessage
 from drivers.protocols.astm.frames import encode_frames
 from drivers.protocols.astm.records import encode_message
 from drivers.transports import connector_for
+from simulators.astm_models import SimSample
+from simulators.astm_models.astm_generic import MODEL as GENERIC_MODEL
 from simulators.national_id import make_fnr
 from simulators.pty import PtyPair
 
@@ -123,7 +124,7 @@ def realistic_messages(count: int, seed: int) -> list[bytes]:
             ),
             instrument_serial=f"SN{n % 7:05d}",
         )
-        message = encode_message(GENERIC.simulated_message(sample), encoding=GENERIC.encoding)
+        message = encode_message(GENERIC_MODEL.message(sample), encoding=GENERIC.encoding)
         if not 200 <= len(message) <= 2000:
             raise AssertionError(f"message of {len(message)} bytes is outside 200-2000")
         out.append(message)

@@ -8,23 +8,20 @@ from datetime import datetime
 from functools import partial
 from typing import Protocol
 
-from drivers.analysers import (
+from drivers.analysers import astm_host, generic_hl7
+from drivers.analysers.astm_base import AstmProfile
+from drivers.analysers.profiles import (
     afinion2,
     astm_generic,
-    astm_host,
     clinitek_status,
     dca_vantage,
-    generic_hl7,
     sysmex_xn,
     yumizen_h500,
 )
-from drivers.analysers.astm_base import (
-    AstmProfile,
-)
-from drivers.analysers.astm_query import STANDARD_SPECIMEN_COMPONENT, NoInformationForm
 from drivers.errors import ConfigError
 from drivers.model import InboundMessage
 from drivers.ports import Driver, Worklist
+from drivers.protocols.astm.query import STANDARD_SPECIMEN_COMPONENT, NoInformationForm
 
 Options = Mapping[str, str | int | float | bool]
 
@@ -64,6 +61,7 @@ ASTM_PROFILES: tuple[AstmProfile, ...] = (
     dca_vantage.PROFILE,
     clinitek_status.PROFILE,
     sysmex_xn.PROFILE,
+    sysmex_xn.PROFILE_XP,
     yumizen_h500.PROFILE,
 )
 

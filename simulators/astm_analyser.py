@@ -4,7 +4,8 @@ queries, keeps a ledger of what the host acknowledged, and injects faults on dem
 It runs the project's own sans-IO ``Link("instrument")`` over any ByteStream: a TCP connection
 to the gateway's ``tcp-listen://`` port (``connector_for("tcp://host:port")``) or the master side
 of a pty pair (``PtyConnector(pair)``; the gateway opens ``pair.url(9600)``). Messages come
-from an ``AstmProfile``: ``simulated_sample`` -> ``simulated_message`` -> ``encode_message``.
+from the model of the analyser an ``AstmProfile`` reads (``simulators.astm_models``):
+``model.sample`` -> ``model.message`` -> ``encode_message``.
 
 The ledger lists, for every message whose last frame the host ACKed (``MessageSent``), the
 specimen, the sample and the exact E1394 bytes, so a test can reconcile "what the gateway
@@ -21,7 +22,7 @@ from collections import Counter, deque
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 
-from drivers.analysers.astm_base import AstmProfile, SimSample, format_astm_datetime
+from drivers.analysers.astm_base import AstmProfile, format_astm_datetime
 from drivers.errors import ConfigError, GatewayError, TransportError
 from drivers.protocols.astm.events import (
     LinkIdle,
@@ -41,6 +42,7 @@ from drivers.protocols.astm.records import (
 )
 from drivers.transports import ByteStream, Connector
 from simulators.astm_faults import Fault, FaultKind, FaultWire, HangUp, Pause, Write
+from simulators.astm_models import SimSample, model_for
 from simulators.national_id import corrupt_fnr, make_fnr
 from simulators.pty import PtyPair
 
@@ -229,6 +231,7 @@ class AstmAnalyserSim:
 
     def __init__(self, profile: AstmProfile, options: AstmSimOptions) -> None:
         self.profile = profile
+        self.model = model_for(profile)
         self.options = options
         self.ledger = AstmLedger()
         self._rng = random.Random(options.seed)
@@ -434,7 +437,7 @@ class AstmAnalyserSim:
             if rng.random() < opts.invalid_patient_share:
                 patient, valid = corrupt_fnr(patient), False
         now = datetime.now(UTC)
-        sample = self.profile.simulated_sample(
+        sample = self.model.sample(
             rng, operator_id=rng.choice(opts.operator_ids), qc=qc, patient_id=patient, now=now
         )
         if not qc and self._labelled < len(opts.specimen_ids):
@@ -449,7 +452,7 @@ class AstmAnalyserSim:
                 delimiters=opts.delimiters,
             )
             self._backlog.append(self._outgoing(raw, sample, valid, is_query=True))
-        records = self.profile.simulated_message(sample, opts.delimiters)
+        records = self.model.message(sample, opts.delimiters)
         raw = encode_message(records, opts.delimiters, encoding=self.profile.encoding)
         self._backlog.append(self._outgoing(raw, sample, valid, is_query=False))
 

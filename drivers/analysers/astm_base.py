@@ -1,61 +1,32 @@
 """What an ASTM analyser profile is, and the E1394 helpers the profiles share.
 
-A profile knows one analyser's dialect in both directions:
+A profile knows one analyser's dialect: ``observations`` turns the records of one complete
+E1394 message (H..L) from the analyser into canonical observations (patient results and QC), or
+raises a ``RemoteProtocolError`` naming the field and the offending text when the message cannot
+be mapped. The profiles live in ``drivers.analysers.profiles``; what each analyser would send
+(the simulators' models) lives in ``simulators.astm_models``.
 
-* ``observations``: the records of one complete E1394 message (H..L) from the analyser become
-  canonical observations (patient results and QC), or a ``RemoteProtocolError`` naming the field
-  and the offending text when the message cannot be mapped;
-* ``simulated_message``: what that analyser would send for one sample, used by the instrument
-  simulator (``simulators.astm_analyser``) and the tests.
-
-The profiles share three modules: this one (the protocol, dates and field readers),
-``astm_messages`` (walking a message's records) and ``astm_simulation`` (building records).
-Protocol logic only: no I/O here and none in the profiles.
+The profiles share two modules: this one (the protocol, the analyser's time zone and field
+readers) and ``astm_messages`` (walking a message's records). Protocol logic only: no I/O here
+and none in the profiles.
 """
 
 from __future__ import annotations
 
-import random
 import re
 from collections.abc import Sequence
-from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import datetime, tzinfo
 from typing import Protocol
-from zoneinfo import ZoneInfo
 
+from drivers.analysers.site import ANALYSER_TZ
 from drivers.errors import RemoteProtocolError
 from drivers.model import Observation
-from drivers.protocols.astm.records import Delimiters, Record
+from drivers.protocols.astm.datetimes import format_datetime, parse_datetime
+from drivers.protocols.astm.records import Record
 
 PROTOCOL = "astm-e1394"
 
 Extra = tuple[tuple[str, str], ...]
-#: one field for ``build_record``: its text, or its components
-FieldValue = str | tuple[str, ...]
-
-#: Analysers keep local wall-clock time; Norwegian sites run them on Oslo time.
-ANALYSER_TZ = ZoneInfo("Europe/Oslo")
-
-
-@dataclass(frozen=True, slots=True)
-class SimSample:
-    """One sample the simulator reports: who ran it, on what, and the values it measured.
-
-    ``values`` holds (instrument test code, value, unit) in the analyser's own codes. For QC,
-    ``control_lot`` and ``control_level`` are set and ``patient_id`` is empty.
-    """
-
-    specimen_id: str
-    patient_id: str
-    operator_id: str
-    performed_at: datetime
-    values: tuple[tuple[str, str, str], ...]
-    is_qc: bool = False
-    control_lot: str = ""
-    control_level: str = ""
-    instrument_serial: str = "SIM0001"
-    #: strip tests read by eye (urine analysers): their codes
-    visual_codes: tuple[str, ...] = ()
 
 
 class AstmProfile(Protocol):
@@ -76,37 +47,18 @@ class AstmProfile(Protocol):
         self, instrument_id: str, records: Sequence[Record]
     ) -> tuple[Observation, ...]: ...
 
-    def simulated_message(
-        self, sample: SimSample, delimiters: Delimiters = ...
-    ) -> list[Record]: ...
 
-    def simulated_sample(
-        self, rng: random.Random, *, operator_id: str, qc: bool, patient_id: str, now: datetime
-    ) -> SimSample: ...
-
-
-def parse_astm_datetime(text: str, *, field: str, tz: ZoneInfo = ANALYSER_TZ) -> datetime | None:
+def parse_astm_datetime(text: str, *, field: str, tz: tzinfo = ANALYSER_TZ) -> datetime | None:
     """``YYYYMMDD[HHMM[SS]]`` in analyser local time -> aware UTC; "" -> None.
 
     Raises ``RemoteProtocolError`` naming ``field`` and the text when it is not a date.
     """
-    text = text.strip()
-    if not text:
-        return None
-    formats = {8: "%Y%m%d", 12: "%Y%m%d%H%M", 14: "%Y%m%d%H%M%S"}
-    fmt = formats.get(len(text))
-    try:
-        if fmt is None:
-            raise ValueError(f"length {len(text)}")
-        local = datetime.strptime(text, fmt)  # noqa: DTZ007 - local time, zone set below
-        return local.replace(tzinfo=tz).astimezone(UTC)
-    except (ValueError, OverflowError) as exc:  # OverflowError: year 1 in a zone east of UTC
-        raise field_error(field, "not an ASTM date/time (YYYYMMDD[HHMM[SS]])", text) from exc
+    return parse_datetime(text, field=field, tz=tz)
 
 
-def format_astm_datetime(moment: datetime, tz: ZoneInfo = ANALYSER_TZ) -> str:
+def format_astm_datetime(moment: datetime, tz: tzinfo = ANALYSER_TZ) -> str:
     """Aware datetime -> ``YYYYMMDDHHMMSS`` in analyser local time."""
-    return moment.astimezone(tz).strftime("%Y%m%d%H%M%S")
+    return format_datetime(moment, tz=tz)
 
 
 def universal_test_code(record: Record, number: int = 3) -> str:

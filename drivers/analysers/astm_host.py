@@ -17,18 +17,8 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
-from drivers.analysers.astm_base import (
-    PROTOCOL,
-    AstmProfile,
-)
-from drivers.analysers.astm_query import (
-    STANDARD_SPECIMEN_COMPONENT,
-    HostQuery,
-    NoInformationForm,
-    build_reply,
-    find_queries,
-    header_delimiters,
-)
+from drivers.analysers.astm_base import PROTOCOL, AstmProfile
+from drivers.analysers.site import ANALYSER_TZ
 from drivers.errors import (
     GatewayError,
     LocalProtocolError,
@@ -38,6 +28,7 @@ from drivers.errors import (
 )
 from drivers.model import InboundMessage, WorklistOrder
 from drivers.ports import Sink, Worklist
+from drivers.protocols.astm.assembler import E1394Assembler
 from drivers.protocols.astm.events import (
     LinkIdle,
     MessageReceived,
@@ -46,74 +37,20 @@ from drivers.protocols.astm.events import (
     SendFailed,
 )
 from drivers.protocols.astm.link import Link, State
+from drivers.protocols.astm.query import (
+    STANDARD_SPECIMEN_COMPONENT,
+    HostQuery,
+    NoInformationForm,
+    build_reply,
+    find_queries,
+    header_delimiters,
+)
 from drivers.protocols.astm.records import Record, encode_message, parse_message
 from drivers.transports import ByteStream
 
 log = logging.getLogger(__name__)
 
 INCOMPLETE = "incomplete message: the connection closed before its L record"
-
-
-class E1394Assembler:
-    """Joins link-level messages into E1394 messages (H..L), sans-IO.
-
-    A link message may be a whole message, one record (many analysers send one record per ETX
-    frame), or several messages back to back. H starts a message, L ends it, ``flush`` closes
-    one cut short (the session ended). Record bytes are kept exactly as received, terminators
-    included; a record whose frame ended without CR gets one. Lenient: LF also ends a record.
-    """
-
-    def __init__(self, *, lenient: bool) -> None:
-        self._separators = b"\r\n" if lenient else b"\r"
-        self._records: list[bytes] = []
-
-    @property
-    def pending(self) -> bool:
-        """True while records of an unfinished message are held."""
-        return bool(self._records)
-
-    def feed(self, text: bytes) -> list[bytes]:
-        """Add one link message; return the E1394 messages it completed, in order."""
-        done: list[bytes] = []
-        for record in self._split(text):
-            kind = record[:1]
-            if kind == b"H" and self._records:
-                done.append(self._take())  # a new header closes a message that lacked its L
-            self._records.append(record)
-            if kind == b"L":
-                done.append(self._take())
-        return done
-
-    def flush(self) -> bytes:
-        """Return (and forget) the records of an unfinished message, or b""."""
-        return self._take() if self._records else b""
-
-    def _take(self) -> bytes:
-        raw = b"".join(self._records)
-        self._records.clear()
-        return raw
-
-    def _split(self, text: bytes) -> list[bytes]:
-        seps = self._separators
-        records: list[bytes] = []
-        start = i = 0
-        while i < len(text):
-            if text[i] not in seps:
-                i += 1
-                continue
-            end = i
-            while end < len(text) and text[end] in seps:
-                end += 1
-            if i > start:
-                records.append(text[start:end])
-            elif records:
-                records[-1] += text[start:end]
-            elif self._records:
-                self._records[-1] += text[start:end]  # a terminator that arrived on its own
-            start = i = end
-        if start < len(text):
-            records.append(text[start:] + b"\r")
-        return records
 
 
 @dataclass(frozen=True, slots=True)
@@ -321,6 +258,7 @@ class _Conversation:
             query,
             orders,
             now=datetime.now(UTC),
+            tz=ANALYSER_TZ,
             form=driver.no_information,
             delimiters=delimiters,
             receiver=receiver,

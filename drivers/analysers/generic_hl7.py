@@ -10,11 +10,11 @@ from __future__ import annotations
 from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime
 
+from drivers.analysers.profiles.hl7_generic import parse_results
 from drivers.errors import RemoteProtocolError
 from drivers.model import InboundMessage
 from drivers.ports import Sink
 from drivers.protocols.hl7.ack import build_ack
-from drivers.protocols.hl7.message import parse_observations
 from drivers.protocols.hl7.mllp import MllpDecoder, frame
 from drivers.transports import ByteStream
 
@@ -24,7 +24,7 @@ PROTOCOL = "hl7v2-mllp"
 def decode(instrument_id: str, raw: bytes, received_at: datetime) -> InboundMessage:
     """Turn one MLLP payload into an inbound message (or a quarantine-bound one)."""
     try:
-        parsed = parse_observations(raw, instrument_id)
+        parsed = parse_results(raw, instrument_id)
     except RemoteProtocolError as exc:
         return InboundMessage(
             instrument_id, PROTOCOL, raw, received_at, error=str(exc), error_field=exc.field

@@ -20,6 +20,7 @@ from rich.console import Console
 from rich.live import Live
 
 from drivers.model import OrderRequest
+from drivers.protocols.hl7.orders import build_order_message
 from gateway.app import Gateway
 from gateway.config import Config
 from gateway.demo.options import DemoOptions
@@ -27,7 +28,6 @@ from gateway.demo.plan import AstmDemoSim, DemoPlan, plan_demo
 from gateway.demo.summary import summary_dict
 from gateway.demo.view import live_view
 from gateway.demo.words import WORDS
-from gateway.orders.hl7_orders import build_order_message
 from gateway.store.engine import is_sqlite
 from gateway.store.queries import summary
 from simulators.lis import LisSimOptions, LisSimulator

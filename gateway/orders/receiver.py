@@ -15,9 +15,9 @@ from drivers.analysers.generic_hl7 import serve_mllp
 from drivers.ports import Sink
 from drivers.protocols.hl7.ack import build_ack
 from drivers.protocols.hl7.mllp import frame
+from drivers.protocols.hl7.orders import ParsedOrders, parse_orders
 from drivers.transports import ByteStream
 from gateway.errors import RemoteProtocolError
-from gateway.orders.hl7_orders import ParsedOrders, parse_orders
 from gateway.orders.store import OrdersOutcome, store_order_message
 from gateway.store.writer import Writer
 

@@ -13,10 +13,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from bench.corpus import corpus_dir
-from drivers.analysers.astm_base import (
-    AstmProfile,
-    SimSample,
-)
+from drivers.analysers.astm_base import AstmProfile
 from drivers.model import Observation
 from drivers.protocols.astm.frames import FrameAssembler, encode_frames
 from drivers.protocols.astm.records import (
@@ -28,6 +25,7 @@ from drivers.protocols.astm.records import (
     parse_message,
 )
 from gateway.errors import RemoteProtocolError
+from simulators.astm_models import SimSample, model_for
 
 CORPUS = corpus_dir("astm")
 needs_corpus_dir = pytest.mark.corpus(CORPUS)
@@ -96,7 +94,7 @@ def round_trip(
 ) -> list[Observation]:
     """Sample -> records -> bytes -> E1381 frames -> bytes -> records -> observations."""
     message = encode_message(
-        profile.simulated_message(sample, delimiters), delimiters, encoding=profile.encoding
+        model_for(profile).message(sample, delimiters), delimiters, encoding=profile.encoding
     )
     assembler = FrameAssembler(lenient=profile.lenient)
     texts = [assembler.feed(frame) for frame in encode_frames(message)]
@@ -211,8 +209,8 @@ def fuzz_any_records(profile: AstmProfile, check: Check | None = None) -> Callab
 def fuzz_field_repeats(profile: AstmProfile, seed: int) -> Callable[..., None]:
     """Any repeats and components in any field of a simulated patient or QC message."""
     base = {
-        qc: profile.simulated_message(
-            profile.simulated_sample(
+        qc: model_for(profile).message(
+            model_for(profile).sample(
                 random.Random(seed), operator_id="A", qc=qc, patient_id=FNR, now=NOW
             )
         )

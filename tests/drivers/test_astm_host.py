@@ -22,19 +22,21 @@ from bench.corpus import corpus_dir
 from drivers.analysers.astm_base import (
     PROTOCOL,
     AstmProfile,
-    SimSample,
 )
-from drivers.analysers.astm_generic import GENERIC, GenericLis2Profile
-from drivers.analysers.astm_host import INCOMPLETE, AstmHostDriver, E1394Assembler, decode
-from drivers.analysers.astm_query import NoInformationForm
+from drivers.analysers.astm_host import INCOMPLETE, AstmHostDriver, decode
+from drivers.analysers.profiles.astm_generic import GENERIC, GenericLis2Profile
 from drivers.model import InboundMessage, Observation, WorklistOrder
+from drivers.protocols.astm.assembler import E1394Assembler
 from drivers.protocols.astm.events import Event, MessageReceived, MessageSent, SendFailed
 from drivers.protocols.astm.frames import ACK, ENQ, EOT, LF, STX, build_frame
 from drivers.protocols.astm.link import Link, State
+from drivers.protocols.astm.query import NoInformationForm
 from drivers.protocols.astm.records import Record, encode_message, parse_message
 from drivers.registry import ASTM_PROFILES, DRIVERS
 from drivers.transports import ByteStream, TcpListenConnector, connector_for
 from gateway.errors import ConfigError, RemoteProtocolError
+from simulators.astm_models import SimSample, model_for
+from simulators.astm_models.astm_generic import MODEL as GENERIC_MODEL
 from simulators.pty import PtyPair
 
 WAIT = 10.0  # seconds any one exchange may take before the test fails
@@ -171,7 +173,7 @@ async def serving(
 
 
 def sample(qc: bool = False, n: int = 0) -> SimSample:
-    return GENERIC.simulated_sample(
+    return GENERIC_MODEL.sample(
         random.Random(n),
         operator_id=f"op{n}",
         qc=qc,
@@ -181,7 +183,7 @@ def sample(qc: bool = False, n: int = 0) -> SimSample:
 
 
 def message_for(s: SimSample) -> bytes:
-    return encode_message(GENERIC.simulated_message(s))
+    return encode_message(GENERIC_MODEL.message(s))
 
 
 def records_of(message: bytes) -> list[bytes]:
@@ -599,10 +601,10 @@ def test_every_profile_simulated_message_decodes_through_the_driver(profile: Ast
     rng = random.Random(3)
     now = datetime(2026, 3, 1, 9, 30, tzinfo=UTC)
     for qc in (False, True):
-        s = profile.simulated_sample(
+        s = model_for(profile).sample(
             rng, operator_id="op1", qc=qc, patient_id="" if qc else "12345678901", now=now
         )
-        raw = encode_message(profile.simulated_message(s), encoding=profile.encoding)
+        raw = encode_message(model_for(profile).message(s), encoding=profile.encoding)
         for text in E1394Assembler(lenient=profile.lenient).feed(raw):
             message = DRIVERS[profile.key].decode("i", text, now)
             assert message.error is None, message.error

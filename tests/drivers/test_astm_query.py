@@ -2,14 +2,17 @@
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
+from datetime import UTC, datetime, tzinfo
+from zoneinfo import ZoneInfo
 
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
 from bench.corpus import corpus_dir
-from drivers.analysers.astm_query import (
+from drivers.analysers.site import ANALYSER_TZ
+from drivers.model import WorklistOrder
+from drivers.protocols.astm.query import (
     HostQuery,
     NoInformationForm,
     build_reply,
@@ -17,7 +20,6 @@ from drivers.analysers.astm_query import (
     header_delimiters,
     parse_query,
 )
-from drivers.model import WorklistOrder
 from drivers.protocols.astm.records import (
     DEFAULT_DELIMITERS,
     Delimiters,
@@ -102,7 +104,7 @@ def test_any_q_record_either_parses_or_is_a_remote_error(body: str) -> None:
     except RemoteProtocolError:
         return
     for query in find_queries(records):
-        reply = encode_message(build_reply(query, {}, now=NOW))
+        reply = encode_message(build_reply(query, {}, now=NOW, tz=ANALYSER_TZ))
         assert parse_message(reply)[-1].value(3) == "I"
 
 
@@ -111,7 +113,9 @@ def test_any_q_record_either_parses_or_is_a_remote_error(body: str) -> None:
 
 def test_no_information_standard_form_echoes_the_query_with_status_x() -> None:
     query, records = query_of(corpus_text("erba_em200_query__ruby-astm.txt"))
-    raw = encode_message(build_reply(query, {}, now=NOW, receiver=records[0].field(5)))
+    raw = encode_message(
+        build_reply(query, {}, now=NOW, tz=ANALYSER_TZ, receiver=records[0].field(5))
+    )
     reply = reply_records(raw)
     assert [r.type for r in reply] == ["H", "Q", "L"]
     header, q, end = reply
@@ -122,11 +126,26 @@ def test_no_information_standard_form_echoes_the_query_with_status_x() -> None:
     assert end.value(3) == "I"
 
 
+@pytest.mark.parametrize(
+    ("zone", "stamp"),
+    [(UTC, "20260115120000"), (ZoneInfo("Europe/Oslo"), "20260115130000")],
+)
+def test_the_answers_time_is_in_the_zone_the_caller_gives(zone: tzinfo, stamp: str) -> None:
+    query, _ = query_of(corpus_text("erba_em200_query__ruby-astm.txt"))
+    header = reply_records(encode_message(build_reply(query, {}, now=NOW, tz=zone)))[0]
+    assert header.value(14) == stamp  # the codec has no zone of its own: the site's is passed
+
+
 def test_no_information_order_form_reports_y_per_specimen() -> None:
     query, _ = query_of(corpus_text("erba_em200_query_multi__ruby-astm.txt"))
     delimiters = header_delimiters(corpus_text("erba_em200_query_multi__ruby-astm.txt"))
     reply_list = build_reply(
-        query, {}, now=NOW, form=NoInformationForm.ORDER_REPORT, delimiters=delimiters
+        query,
+        {},
+        now=NOW,
+        tz=ANALYSER_TZ,
+        form=NoInformationForm.ORDER_REPORT,
+        delimiters=delimiters,
     )
     raw = encode_message(reply_list, delimiters)
     assert raw.startswith(b"H|`^&")
@@ -146,7 +165,7 @@ def test_orders_from_the_worklist_become_p_and_o_records() -> None:
             WorklistOrder("S1", "12345678901", ("HBA1C",)),
         ]
     }
-    reply = reply_records(encode_message(build_reply(query, orders, now=NOW)))
+    reply = reply_records(encode_message(build_reply(query, orders, now=NOW, tz=ANALYSER_TZ)))
     assert [r.type for r in reply] == ["H", "P", "O", "O", "Q", "L"]
     _, patient, first, second, no_info, end = reply
     assert patient.value(3) == "12345678901"
@@ -166,7 +185,7 @@ def test_orders_from_the_worklist_become_p_and_o_records() -> None:
 def test_worklist_text_with_delimiters_survives_the_round_trip() -> None:
     query, _ = query_of(b"H|\\^&\rQ|1|^S|1\rL|1\r")
     orders = {"S": [WorklistOrder("S", "A|B^C", ("X\\Y",))]}
-    reply = reply_records(encode_message(build_reply(query, orders, now=NOW)))
+    reply = reply_records(encode_message(build_reply(query, orders, now=NOW, tz=ANALYSER_TZ)))
     assert reply[1].value(3) == "A|B^C"
     assert reply[2].value(5, component=3) == "X\\Y"
 

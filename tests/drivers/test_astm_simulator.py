@@ -12,7 +12,7 @@ from dataclasses import dataclass, field
 
 import pytest
 
-from drivers.analysers.astm_generic import GENERIC
+from drivers.analysers.profiles.astm_generic import GENERIC
 from drivers.protocols.astm.events import (
     Event,
     MessageReceived,

@@ -8,14 +8,13 @@ from datetime import UTC, datetime, timedelta
 import pytest
 
 from bench.corpus import corpus_dir
-from drivers.analysers.afinion2 import PROFILE
-from drivers.analysers.astm_base import (
-    SimSample,
-)
+from drivers.analysers.profiles.afinion2 import PROFILE
 from drivers.model import Method, Observation
 from drivers.protocols.astm.frames import decode_frame
 from drivers.protocols.astm.records import Delimiters, Record, parse_message
 from gateway.errors import RemoteProtocolError
+from simulators.astm_models import SimSample
+from simulators.astm_models.afinion2 import MODEL
 from tests.drivers import astm_profile_helpers as helpers
 from tests.drivers.astm_profile_helpers import needs_file, with_component
 
@@ -80,7 +79,7 @@ def test_simulated_message_has_the_analysers_layout() -> None:
         values=(("HbA1c", "5.9", "%"),),
         instrument_serial="AF20052397",
     )
-    simulated = PROFILE.simulated_message(sample)
+    simulated = MODEL.message(sample)
     real = corpus_records()
     # Only the transmission time (H.14) and the cartridge lot (O.24) cannot be known.
     simulated[0] = with_component(simulated[0], 14, real[0].value(14))
@@ -102,7 +101,7 @@ def test_simulated_samples_round_trip(qc: bool) -> None:
     for seed in range(150):
         rng = random.Random(seed)
         now = start + timedelta(days=seed * 2, seconds=seed * 37, microseconds=123)
-        sample = PROFILE.simulated_sample(
+        sample = MODEL.sample(
             rng, operator_id=f"op{seed}", qc=qc, patient_id="01017012345", now=now
         )
         delimiters = Delimiters("|", "@", "^", "\\") if seed % 2 else Delimiters()
@@ -129,7 +128,7 @@ def test_simulated_samples_round_trip(qc: bool) -> None:
 def test_control_levels_and_lots_come_from_the_sample() -> None:
     levels = set()
     for seed in range(40):
-        sample = PROFILE.simulated_sample(
+        sample = MODEL.sample(
             random.Random(seed), operator_id="1", qc=True, patient_id="x", now=datetime.now(UTC)
         )
         assert sample.patient_id == "" and len(sample.control_lot) == 8

@@ -9,14 +9,13 @@ from datetime import UTC, datetime, timedelta
 import pytest
 
 from bench.corpus import corpus_dir
-from drivers.analysers.astm_base import (
-    SimSample,
-)
-from drivers.analysers.dca_vantage import PROFILE
+from drivers.analysers.profiles.dca_vantage import PROFILE
 from drivers.model import Method, Observation
 from drivers.protocols.astm.frames import MAX_FRAME, decode_frame
 from drivers.protocols.astm.records import DEFAULT_DELIMITERS, Delimiters, Record, parse_message
 from gateway.errors import RemoteProtocolError
+from simulators.astm_models import SimSample
+from simulators.astm_models.dca_vantage import MODEL
 from tests.drivers import astm_profile_helpers as helpers
 from tests.drivers.astm_profile_helpers import needs_file, with_component
 
@@ -95,7 +94,7 @@ def test_simulated_message_has_the_analysers_layout() -> None:
         values=(("Alb", "63.7", "mg/L"), ("Crt", "230.8", "mg/dL"), ("Ratio", "27.6", "mg/g")),
         instrument_serial="S067337",
     )
-    simulated = PROFILE.simulated_message(sample)
+    simulated = MODEL.message(sample)
     real = corpus_records()
     # Only the transmission time (H.14) and the reagent lot (O.4.2) cannot be known.
     simulated[0] = with_component(simulated[0], 14, real[0].value(14))
@@ -113,7 +112,7 @@ def test_simulated_samples_round_trip(qc: bool) -> None:
     for seed in range(150):
         rng = random.Random(seed)
         now = start + timedelta(days=seed * 2, seconds=seed * 41, microseconds=999)
-        sample = PROFILE.simulated_sample(
+        sample = MODEL.sample(
             rng, operator_id=f"OP{seed}", qc=qc, patient_id="24057012345", now=now
         )
         delimiters = Delimiters("!", "~", "^", "&") if seed % 2 else DEFAULT_DELIMITERS

@@ -7,10 +7,7 @@ from datetime import UTC, datetime
 
 import pytest
 
-from drivers.analysers.astm_base import (
-    SimSample,
-)
-from drivers.analysers.sysmex_xn import PROFILE, PROFILE_XP, SysmexProfile
+from drivers.analysers.profiles.sysmex_xn import PROFILE, PROFILE_XP, SysmexProfile
 from drivers.model import Method, Observation
 from drivers.protocols.astm.frames import (
     ETX,
@@ -27,6 +24,8 @@ from drivers.protocols.astm.records import (
     parse_message,
 )
 from gateway.errors import RemoteProtocolError
+from simulators.astm_models import SimSample, model_for
+from simulators.astm_models.sysmex_xn import XN_MODEL, XP_MODEL
 from tests.drivers import astm_profile_helpers as helpers
 from tests.drivers.astm_profile_helpers import CORPUS, FNR, NOW, SUMMER, by_code
 from tests.drivers.astm_profile_helpers import needs_corpus_dir as needs_corpus
@@ -159,9 +158,11 @@ def test_simulated_message_round_trips(profile: SysmexProfile, qc: bool) -> None
     for seed in range(40):
         rng = random.Random(seed)
         now = SUMMER if seed % 2 else NOW
-        sample = profile.simulated_sample(rng, operator_id="OLANOR", qc=qc, patient_id=FNR, now=now)
+        sample = model_for(profile).sample(
+            rng, operator_id="OLANOR", qc=qc, patient_id=FNR, now=now
+        )
         delimiters = ODD_DELIMITERS if seed % 3 == 0 else DEFAULT_DELIMITERS
-        raw = encode_message(profile.simulated_message(sample, delimiters), delimiters)
+        raw = encode_message(model_for(profile).message(sample, delimiters), delimiters)
         # through E1381 framing as well: the XN message is far longer than one frame
         assembler = FrameAssembler()
         joined = [m for f in encode_frames(raw) if (m := assembler.feed(f)) is not None]
@@ -187,15 +188,11 @@ def assert_matches_sample(observations: tuple[Observation, ...], sample: SimSamp
 
 
 def test_simulated_patient_has_id_on_xn_and_none_on_xp() -> None:
-    xn = PROFILE.simulated_sample(
-        random.Random(1), operator_id="A", qc=False, patient_id=FNR, now=NOW
-    )
-    xp = PROFILE_XP.simulated_sample(
-        random.Random(1), operator_id="A", qc=False, patient_id=FNR, now=NOW
-    )
+    xn = XN_MODEL.sample(random.Random(1), operator_id="A", qc=False, patient_id=FNR, now=NOW)
+    xp = XP_MODEL.sample(random.Random(1), operator_id="A", qc=False, patient_id=FNR, now=NOW)
     assert xn.patient_id == FNR
     assert xp.patient_id == ""  # the XP cannot send a patient ID
-    assert encode_message(PROFILE_XP.simulated_message(xp)).split(b"\r")[1] == b"P|1"
+    assert encode_message(XP_MODEL.message(xp)).split(b"\r")[1] == b"P|1"
 
 
 @pytest.mark.parametrize("profile", [PROFILE, PROFILE_XP], ids=lambda p: p.key)
@@ -205,7 +202,7 @@ def test_simulated_cbc_is_plausible_and_consistent(profile: SysmexProfile) -> No
         "astm_sysmex_xp": ("LYM%", "MXD%", "NEUT%"),
     }[profile.key]
     for seed in range(50):
-        sample = profile.simulated_sample(
+        sample = model_for(profile).sample(
             random.Random(seed), operator_id="A", qc=False, patient_id=FNR, now=NOW
         )
         v = {code: float(value) for code, value, _unit in sample.values}
@@ -221,7 +218,7 @@ def test_simulated_cbc_is_plausible_and_consistent(profile: SysmexProfile) -> No
 @pytest.mark.parametrize("profile", [PROFILE, PROFILE_XP], ids=lambda p: p.key)
 def test_simulated_qc_covers_the_three_levels(profile: SysmexProfile) -> None:
     samples = [
-        profile.simulated_sample(
+        model_for(profile).sample(
             random.Random(s), operator_id="A", qc=True, patient_id=FNR, now=NOW
         )
         for s in range(30)

@@ -8,10 +8,7 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
-from drivers.analysers.astm_base import (
-    SimSample,
-)
-from drivers.analysers.clinitek_status import PROFILE, VISUAL_CODES
+from drivers.analysers.profiles.clinitek_status import PROFILE, VISUAL_CODES
 from drivers.model import Method, Observation
 from drivers.protocols.astm.records import (
     DEFAULT_DELIMITERS,
@@ -21,6 +18,8 @@ from drivers.protocols.astm.records import (
     parse_message,
 )
 from gateway.errors import LocalProtocolError
+from simulators.astm_models import SimSample
+from simulators.astm_models.clinitek_status import MODEL
 from tests.drivers import astm_profile_helpers as helpers
 from tests.drivers.astm_profile_helpers import with_component
 
@@ -123,17 +122,17 @@ def test_simulated_message_reproduces_the_documented_layout() -> None:
         instrument_serial="CS012345",
         visual_codes=("COL", "CLA"),
     )
-    simulated = PROFILE.simulated_message(sample)
+    simulated = MODEL.message(sample)
     simulated[0] = with_component(simulated[0], 14, records[0].value(14))  # transmission time
     assert encode_message(simulated, encoding=PROFILE.encoding) == GOLDEN
 
 
 def test_pads_cannot_be_simulated_as_read_by_eye() -> None:
-    sample = PROFILE.simulated_sample(
+    sample = MODEL.sample(
         random.Random(1), operator_id="1", qc=False, patient_id="p", now=datetime.now(UTC)
     )
     with pytest.raises(LocalProtocolError):
-        PROFILE.simulated_message(replace(sample, visual_codes=("GLU",)))
+        MODEL.message(replace(sample, visual_codes=("GLU",)))
 
 
 # --- round trips ------------------------------------------------------------------------------
@@ -146,7 +145,7 @@ def test_simulated_samples_round_trip(qc: bool) -> None:
     for seed in range(150):
         rng = random.Random(seed)
         now = start + timedelta(days=seed * 2, seconds=seed * 13, microseconds=5)
-        sample = PROFILE.simulated_sample(
+        sample = MODEL.sample(
             rng, operator_id=f"op{seed}", qc=qc, patient_id="31129912345", now=now
         )
         delimiters = Delimiters("|", "`", "^", "&") if seed % 2 else DEFAULT_DELIMITERS
@@ -170,7 +169,7 @@ def test_simulated_samples_round_trip(qc: bool) -> None:
 def test_negative_control_is_unflagged_and_positive_control_is_flagged() -> None:
     flagged: dict[str, int] = {}
     for seed in range(30):
-        sample = PROFILE.simulated_sample(
+        sample = MODEL.sample(
             random.Random(seed), operator_id="1", qc=True, patient_id="", now=datetime.now(UTC)
         )
         found = round_trip(sample)

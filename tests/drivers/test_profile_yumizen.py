@@ -7,7 +7,7 @@ from datetime import UTC, datetime
 
 import pytest
 
-from drivers.analysers.yumizen_h500 import PROFILE, QC_TARGETS
+from drivers.analysers.profiles.yumizen_h500 import PROFILE
 from drivers.model import Method
 from drivers.protocols.astm.frames import STX, decode_frame, encode_frames
 from drivers.protocols.astm.records import (
@@ -19,6 +19,7 @@ from drivers.protocols.astm.records import (
     parse_message,
 )
 from gateway.errors import RemoteProtocolError
+from simulators.astm_models.yumizen_h500 import MODEL, QC_TARGETS
 from tests.drivers import astm_profile_helpers as helpers
 from tests.drivers.astm_profile_helpers import CORPUS, FNR, NOW, SUMMER, by_code
 from tests.drivers.astm_profile_helpers import needs_corpus_dir as needs_corpus
@@ -123,11 +124,11 @@ ODD_DELIMITERS = Delimiters(field="!", repeat="~", component="\\", escape="&")
 def test_simulated_message_round_trips(qc: bool) -> None:
     for seed in range(50):
         now = SUMMER if seed % 2 else NOW
-        sample = PROFILE.simulated_sample(
+        sample = MODEL.sample(
             random.Random(seed), operator_id="KARI", qc=qc, patient_id=FNR, now=now
         )
         delimiters = ODD_DELIMITERS if seed % 3 == 0 else DEFAULT_DELIMITERS
-        records = PROFILE.simulated_message(sample, delimiters)
+        records = MODEL.message(sample, delimiters)
         raw = encode_message(records, delimiters, encoding=PROFILE.encoding)
         # one record per frame, as the H500 sends them: the curve records exceed one frame
         texts = [encode_record(r, delimiters).encode(PROFILE.encoding) + b"\r" for r in records]
@@ -156,9 +157,7 @@ def test_simulated_message_round_trips(qc: bool) -> None:
 
 def test_simulated_qc_levels_and_values_follow_the_control_targets() -> None:
     samples = [
-        PROFILE.simulated_sample(
-            random.Random(s), operator_id="A", qc=True, patient_id=FNR, now=NOW
-        )
+        MODEL.sample(random.Random(s), operator_id="A", qc=True, patient_id=FNR, now=NOW)
         for s in range(30)
     ]
     assert {s.control_level for s in samples} == {"low", "normal", "high"}
@@ -170,7 +169,7 @@ def test_simulated_qc_levels_and_values_follow_the_control_targets() -> None:
 
 def test_simulated_patient_cbc_is_plausible_and_consistent() -> None:
     for seed in range(50):
-        sample = PROFILE.simulated_sample(
+        sample = MODEL.sample(
             random.Random(seed), operator_id="A", qc=False, patient_id=FNR, now=NOW
         )
         v = {code: float(value) for code, value, _unit in sample.values}

@@ -13,13 +13,13 @@ from hypothesis import HealthCheck, assume, given, settings
 from hypothesis import strategies as st
 
 from drivers.model import PRIORITIES, OrderAction, OrderRequest
-from gateway.errors import LocalProtocolError, RemoteProtocolError
-from gateway.orders.hl7_orders import (
+from drivers.protocols.hl7.orders import (
     ORDER_MESSAGE_TYPES,
     ParsedOrders,
     build_order_message,
     parse_orders,
 )
+from gateway.errors import LocalProtocolError, RemoteProtocolError
 
 NOW = datetime(2024, 5, 1, 12, 0, 5, tzinfo=UTC)
 FNR = "01019012480"

@@ -17,7 +17,7 @@ from dataclasses import dataclass, field, replace
 import pytest
 from sqlalchemy import func, select
 
-from drivers.analysers.astm_generic import GENERIC
+from drivers.analysers.profiles.astm_generic import GENERIC
 from drivers.protocols.astm.records import parse_message
 from drivers.transports import Connector, connector_for
 from gateway.app import Gateway

@@ -13,7 +13,6 @@ from pathlib import Path
 import pytest
 from sqlalchemy import func, select
 
-from drivers.analysers.astm_generic import GENERIC
 from drivers.protocols.astm.records import encode_message, parse_message
 from drivers.transports import ByteStream, connector_for
 from gateway.app import Gateway
@@ -21,6 +20,7 @@ from gateway.errors import TransportError
 from gateway.store.audit import verify
 from gateway.store.queries import summary
 from gateway.store.tables import qc_results, quarantine, raw_messages, results
+from simulators.astm_models.astm_generic import MODEL as GENERIC_MODEL
 from simulators.lis import LisSimOptions, LisSimulator
 from simulators.national_id import make_fnr
 from tests.drivers.test_astm_host import AstmInstrument
@@ -71,13 +71,11 @@ async def test_astm_results_are_stored_forwarded_and_queries_answered(
     rng = random.Random(7)
     now = datetime(2026, 2, 2, 8, 0, tzinfo=UTC)
     patients = [
-        GENERIC.simulated_sample(
-            rng, operator_id="op1", qc=False, patient_id=make_fnr(rng), now=now
-        )
+        GENERIC_MODEL.sample(rng, operator_id="op1", qc=False, patient_id=make_fnr(rng), now=now)
         for _ in range(4)
     ]
-    control = GENERIC.simulated_sample(rng, operator_id="op1", qc=True, patient_id="", now=now)
-    messages = [encode_message(GENERIC.simulated_message(s)) for s in [*patients, control]]
+    control = GENERIC_MODEL.sample(rng, operator_id="op1", qc=True, patient_id="", now=now)
+    messages = [encode_message(GENERIC_MODEL.message(s)) for s in [*patients, control]]
     broken = messages[0].replace(b"|20260202090000|", b"|02.02.2026|")  # R.13 not a date
     query = b"H|\\^&|||SIM^1^S1\rQ|1|^NO-SUCH-SAMPLE||^^^ALL||||||||O\rL|1|N\r"
     record = tmp_path / "lis.jsonl"

@@ -52,7 +52,7 @@ from typing import Any
 import pytest
 from sqlalchemy import select
 
-from drivers.analysers.astm_generic import GENERIC
+from drivers.analysers.profiles.astm_generic import GENERIC
 from drivers.protocols.astm.records import Record, parse_message
 from drivers.transports import connector_for
 from gateway.app import Gateway

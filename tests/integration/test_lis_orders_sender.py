@@ -13,8 +13,8 @@ import pytest
 from drivers.model import OrderAction, OrderRequest
 from drivers.protocols.hl7.ack import build_ack
 from drivers.protocols.hl7.mllp import MllpDecoder, frame
+from drivers.protocols.hl7.orders import build_order_message, parse_orders
 from gateway.errors import RemoteProtocolError, TransportError
-from gateway.orders.hl7_orders import build_order_message, parse_orders
 from simulators.lis_orders import send_order_messages
 from tests.ports import free_port
 

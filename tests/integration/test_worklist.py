@@ -13,13 +13,13 @@ from datetime import UTC, datetime
 import pytest
 from sqlalchemy import select
 
-from drivers.analysers.astm_generic import GENERIC
+from drivers.analysers.profiles.astm_generic import GENERIC
 from drivers.model import OrderAction, OrderRequest
 from drivers.protocols.astm.records import Record, parse_message
+from drivers.protocols.hl7.orders import build_order_message
 from drivers.transports import Connector, connector_for
 from gateway.app import Gateway
 from gateway.config import Config
-from gateway.orders.hl7_orders import build_order_message
 from gateway.orders.receiver import OrderReceiver
 from gateway.orders.store import ORDER_SOURCE, list_orders
 from gateway.store.audit import verify

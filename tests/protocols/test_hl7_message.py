@@ -6,6 +6,7 @@ import random
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
+from zoneinfo import ZoneInfo
 
 import hl7
 import pytest
@@ -13,11 +14,13 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from bench.corpus import corpus_dir, corpus_files
+from drivers.analysers.profiles.hl7_generic import is_qc, parse_results
 from drivers.model import Method
 from drivers.protocols.hl7.ack import read_msh
 from drivers.protocols.hl7.message import (
     Delimiters,
     ParsedMessage,
+    QcEvidence,
     Tree,
     escape,
     format_ts,
@@ -61,6 +64,7 @@ EXPECTED_OBSERVATIONS = {
     "reportstream_poc_covid_oru_r01_v251_corrected.hl7": 6,
 }
 
+OSLO = ZoneInfo("Europe/Oslo")
 GARBAGE = b"\x00\xffgarbage\r\n\x1c\r"
 
 
@@ -93,7 +97,7 @@ def three_ways(raw: bytes) -> list[bytes]:
 
 def outcome(raw: bytes) -> ParsedMessage | tuple[str | None, str]:
     try:
-        return parse_observations(raw, "inst-1")
+        return parse_results(raw, "inst-1")
     except RemoteProtocolError as exc:
         return (exc.field, str(exc))
 
@@ -144,19 +148,19 @@ def test_corpus_sample_with_cr_lf_and_crlf_separators(path: Path) -> None:
 def test_stago_comment_lines_are_refused_with_a_clear_error() -> None:
     raw = corpus("stago_start4_coag_oru_r01_v251_fixture_with_comment_lines.hl7")
     with pytest.raises(RemoteProtocolError) as info:
-        parse_observations(raw, "stago")
+        parse_results(raw, "stago")
     assert info.value.field == "MSH"
     assert "must start with an MSH segment" in str(info.value)
     assert info.value.data is not None and info.value.data.startswith(b"# Stago")
     # without the comment lines the same message parses
     body = b"\n".join(line for line in raw.splitlines() if not line.startswith(b"#"))
-    parsed = parse_observations(body, "stago")
+    parsed = parse_results(body, "stago")
     assert [o.test_code for o in parsed.observations] == ["PT", "INR", "APTT", "FIB", "TT"]
     assert parsed.observations[0].reference_range == "11.0-13.5"
 
 
 def test_ghh_glucose_mapping() -> None:
-    parsed = parse_observations(corpus("pythonhl7_ghh_lab_oru_r01_v24.hl7"), "ghh")
+    parsed = parse_results(corpus("pythonhl7_ghh_lab_oru_r01_v24.hl7"), "ghh")
     assert (parsed.control_id, parsed.message_type, parsed.version) == (
         "CNTRL-3456",
         "ORU^R01",
@@ -176,7 +180,7 @@ def test_ghh_glucose_mapping() -> None:
 
 
 def test_mindray_code_in_component_four() -> None:
-    parsed = parse_observations(corpus("mindray_bc5380_cbc_oru_r01_v231_fixture.hl7"), "bc5380")
+    parsed = parse_results(corpus("mindray_bc5380_cbc_oru_r01_v231_fixture.hl7"), "bc5380")
     first = parsed.observations[0]
     assert (first.test_code, first.test_name, first.value, first.unit) == (
         "WBC",
@@ -188,7 +192,7 @@ def test_mindray_code_in_component_four() -> None:
 
 
 def test_genexpert_operator_serial_comment_and_specimen() -> None:
-    parsed = parse_observations(corpus("genexpert_oru_r32_ctng.hl7"), "gx")
+    parsed = parse_results(corpus("genexpert_oru_r32_ctng.hl7"), "gx")
     assert parsed.message_type == "ORU^R32"
     assert parsed.message_structure == "ORU_R30"
     ct = parsed.observations[0]
@@ -205,9 +209,7 @@ def test_genexpert_operator_serial_comment_and_specimen() -> None:
 
 
 def test_preliminary_and_incomplete_statuses_and_spm_specimen() -> None:
-    parsed = parse_observations(
-        corpus("fhirconv_lab_oru_r01_v25_preliminary_and_incomplete.hl7"), "lab"
-    )
+    parsed = parse_results(corpus("fhirconv_lab_oru_r01_v25_preliminary_and_incomplete.hl7"), "lab")
     statuses = [o.result_status for o in parsed.observations[:5]]
     assert statuses == ["I", "P", "I", "P", "F"]
     assert parsed.observations[0].value == ""
@@ -218,7 +220,7 @@ def test_preliminary_and_incomplete_statuses_and_spm_specimen() -> None:
 
 
 def test_offsets_fractions_and_coded_values() -> None:
-    parsed = parse_observations(corpus("reportstream_poc_covid_oru_r01_v251_corrected.hl7"), "poc")
+    parsed = parse_results(corpus("reportstream_poc_covid_oru_r01_v251_corrected.hl7"), "poc")
     assert parsed.sent_at == datetime(2021, 6, 8, 18, 59, 37, 746000, tzinfo=UTC)
     covid = parsed.observations[0]
     assert (covid.value_type, covid.value, covid.result_status) == ("CWE", "840539006", "C")
@@ -229,7 +231,7 @@ def test_offsets_fractions_and_coded_values() -> None:
 
 
 def test_orf_r04_unit_in_component_two() -> None:
-    parsed = parse_observations(corpus("nhapi_orf_r04_hba1c_v231_with_msa.hl7"), "q")
+    parsed = parse_results(corpus("nhapi_orf_r04_hba1c_v231_with_msa.hl7"), "q")
     hba1c = parsed.observations[0]
     assert parsed.message_type == "ORF^R04"
     assert (hba1c.value, hba1c.unit, hba1c.reference_range) == ("12", "% TOTAL HGB", "4.0 - 6.0")
@@ -245,7 +247,7 @@ def message(*segments: str, msh9: str = "ORU^R01^ORU_R01", version: str = "2.5.1
 
 
 def test_spm_role_q_marks_qc() -> None:
-    parsed = parse_observations(
+    parsed = parse_results(
         message(
             "OBR|1||QC-1|HBA1C^HbA1c",
             "OBX|1|NM|HBA1C^HbA1c||5.4|%|||||F|||20240115082900||||AF2-SN123",
@@ -261,14 +263,14 @@ def test_spm_role_q_marks_qc() -> None:
 
 
 def test_no_patient_and_qc_order_marks_qc() -> None:
-    parsed = parse_observations(
+    parsed = parse_results(
         message("OBR|1||S-1|QC^QC level 1", "OBX|1|NM|CRP^CRP||10|mg/L|||||F"), "x"
     )
     assert parsed.observations[0].is_qc is True
 
 
 def test_patient_result_is_not_qc_even_if_text_mentions_control() -> None:
-    parsed = parse_observations(
+    parsed = parse_results(
         message(
             "PID|1||01017012345^^^^FNR",
             "OBR|1||S-1|QC^QC level 1",
@@ -294,7 +296,7 @@ def test_oul_r22_specimen_groups_precede_orders() -> None:
         "OBX|1|NM|CRP^C-reactive protein||45|mg/L|||||F",
         msh9="OUL^R22^OUL_R22",
     )
-    first, second = parse_observations(raw, "cobas").observations
+    first, second = parse_results(raw, "cobas").observations
     assert (first.specimen_id, first.is_qc, first.abnormal_flags) == ("SPEC-9", False, ("H",))
     assert first.reference_range == "<5"
     assert first.comment == "Hemolysed\nRepeat\nrequested"
@@ -313,7 +315,7 @@ def test_oul_r22_specimen_groups_precede_orders() -> None:
 )
 def test_method_from_obx17(obx17: str, method: Method | None) -> None:
     obx = f"OBX|1|ST|UHCG^Urine hCG||NEG||||||F|||||OP7^Nordmann^Kari|{obx17}"
-    obs = parse_observations(message("PID|1||1", "OBR|1||S", obx), "x").observations[0]
+    obs = parse_results(message("PID|1||1", "OBR|1||S", obx), "x").observations[0]
     assert obs.method == method
     assert obs.operator_id == "OP7"
 
@@ -334,7 +336,7 @@ def test_method_from_obx17(obx17: str, method: Method | None) -> None:
 )
 def test_value_mapping(obx2: str, obx5: str, value: str, extra: tuple[str, str] | None) -> None:
     obx = f"OBX|1|{obx2}|GLU^Glucose||{obx5}|mmol/L^^UCUM|||||F"
-    obs = parse_observations(message(obx), "x").observations[0]
+    obs = parse_results(message(obx), "x").observations[0]
     assert obs.value == value
     assert obs.value_type == (obx2 or "ST")
     assert obs.unit == "mmol/L"
@@ -344,7 +346,7 @@ def test_value_mapping(obx2: str, obx5: str, value: str, extra: tuple[str, str] 
 
 def test_repeated_flags_and_equipment() -> None:
     obx = "OBX|1|NM|K^Kalium||6.1|mmol/L|3.5-5.0|H~A|||F|||||||SN-1~SN-2"
-    obs = parse_observations(message(obx), "x").observations[0]
+    obs = parse_results(message(obx), "x").observations[0]
     assert obs.abnormal_flags == ("H", "A")
     assert obs.instrument_serial == "SN-1"
     assert ("equipment", "SN-1~SN-2") in obs.extra
@@ -356,7 +358,7 @@ def test_custom_delimiters() -> None:
         b"PID#1##555$$$$FNR\n"
         b"OBX#1#SN#GLU$Glucose##$5.5#mmol/L$$UCUM#4-6#H*A###F\n"
     )
-    parsed = parse_observations(raw, "x")
+    parsed = parse_results(raw, "x")
     obs = parsed.observations[0]
     assert (parsed.message_type, obs.patient_id, obs.value) == ("ORU^R01", "555", "5.5")
     assert (obs.test_name, obs.unit, obs.abnormal_flags) == ("Glucose", "mmol/L", ("H", "A"))
@@ -367,15 +369,15 @@ def test_latin1_declared_in_msh18_and_undeclared_fallback() -> None:
         b"MSH|^~\\&|A|B|C|D|20240115083000||ORU^R01|C1|P|2.5.1||||||8859/1\r"
         b"OBX|1|NM|GLU^Gluk\xf8se||5|mmol/L|||||F\r"
     )
-    assert parse_observations(declared, "x").observations[0].test_name == "Glukøse"
+    assert parse_results(declared, "x").observations[0].test_name == "Glukøse"
     undeclared = declared.replace(b"8859/1", b"")
-    assert parse_observations(undeclared, "x").observations[0].test_name == "Glukøse"
+    assert parse_results(undeclared, "x").observations[0].test_name == "Glukøse"
     utf8 = undeclared.replace(b"\xf8", "ø".encode())
-    assert parse_observations(utf8, "x").observations[0].test_name == "Glukøse"
+    assert parse_results(utf8, "x").observations[0].test_name == "Glukøse"
 
 
 def test_header_facts() -> None:
-    parsed = parse_observations(message("OBX|1|NM|A^B||1|u|||||F"), "x")
+    parsed = parse_results(message("OBX|1|NM|A^B||1|u|||||F"), "x")
     assert parsed.sending_application == "AFINION"
     assert parsed.sending_facility == "POC"
     assert parsed.receiving_application == "TRYGG"
@@ -387,16 +389,45 @@ def test_header_facts() -> None:
 
 def test_local_time_zone_is_a_parameter() -> None:
     raw = message("OBX|1|NM|A^B||1|u|||||F|||20240701120000")
-    assert parse_observations(raw, "x").observations[0].performed_at == datetime(
+    assert parse_results(raw, "x").observations[0].performed_at == datetime(
         2024, 7, 1, 10, 0, tzinfo=UTC
     )
-    assert parse_observations(raw, "x", tz=UTC).observations[0].performed_at == datetime(
-        2024, 7, 1, 12, 0, tzinfo=UTC
+    assert parse_observations(raw, "x", tz=UTC, qc=is_qc).observations[0].performed_at == (
+        datetime(2024, 7, 1, 12, 0, tzinfo=UTC)
     )
+
+
+def test_what_is_qc_is_the_callers_policy() -> None:
+    raw = message(
+        "OBR|1||QC-1|HBA1C^HbA1c",
+        "OBX|1|NM|HBA1C^HbA1c||5.4|%|||||F",
+        "OBX|2|NM|HBA1C^HbA1c||5.5|%|||||F",
+        "SPM|1|CTRL-LOT-7||BLD^Blood|||||||Q^Control",
+    )
+    seen: list[QcEvidence] = []
+
+    def never(evidence: QcEvidence) -> bool:
+        seen.append(evidence)
+        return False
+
+    parsed = parse_observations(raw, "x", tz=UTC, qc=never)
+    assert [o.is_qc for o in parsed.observations] == [False, False]
+    # asked once for the group its two OBX share, with what the message says
+    assert seen == [
+        QcEvidence(
+            patient_id="",
+            specimen_id="CTRL-LOT-7",
+            specimen_roles=(("Q", "Control"),),
+            descriptions=("HBA1C HbA1c", "BLD Blood"),
+        )
+    ]
+    always = parse_observations(raw, "x", tz=UTC, qc=lambda evidence: True)
+    assert [o.is_qc for o in always.observations] == [True, True]
+    assert [o.is_qc for o in parse_results(raw, "x").observations] == [True, True]
 
 
 def test_a_message_without_obx_has_no_observations() -> None:
-    assert parse_observations(message("PID|1||1", "OBR|1||S"), "x").observations == ()
+    assert parse_results(message("PID|1||1", "OBR|1||S"), "x").observations == ()
 
 
 @pytest.mark.parametrize(
@@ -428,10 +459,10 @@ def test_a_message_without_obx_has_no_observations() -> None:
 )
 def test_refusals_name_the_field(raw: bytes, field: str | None) -> None:
     if field is None:
-        parse_observations(raw, "x")
+        parse_results(raw, "x")
         return
     with pytest.raises(RemoteProtocolError) as info:
-        parse_observations(raw, "x")
+        parse_results(raw, "x")
     assert info.value.field == field
     assert isinstance(info.value.data, bytes)
     assert info.value.data or not raw
@@ -453,13 +484,13 @@ def test_refusals_name_the_field(raw: bytes, field: str | None) -> None:
     ],
 )
 def test_parse_ts(text: str, expected: datetime) -> None:
-    assert parse_ts(text) == expected
+    assert parse_ts(text, tz=OSLO) == expected
 
 
 @pytest.mark.parametrize("text", ["", "24", "2024-07-01", "20240230", "99991231235959-1200", "x"])
 def test_parse_ts_refuses(text: str) -> None:
     with pytest.raises(RemoteProtocolError) as info:
-        parse_ts(text, field="OBX[1]-14")
+        parse_ts(text, tz=OSLO, field="OBX[1]-14")
     assert info.value.field == "OBX[1]-14"
 
 
@@ -624,7 +655,7 @@ def mutated_corpus() -> st.SearchStrategy[bytes]:
 @given(st.one_of(st.binary(max_size=300), hl7ish(), mutated_corpus()))
 def test_any_bytes_parse_or_raise_remote_protocol_error(raw: bytes) -> None:
     try:
-        parsed = parse_observations(raw, "fuzz")
+        parsed = parse_results(raw, "fuzz")
     except RemoteProtocolError as exc:
         assert exc.field, str(exc)
         assert isinstance(exc.data, bytes)
@@ -657,10 +688,10 @@ def test_the_simple_obx_reader_agrees_with_the_general_one(
     seg = m.Segment(raw, 1, m.DEFAULT_DELIMITERS)
     assert m._simple(seg)
     try:
-        general = m._obx_fields_general(seg, m.OSLO)
+        general = m._obx_fields_general(seg, OSLO)
     except RemoteProtocolError as exc:
         with pytest.raises(RemoteProtocolError) as raised:
-            m._obx_fields_simple(seg, m.OSLO)
+            m._obx_fields_simple(seg, OSLO)
         assert raised.value.field == exc.field
         return
-    assert m._obx_fields_simple(seg, m.OSLO) == general
+    assert m._obx_fields_simple(seg, OSLO) == general

@@ -1,23 +1,28 @@
-"""HL7 v2 message text: delimiters, escaping, timestamps, and result messages -> observations."""
+"""HL7 v2 message text: delimiters, escaping, timestamps, and result messages -> observations.
+
+Policy is the caller's: the zone of timestamps sent without an offset, and which observations
+are quality control (``QcClassifier``), are arguments, supplied by the analyser driver.
+"""
 
 from __future__ import annotations
 
 import functools
 import re
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta, timezone, tzinfo
 from typing import Any
-from zoneinfo import ZoneInfo
 
 from drivers.errors import RemoteProtocolError
 from drivers.model import Method, Observation
 
 __all__ = [
     "DEFAULT_DELIMITERS",
-    "OSLO",
     "RESULT_MESSAGE_TYPES",
     "Delimiters",
     "ParsedMessage",
+    "QcClassifier",
+    "QcEvidence",
     "Segment",
     "Tree",
     "decode_message",
@@ -30,8 +35,6 @@ __all__ = [
     "split_message",
     "unescape",
 ]
-
-OSLO = ZoneInfo("Europe/Oslo")
 
 #: Message code -> trigger events this module reads results from.
 RESULT_MESSAGE_TYPES: dict[str, frozenset[str]] = {
@@ -46,8 +49,6 @@ _TS = re.compile(
     r"(?:([+-])(\d{2})(\d{2}))?",
     re.ASCII,
 )
-_QC_WORD = re.compile(r"(?<![A-Z])(?:QC|CONTROL|KONTROLL)")
-_QC_SPECIMEN_ROLES = frozenset({"Q", "E", "QC"})  # HL7 table 0369: Q control, E electronic QC
 _CODED_TYPES = frozenset({"CE", "CWE", "CNE", "CF"})
 _FORMATTING = {
     ".br": "\n",
@@ -199,10 +200,10 @@ def _unescape_sequence(seq: str, d: Delimiters) -> str | None:
     return None
 
 
-def parse_ts(value: str, *, tz: tzinfo = OSLO, field: str = "TS") -> datetime:
+def parse_ts(value: str, *, tz: tzinfo, field: str = "TS") -> datetime:
     """Parse an HL7 TS/DTM (``YYYY[MM[DD[HH[MM[SS[.S..]]]]]][+/-ZZZZ]``) into an aware UTC datetime.
 
-    Without an offset the time is local time in ``tz`` (Europe/Oslo by default).
+    Without an offset the time is local time in ``tz`` (the sender's zone: the caller's policy).
     """
     text = value.strip()
     m = _TS.fullmatch(text)
@@ -473,10 +474,28 @@ class ParsedMessage:
     observations: tuple[Observation, ...] = ()
 
 
+@dataclass(frozen=True, slots=True)
+class QcEvidence:
+    """What a message says about one observation that may mark it as quality control."""
+
+    #: PID-3 (else PID-2) of the patient the observation follows; "" when none
+    patient_id: str
+    #: the observation's specimen ID as mapped (SPM-2, else OBR-3, else OBR-2)
+    specimen_id: str
+    #: SPM-11 specimen role (identifier, text) of each SPM of its order and specimen groups
+    specimen_roles: tuple[tuple[str, str], ...]
+    #: the non-empty OBR-4 service and SPM-4 specimen type texts of those groups
+    descriptions: tuple[str, ...]
+
+
+QcClassifier = Callable[[QcEvidence], bool]
+"""Decides from the evidence whether an observation is QC: the analyser driver's policy."""
+
+
 class _Group:
     """Facts shared by the observations of one order (OBR) or one specimen (SPM) group."""
 
-    __slots__ = ("is_qc", "obr_time", "order_ids", "service_text", "specimen_id", "specimen_text")
+    __slots__ = ("obr_time", "order_ids", "roles", "service_text", "specimen_id", "specimen_text")
 
     def __init__(self) -> None:
         self.specimen_id = ""
@@ -484,7 +503,7 @@ class _Group:
         self.obr_time: datetime | None = None
         self.service_text = ""
         self.specimen_text = ""
-        self.is_qc = False
+        self.roles: tuple[tuple[str, str], ...] = ()  # SPM-11 (identifier, text) per SPM
 
 
 class _Pending:
@@ -502,12 +521,15 @@ class _Pending:
         self.comments: list[str] = []
 
 
-def parse_observations(raw: bytes, instrument_id: str, *, tz: tzinfo = OSLO) -> ParsedMessage:
+def parse_observations(
+    raw: bytes, instrument_id: str, *, tz: tzinfo, qc: QcClassifier
+) -> ParsedMessage:
     """Parse one result message (ORU^R01/R30/R31/R32, OUL^R21-R24, ORF^R04).
 
     Any bytes either parse or raise ``RemoteProtocolError`` whose ``field`` says where
     (``"MSH-9"``, ``"OBX[3]-14"``: the third OBX segment, field 14) and whose ``data`` holds the
-    offending bytes. Timestamps without an offset are read as local time in ``tz``.
+    offending bytes. Timestamps without an offset are read as local time in ``tz``; ``qc``
+    decides which observations are quality control.
     """
     segments = split_message(raw)
     msh = segments[0]
@@ -569,8 +591,8 @@ def parse_observations(raw: bytes, instrument_id: str, *, tz: tzinfo = OSLO) -> 
             group.specimen_text = " ".join(
                 seg.component(4, c) for c in (1, 2) if seg.component(4, c)
             )
-            role = seg.component(11, 1).upper()
-            group.is_qc = role in _QC_SPECIMEN_ROLES or "QC" in seg.component(11, 2).upper()
+            role = (seg.component(11, 1), seg.component(11, 2))
+            group.roles = (role,) if any(role) else ()
             if oul or order is None:
                 # OUL^R22: SPM opens a specimen group that the following OBR groups belong to.
                 specimen = group
@@ -579,12 +601,14 @@ def parse_observations(raw: bytes, instrument_id: str, *, tz: tzinfo = OSLO) -> 
                 # ORU^R01 v2.5+: SPM follows the OBX of its OBR group.
                 order.specimen_id = order.specimen_id or group.specimen_id
                 order.specimen_text = order.specimen_text or group.specimen_text
-                order.is_qc = order.is_qc or group.is_qc
+                order.roles += group.roles
         elif seg.name == "OBX":
             last_obx = _Pending(_obx_fields(seg, tz), order, specimen, patient)
             pending.append(last_obx)
 
-    observations = tuple(_finish(p, instrument_id) for p in pending)
+    # the OBX of one group share their evidence: the classifier is asked once per group
+    decided: dict[tuple[_Group | None, _Group | None, str], bool] = {}
+    observations = tuple(_finish(p, instrument_id, qc, decided) for p in pending)
     return ParsedMessage(
         control_id=control_id,
         message_type=f"{code}^{trigger}",
@@ -778,7 +802,12 @@ def _method(text: str) -> Method | None:
     return None
 
 
-def _finish(p: _Pending, instrument_id: str) -> Observation:
+def _finish(
+    p: _Pending,
+    instrument_id: str,
+    qc: QcClassifier,
+    decided: dict[tuple[_Group | None, _Group | None, str], bool],
+) -> Observation:
     f = p.fields
     order, spec = p.order, p.specimen
     specimen_id = (
@@ -787,13 +816,19 @@ def _finish(p: _Pending, instrument_id: str) -> Observation:
         or (order.order_ids[0] if order else "")
         or (order.order_ids[1] if order else "")
     )
-    is_qc = bool((order and order.is_qc) or (spec and spec.is_qc))
-    if not is_qc and not p.patient_id:
-        hints = [specimen_id]
-        for g in (order, spec):
-            if g is not None:
-                hints += [g.service_text, g.specimen_text]
-        is_qc = any(_QC_WORD.search(h.upper()) for h in hints if h)
+    key = (order, spec, p.patient_id)
+    is_qc = decided.get(key)
+    if is_qc is None:
+        groups = [g for g in (order, spec) if g is not None]
+        evidence = QcEvidence(
+            patient_id=p.patient_id,
+            specimen_id=specimen_id,
+            specimen_roles=tuple(role for g in groups for role in g.roles),
+            descriptions=tuple(
+                text for g in groups for text in (g.service_text, g.specimen_text) if text
+            ),
+        )
+        is_qc = decided[key] = qc(evidence)
     performed_at = f["performed_at"] or (order.obr_time if order else None)
     return Observation(
         instrument_id=instrument_id,

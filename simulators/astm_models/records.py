@@ -1,13 +1,16 @@
-"""Building the records a simulated ASTM analyser sends (used by the profiles' simulators)."""
+"""Building the records a simulated ASTM analyser sends (used by the analyser models)."""
 
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping, Sequence
 from datetime import datetime
 
-from drivers.analysers.astm_base import FieldValue, SimSample
 from drivers.errors import LocalProtocolError
 from drivers.protocols.astm.records import Delimiters, Field, Record
+from simulators.astm_models.sample import SimSample
+
+#: one field for ``build_record``: its text, or its components
+FieldValue = str | tuple[str, ...]
 
 # ---------------------------------------------------------------------------------------------
 # Building records (simulation)

@@ -12,6 +12,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field, replace
 from datetime import datetime
 
+from drivers.errors import LocalProtocolError, RemoteProtocolError
 from drivers.model import PRIORITIES, OrderAction, OrderRequest
 from drivers.protocols.hl7.message import (
     DEFAULT_DELIMITERS,
@@ -20,7 +21,6 @@ from drivers.protocols.hl7.message import (
     format_ts,
     split_message,
 )
-from gateway.errors import LocalProtocolError, RemoteProtocolError
 
 __all__ = ["ORDER_MESSAGE_TYPES", "ParsedOrders", "build_order_message", "parse_orders"]
 

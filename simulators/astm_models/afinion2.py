@@ -1,55 +1,20 @@
-"""Abbott Afinion 2 (HbA1c, CRP, lipid panel, ACR): its ASTM E1394 dialect in both directions.
+"""Abbott Afinion 2 as the simulator plays it: one cartridge run, and the records it sends.
 
-Sources. The Afinion 2 LIS/ASTM interface document itself could not be read here. The field
-positions below come from (a) the analyser's own message in the corpus
-(``abbott_afinion2__senaite.astm.txt``), (b) the field notes and example records published with
-senaite.astm's Afinion 2 instrument (facts only: which field carries what, the value sets), and
-(c) the Afinion 2 user manual (operator ID and up to four patient IDs, each at most 16
-characters). What the message looks like::
-
-    H|\\^&|||Afinion 2 Analyzer^^AF20052397|||||||P|1|20241206141235
-    P|1||3643|||||U
-    O|1||5|^^^HbA1c|||||||N||||^O||||||||^10228413||F
-    R|1|^^^HbA1c|5.9|%||||F||3643||20241206140615
-    L|1|N
-
-* H.5 = ``Afinion 2 Analyzer^^<device ID>``; H.12 processing ID: ``P`` patient, ``Q`` control.
-* P.4 = the patient ID (P-ID 1; P.3 is read as a fallback).
-* O.4 = the analyser's run number (O.3, the host's specimen ID, is used when present);
-  O.5.4 = the assay (HbA1c, CRP, Lipid Panel, ACR); O.16.2 = specimen source (O other,
-  C capillary, V venous); O.24.2 = the test cartridge lot (8 digits, as printed on the kit).
-* R.3.4 = the result code; R.4 = value, ``<x``/``>x`` outside the measuring range, ``---`` when
-  it cannot be measured or calculated; R.7 = ``< > L H LL HH !``; R.9 = ``F``; R.11 = operator ID;
-  R.13 = time of measurement (analyser local time).
-
-Assumption, not from a vendor document: for controls (H.12 ``Q``) the control the operator
-chose is carried where the patient ID goes, as ``P.4 = <level>^<control lot>`` (e.g. ``C I``).
-A ``---`` value is kept as text with result status ``X`` (cannot be done), never as a number.
+The layout is the profile's (``drivers.analysers.profiles.afinion2``: its docstring gives the
+field map and its sources): H, P, then O and its R records per assay, L.
 """
 
 from __future__ import annotations
 
 import random
-from collections.abc import Callable, Sequence
-from dataclasses import replace
+from collections.abc import Callable
 from datetime import UTC, datetime
 
-from drivers.analysers.astm_base import (
-    AstmProfile,
-    SimSample,
-    comparator_number,
-    format_astm_datetime,
-)
-from drivers.analysers.astm_messages import (
-    MessageSource,
-    ResultContext,
-    ResultRules,
-    message_body,
-    message_header,
-    processing_id,
-    read_result,
-)
-from drivers.analysers.astm_simulation import (
+from drivers.analysers.astm_base import format_astm_datetime
+from drivers.analysers.profiles.afinion2 import NOT_MEASURABLE
+from drivers.errors import LocalProtocolError
+from drivers.protocols.astm.records import DEFAULT_DELIMITERS, Delimiters, Record
+from simulators.astm_models.records import (
     TERMINATOR,
     build_record,
     comparator_flag,
@@ -58,17 +23,9 @@ from drivers.analysers.astm_simulation import (
     simulated_header,
     simulated_results,
 )
-from drivers.errors import LocalProtocolError
-from drivers.model import Observation
-from drivers.protocols.astm.records import DEFAULT_DELIMITERS, Delimiters, Record
+from simulators.astm_models.sample import AstmModel, SimSample
 
 SENDER_NAME = "Afinion 2 Analyzer"
-PROCESSING_IDS = frozenset({"P", "Q"})
-#: R.7 values the Afinion 2 uses (senaite.astm notes on the Afinion 2 interface).
-ABNORMAL_FLAGS = frozenset({"<", ">", "L", "H", "LL", "HH", "!"})
-RESULT_STATUSES = frozenset({"F", "C", "X"})
-NOT_MEASURABLE = "---"
-
 #: result code -> the assay (cartridge) that measures it, as named in O.5
 ASSAY_OF = {
     "HbA1c": "HbA1c",
@@ -83,75 +40,12 @@ ASSAY_OF = {
     "Creat": "ACR",
     "ACR": "ACR",
 }
-TEST_NAMES = {
-    "HbA1c": "Haemoglobin A1c",
-    "CRP": "C-reactive protein",
-    "Chol": "Total cholesterol",
-    "HDL": "HDL cholesterol",
-    "Trig": "Triglycerides",
-    "LDL": "LDL cholesterol (calculated)",
-    "nonHDL": "Non-HDL cholesterol (calculated)",
-    "TC/HDL": "Cholesterol/HDL ratio (calculated)",
-    "Alb": "Albumin, urine",
-    "Creat": "Creatinine, urine",
-    "ACR": "Albumin/creatinine ratio, urine",
-}
 
 
-def _measured_value(text: str, field: str) -> tuple[str, str]:
-    """R.4 -> (value, HL7 value type): a number, ``<``/``>`` and a number, or ``---``."""
-    if text.strip() == NOT_MEASURABLE:
-        return NOT_MEASURABLE, "ST"
-    problem = "value is not a number, '<'/'>' and a number, or '---'"
-    return comparator_number(text, field=field, problem=problem)
+class Afinion2Model:
+    """The simulated Afinion 2 (see the module docstring)."""
 
-
-_RULES = ResultRules(
-    read_value=_measured_value,
-    flags=ABNORMAL_FLAGS,
-    statuses=RESULT_STATUSES,
-    test_names=TEST_NAMES,
-)
-
-
-class Afinion2Profile:
-    """The Afinion 2 dialect (see the module docstring for the field map and its sources)."""
-
-    key: str = "astm_afinion2"
-    name: str = "Abbott Afinion 2"
-    description: str = (
-        "Abbott Afinion 2 point-of-care analyser (HbA1c, CRP, lipid panel, ACR) over ASTM "
-        "E1381/E1394; operator, cartridge lot and controls (H.12 = Q) mapped"
-    )
-    #: the stored trace ends its frame with CR only; take what the analyser sends
-    lenient: bool = True
-    encoding: str = "latin-1"
-
-    def observations(
-        self, instrument_id: str, records: Sequence[Record]
-    ) -> tuple[Observation, ...]:
-        """Map one H..L message to observations, or raise ``RemoteProtocolError``."""
-        header = message_header(records)
-        problem = "processing ID is neither P (patient) nor Q (control)"
-        is_qc = processing_id(header, PROCESSING_IDS, problem) == "Q"
-        source = MessageSource.read(instrument_id, header)
-        context = ResultContext(is_qc=is_qc)
-        found: list[Observation] = []
-        for record in message_body(records):
-            if record.type == "P":
-                context = _patient(record, is_qc)
-            elif record.type == "O":
-                lot = record.value(24, 0, 1).strip() or record.value(24).strip()
-                context = replace(
-                    context,
-                    specimen_id=record.value(3).strip() or record.value(4).strip(),
-                    extra=(("reagent_lot", lot),) if lot else (),
-                )
-            elif record.type == "R":
-                found.append(_result(record, context, source))
-        return tuple(found)
-
-    def simulated_message(
+    def message(
         self, sample: SimSample, delimiters: Delimiters = DEFAULT_DELIMITERS
     ) -> list[Record]:
         """The records an Afinion 2 sends for ``sample``: H, P, then O and its R per assay, L."""
@@ -192,7 +86,7 @@ class Afinion2Profile:
         records.append(TERMINATOR)
         return records
 
-    def simulated_sample(
+    def sample(
         self, rng: random.Random, *, operator_id: str, qc: bool, patient_id: str, now: datetime
     ) -> SimSample:
         """One cartridge run: a random assay, patient values or a control near its target."""
@@ -211,20 +105,6 @@ class Afinion2Profile:
             control_level=level,
             instrument_serial=f"AF2{rng.randint(0, 9999999):07d}",
         )
-
-
-def _patient(record: Record, is_qc: bool) -> ResultContext:
-    """P.4: the patient ID (P.3 as a fallback), or for a control ``<level>^<control lot>``."""
-    if is_qc:
-        level, lot = record.value(4).strip(), record.value(4, 0, 1).strip()
-        return ResultContext(is_qc=True, control_level=level, control_lot=lot)
-    return ResultContext(patient_id=record.value(4).strip() or record.value(3).strip())
-
-
-def _result(record: Record, context: ResultContext, source: MessageSource) -> Observation:
-    found = read_result(record, _RULES, context, source)
-    # a value that cannot be measured or calculated: the test could not be done
-    return replace(found, result_status="X") if found.value == NOT_MEASURABLE else found
 
 
 def _cartridge_lot(assay: str, performed_at: datetime) -> str:
@@ -307,4 +187,5 @@ _CONTROL_VALUES: dict[str, Callable[[random.Random, str], Values]] = {
     "ACR": lambda rng, level: _acr(rng, (22.0, 5.0) if level == "C I" else (120.0, 14.0)),
 }
 
-PROFILE: AstmProfile = Afinion2Profile()
+
+MODEL: AstmModel = Afinion2Model()

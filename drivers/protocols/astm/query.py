@@ -24,13 +24,11 @@ from __future__ import annotations
 import enum
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, tzinfo
 
-from drivers.analysers.astm_base import (
-    format_astm_datetime,
-)
 from drivers.errors import LocalProtocolError
 from drivers.model import WorklistOrder
+from drivers.protocols.astm.datetimes import format_datetime
 from drivers.protocols.astm.records import (
     DEFAULT_DELIMITERS,
     Delimiters,
@@ -151,7 +149,7 @@ def _fields(count: int, values: Mapping[int, Field]) -> tuple[Field, ...]:
     return tuple(values.get(n, text_field("")) for n in range(2, count + 1))
 
 
-def _header(delimiters: Delimiters, receiver: Field, now: datetime) -> Record:
+def _header(delimiters: Delimiters, receiver: Field, now: datetime, tz: tzinfo) -> Record:
     return Record(
         "H",
         _fields(
@@ -162,7 +160,7 @@ def _header(delimiters: Delimiters, receiver: Field, now: datetime) -> Record:
                 10: receiver or text_field(""),
                 12: text_field("P"),  # processing ID: production
                 13: text_field("LIS2-A2"),
-                14: text_field(format_astm_datetime(now)),
+                14: text_field(format_datetime(now, tz=tz)),
             },
         ),
     )
@@ -214,6 +212,7 @@ def build_reply(
     orders: Mapping[str, Sequence[WorklistOrder]],
     *,
     now: datetime,
+    tz: tzinfo,
     form: NoInformationForm = NoInformationForm.QUERY_STATUS,
     delimiters: Delimiters = DEFAULT_DELIMITERS,
     receiver: Field = (),
@@ -221,9 +220,9 @@ def build_reply(
     """The host's answer to ``query``: orders for the specimens it has, "no information" else.
 
     ``orders`` maps specimen ID to the worklist's orders for it; ``receiver`` is the
-    instrument's H.5, echoed in H.10; ``now`` stamps H.14 in analyser local time.
+    instrument's H.5, echoed in H.10; ``now`` stamps H.14 in the analyser's local time ``tz``.
     """
-    records = [_header(delimiters, receiver, now)]
+    records = [_header(delimiters, receiver, now, tz)]
     patients = queries = 0
     answered = False
     for specimen in query.specimens:

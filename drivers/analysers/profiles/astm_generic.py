@@ -18,29 +18,16 @@ Mapping only: no I/O here.
 from __future__ import annotations
 
 import dataclasses
-import random
 from collections.abc import Sequence
 from dataclasses import dataclass
-from datetime import datetime
 
 from drivers.analysers.astm_base import (
-    SimSample,
-    format_astm_datetime,
     parse_astm_datetime,
     universal_test_code,
 )
 from drivers.errors import RemoteProtocolError
 from drivers.model import Observation
-from drivers.protocols.astm.records import DEFAULT_DELIMITERS, Delimiters, Field, Record, text_field
-
-#: (code, unit, low, high, decimals) of the values the simulator reports
-_SIM_TESTS: tuple[tuple[str, str, float, float, int], ...] = (
-    ("GLU", "mmol/L", 3.5, 12.0, 1),
-    ("CRP", "mg/L", 1.0, 80.0, 0),
-    ("HBA1C", "mmol/mol", 30.0, 80.0, 0),
-    ("HGB", "g/dL", 10.0, 17.0, 1),
-    ("ALB", "mg/L", 2.0, 200.0, 0),
-)
+from drivers.protocols.astm.records import Field, Record
 
 
 def _first(field: Field) -> str:
@@ -176,81 +163,6 @@ class GenericLis2Profile:
                 out[-1] = dataclasses.replace(last, comment=joined)
             after_result = kind == "R" or (kind == "C" and after_result)
         return tuple(out)
-
-    def simulated_sample(
-        self, rng: random.Random, *, operator_id: str, qc: bool, patient_id: str, now: datetime
-    ) -> SimSample:
-        """A random sample of one to three tests, measured ``now`` (whole seconds)."""
-        tests = rng.sample(_SIM_TESTS, k=rng.randint(1, 3))
-        values = tuple(
-            (code, f"{rng.uniform(low, high):.{decimals}f}", unit)
-            for code, unit, low, high, decimals in tests
-        )
-        return SimSample(
-            specimen_id=str(rng.randrange(10**9, 10**10)),
-            patient_id="" if qc else patient_id,
-            operator_id=operator_id,
-            performed_at=now.replace(microsecond=0),
-            values=values,
-            is_qc=qc,
-            control_lot=f"QC{rng.randrange(10_000, 100_000)}" if qc else "",
-            control_level=rng.choice(("1", "2")) if qc else "",
-        )
-
-    def simulated_message(
-        self, sample: SimSample, delimiters: Delimiters = DEFAULT_DELIMITERS
-    ) -> list[Record]:
-        """H, P, O, R..., L as a standard LIS2-A2 analyser sends one sample."""
-        stamp = format_astm_datetime(sample.performed_at)
-        specimen: Field = (
-            ((sample.specimen_id, sample.control_lot, sample.control_level),)
-            if sample.is_qc
-            else text_field(sample.specimen_id)
-        )
-        tests = tuple(("", "", "", code) for code, _, _ in sample.values)
-        header = Record(
-            "H",
-            (
-                text_field(delimiters.definition),
-                *(text_field("") for _ in range(2)),
-                (("Generic LIS2-A2", "1.0", sample.instrument_serial),),
-                *(text_field("") for _ in range(6)),
-                text_field("P"),
-                text_field("LIS2-A2"),
-                text_field(stamp),
-            ),
-        )
-        patient = Record("P", (text_field("1"), text_field(sample.patient_id)))
-        order_fields = [text_field("")] * 25
-        order_fields[0] = text_field("1")
-        order_fields[1] = specimen
-        order_fields[3] = tests
-        order_fields[4] = text_field("R")
-        order_fields[10] = text_field("Q" if sample.is_qc else "N")
-        order_fields[24] = text_field("F")
-        results = [
-            Record(
-                "R",
-                (
-                    text_field(str(n)),
-                    (("", "", "", code),),
-                    text_field(value),
-                    text_field(unit),
-                    text_field(""),
-                    text_field("N"),
-                    text_field(""),
-                    text_field("F"),
-                    text_field(""),
-                    text_field(sample.operator_id),
-                    text_field(""),
-                    text_field(stamp),
-                    text_field(sample.instrument_serial),
-                ),
-            )
-            for n, (code, value, unit) in enumerate(sample.values, start=1)
-        ]
-        terminator = Record("L", (text_field("1"), text_field("N")))
-        return [header, patient, Record("O", tuple(order_fields)), *results, terminator]
 
 
 GENERIC = GenericLis2Profile()
