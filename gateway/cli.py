@@ -496,11 +496,10 @@ def quarantine_show(quarantine_id: int, config: ConfigOption) -> None:
         f"[bold]#{row.id}[/] {row.instrument_id} {row.received_at.isoformat()} state={row.state}"
     )
     console.print(f"field: {row.field or '-'}\nerror: {row.error}\n")
-    raw = bytes(row.raw)
-    for offset in range(0, len(raw), 16):
-        chunk = raw[offset : offset + 16]
-        text = "".join(chr(b) if 32 <= b < 127 else "." for b in chunk)
-        console.print(f"{offset:08x}  {chunk.hex(' '):<47}  {text}", highlight=False, markup=False)
+    from drivers.transports import hexdump
+
+    for line in hexdump(bytes(row.raw)):
+        console.print(line, highlight=False, markup=False)
 
 
 @quarantine_app.command("replay")
