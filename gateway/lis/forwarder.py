@@ -521,17 +521,17 @@ class Forwarder:
                 settled = in_flight.pop(ack.acked_control_id)
                 unsettled.remove(settled)
                 self._settle(settled, ack.code, ack.text)
-        except TransportError as exc:  # a timeout, a broken or closed link
-            raise ForwardError(f"LIS link {self._lis.url}: {exc}") from exc
+        except TransportError as exc:  # no ACK in time, a broken or a closed link
+            raise ForwardError(f"the LIS link {self._lis.url}: {exc}") from exc
 
     async def _connect(self) -> MllpClient:
         try:
             async with asyncio.timeout(self._lis.ack_timeout_s):
                 stream = await self._connector.connect()
-        except (TransportError, TimeoutError) as exc:
-            raise ForwardError(
-                f"cannot connect to the LIS at {self._lis.url}: {exc or 'timed out'}"
-            ) from exc
+        except TransportError as exc:  # it names the URL and what failed (refused, TLS ...)
+            raise ForwardError(f"the LIS link: {exc}") from exc
+        except TimeoutError as exc:
+            raise ForwardError(f"cannot connect to the LIS at {self._lis.url}: timed out") from exc
         if self._wire is not None:
             stream = traced(stream, self._wire)
         self._client = MllpClient(stream, ack_timeout_s=self._lis.ack_timeout_s)
