@@ -5,6 +5,7 @@
     │   ├── LocalProtocolError    we broke the protocol (a bug or a misuse of a core)
     │   └── RemoteProtocolError   the peer broke it (bad bytes, bad structure)
     ├── TransportError            a stream could not be opened, or broke
+    │   └── AckTimeout            the peer did not acknowledge a message in time
     └── ConfigError               the configuration is invalid (names file, key, problem)
 
 ``gateway.errors`` extends the tree with the store and forwarding errors. Third-party
@@ -58,6 +59,10 @@ class RemoteProtocolError(ProtocolError):
 
 class TransportError(GatewayError):
     """A byte stream could not be opened or broke."""
+
+
+class AckTimeout(TransportError):
+    """A sent message got no acknowledgement within its timeout (the link is presumed dead)."""
 
 
 class ConfigError(GatewayError):

@@ -114,7 +114,11 @@ class Gateway:
         if config.lis is not None and config.lis.orders_url is not None:
             self.sessions.append(
                 InstrumentSession(
-                    ORDER_SOURCE, config.lis.orders_url, OrderReceiver(self.writer), self
+                    ORDER_SOURCE,
+                    config.lis.orders_url,
+                    OrderReceiver(self.writer),
+                    self,
+                    trace=config.lis.trace,
                 )
             )
         #: the LIS's order connection: (connected, detail)

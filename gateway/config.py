@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import tomllib
 from pathlib import Path
-from typing import Annotated, Any, Literal
+from typing import TYPE_CHECKING, Annotated, Any, Literal
 from urllib.parse import urlsplit
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
@@ -15,6 +15,9 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 
 from drivers.model import Method
 from gateway.errors import ConfigError
+
+if TYPE_CHECKING:
+    from drivers.transports import TlsSettings
 
 
 class _Strict(BaseModel):
@@ -51,11 +54,8 @@ class StoreConfig(_Strict):
         return url
 
 
-def _check_tcp_url(url: str) -> str:
-    parts = urlsplit(url)
-    if parts.scheme != "tcp" or not parts.hostname or not parts.port:
-        raise ValueError(f"must look like tcp://host:port, got {url!r}")
-    return url
+#: the LIS link opens like an instrument's (tcp, tcp-listen, serial), or over TLS
+_LIS_SCHEMES = ("tcp", "tcp-listen", "tls", "serial")
 
 
 class LisConfig(_Strict):
@@ -82,11 +82,67 @@ class LisConfig(_Strict):
     #: tcp-listen://host:port (the LIS connects) or tcp://host:port (the LIS listens); unset:
     #: no orders, host queries are answered "no information"
     orders_url: str | None = None
+    #: log every byte to and from the LIS (timestamps, direction, hexdump) at DEBUG, as an
+    #: instrument's ``trace`` does, under the logger ``trygg.wire.lis``
+    trace: bool = False
+    #: tls:// only: the CA(s) the LIS's certificate must chain to (PEM; default: the system's)
+    tls_ca_file: Path | None = None
+    #: tls:// only: our client certificate (PEM) for a LIS that asks for one, and its key
+    #: (unless the key is in the certificate's file)
+    tls_cert_file: Path | None = None
+    tls_key_file: Path | None = None
 
     @field_validator("url")
     @classmethod
     def _lis_url(cls, url: str) -> str:
-        return _check_tcp_url(url)
+        from drivers.transports import connector_for
+
+        scheme = urlsplit(url).scheme
+        if scheme not in _LIS_SCHEMES:
+            raise ValueError(
+                "must be tcp://host:port, tcp-listen://host:port, tls://host:port or "
+                f"serial:///dev/PORT?baudrate=N; got {url!r}"
+            )
+        try:
+            connector_for(url)  # parses host, port and serial parameters strictly; opens nothing
+        except ConfigError as exc:
+            raise ValueError(str(exc)) from exc
+        return url
+
+    @field_validator("tls_ca_file", "tls_cert_file", "tls_key_file")
+    @classmethod
+    def _a_file(cls, path: Path | None) -> Path | None:
+        if path is not None and not path.is_file():
+            raise ValueError(f"no such file: {str(path)!r}")
+        return path
+
+    @model_validator(mode="after")
+    def _tls_files(self) -> LisConfig:
+        from drivers.transports import TlsSettings, client_context
+
+        given = [
+            key
+            for key in ("tls_ca_file", "tls_cert_file", "tls_key_file")
+            if getattr(self, key) is not None
+        ]
+        if urlsplit(self.url).scheme != "tls":
+            if given:
+                raise ValueError(f'{given[0]}: only used with url = "tls://host:port"')
+            return self
+        try:
+            client_context(self.tls_settings or TlsSettings(), key_prefix="tls_")
+        except ConfigError as exc:
+            raise ValueError(str(exc)) from exc
+        return self
+
+    @property
+    def tls_settings(self) -> TlsSettings | None:
+        """The CA and client certificate for a tls:// link; None for the other schemes."""
+        from drivers.transports import TlsSettings
+
+        if urlsplit(self.url).scheme != "tls":
+            return None
+        return TlsSettings(self.tls_ca_file, self.tls_cert_file, self.tls_key_file)
 
     @field_validator("orders_url")
     @classmethod

@@ -5,6 +5,7 @@
     │   ├── LocalProtocolError    we broke the protocol (a bug or a misuse of a core)
     │   └── RemoteProtocolError   the peer broke it (bad bytes, bad structure)
     ├── TransportError            (drivers.errors) a stream could not be opened, or broke
+    │   └── AckTimeout            (drivers.errors) no acknowledgement in time
     ├── ConfigError               (drivers.errors) the configuration is invalid
     ├── StoreError                the database refused or is unreachable
     └── ForwardError              the LIS could not be reached or answered wrongly

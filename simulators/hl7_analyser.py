@@ -8,14 +8,13 @@ garbage bytes between frames, and duplicate deliveries.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import random
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 
-from drivers.errors import GatewayError
-from drivers.protocols.hl7.ack import parse_ack
-from drivers.protocols.hl7.mllp import MllpDecoder, frame
+from drivers.errors import GatewayError, TransportError
+from drivers.mllp import MllpClient
+from drivers.transports import ByteStream, TcpConnector
 from simulators.national_id import corrupt_fnr, make_fnr
 
 #: (instrument test code, name, unit, low, high, decimals): plausible POC/bench tests
@@ -119,29 +118,27 @@ class Hl7AnalyserSim:
         """Send until cancelled (or max_messages); reconnect when the gateway goes away."""
         opts = self.options
         interval = 1.0 / opts.rate_per_s if opts.rate_per_s > 0 else 0.0
+        address = f"[{opts.host}]:{opts.port}" if ":" in opts.host else f"{opts.host}:{opts.port}"
+        connector = TcpConnector(f"tcp://{address}", opts.host, opts.port)
         while opts.max_messages is None or self.ledger.sent_messages < opts.max_messages:
             try:
-                reader, writer = await asyncio.open_connection(opts.host, opts.port)
-            except OSError:
+                stream = await connector.connect()
+            except TransportError:
                 self.connected = False
                 await asyncio.sleep(0.5)
                 continue
             self.connected = True
             try:
-                await self._send_loop(reader, writer, interval)
-            except (OSError, asyncio.IncompleteReadError, TimeoutError, GatewayError):
-                pass
+                await self._send_loop(stream, interval)
+            except GatewayError:
+                pass  # the gateway hung up, broke the link or did not answer: connect again
             finally:
                 self.connected = False
-                writer.close()
-                with contextlib.suppress(OSError):
-                    await writer.wait_closed()
+                await stream.aclose()
 
-    async def _send_loop(
-        self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter, interval: float
-    ) -> None:
+    async def _send_loop(self, stream: ByteStream, interval: float) -> None:
         opts = self.options
-        decoder = MllpDecoder()
+        client = MllpClient(stream, ack_timeout_s=opts.ack_timeout_s)
         while opts.max_messages is None or self.ledger.sent_messages < opts.max_messages:
             control_id, payload, observations = self.build_message(datetime.now(UTC))
             if self._rng.random() < opts.broken_share:
@@ -149,37 +146,18 @@ class Hl7AnalyserSim:
                 control_id, observations = "", []
                 payload = b"MSH|^~\\&|" + opts.instrument_id.encode() + b"|\xff\xfe garbled line"
             if self._rng.random() < opts.garbage_share:
-                writer.write(b"\x00\xffNOISE\r\n")
-            data = frame(payload)
+                await stream.write(b"\x00\xffNOISE\r\n")
             repeats = 2 if self._rng.random() < opts.duplicate_share else 1
             for _ in range(repeats):
                 self.ledger.sent_messages += 1
                 self.ledger.unacked.extend(observations)
-                writer.write(data)
-                await writer.drain()
-                code = await self._await_ack(reader, decoder, control_id)
+                ack = await client.exchange(payload, control_id=control_id)
                 if observations:
                     del self.ledger.unacked[-len(observations) :]
-                if code == "AA":
+                if ack.code == "AA":
                     self.ledger.acked_messages += 1
                     self.ledger.acked.extend(observations)
                 else:
                     self.ledger.error_acks += 1
             if interval:
                 await asyncio.sleep(interval * self._rng.uniform(0.5, 1.5))
-
-    async def _await_ack(
-        self, reader: asyncio.StreamReader, decoder: MllpDecoder, control_id: str
-    ) -> str:
-        loop = asyncio.get_running_loop()
-        deadline = loop.time() + self.options.ack_timeout_s
-        while True:
-            while (block := decoder.next_message()) is not None:
-                ack = parse_ack(block)
-                if ack.acked_control_id == control_id or not control_id:
-                    return ack.code
-            async with asyncio.timeout(max(0.0, deadline - loop.time())):
-                chunk = await reader.read(65536)
-            if not chunk:
-                raise asyncio.IncompleteReadError(b"", None)
-            decoder.receive_data(chunk)

@@ -6,6 +6,7 @@ import asyncio
 import contextlib
 import json
 import random
+import ssl
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
@@ -14,10 +15,11 @@ from typing import Literal, TextIO
 
 import hl7
 
-from drivers.errors import ConfigError, RemoteProtocolError, TransportError
+from drivers.errors import ConfigError, TransportError
+from drivers.mllp import Handler, MllpServer
 from drivers.protocols.hl7.ack import build_ack, read_msh
 from drivers.protocols.hl7.message import decode_message, normalise_segments
-from drivers.protocols.hl7.mllp import MllpDecoder, frame
+from drivers.transports import ByteStream, TcpListenConnector
 
 __all__ = [
     "LisSimOptions",
@@ -28,8 +30,6 @@ __all__ = [
     "validate_fast",
     "validate_hl7apy",
 ]
-
-_READ_SIZE = 65536
 
 
 @dataclass
@@ -42,7 +42,8 @@ class LisSimOptions:
     close every connection) for ``down_for_s`` seconds, then listen again on the same port.
     ``validate``: "basic" (python-hl7 parse; ORU^R01, v2.5.1, PID/OBR/OBX present and in that
     order) or "hl7apy" (basic, then full v2.5.1 structure validation with hl7apy).
-    ``port`` 0 picks a free port; ``LisSimulator.port`` tells which.
+    ``port`` 0 picks a free port; ``LisSimulator.port`` tells which. ``tls``: a server
+    ``ssl.SSLContext`` to speak TLS with (as a LIS behind tls:// does), None for plain TCP.
     """
 
     host: str = "127.0.0.1"
@@ -56,6 +57,7 @@ class LisSimOptions:
     down_for_s: float = 0.0
     validate: Literal["fast", "basic", "hl7apy"] = "basic"
     seed: int | None = None
+    tls: ssl.SSLContext | None = None
 
     def __post_init__(self) -> None:
         for name in ("ae_share", "ar_share", "drop_share"):
@@ -181,9 +183,7 @@ class LisSimulator:
         self.outages = 0
         self._rng = random.Random(opts.seed)
         self._port = opts.port
-        self._server: asyncio.Server | None = None
-        self._writers: set[asyncio.StreamWriter] = set()
-        self._tasks: set[asyncio.Task[None]] = set()
+        self._server: MllpServer | None = None
         self._outage: asyncio.Task[None] | None = None
         self._record: TextIO | None = None
         self._since_up = 0
@@ -243,34 +243,30 @@ class LisSimulator:
             with contextlib.suppress(asyncio.CancelledError):
                 await self._outage
             self._outage = None
-        await self._stop_listening()  # closing the writers ends the client tasks...
-        tasks = list(self._tasks)
-        if tasks:
-            _done, pending = await asyncio.wait(tasks, timeout=1.0)
-            for task in pending:  # ...unless one is stuck in a delay or a drain
-                task.cancel()
-            await asyncio.gather(*pending, return_exceptions=True)
+        await self._stop_listening()
         if self._record is not None:
             self._record.close()
             self._record = None
 
     async def _listen(self) -> None:
+        host = self.opts.host
+        address = f"[{host}]:{self._port}" if ":" in host else f"{host}:{self._port}"
+        connector = TcpListenConnector(
+            f"tcp-listen://{address}", host, self._port, tls=self.opts.tls
+        )
         try:
-            self._server = await asyncio.start_server(self._on_client, self.opts.host, self._port)
-        except OSError as exc:
-            raise TransportError(
-                f"LIS simulator cannot listen on {self.opts.host}:{self._port}: {exc}"
-            ) from exc
-        self._port = self._server.sockets[0].getsockname()[1]
+            self._port = await connector.start()  # a busy port: TransportError naming it
+        except TransportError:
+            await connector.aclose()
+            raise
+        self._server = MllpServer(connector, self._handler_for)
+        self._server.start()
 
     async def _stop_listening(self) -> None:
+        """Stop listening and close every connection (their tasks end, or are cancelled)."""
         server, self._server = self._server, None
         if server is not None:
-            server.close()
-        for writer in list(self._writers):
-            writer.close()
-        if server is not None:
-            await server.wait_closed()
+            await server.aclose()
 
     async def _go_down(self) -> None:
         self.outages += 1
@@ -284,38 +280,13 @@ class LisSimulator:
                 await asyncio.sleep(0.05)  # the port is still held; a real LIS would retry too
         self._outage = None
 
-    async def _on_client(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        task = asyncio.current_task()
-        assert task is not None
-        self._tasks.add(task)
-        self._writers.add(writer)
-        decoder = MllpDecoder()
-        try:
-            while not self._closed.is_set():
-                data = await reader.read(_READ_SIZE)
-                if not data:
-                    break
-                decoder.receive_data(data)
-                while (payload := decoder.next_message()) is not None:
-                    if not await self._handle(payload, writer):
-                        return
-        except (RemoteProtocolError, ConnectionError, OSError):
-            pass  # an oversize block or a broken peer: hang up, as a LIS would
-        except asyncio.CancelledError:
-            # The server is shutting down. End quietly: Python 3.11's StreamReaderProtocol calls
-            # task.exception() on a finished client task, which logs an error if it was cancelled.
-            pass
-        finally:
-            self._writers.discard(writer)
-            self._tasks.discard(task)
-            writer.close()
-            with contextlib.suppress(ConnectionError, OSError):
-                await writer.wait_closed()
+    def _handler_for(self, stream: ByteStream) -> Handler:
+        return self._handle  # one handler for every connection: the counters are the LIS's
 
-    async def _handle(self, payload: bytes, writer: asyncio.StreamWriter) -> bool:
-        """Answer one message; False when the connection is to be closed."""
-        if self._server is None:
-            return False  # simulating an outage: bytes still buffered are not processed
+    async def _handle(self, payload: bytes) -> bytes | None:
+        """The ACK for one message; None when the connection is to be closed instead."""
+        if self._server is None or self._outage is not None or self._closed.is_set():
+            return None  # an outage is due or under way: bytes still buffered are not processed
         received_at = datetime.now(UTC)
         self.received += 1
         self._since_up += 1
@@ -327,7 +298,7 @@ class LisSimulator:
             self.ack_codes.append(None)
             self._write_record(received_at, control_id, None, payload)
             self._maybe_go_down()
-            return False
+            return None
         verdict = self._validate(payload)
         if verdict.code == "AA":
             if answer_roll < self.opts.ar_share:
@@ -348,9 +319,8 @@ class LisSimulator:
             error_code=verdict.error_code,
             error_location=verdict.location,
         )
-        writer.write(frame(ack))
-        await writer.drain()
-        return not self._maybe_go_down()
+        self._maybe_go_down()  # the outage closes this connection too, after this ACK
+        return ack
 
     def _maybe_go_down(self) -> bool:
         down_after = self.opts.down_after

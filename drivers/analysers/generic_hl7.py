@@ -7,15 +7,14 @@ when stored, AE when it could not be decoded (the raw bytes are kept in quaranti
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime
 
 from drivers.analysers.profiles.hl7_generic import parse_results
 from drivers.errors import RemoteProtocolError
+from drivers.mllp import serve_mllp
 from drivers.model import InboundMessage
 from drivers.ports import Sink
 from drivers.protocols.hl7.ack import build_ack
-from drivers.protocols.hl7.mllp import MllpDecoder, frame
 from drivers.transports import ByteStream
 
 PROTOCOL = "hl7v2-mllp"
@@ -37,28 +36,6 @@ def decode(instrument_id: str, raw: bytes, received_at: datetime) -> InboundMess
         observations=parsed.observations,
         control_id=parsed.control_id,
     )
-
-
-async def serve_mllp(
-    stream: ByteStream,
-    max_message_bytes: int,
-    on_message: Callable[[bytes], Awaitable[None]],
-    on_broken: Callable[[bytes, RemoteProtocolError], Awaitable[None]],
-) -> None:
-    """Hand each MLLP payload to ``on_message`` until the stream ends.
-
-    When the framing itself is broken (an endless block), ``on_broken`` gets the bytes to keep
-    and the error, which is then raised: the session hangs up and the sender starts afresh.
-    """
-    decoder = MllpDecoder(max_size=max_message_bytes)
-    while data := await stream.read():
-        try:
-            decoder.receive_data(data)
-            while (payload := decoder.next_message()) is not None:
-                await on_message(payload)
-        except RemoteProtocolError as exc:
-            await on_broken(exc.data or data, exc)
-            raise
 
 
 class Hl7MllpReceiver:
@@ -83,20 +60,20 @@ class Hl7MllpReceiver:
             )
 
         await serve_mllp(
-            stream, self._max, lambda payload: self._handle(payload, stream, sink), keep_broken
+            stream, lambda payload: self._handle(payload, sink), keep_broken, max_size=self._max
         )
 
-    async def _handle(self, payload: bytes, stream: ByteStream, sink: Sink) -> None:
+    async def _handle(self, payload: bytes, sink: Sink) -> bytes:
+        """Store the message, then answer: AA when stored, AE when kept in quarantine."""
         now = datetime.now(UTC)
         message = decode(self.instrument_id, payload, now)
         outcome = await sink.ingest(message)
         self._acks += 1
         code = "AE" if outcome.quarantined else "AA"
-        ack = build_ack(
+        return build_ack(
             payload,
             code,
             control_id=f"A{self._acks:09d}",
             now=now,
             text=outcome.error[:80] if outcome.quarantined else "",
         )
-        await stream.write(frame(ack))

@@ -1,4 +1,4 @@
-"""Byte streams chosen by URL: tcp://, tcp-listen://, serial://, memory://."""
+"""Byte streams chosen by URL: tcp://, tcp-listen://, tls://, serial://, memory://."""
 
 from __future__ import annotations
 
@@ -24,6 +24,7 @@ from drivers.transports.memory import (
 )
 from drivers.transports.serial import SerialConnector, SerialSettings, parse_serial_url
 from drivers.transports.tcp import TcpConnector, TcpListenConnector, parse_host_port
+from drivers.transports.tls import TlsSettings, client_context, tls_connector
 
 __all__ = [
     "DEFAULT_READ_SIZE",
@@ -38,22 +39,28 @@ __all__ = [
     "SerialSettings",
     "TcpConnector",
     "TcpListenConnector",
+    "TlsSettings",
     "TraceSink",
     "WireTrace",
+    "client_context",
     "connector_for",
     "hexdump",
     "memory_pair",
     "traced",
 ]
 
-SCHEMES = ("tcp", "tcp-listen", "serial", "memory")
+SCHEMES = ("tcp", "tcp-listen", "tls", "serial", "memory")
 
 
-def connector_for(url: str, *, memory: MemoryHub | None = None) -> Connector:
+def connector_for(
+    url: str, *, memory: MemoryHub | None = None, tls: TlsSettings | None = None
+) -> Connector:
     """Build (without opening anything) the connector a URL names.
 
     Raises ``ConfigError`` naming the part of the URL that is wrong. ``memory://NAME`` needs the
-    ``MemoryHub`` the pair was registered in.
+    ``MemoryHub`` the pair was registered in. ``tls://host:port`` takes its CA and client
+    certificate from ``tls`` (default: the system's CAs, no client certificate); the files are
+    read here, so a missing or unusable one fails now, not at the first connect.
     """
     if "://" not in url:
         raise ConfigError(
@@ -71,6 +78,9 @@ def connector_for(url: str, *, memory: MemoryHub | None = None) -> Connector:
     if scheme == "tcp-listen":
         host, port = parse_host_port(url, parts, listen=True)
         return TcpListenConnector(url, host, port)
+    if scheme == "tls":
+        host, port = parse_host_port(url, parts, listen=False)
+        return tls_connector(url, host, port, tls or TlsSettings())
     if scheme == "serial":
         return SerialConnector(url, parse_serial_url(url, parts))
     if scheme == "memory":

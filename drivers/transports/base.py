@@ -13,6 +13,8 @@ from typing import Any, Protocol
 from drivers.errors import TransportError
 
 DEFAULT_READ_SIZE = 65536
+#: how long closing a stream may wait for the peer before the connection is aborted
+CLOSE_GRACE_S = 2.0
 
 TraceSink = logging.Logger | Callable[[str], None]
 
@@ -139,9 +141,14 @@ class AsyncioByteStream:
             return
         self._closed = True
         self._writer.close()
-        # A stream that already broke re-raises its error here; closing is all we want.
+        # A stream that already broke re-raises its error here; closing is all we want. A TLS
+        # close waits for the peer's close_notify: a dead peer gets a short grace, then an abort.
         with contextlib.suppress(OSError, EOFError):
-            await self._writer.wait_closed()
+            try:
+                async with asyncio.timeout(CLOSE_GRACE_S):
+                    await self._writer.wait_closed()
+            except TimeoutError:
+                self._writer.transport.abort()
 
 
 def hexdump(data: bytes, width: int = 16) -> list[str]:

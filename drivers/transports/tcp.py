@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import ssl
 from collections import deque
 from urllib.parse import SplitResult
 
@@ -61,7 +62,11 @@ def parse_host_port(url: str, parts: SplitResult, *, listen: bool) -> tuple[str,
 
 
 class TcpConnector:
-    """tcp://host:port: each connect() opens a new client connection."""
+    """tcp://host:port: each connect() opens a new client connection.
+
+    With ``tls`` (a client ``ssl.SSLContext``) each connection is wrapped in TLS, the server's
+    certificate checked against ``host``; the handshake counts towards the connect timeout.
+    """
 
     def __init__(
         self,
@@ -70,11 +75,13 @@ class TcpConnector:
         port: int,
         *,
         connect_timeout_s: float = DEFAULT_CONNECT_TIMEOUT_S,
+        tls: ssl.SSLContext | None = None,
     ) -> None:
         self._url = url
         self._host = host
         self._port = port
         self._timeout = connect_timeout_s
+        self._tls = tls
         self._closed = False
 
     @property
@@ -89,7 +96,9 @@ class TcpConnector:
             raise TransportError(f"{self._url}: connector is closed")
         with translate_errors(f"{self._url}: cannot connect"):
             async with asyncio.timeout(self._timeout):
-                reader, writer = await asyncio.open_connection(self._host, self._port)
+                reader, writer = await asyncio.open_connection(
+                    self._host, self._port, ssl=self._tls
+                )
         peer = format_address(writer.get_extra_info("peername"))
         return AsyncioByteStream(reader, writer, peer=peer, label=self._url)
 
@@ -101,16 +110,24 @@ class TcpListenConnector:
     """tcp-listen://host:port: listens from the first connect() (or start()) until aclose().
 
     Each connect() returns the next accepted connection; connections that arrive while nobody is
-    waiting are queued (at most ``max_pending``; beyond that they are closed at once).
+    waiting are queued (at most ``max_pending``; beyond that they are closed at once). With
+    ``tls`` (a server ``ssl.SSLContext``) each accepted connection is wrapped in TLS.
     """
 
     def __init__(
-        self, url: str, host: str, port: int, *, max_pending: int = DEFAULT_MAX_PENDING
+        self,
+        url: str,
+        host: str,
+        port: int,
+        *,
+        max_pending: int = DEFAULT_MAX_PENDING,
+        tls: ssl.SSLContext | None = None,
     ) -> None:
         self._url = url
         self._host = host
         self._port = port
         self._max_pending = max_pending
+        self._tls = tls
         self._server: asyncio.Server | None = None
         self._bound_port: int | None = None
         self._pending: deque[AsyncioByteStream] = deque()
@@ -138,7 +155,7 @@ class TcpListenConnector:
             if self._server is None:
                 with translate_errors(f"{self._url}: cannot listen"):
                     server = await asyncio.start_server(
-                        self._accepted, self._host, self._port, reuse_address=True
+                        self._accepted, self._host, self._port, reuse_address=True, ssl=self._tls
                     )
                 self._server = server
                 self._bound_port = int(server.sockets[0].getsockname()[1])

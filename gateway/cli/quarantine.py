@@ -8,6 +8,7 @@ from typing import Annotated
 import typer
 from rich.table import Table
 
+from drivers.transports import hexdump
 from gateway.cli.common import ConfigOption, JsonFlag, console, err, load, open_store, print_json
 
 app = typer.Typer(help="Messages that could not be decoded.", no_args_is_help=True)
@@ -57,11 +58,8 @@ def quarantine_show(quarantine_id: int, config: ConfigOption) -> None:
         f"[bold]#{row.id}[/] {row.instrument_id} {row.received_at.isoformat()} state={row.state}"
     )
     console.print(f"field: {row.field or '-'}\nerror: {row.error}\n")
-    raw = bytes(row.raw)
-    for offset in range(0, len(raw), 16):
-        chunk = raw[offset : offset + 16]
-        text = "".join(chr(b) if 32 <= b < 127 else "." for b in chunk)
-        console.print(f"{offset:08x}  {chunk.hex(' '):<47}  {text}", highlight=False, markup=False)
+    for line in hexdump(bytes(row.raw)):
+        console.print(line, highlight=False, markup=False)
 
 
 @app.command("replay")

@@ -17,17 +17,16 @@ import functools
 import logging
 import os
 import random
+from collections import deque
 from collections.abc import Callable, Sequence
 from concurrent.futures import Future
 from datetime import UTC, datetime
 from typing import Any, TypeVar
-from urllib.parse import urlsplit
 
-import hl7.mllp
-
-from drivers.protocols.hl7.ack import parse_ack
+from drivers.mllp import MllpClient
+from drivers.transports import connector_for, traced
 from gateway.config import LisConfig
-from gateway.errors import ForwardError, GatewayError, ProtocolError, loggable
+from gateway.errors import ForwardError, GatewayError, ProtocolError, TransportError, loggable
 from gateway.lis.oru import build_oru
 from gateway.lis.oru_check import validate_oru
 from gateway.lis.outbox import (
@@ -76,11 +75,10 @@ class Forwarder:
         self._packed = asyncio.Event()  # messages were packed: the sender looks again
         self._room = asyncio.Event()  # the sender caught up: the packer may pack more
         self._unsent = 0  # packed messages the sender has not sent yet (as far as we know)
-        parts = urlsplit(lis.url)
-        self._host = parts.hostname or "127.0.0.1"
-        self._port = parts.port or 2575
-        self._reader: hl7.mllp.HL7StreamReader | None = None
-        self._stream: hl7.mllp.HL7StreamWriter | None = None
+        # the LIS link opens like an instrument's: by URL (tcp, tcp-listen, tls, serial)
+        self._connector = connector_for(lis.url, tls=lis.tls_settings)
+        self._wire = logging.getLogger("trygg.wire.lis") if lis.trace else None
+        self._client: MllpClient | None = None
         self._unsettled: list[Future[Any]] = []
         self.connected = False
         self.last_error = ""
@@ -122,6 +120,7 @@ class Forwarder:
             with contextlib.suppress(BaseException):
                 await packer
             await self._disconnect()
+            await self._connector.aclose()
 
     async def _pack_loop(self) -> None:
         """Pack while queued results wait and the sender is not too far behind."""
@@ -230,58 +229,49 @@ class Forwarder:
         """Send with up to ``[lis] window`` messages awaiting their ACK; settle each one whose
         MSA-2 names it, removing it from ``unsettled``. Returns when all are settled; raises on
         a timeout or a broken connection, leaving the rest in ``unsettled``."""
-        if self._stream is None or self._reader is None:
-            await self._connect()
-        assert self._stream is not None and self._reader is not None
-        loop = asyncio.get_running_loop()
-        in_flight: dict[str, tuple[PendingMessage, float]] = {}
-        queue = list(unsettled)
-        while queue or in_flight:
-            while queue and len(in_flight) < self._lis.window:
-                message = queue.pop(0)
-                self._track(
-                    self._writer.submit(
-                        functools.partial(mark_sent, pending=message._replace(message="")),
-                        urgent=True,
+        client = self._client or await self._connect()
+        window = self._lis.window
+        in_flight: dict[str, PendingMessage] = {}
+        queue = deque(unsettled)
+        try:
+            while queue or in_flight:
+                batch: list[tuple[str, bytes]] = []
+                while queue and len(in_flight) < window:
+                    message = queue.popleft()
+                    self._track(
+                        self._writer.submit(
+                            functools.partial(mark_sent, pending=message._replace(message="")),
+                            urgent=True,
+                        )
                     )
-                )
-                self._stream.writeblock(message.message.encode("utf-8"))
-                in_flight[message.control_id] = (message, loop.time() + self._lis.ack_timeout_s)
-                self.sent += 1
-            await self._stream.drain()
-            oldest = min(deadline for _, deadline in in_flight.values())
-            remaining = oldest - loop.time()
-            if remaining <= 0:
-                raise TimeoutError(f"no ACK within {self._lis.ack_timeout_s} s")
-            try:
-                async with asyncio.timeout(remaining):
-                    block = await self._reader.readblock()
-            except (asyncio.IncompleteReadError, ValueError, hl7.mllp.InvalidBlockError) as exc:
-                raise ForwardError(f"LIS connection broke or sent bad framing: {exc}") from exc
-            ack = parse_ack(block)
-            entry = in_flight.pop(ack.acked_control_id, None)
-            if entry is None:
-                log.warning(
-                    "ignoring an ACK for %s: no such message is waiting", ack.acked_control_id
-                )
-                continue
-            unsettled.remove(entry[0])
-            self._settle(entry[0], ack.code, ack.text)
+                    in_flight[message.control_id] = message
+                    batch.append((message.control_id, message.message.encode("utf-8")))
+                    self.sent += 1
+                await client.send(batch)
+                # the client returns only ACKs naming a message in flight (others are logged)
+                ack = await client.next_ack()
+                settled = in_flight.pop(ack.acked_control_id)
+                unsettled.remove(settled)
+                self._settle(settled, ack.code, ack.text)
+        except TransportError as exc:  # no ACK in time, a broken or a closed link
+            raise ForwardError(f"the LIS link {self._lis.url}: {exc}") from exc
 
-    async def _connect(self) -> None:
+    async def _connect(self) -> MllpClient:
         try:
             async with asyncio.timeout(self._lis.ack_timeout_s):
-                self._reader, self._stream = await hl7.mllp.open_hl7_connection(
-                    self._host, self._port, encoding="utf-8"
-                )
-        except (OSError, TimeoutError) as exc:
-            raise ForwardError(f"cannot connect to the LIS at {self._lis.url}: {exc}") from exc
+                stream = await self._connector.connect()
+        except TransportError as exc:  # it names the URL and what failed (refused, TLS ...)
+            raise ForwardError(f"the LIS link: {exc}") from exc
+        except TimeoutError as exc:
+            raise ForwardError(f"cannot connect to the LIS at {self._lis.url}: timed out") from exc
+        if self._wire is not None:
+            stream = traced(stream, self._wire)
+        self._client = MllpClient(stream, ack_timeout_s=self._lis.ack_timeout_s)
         self.connected = True
+        return self._client
 
     async def _disconnect(self) -> None:
-        stream, self._stream, self._reader = self._stream, None, None
+        client, self._client = self._client, None
         self.connected = False
-        if stream is not None:
-            stream.close()
-            with contextlib.suppress(Exception):
-                await stream.wait_closed()
+        if client is not None:
+            await client.stream.aclose()

@@ -11,10 +11,9 @@ import functools
 import logging
 from datetime import UTC, datetime
 
-from drivers.analysers.generic_hl7 import serve_mllp
+from drivers.mllp import serve_mllp
 from drivers.ports import Sink
 from drivers.protocols.hl7.ack import build_ack
-from drivers.protocols.hl7.mllp import frame
 from drivers.protocols.hl7.orders import ParsedOrders, parse_orders
 from drivers.transports import ByteStream
 from gateway.errors import RemoteProtocolError
@@ -40,9 +39,7 @@ class OrderReceiver:
         async def keep_broken(raw: bytes, exc: RemoteProtocolError) -> None:
             await self._store(raw, datetime.now(UTC), None, exc)
 
-        await serve_mllp(
-            stream, self._max, lambda payload: self._handle(payload, stream), keep_broken
-        )
+        await serve_mllp(stream, self._handle, keep_broken, max_size=self._max)
 
     async def _store(
         self,
@@ -63,7 +60,8 @@ class OrderReceiver:
         )
         return await self._writer.write(job)
 
-    async def _handle(self, payload: bytes, stream: ByteStream) -> None:
+    async def _handle(self, payload: bytes) -> bytes:
+        """Store the message's orders (or its bytes in quarantine); return the ACK saying so."""
         now = datetime.now(UTC)
         parsed: ParsedOrders | None = None
         error: RemoteProtocolError | None = None
@@ -80,7 +78,7 @@ class OrderReceiver:
             outcome.unchanged,
         )
         self._acks += 1
-        ack = build_ack(
+        return build_ack(
             payload,
             "AE" if outcome.quarantined else "AA",
             control_id=f"O{self._acks:09d}",
@@ -89,4 +87,3 @@ class OrderReceiver:
             error_code=_ERROR_CODE if outcome.quarantined else "",
             error_location="" if error is None else error.field or "",
         )
-        await stream.write(frame(ack))

@@ -199,3 +199,77 @@ def test_disabled_listeners_do_not_clash(tmp_path: Path) -> None:
     assert not load_config(write(tmp_path, web_off)).web.enabled
     instrument_off = text + "enabled = false\n"
     assert not load_config(write(tmp_path, instrument_off)).instruments[0].enabled
+
+
+def lis_toml(url: str, **keys: str) -> str:
+    lines = "".join(f'{key} = "{value}"\n' for key, value in keys.items())
+    return f'[site]\nname = "x"\n[lis]\nurl = "{url}"\n{lines}'
+
+
+@pytest.mark.parametrize(
+    "url",
+    ["tcp://127.0.0.1:2575", "tcp-listen://0.0.0.0:2575", "serial:///dev/ttyS0?baudrate=9600"],
+)
+def test_the_lis_url_takes_the_instruments_schemes(tmp_path: Path, url: str) -> None:
+    lis = load_config(write(tmp_path, lis_toml(url))).lis
+    assert lis is not None and lis.url == url and lis.tls_settings is None and not lis.trace
+
+
+def test_a_tls_lis_link_with_a_ca_and_a_client_certificate(tmp_path: Path) -> None:
+    from tests.tls import make_tls_files
+
+    files = make_tls_files(tmp_path)
+    text = lis_toml(
+        "tls://127.0.0.1:2576",
+        tls_ca_file=str(files.ca_file),
+        tls_cert_file=str(files.client_cert_file),
+        tls_key_file=str(files.client_key_file),
+    )
+    lis = load_config(write(tmp_path, text + "trace = true\n")).lis
+    assert lis is not None and lis.trace
+    settings = lis.tls_settings
+    assert settings is not None
+    assert (settings.ca_file, settings.cert_file, settings.key_file) == (
+        files.ca_file,
+        files.client_cert_file,
+        files.client_key_file,
+    )
+
+
+def test_bad_tls_settings_name_their_key(tmp_path: Path) -> None:
+    from tests.tls import make_tls_files
+
+    files = make_tls_files(tmp_path)
+    junk = tmp_path / "junk.pem"
+    junk.write_text("not a certificate\n")
+    cases = [
+        (lis_toml("tls://127.0.0.1"), "lis.url: .*port: missing"),
+        (lis_toml("http://lis:80"), "lis.url: must be tcp://host:port, .*tls://host:port"),
+        (
+            lis_toml("tls://127.0.0.1:2576", tls_ca_file=str(tmp_path / "absent.pem")),
+            "lis.tls_ca_file: no such file",
+        ),
+        (
+            lis_toml("tls://127.0.0.1:2576", tls_ca_file=str(junk)),
+            "lis: tls_ca_file: .*no usable CA certificate",
+        ),
+        (
+            lis_toml("tls://127.0.0.1:2576", tls_key_file=str(files.client_key_file)),
+            "lis: tls_key_file: a key needs its certificate",
+        ),
+        (
+            lis_toml(
+                "tls://127.0.0.1:2576",
+                tls_cert_file=str(files.client_cert_file),
+                tls_key_file=str(junk),
+            ),
+            "lis: tls_cert_file and tls_key_file: ",
+        ),
+        (
+            lis_toml("tcp://127.0.0.1:2575", tls_ca_file=str(files.ca_file)),
+            'lis: tls_ca_file: only used with url = "tls://host:port"',
+        ),
+    ]
+    for text, pattern in cases:
+        with pytest.raises(ConfigError, match=pattern):
+            load_config(write(tmp_path, text))

@@ -143,6 +143,18 @@ def test_max_size_must_be_positive() -> None:
         MllpDecoder(max_size=0)
 
 
+def test_decoder_hands_over_an_unfinished_block() -> None:
+    decoder = MllpDecoder()
+    assert decoder.take_unfinished() is None
+    decoder.receive_data(b"junk" + frame(b"A") + VT + b"PARTIAL")
+    assert decoder.next_message() == b"A"
+    assert decoder.next_message() is None
+    assert decoder.take_unfinished() == b"PARTIAL"
+    assert decoder.buffered == 0 and decoder.take_unfinished() is None
+    decoder.receive_data(frame(b"B") + FS + CR)
+    assert decoder.next_message() == b"B"
+
+
 @settings(max_examples=200, deadline=None)
 @given(st.lists(payloads, max_size=8), st.data())
 def test_any_split_of_framed_payloads_decodes_to_the_payloads(

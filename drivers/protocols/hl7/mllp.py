@@ -106,6 +106,18 @@ class MllpDecoder:
                 return payload
             self.discarded += consumed  # an empty block: a keep-alive, nothing to deliver
 
+    def take_unfinished(self) -> bytes | None:
+        """The unfinished block's payload so far (without its VT), removed from the decoder; None
+        when no block is open. For the end of a stream: a block cut off by a hang-up is kept,
+        not silently lost."""
+        if not self._in_block:
+            return None
+        payload = bytes(self._buffer[1:])
+        self._buffer.clear()
+        self._in_block = False
+        self._scan_from = 1
+        return payload
+
     def _check_size(self, size: int) -> None:
         if size > self.max_size:
             offending = bytes(self._buffer)
