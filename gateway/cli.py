@@ -345,6 +345,7 @@ def results_list(
     as_json: JsonFlag = False,
 ) -> None:
     """List recent results with their state and holds (patient IDs masked)."""
+    from gateway.catalogue import text
     from gateway.store.queries import list_results
 
     engine = _engine(_config(config))
@@ -366,7 +367,7 @@ def results_list(
             r["value"],
             r["unit"],
             r["state"],
-            ", ".join(h["reason"] for h in r["holds"] if not h["released"]),
+            ", ".join(text("en", f"reason.{h['reason']}") for h in r["holds"] if not h["released"]),
             r["operator"],
             r["patient_id"],
         )
@@ -461,14 +462,14 @@ def quarantine_list(
     if as_json:
         _print_json(rows)
         return
-    table = Table("id", "instrument", "received", "field", "error", "state", "bytes")
+    table = Table("id", "instrument", "received", "field", "reason", "state", "bytes")
     for r in rows:
         table.add_row(
             str(r["id"]),
             r["instrument"],
             r["received_at"],
             r["field"],
-            r["error"][:80],
+            r["reason_text"],
             r["state"],
             str(r["bytes"]),
         )
@@ -481,6 +482,7 @@ def quarantine_show(quarantine_id: int, config: ConfigOption) -> None:
     from sqlalchemy import select
 
     from gateway.store.tables import quarantine, raw_messages
+    from gateway.texts import quarantine_code, quarantine_text
 
     engine = _engine(_config(config))
     with engine.connect() as conn:
@@ -495,6 +497,8 @@ def quarantine_show(quarantine_id: int, config: ConfigOption) -> None:
     console.print(
         f"[bold]#{row.id}[/] {row.instrument_id} {row.received_at.isoformat()} state={row.state}"
     )
+    reason, params = quarantine_code(row._mapping)
+    console.print(f"reason: {quarantine_text('en', reason, params)} ({reason})")
     console.print(f"field: {row.field or '-'}\nerror: {row.error}\n")
     raw = bytes(row.raw)
     for offset in range(0, len(raw), 16):

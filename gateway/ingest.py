@@ -14,12 +14,14 @@ from typing import Any
 from sqlalchemy import bindparam, insert, select
 
 from drivers.model import InboundMessage, Method, Observation
+from gateway import quarantine_reason
 from gateway.model import Hold, Result, State
 from gateway.rules import RULES, Rule, RuleContext, find_test, run_rules
 from gateway.store import bulk
 from gateway.store.audit import digest_fields, to_json
 from gateway.store.tables import holds, qc_results, quarantine, results
 from gateway.store.writer import GroupCommitWriter, Tx
+from gateway.texts import describe_hold, params_json
 
 SYSTEM = "system"
 # The hottest statements go to the driver's cursor (see ``bulk.fetch``): SQLAlchemy's per-call
@@ -203,8 +205,14 @@ def keep_raw(tx: Tx, message: InboundMessage, msg_digest: str) -> int:
 
 
 def quarantine_raw(tx: Tx, raw_id: int, message: InboundMessage, *, actor: str) -> int:
-    """Put a stored message that was refused (``message.error``) in quarantine; audited."""
+    """Put a stored message that was refused (``message.error``) in quarantine; audited.
+
+    The error text is kept as the technical detail; its reason code and parameters (what the
+    screens explain) are derived here, the one place a refused message is recorded.
+    """
     error = message.error or ""
+    field = message.error_field or ""
+    reason, params = quarantine_reason.classify(error, field)
     quarantine_id = int(
         tx.conn.execute(
             insert(quarantine).returning(quarantine.c.id),
@@ -213,7 +221,9 @@ def quarantine_raw(tx: Tx, raw_id: int, message: InboundMessage, *, actor: str) 
                 "instrument_id": message.instrument_id,
                 "received_at": message.received_at,
                 "error": error,
-                "field": message.error_field or "",
+                "field": field,
+                "reason": reason,
+                "params": params_json(params),
             },
         ).scalar_one()
     )
@@ -225,7 +235,9 @@ def quarantine_raw(tx: Tx, raw_id: int, message: InboundMessage, *, actor: str) 
         reason=error,
     )
     tx.event(
-        "quarantine", message.instrument_id, {"id": quarantine_id, "field": message.error_field}
+        "quarantine",
+        message.instrument_id,
+        {"id": quarantine_id, "field": message.error_field, "reason": reason},
     )
     return quarantine_id
 
@@ -310,7 +322,7 @@ def store_observations(
                 action="result.held",
                 entity="result",
                 entity_id=result_id,
-                reason="; ".join(f"{h.reason}: {h.detail}" for h in found),
+                reason="; ".join(describe_hold(h) for h in found),
                 before=_RECEIVED,
                 after={"state": State.HELD.value, "holds": reasons},
             )
@@ -318,9 +330,10 @@ def store_observations(
                 {
                     "result_id": result_id,
                     "reason": h.reason,
-                    "detail": h.detail,
-                    "detail_nb": h.detail_nb,
-                    "action": h.action,
+                    "params": params_json(h.params),
+                    "detail": "",
+                    "detail_nb": "",
+                    "action": "",
                     "release_role": h.release_role,
                     "created_at": tx.now,
                 }

@@ -2,7 +2,8 @@
 
 Adding a page: write a template that extends ``base.html``, add a handler to ``pages`` below
 (read the store with ``await web.query(...)``, answer with ``web.page(...)``), add its
-``NavItem`` to ``NAV`` and its strings to ``i18n.TEXT``. Authentication: see ``current_viewer``.
+``NavItem`` to ``NAV`` and its strings to both catalogues (``gateway/locale/*/LC_MESSAGES/``).
+Authentication: see ``current_viewer``.
 """
 
 from __future__ import annotations
@@ -39,6 +40,7 @@ from gateway.model import State
 from gateway.national_id import mask
 from gateway.orders.store import list_orders
 from gateway.store import queries
+from gateway.texts import connection_technical, hold_technical, without_bytes
 from gateway.web import i18n
 
 T = TypeVar("T")
@@ -135,6 +137,7 @@ def scrub_result(result: dict[str, Any]) -> dict[str, Any]:
     result["holds"] = [
         {
             **hold,
+            "params": _scrub_params(hold.get("params")),
             "detail": scrub(hold["detail"]),
             "detail_nb": scrub(hold.get("detail_nb", "")),
             "action": scrub(hold["action"]),
@@ -144,13 +147,25 @@ def scrub_result(result: dict[str, Any]) -> dict[str, Any]:
     return result
 
 
+def _scrub_params(params: Mapping[str, str] | None) -> dict[str, str] | None:
+    return None if params is None else {key: scrub(value) for key, value in params.items()}
+
+
 def scrub_outbox(status: dict[str, Any]) -> dict[str, Any]:
     status["messages"] = [{**m, "ack_text": scrub(m["ack_text"])} for m in status["messages"]]
     return status
 
 
 def scrub_quarantine(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
-    return [{**row, "error": scrub(row["error"])} for row in rows]
+    return [
+        {
+            **row,
+            "error": scrub(row["error"]),
+            "params": _scrub_params(row["params"]),
+            "reason_text": scrub(row["reason_text"]),
+        }
+        for row in rows
+    ]
 
 
 def scrub_deviations(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
@@ -168,6 +183,7 @@ class LiveInstrument:
 
     connected: bool
     detail: str
+    state: str
     messages: int
     results: int
     quarantined: int
@@ -182,6 +198,7 @@ def live_snapshot(gateway: object | None) -> dict[str, LiveInstrument]:
         str(instrument_id): LiveInstrument(
             connected=bool(getattr(live, "connected", False)),
             detail=str(getattr(live, "detail", "")),
+            state=str(getattr(live, "state", "")),
             messages=int(getattr(live, "messages", 0)),
             results=int(getattr(live, "results", 0)),
             quarantined=int(getattr(live, "quarantined", 0)),
@@ -222,6 +239,7 @@ def merge_instruments(
             "driver": row.get("driver") or (conf.driver if conf else ""),
             "url": row.get("url") or (conf.url if conf else ""),
             "connected": bool(row.get("connected", False)),
+            "state": str(row.get("state", "")),
             "detail": str(row.get("detail", "")),
             "last_seen_at": row.get("last_seen_at"),
             "last_message_at": row.get("last_message_at"),
@@ -231,7 +249,8 @@ def merge_instruments(
         now = live.get(instrument_id)
         if now is not None:
             item["connected"] = now.connected
-            item["detail"] = now.detail or item["detail"]
+            if now.state or now.detail:  # the gateway has heard from the session
+                item["state"], item["detail"] = now.state, now.detail or item["detail"]
             item["live"] = {
                 "messages": now.messages,
                 "results": now.results,
@@ -305,6 +324,15 @@ class WebContext:
             "t": tr.t,
             "label": tr.label,
             "action": tr.action,
+            "hold_why": tr.hold_why,
+            "hold_todo": tr.hold_todo,
+            "hold_technical": hold_technical,
+            "quarantine_reason": tr.quarantine_reason,
+            "field": tr.field,
+            "connection": tr.connection,
+            "connection_technical": connection_technical,
+            "lis_text": tr.lis,
+            "technical": without_bytes,
             "when": tr.when,
             "ago": tr.ago,
             "now": datetime.now(UTC),
@@ -331,11 +359,13 @@ class WebContext:
             )
         return response
 
-    def error_page(self, request: Request, status_code: int, message: str) -> HTMLResponse:
+    def error_page(
+        self, request: Request, status_code: int, message: str, technical: str = ""
+    ) -> HTMLResponse:
         return self.page(
             request,
             "error.html",
-            {"status": status_code, "message": message},
+            {"status": status_code, "message": message, "technical": technical},
             status_code=status_code,
         )
 
@@ -660,8 +690,10 @@ async def _http_error(request: Request, exc: Exception) -> Response:
         return await http_exception_handler(request, exc)
     web = web_context(request)
     tr = web.translator(request)
-    message = tr.t("error.not_found") if exc.status_code == 404 else str(exc.detail)
-    return web.error_page(request, exc.status_code, message)
+    if exc.status_code == 404:
+        return web.error_page(request, 404, tr.t("error.not_found"))
+    # the framework's reason ("Method Not Allowed") is English: one click away, not the message
+    return web.error_page(request, exc.status_code, tr.t("error.other"), str(exc.detail))
 
 
 async def _validation_error(request: Request, exc: Exception) -> Response:

@@ -29,9 +29,12 @@ from sqlalchemy import Engine
 from gateway.app import Gateway
 from gateway.config import Config
 from gateway.model import HoldReason
-from gateway.rules import ACTION_TEXT
+from gateway.texts import action_texts
 from gateway.web.app import REFRESH_SECONDS, create_app
 from tests.web.conftest import SUMMER, Seeded, ingest, observation
+
+# what to do about each hold reason, by language (from the catalogues)
+ACTION_TEXT = {lang: action_texts(lang) for lang in ("nb", "en")}
 
 pytestmark = pytest.mark.browser
 
