@@ -20,6 +20,19 @@ _K1_REMAINDERS_2032 = frozenset({0, 1, 2, 3})
 
 #: a problem's code (``id_problem.<code>`` in the catalogues) and its parameters
 Problem = tuple[str, tuple[tuple[str, str], ...]]
+#: every problem code ``classify`` reports
+PROBLEMS = (
+    "empty",
+    "not_digits",
+    "wrong_length",
+    "not_a_month",
+    "d_and_h",
+    "check_digit_wrong",
+    "check_digit_ten",
+    "individual_not_issued",
+    "no_such_day",
+    "synthetic_not_allowed",
+)
 
 
 @dataclass(frozen=True, slots=True)

@@ -31,6 +31,7 @@ def why(hold: Hold, lang: str = "en") -> str:
 def todo(hold: Hold, lang: str = "en") -> str:
     return hold_todo(lang, {"reason": hold.reason})
 
+
 HBA1C = MappedTest(code="HbA1c", nlk="NPU27300", unit="mmol/mol")
 CRP_AFINION = MappedTest(code="CRP", nlk="NPU19748", unit="mg/L", instrument="afinion-1")
 CRP_ANY = MappedTest(code="CRP", nlk="NPU01423", unit="mg/L")

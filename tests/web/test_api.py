@@ -25,8 +25,8 @@ from gateway.model import HoldReason, State
 from gateway.store.engine import make_engine
 from gateway.store.tables import holds
 from gateway.store.writer import run_in_transaction
-from gateway.web import i18n
 from gateway.texts import action_texts
+from gateway.web import i18n
 from gateway.web.app import NAV, create_app, scrub
 from tests.ports import free_port
 from tests.web.conftest import (
