@@ -276,7 +276,7 @@ def test_dashboard_in_norwegian_by_default(client: TestClient, seeded: Seeded) -
     for phrase in ("Instrumenter", "Siste prøvesvar", "Holdt tilbake", "Utboks"):
         assert phrase in text, phrase
     # the connection state in bokmål, not the stored technical detail ("not connected yet")
-    assert "Ikke tilkoblet ennå" in text and "not connected yet" not in text
+    assert "Venter på første tilkobling" in text and "not connected yet" not in text
     # why (stored detail, masked) and what to do (Norwegian action text) for each hold
     assert "Ugyldig pasient-ID" in text and "Mangler pasient-ID" in text
     assert ACTION_TEXT["nb"][HoldReason.INVALID_PATIENT_ID] in text
