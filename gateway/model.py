@@ -53,9 +53,6 @@ class Hold:
     params: Params = ()
     release_role: str = "bioingenior"
 
-    def param(self, key: str) -> str:
-        return dict(self.params).get(key, "")
-
 
 @dataclass(frozen=True, slots=True)
 class Result:
