@@ -214,7 +214,9 @@ class _CheckingSink:
             self.errors.append(f"{message.error_field}: decode failed")
         return _Stored()
 
-    def connection_changed(self, instrument_id: str, connected: bool, detail: str) -> None:
+    def connection_changed(
+        self, instrument_id: str, connected: bool, detail: str, state: object = None
+    ) -> None:
         pass
 
 

@@ -6,6 +6,7 @@ protocols, so they never import the gateway.
 
 from __future__ import annotations
 
+import enum
 from collections.abc import Awaitable, Callable, Sequence
 from typing import Protocol
 
@@ -23,12 +24,29 @@ class Outcome(Protocol):
     def error(self) -> str: ...
 
 
+class ConnectionState(enum.StrEnum):
+    """What happened to an instrument's connection: a code the gateway's screens explain."""
+
+    CONNECTED = "connected"  # detail: the peer
+    CLOSED_BY_INSTRUMENT = "closed_by_instrument"
+    CONNECT_FAILED = "connect_failed"  # detail: the transport error
+    CONNECTION_LOST = "connection_lost"  # the stream broke while in use
+    PROTOCOL_ERROR = "protocol_error"  # the instrument broke the protocol; we hung up
+
+
 class Sink(Protocol):
     """The gateway side of a driver: durable ingest and connection state."""
 
     async def ingest(self, message: InboundMessage) -> Outcome: ...
 
-    def connection_changed(self, instrument_id: str, connected: bool, detail: str) -> None: ...
+    def connection_changed(
+        self,
+        instrument_id: str,
+        connected: bool,
+        detail: str,
+        state: ConnectionState | None = None,
+    ) -> None:
+        """``detail`` is technical text (a peer, an error without bytes); ``state`` its code."""
 
 
 class Driver(Protocol):

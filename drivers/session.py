@@ -12,8 +12,8 @@ import random
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from drivers.errors import GatewayError, loggable
-from drivers.ports import Driver, Sink
+from drivers.errors import GatewayError, ProtocolError, loggable
+from drivers.ports import ConnectionState, Driver, Sink
 from drivers.transports import Connector, connector_for
 from drivers.transports.base import traced
 
@@ -60,24 +60,36 @@ class InstrumentSession:
                     stream = await self._connector.connect()
                 except GatewayError as exc:
                     self.stats.last_error = loggable(exc)
-                    self._sink.connection_changed(self.instrument_id, False, loggable(exc))
+                    self._sink.connection_changed(
+                        self.instrument_id, False, loggable(exc), ConnectionState.CONNECT_FAILED
+                    )
                     await asyncio.sleep(delay * random.uniform(0.8, 1.2))
                     delay = min(delay * 2, self._retry_max_s)
                     continue
                 delay = self._retry_initial_s
-                self._sink.connection_changed(self.instrument_id, True, stream.peer)
+                self._sink.connection_changed(
+                    self.instrument_id, True, stream.peer, ConnectionState.CONNECTED
+                )
                 if self._trace:
                     stream = traced(stream, wire)
                 try:
                     await self._driver.serve(stream, self._sink)
-                    detail = "the instrument closed the connection"
+                    detail, state = (
+                        "the instrument closed the connection",
+                        ConnectionState.CLOSED_BY_INSTRUMENT,
+                    )
                 except GatewayError as exc:
                     detail = loggable(exc)  # shown and logged: never the raw bytes
+                    state = (
+                        ConnectionState.PROTOCOL_ERROR
+                        if isinstance(exc, ProtocolError)
+                        else ConnectionState.CONNECTION_LOST
+                    )
                     self.stats.last_error = detail
                     log.warning("instrument %s: %s", self.instrument_id, detail)
                 finally:
                     await stream.aclose()
                 self.stats.disconnects += 1
-                self._sink.connection_changed(self.instrument_id, False, detail)
+                self._sink.connection_changed(self.instrument_id, False, detail, state)
         finally:
             await self._connector.aclose()

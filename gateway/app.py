@@ -12,6 +12,7 @@ from typing import Any
 from sqlalchemy import Engine, select, update
 
 from drivers.model import InboundMessage
+from drivers.ports import ConnectionState
 from drivers.registry import DRIVERS
 from drivers.session import InstrumentSession
 from gateway.bus.publisher import EventBus, MqttBus, NullBus
@@ -25,6 +26,7 @@ from gateway.rules import context_from_config
 from gateway.store.engine import make_engine, upgrade
 from gateway.store.tables import instruments
 from gateway.store.writer import Event, GroupCommitWriter, Tx, run_in_transaction
+from gateway.texts import NOT_CONNECTED_YET
 
 log = logging.getLogger(__name__)
 
@@ -35,6 +37,8 @@ class InstrumentLive:
 
     connected: bool = False
     detail: str = ""
+    #: the connection state's code (``drivers.ports.ConnectionState``; "" before any)
+    state: str = ""
     messages: int = 0
     results: int = 0
     quarantined: int = 0
@@ -53,6 +57,7 @@ def register_instruments(tx: Tx, config: Config) -> None:
             "driver": inst.driver,
             "url": inst.url,
             "connected": False,
+            "state_code": NOT_CONNECTED_YET,
             "state_detail": "not connected yet",
         }
         if inst.id in existing:
@@ -61,11 +66,18 @@ def register_instruments(tx: Tx, config: Config) -> None:
             tx.conn.execute(instruments.insert().values(id=inst.id, messages_received=0, **values))
 
 
-def _connection_job(tx: Tx, instrument_id: str, connected: bool, detail: str) -> None:
+def _connection_job(
+    tx: Tx, instrument_id: str, connected: bool, detail: str, state: ConnectionState
+) -> None:
     tx.conn.execute(
         update(instruments)
         .where(instruments.c.id == instrument_id)
-        .values(connected=connected, state_detail=detail[:255], last_seen_at=tx.now)
+        .values(
+            connected=connected,
+            state_code=state.value,
+            state_detail=detail[:255],
+            last_seen_at=tx.now,
+        )
     )
     tx.audit(
         actor=f"instrument:{instrument_id}",
@@ -74,7 +86,11 @@ def _connection_job(tx: Tx, instrument_id: str, connected: bool, detail: str) ->
         entity_id=instrument_id,
         reason=detail[:500],
     )
-    tx.event("instrument", instrument_id, {"connected": connected, "detail": detail[:255]})
+    tx.event(
+        "instrument",
+        instrument_id,
+        {"connected": connected, "state": state.value, "detail": detail[:255]},
+    )
 
 
 class Gateway:
@@ -136,23 +152,31 @@ class Gateway:
             self.forwarder.wake()
         return outcome
 
-    def connection_changed(self, instrument_id: str, connected: bool, detail: str) -> None:
+    def connection_changed(
+        self,
+        instrument_id: str,
+        connected: bool,
+        detail: str,
+        state: ConnectionState | None = None,
+    ) -> None:
+        if state is None:
+            state = ConnectionState.CONNECTED if connected else ConnectionState.CONNECTION_LOST
         if instrument_id == ORDER_SOURCE:
             if self.orders_link != (connected, detail):
                 self.orders_link = (connected, detail)
                 log.info("LIS orders %s: %s", "connected" if connected else "not connected", detail)
             return
         live = self.live.instruments.setdefault(instrument_id, InstrumentLive())
-        if live.connected == connected and live.detail == detail:
+        if live.connected == connected and live.detail == detail and live.state == state:
             return  # a retry loop reporting the same failure: no new audit row each time
-        live.connected, live.detail = connected, detail
+        live.connected, live.detail, live.state = connected, detail, state.value
         log.info(
             "instrument %s %s: %s",
             instrument_id,
             "connected" if connected else "not connected",
             detail,
         )
-        self.writer.submit(lambda tx: _connection_job(tx, instrument_id, connected, detail))
+        self.writer.submit(lambda tx: _connection_job(tx, instrument_id, connected, detail, state))
 
     # -- events -----------------------------------------------------------------------------
     def _events_committed(self, events: list[Event]) -> None:

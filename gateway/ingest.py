@@ -16,7 +16,7 @@ from typing import Any
 from sqlalchemy import bindparam, insert, select
 
 from drivers.model import InboundMessage, Method, Observation
-from gateway import lifecycle
+from gateway import lifecycle, quarantine_reason
 from gateway.model import Hold, Result, State
 from gateway.rule_context import FactsLoader, RuleContexts
 from gateway.rules import RULES, Rule, RuleContext, run_rules
@@ -26,6 +26,7 @@ from gateway.store.facts import load_facts
 from gateway.store.results import data_row
 from gateway.store.tables import holds, qc_results, quarantine, results
 from gateway.store.writer import GroupCommitWriter, Tx
+from gateway.texts import describe_hold, params_json
 
 SYSTEM = "system"
 # The hottest statements go to the driver's cursor (see ``bulk.fetch``): SQLAlchemy's per-call
@@ -188,8 +189,14 @@ def keep_raw(tx: Tx, message: InboundMessage, msg_digest: str) -> int:
 
 
 def quarantine_raw(tx: Tx, raw_id: int, message: InboundMessage, *, actor: str) -> int:
-    """Put a stored message that was refused (``message.error``) in quarantine; audited."""
+    """Put a stored message that was refused (``message.error``) in quarantine; audited.
+
+    The error text is kept as the technical detail; its reason code and parameters (what the
+    screens explain) are derived here, the one place a refused message is recorded.
+    """
     error = message.error or ""
+    field = message.error_field or ""
+    reason, params = quarantine_reason.classify(error, field)
     quarantine_id = int(
         tx.conn.execute(
             insert(quarantine).returning(quarantine.c.id),
@@ -198,7 +205,9 @@ def quarantine_raw(tx: Tx, raw_id: int, message: InboundMessage, *, actor: str) 
                 "instrument_id": message.instrument_id,
                 "received_at": message.received_at,
                 "error": error,
-                "field": message.error_field or "",
+                "field": field,
+                "reason": reason,
+                "params": params_json(params),
             },
         ).scalar_one()
     )
@@ -210,7 +219,9 @@ def quarantine_raw(tx: Tx, raw_id: int, message: InboundMessage, *, actor: str) 
         reason=error,
     )
     tx.event(
-        "quarantine", message.instrument_id, {"id": quarantine_id, "field": message.error_field}
+        "quarantine",
+        message.instrument_id,
+        {"id": quarantine_id, "field": message.error_field, "reason": reason},
     )
     return quarantine_id
 
@@ -283,16 +294,17 @@ def store_observations(
             lifecycle.HeldArrival(
                 result_id,
                 tuple(h.reason for h in found),
-                "; ".join(f"{h.reason}: {h.detail}" for h in found),
+                "; ".join(describe_hold(h) for h in found),
             )
         )
         hold_rows.extend(
             {
                 "result_id": result_id,
                 "reason": h.reason,
-                "detail": h.detail,
-                "detail_nb": h.detail_nb,
-                "action": h.action,
+                "params": params_json(h.params),
+                "detail": "",
+                "detail_nb": "",
+                "action": "",
                 "release_role": h.release_role,
                 "created_at": tx.now,
             }

@@ -36,16 +36,22 @@ class HoldReason(enum.StrEnum):
     LIS_MESSAGE_INVALID = "lis_message_invalid"
 
 
+#: a hold's parameters: what its sentence names (instrument, masked patient ID, test code, ...)
+Params = tuple[tuple[str, str], ...]
+
+
 @dataclass(frozen=True, slots=True)
 class Hold:
-    """Why a result may not go to the LIS yet, and who may release it."""
+    """Why a result may not go to the LIS yet, and who may release it.
+
+    No text: ``reason`` is a code and ``params`` the values its sentence names; screens render
+    both in the reader's language from the catalogues (``gateway.texts``). A param never
+    holds a full patient ID.
+    """
 
     reason: str
-    detail: str
+    params: Params = ()
     release_role: str = "bioingenior"
-    action: str = ""
-    #: ``detail`` in bokmål for the screens (empty: show ``detail``)
-    detail_nb: str = ""
 
 
 @dataclass(frozen=True, slots=True)

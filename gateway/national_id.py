@@ -4,9 +4,10 @@ from __future__ import annotations
 
 import calendar
 import functools
-import re
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Literal
+
+from gateway.catalogue import FALLBACK_LANGUAGE, text
 
 IdKind = Literal["fnr", "dnr", "hnr", "fhnr", "synthetic"]
 
@@ -17,13 +18,21 @@ K2_WEIGHTS = (5, 4, 3, 2, 7, 6, 5, 4, 3, 2)
 # 1 January 2032 (the classic rule accepts only 0).
 _K1_REMAINDERS_2032 = frozenset({0, 1, 2, 3})
 
-_KIND_NAMES: dict[IdKind, str] = {
-    "fnr": "fødselsnummer",
-    "dnr": "D-number",
-    "hnr": "H-number",
-    "fhnr": "FH-number",
-    "synthetic": "synthetic test number",
-}
+#: a problem's code (``id_problem.<code>`` in the catalogues) and its parameters
+Problem = tuple[str, tuple[tuple[str, str], ...]]
+#: every problem code ``classify`` reports
+PROBLEMS = (
+    "empty",
+    "not_digits",
+    "wrong_length",
+    "not_a_month",
+    "d_and_h",
+    "check_digit_wrong",
+    "check_digit_ten",
+    "individual_not_issued",
+    "no_such_day",
+    "synthetic_not_allowed",
+)
 
 
 @dataclass(frozen=True, slots=True)
@@ -32,12 +41,26 @@ class IdCheck:
 
     ``kind`` is None when the value is not even shaped like one (wrong length, not digits, a
     month or day outside every known range). ``problem`` is empty when ``valid`` and otherwise
-    one plain-English sentence fragment that never repeats the number itself.
+    one plain-English sentence fragment that never repeats the number itself; ``code`` and
+    ``params`` say the same for the catalogues (``id_problem.<code>``), so screens can show it
+    in the reader's language.
     """
 
     kind: IdKind | None
     valid: bool
     problem: str = ""
+    code: str = field(default="", compare=False)
+    params: tuple[tuple[str, str], ...] = field(default=(), compare=False)
+
+
+def _problem(code: str, **params: object) -> Problem:
+    return code, tuple((key, str(value)) for key, value in params.items())
+
+
+def _invalid(kind: IdKind | None, problem: Problem) -> IdCheck:
+    code, params = problem
+    english = text(FALLBACK_LANGUAGE, f"id_problem.{code}", **dict(params))
+    return IdCheck(kind, False, english, code, params)
 
 
 def control_digit(digits: str, weights: tuple[int, ...]) -> int | None:
@@ -60,40 +83,42 @@ def _century(individual: int, year: int) -> int | None:
     return None
 
 
-def _check_digits(digits: str, *, accept_2032_rule: bool) -> str:
-    """Empty when both control digits hold, else the problem."""
+def _check_digits(digits: str, *, accept_2032_rule: bool) -> Problem | None:
+    """None when both control digits hold, else the problem."""
     first_nine = digits[:9]
     if accept_2032_rule:
         weighted = sum(int(d) * w for d, w in zip(digits[:10], (*K1_WEIGHTS, 1), strict=True))
         if weighted % 11 not in _K1_REMAINDERS_2032:
-            return "check digit 1 is wrong"
+            return _problem("check_digit_wrong", digit=1)
     else:
         k1 = control_digit(first_nine, K1_WEIGHTS)
         if k1 is None:
-            return "check digit 1 would be 10, so no valid number starts with these nine digits"
+            return _problem("check_digit_ten", digit=1)
         if int(digits[9]) != k1:
-            return "check digit 1 is wrong"
+            return _problem("check_digit_wrong", digit=1)
     k2 = control_digit(digits[:10], K2_WEIGHTS)
     if k2 is None:
-        return "check digit 2 would be 10, so no valid number starts with these ten digits"
+        return _problem("check_digit_ten", digit=2)
     if int(digits[10]) != k2:
-        return "check digit 2 is wrong"
-    return ""
+        return _problem("check_digit_wrong", digit=2)
+    return None
 
 
-def _check_date(day: int, month: int, year: int, individual: int, *, accept_2032_rule: bool) -> str:
-    """Empty when day.month.year is a real birth date for this individual number."""
+def _check_date(
+    day: int, month: int, year: int, individual: int, *, accept_2032_rule: bool
+) -> Problem | None:
+    """None when day.month.year is a real birth date for this individual number."""
     century = _century(individual, year)
     if accept_2032_rule:
         # From 2032 the individual number no longer tells the century: accept any century.
         last_day = max(calendar.monthrange(c + year, month)[1] for c in (1800, 1900, 2000))
     elif century is None:
-        return f"individual number {individual:03d} is not issued for birth year ..{year:02d}"
+        return _problem("individual_not_issued", individual=f"{individual:03d}", year=f"{year:02d}")
     else:
         last_day = calendar.monthrange(century + year, month)[1]
     if not 1 <= day <= last_day:
-        return f"day {day:02d} does not exist in month {month:02d} of that year"
-    return ""
+        return _problem("no_such_day", day=f"{day:02d}", month=f"{month:02d}")
+    return None
 
 
 @functools.lru_cache(maxsize=4096)  # pure; a message's results share one patient
@@ -128,11 +153,11 @@ def classify(
     """
     digits = value.strip()
     if not digits:
-        return IdCheck(None, False, "is empty")
+        return _invalid(None, _problem("empty"))
     if not digits.isascii() or not digits.isdigit():
-        return IdCheck(None, False, "must contain only the digits 0-9")
+        return _invalid(None, _problem("not_digits"))
     if len(digits) != 11:
-        return IdCheck(None, False, f"must be 11 digits, not {len(digits)}")
+        return _invalid(None, _problem("wrong_length", length=len(digits)))
 
     day, month, year = int(digits[0:2]), int(digits[2:4]), int(digits[4:6])
     individual = int(digits[6:9])
@@ -149,19 +174,17 @@ def classify(
     else:
         kind = "fnr"
     if kind != "fhnr" and not 1 <= month <= 12:
-        return IdCheck(None, False, f"digits 3-4 ({digits[2:4]}) are not a month")
+        return _invalid(None, _problem("not_a_month", digits=digits[2:4]))
     if kind == "hnr" and day >= 41:
-        return IdCheck(None, False, "is marked both as a D-number (day + 40) and an H-number")
+        return _invalid(None, _problem("d_and_h"))
 
     problem = _check_digits(digits, accept_2032_rule=accept_2032_rule)
-    if not problem and kind != "fhnr":
+    if problem is None and kind != "fhnr":
         problem = _check_date(day, month, year, individual, accept_2032_rule=accept_2032_rule)
-    if problem:
-        return IdCheck(kind, False, problem)
+    if problem is not None:
+        return _invalid(kind, problem)
     if kind == "synthetic" and not allow_synthetic:
-        return IdCheck(
-            kind, False, "is a synthetic test number (month + 80), not allowed on this site"
-        )
+        return _invalid(kind, _problem("synthetic_not_allowed"))
     return IdCheck(kind, True)
 
 
@@ -210,65 +233,6 @@ def national_id_kind(patient_id: str) -> NationalIdKind | None:
     if kind == "synthetic":
         return D_NUMMER if patient_id.strip()[0] in "4567" else FODSELSNUMMER
     return _KIND_BY_ID_KIND[kind]
-
-
-def describe(kind: IdKind | None) -> str:
-    """A human name for ``kind`` ("fødselsnummer", "D-number", ...); "ID" when unknown."""
-    return _KIND_NAMES[kind] if kind else "ID"
-
-
-_KIND_NAMES_NB: dict[IdKind, str] = {
-    "fnr": "fødselsnummer",
-    "dnr": "D-nummer",
-    "hnr": "H-nummer",
-    "fhnr": "FH-nummer",
-    "synthetic": "syntetisk testnummer",
-}
-
-#: the problems above in bokmål, for the screens (pattern on the English text -> template)
-_PROBLEMS_NB: tuple[tuple[re.Pattern[str], str], ...] = tuple(
-    (re.compile(pattern), template)
-    for pattern, template in (
-        (r"is empty", "er tomt"),
-        (r"must contain only the digits 0-9", "kan bare inneholde sifrene 0-9"),
-        (r"must be 11 digits, not (\d+)", r"må ha 11 siffer, ikke \1"),
-        (r"digits 3-4 \((\d+)\) are not a month", r"siffer 3-4 (\1) er ikke en måned"),
-        (
-            r"is marked both as a D-number \(day \+ 40\) and an H-number",
-            "er merket både som D-nummer (dag + 40) og H-nummer",
-        ),
-        (r"check digit (\d) is wrong", r"kontrollsiffer \1 er feil"),
-        (
-            r"check digit (\d) would be 10, .*",
-            r"kontrollsiffer \1 ville blitt 10, så ingen gyldige numre begynner slik",
-        ),
-        (
-            r"individual number (\d+) is not issued for birth year \.\.(\d+)",
-            r"individnummer \1 tildeles ikke for fødselsår ..\2",
-        ),
-        (
-            r"day (\d+) does not exist in month (\d+) of that year",
-            r"dag \1 finnes ikke i måned \2 det året",
-        ),
-        (
-            r"is a synthetic test number .*",
-            "er et syntetisk testnummer (måned + 80), ikke tillatt her",
-        ),
-    )
-)
-
-
-def describe_nb(kind: IdKind | None) -> str:
-    """``describe`` in bokmål."""
-    return _KIND_NAMES_NB[kind] if kind else "ID-nummer"
-
-
-def problem_nb(problem: str) -> str:
-    """A ``problem`` text of ``classify`` in bokmål (unchanged if it is not a known one)."""
-    for pattern, template in _PROBLEMS_NB:
-        if pattern.fullmatch(problem):
-            return pattern.sub(template, problem)
-    return problem
 
 
 def mask(value: str) -> str:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 from typing import Annotated
 
@@ -10,6 +11,7 @@ from rich.table import Table
 
 from drivers.transports import hexdump
 from gateway.cli.common import ConfigOption, JsonFlag, console, err, load, open_store, print_json
+from gateway.texts import quarantine_code, quarantine_text
 
 app = typer.Typer(help="Messages that could not be decoded.", no_args_is_help=True)
 
@@ -29,14 +31,14 @@ def quarantine_list(
     if as_json:
         print_json(rows)
         return
-    table = Table("id", "instrument", "received", "field", "error", "state", "bytes")
+    table = Table("id", "instrument", "received", "field", "reason", "state", "bytes")
     for r in rows:
         table.add_row(
             str(r["id"]),
             r["instrument"],
             r["received_at"],
             r["field"],
-            r["error"][:80],
+            r["reason_text"],
             r["state"],
             str(r["bytes"]),
         )
@@ -57,6 +59,8 @@ def quarantine_show(quarantine_id: int, config: ConfigOption) -> None:
     console.print(
         f"[bold]#{row.id}[/] {row.instrument_id} {row.received_at.isoformat()} state={row.state}"
     )
+    reason, params = quarantine_code(dataclasses.asdict(row))
+    console.print(f"reason: {quarantine_text('en', reason, params)} ({reason})")
     console.print(f"field: {row.field or '-'}\nerror: {row.error}\n")
     for line in hexdump(bytes(row.raw)):
         console.print(line, highlight=False, markup=False)

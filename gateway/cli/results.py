@@ -25,7 +25,12 @@ def results_list(
     as_json: JsonFlag = False,
 ) -> None:
     """List recent results with their state and holds (patient IDs masked)."""
+    from gateway.catalogue import has, text
     from gateway.store.queries import list_results
+
+    def reason_label(code: str) -> str:  # a code this version does not know: as it is
+        key = f"reason.{code}"
+        return text("en", key) if has("en", key) else code
 
     engine = open_store(load(config))
     with engine.connect() as conn:
@@ -46,7 +51,7 @@ def results_list(
             r["value"],
             r["unit"],
             r["state"],
-            ", ".join(h["reason"] for h in r["holds"] if not h["released"]),
+            ", ".join(reason_label(h["reason"]) for h in r["holds"] if not h["released"]),
             r["operator"],
             r["patient_id"],
         )

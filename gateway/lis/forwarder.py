@@ -158,8 +158,11 @@ class Forwarder:
             except GatewayError as exc:
                 error = str(exc)
                 log.error("LIS message could not be built: %s", loggable(exc))
+                field = exc.field or "" if isinstance(exc, ProtocolError) else ""
                 await self._writer.write(
-                    functools.partial(hold_unbuildable, batch=lean(batch), error=error),
+                    functools.partial(
+                        hold_unbuildable, batch=lean(batch), error=error, field=field
+                    ),
                     urgent=True,
                 )
                 continue

@@ -24,7 +24,7 @@ from typing import IO
 from gateway.errors import RemoteProtocolError
 from gateway.lis.outbox import CarriedResult, PendingMessage
 
-PROTOCOL_VERSION = 1
+PROTOCOL_VERSION = 2
 
 _HEADER = struct.Struct(">I")
 #: our frames are small (a command, a status); a longer one means the stream is not ours
@@ -98,6 +98,8 @@ class HoldUnbuildable:
     number: int
     batch: tuple[CarriedResult, ...]
     error: str
+    #: the field at fault, when the builder named one
+    field: str = ""
 
 
 @dataclass(frozen=True, slots=True)

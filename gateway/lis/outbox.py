@@ -16,10 +16,10 @@ from drivers.model import Method
 from gateway import deviations, lifecycle
 from gateway.lis.oru import OutboundResult
 from gateway.model import Deviation, HoldReason, Result, State
-from gateway.rules import ACTION_TEXT
 from gateway.store import bulk
 from gateway.store.tables import holds, outbox, outbox_items, results
 from gateway.store.writer import Tx
+from gateway.texts import params_json
 
 ACTOR = "system:lis-forwarder"
 
@@ -186,19 +186,21 @@ def enqueue(tx: Tx, built: Sequence[tuple[str, str, Sequence[Carried]]]) -> int:
     return stored
 
 
-def hold_unbuildable(tx: Tx, batch: Sequence[Carried], error: str) -> None:
-    """A message we cannot build is our bug: hold its results and record a deviation."""
+def hold_unbuildable(tx: Tx, batch: Sequence[Carried], error: str, field: str = "") -> None:
+    """A message we cannot build is our bug: hold its results and record a deviation.
+
+    The hold names the field at fault; ``error`` (technical, English) goes with it as detail.
+    """
     ids = [r.result_id for r in batch]
     lifecycle.move(tx, ids, State.QUEUED, State.HELD, actor=ACTOR, reason=error)
+    params = params_json((("field", field), ("error", error)))
     tx.conn.execute(
         insert(holds),
         [
             {
                 "result_id": i,
                 "reason": HoldReason.LIS_MESSAGE_INVALID.value,
-                "detail": error,
-                "detail_nb": f"Meldingen til LIS kunne ikke lages: {error}",
-                "action": ACTION_TEXT["en"][HoldReason.LIS_MESSAGE_INVALID],
+                "params": params,
                 "release_role": "dataansvarlig",
                 "created_at": tx.now,
             }

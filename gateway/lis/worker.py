@@ -93,8 +93,10 @@ def _enqueue(number: int, *, built: Sequence[tuple[str, str, Sequence[Carried]]]
     return Enqueue(number, tuple((c, m, tuple(lean(batch))) for c, m, batch in built))
 
 
-def _hold_unbuildable(number: int, *, batch: Sequence[Carried], error: str) -> HoldUnbuildable:
-    return HoldUnbuildable(number, tuple(lean(batch)), error)
+def _hold_unbuildable(
+    number: int, *, batch: Sequence[Carried], error: str, field: str = ""
+) -> HoldUnbuildable:
+    return HoldUnbuildable(number, tuple(lean(batch)), error, field)
 
 
 def _mark_sent(number: int, *, pending: PendingMessage) -> MarkSent:
@@ -295,7 +297,7 @@ def _run_enqueue(tx: Tx, command: Enqueue) -> int:
 
 
 def _run_hold_unbuildable(tx: Tx, command: HoldUnbuildable) -> None:
-    outbox.hold_unbuildable(tx, command.batch, command.error)
+    outbox.hold_unbuildable(tx, command.batch, command.error, command.field)
 
 
 def _run_mark_sent(tx: Tx, command: MarkSent) -> None:

@@ -4,17 +4,14 @@ from __future__ import annotations
 
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
-from types import MappingProxyType
 
 from gateway.config import Config, TestConfig
-from gateway.model import Hold, HoldReason, Result
-from gateway.rules import patient_id, unmapped
+from gateway.model import Hold, Result
 from gateway.rules.facts import Facts, QcStatus
 from gateway.rules.patient_id import patient_id_rule
 from gateway.rules.unmapped import unmapped_test_rule
 
 __all__ = [
-    "ACTION_TEXT",
     "RULES",
     "Facts",
     "QcStatus",
@@ -72,40 +69,3 @@ def context_from_config(config: Config) -> RuleContext:
         allow_synthetic_ids=config.rules.allow_synthetic_ids,
         accept_2032_ids=config.rules.accept_2032_ids,
     )
-
-
-_OTHER_ACTIONS: dict[str, dict[str, str]] = {
-    "en": {
-        HoldReason.LIS_MESSAGE_INVALID: (
-            "Report it to the Dataansvarlig (a deviation is recorded); release the result once "
-            "the cause is fixed"
-        ),
-        HoldReason.DUPLICATE: (
-            "Compare with the earlier result for the same sample and test; reject the copy, "
-            "or release if it is a genuine repeat"
-        ),
-    },
-    "nb": {
-        HoldReason.LIS_MESSAGE_INVALID: (
-            "Meld fra til dataansvarlig (avvik er registrert); frigi svaret når årsaken er rettet"
-        ),
-        HoldReason.DUPLICATE: (
-            "Sammenlign med det tidligere svaret for samme prøve og analyse; avvis kopien, "
-            "eller frigi hvis det er en reell gjentakelse"
-        ),
-    },
-}
-
-
-def _merge(*parts: Mapping[str, Mapping[str, str]]) -> Mapping[str, Mapping[str, str]]:
-    merged: dict[str, dict[str, str]] = {}
-    for part in parts:
-        for lang, texts in part.items():
-            merged.setdefault(lang, {}).update({str(reason): t for reason, t in texts.items()})
-    return MappingProxyType({lang: MappingProxyType(texts) for lang, texts in merged.items()})
-
-
-ACTION_TEXT: Mapping[str, Mapping[str, str]] = _merge(
-    patient_id.ACTIONS, unmapped.ACTIONS, _OTHER_ACTIONS
-)
-"""What to do about each hold reason, by language ("nb", "en") then reason code; for the UI."""

@@ -2,37 +2,16 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Sequence
 from typing import TYPE_CHECKING
 
 from gateway.model import Hold, HoldReason, Result
-from gateway.national_id import classify, describe, describe_nb, mask, problem_nb
+from gateway.national_id import classify, mask
 
 if TYPE_CHECKING:
     from gateway.rules import RuleContext
 
 RELEASE_ROLE = "bioingenior"
-
-ACTIONS: Mapping[str, Mapping[str, str]] = {
-    "en": {
-        HoldReason.MISSING_PATIENT_ID: (
-            "Find the patient ID on the sample label or the order, add it to the result, "
-            "then release"
-        ),
-        HoldReason.INVALID_PATIENT_ID: (
-            "Check the sample label and correct the patient ID, then release"
-        ),
-    },
-    "nb": {
-        HoldReason.MISSING_PATIENT_ID: (
-            "Finn pasientens fødselsnummer eller D-nummer på prøveetiketten eller rekvisisjonen, "
-            "legg det inn på svaret og frigi deretter"
-        ),
-        HoldReason.INVALID_PATIENT_ID: (
-            "Kontroller prøveetiketten og rett pasientens ID-nummer, og frigi deretter"
-        ),
-    },
-}
 
 
 def patient_id_rule(result: Result, context: RuleContext) -> Sequence[Hold]:
@@ -44,10 +23,8 @@ def patient_id_rule(result: Result, context: RuleContext) -> Sequence[Hold]:
         return (
             Hold(
                 reason=HoldReason.MISSING_PATIENT_ID,
-                detail=f"The result from {result.instrument_id} has no patient ID",
-                detail_nb=f"Svaret fra {result.instrument_id} mangler pasient-ID",
+                params=(("instrument", result.instrument_id),),
                 release_role=RELEASE_ROLE,
-                action=ACTIONS["en"][HoldReason.MISSING_PATIENT_ID],
             ),
         )
     check = classify(
@@ -60,15 +37,13 @@ def patient_id_rule(result: Result, context: RuleContext) -> Sequence[Hold]:
     return (
         Hold(
             reason=HoldReason.INVALID_PATIENT_ID,
-            detail=(
-                f"Patient ID {mask(patient_id)} is not a valid {describe(check.kind)}: "
-                f"{check.problem}"
-            ),
-            detail_nb=(
-                f"Pasient-ID {mask(patient_id)} er ikke et gyldig {describe_nb(check.kind)}: "
-                f"{problem_nb(check.problem)}"
+            # masked: the hold is shown and logged; the problem's params never hold the number
+            params=(
+                ("patient_id", mask(patient_id)),
+                ("kind", check.kind or "unknown"),
+                ("problem", check.code),
+                *check.params,
             ),
             release_role=RELEASE_ROLE,
-            action=ACTIONS["en"][HoldReason.INVALID_PATIENT_ID],
         ),
     )

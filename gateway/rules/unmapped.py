@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Sequence
 from typing import TYPE_CHECKING
 
 from gateway.model import Hold, HoldReason, Result
@@ -12,20 +12,6 @@ if TYPE_CHECKING:
 
 RELEASE_ROLE = "kvalitetsansvarlig"
 
-ACTIONS: Mapping[str, Mapping[str, str]] = {
-    "en": {
-        HoldReason.UNMAPPED_TEST: (
-            "Add a [[tests]] mapping with the NLK code, or release to send with the local code"
-        ),
-    },
-    "nb": {
-        HoldReason.UNMAPPED_TEST: (
-            "Legg inn en [[tests]]-kobling med NLK-kode, eller frigi for å sende med "
-            "instrumentets egen kode"
-        ),
-    },
-}
-
 
 def unmapped_test_rule(result: Result, context: RuleContext) -> Sequence[Hold]:
     """Hold a result whose (instrument, test code) is not mapped, unless forwarding is allowed."""
@@ -34,15 +20,7 @@ def unmapped_test_rule(result: Result, context: RuleContext) -> Sequence[Hold]:
     return (
         Hold(
             reason=HoldReason.UNMAPPED_TEST,
-            detail=(
-                f"Instrument {result.instrument_id!r} sent test code {result.test_code!r}, "
-                "which has no [[tests]] mapping"
-            ),
-            detail_nb=(
-                f"Instrumentet {result.instrument_id!r} sendte analysekoden "
-                f"{result.test_code!r}, som ikke har noen [[tests]]-kobling"
-            ),
+            params=(("instrument", result.instrument_id), ("code", result.test_code)),
             release_role=RELEASE_ROLE,
-            action=ACTIONS["en"][HoldReason.UNMAPPED_TEST],
         ),
     )

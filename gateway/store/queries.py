@@ -22,6 +22,7 @@ from gateway.store.tables import (
     raw_messages,
     results,
 )
+from gateway.texts import hold_json, params_from_json, quarantine_code, quarantine_text
 
 
 @dataclass(frozen=True, slots=True)
@@ -83,15 +84,20 @@ def _holds_by_result(conn: Connection, ids: Sequence[int]) -> dict[int, list[dic
     for row in conn.execute(
         select(holds).where(holds.c.result_id.in_(list(ids))).order_by(holds.c.id)
     ).all():
+        # detail, detail_nb and action are rendered from the reason and its params (the
+        # stored texts on rows from before params existed); the screens render in their language
         out.setdefault(row.result_id, []).append(
-            {
-                "reason": row.reason,
-                "detail": row.detail,
-                "detail_nb": row.detail_nb,
-                "action": row.action,
-                "release_role": row.release_role,
-                "released": row.released_at is not None,
-            }
+            hold_json(
+                {
+                    "reason": row.reason,
+                    "params": params_from_json(row.params),
+                    "detail": row.detail,
+                    "detail_nb": row.detail_nb,
+                    "action": row.action,
+                    "release_role": row.release_role,
+                    "released": row.released_at is not None,
+                }
+            )
         )
     return out
 
@@ -220,19 +226,25 @@ def list_quarantine(
     )
     if state:
         query = query.where(quarantine.c.state == state)
-    return [
-        {
-            "id": r.id,
-            "instrument": r.instrument_id,
-            "received_at": r.received_at.isoformat(),
-            "protocol": r.protocol,
-            "field": r.field,
-            "error": r.error,
-            "state": r.state,
-            "bytes": int(r.size),
-        }
-        for r in conn.execute(query).all()
-    ]
+    return [quarantine_dict(r._mapping, int(r.size)) for r in conn.execute(query).all()]
+
+
+def quarantine_dict(row: Any, size: int) -> dict[str, Any]:
+    """One quarantine entry: the technical error, its reason code, params and English text."""
+    reason, params = quarantine_code(row)
+    return {
+        "id": row["id"],
+        "instrument": row["instrument_id"],
+        "received_at": row["received_at"].isoformat(),
+        "protocol": row["protocol"],
+        "field": row["field"],
+        "error": row["error"],
+        "reason": reason,
+        "params": params,
+        "reason_text": quarantine_text("en", reason, params),
+        "state": row["state"],
+        "bytes": size,
+    }
 
 
 # --- CLI and demo: reads for `trygg quarantine show/replay` and the demo's reconciliation ------
@@ -249,6 +261,9 @@ class QuarantinedMessage:
     field: str
     error: str
     raw: bytes
+    #: the stored reason code and its parameters as JSON text (empty on rows before 0004)
+    reason: str = ""
+    params: str | None = None
 
 
 def get_quarantined(conn: Connection, quarantine_id: int) -> QuarantinedMessage | None:
@@ -267,6 +282,8 @@ def get_quarantined(conn: Connection, quarantine_id: int) -> QuarantinedMessage 
         field=row.field,
         error=row.error,
         raw=bytes(row.raw),
+        reason=row.reason or "",
+        params=row.params,
     )
 
 
@@ -322,6 +339,7 @@ def list_instruments(conn: Connection) -> list[dict[str, Any]]:
             "driver": r.driver,
             "url": r.url,
             "connected": bool(r.connected),
+            "state": r.state_code,
             "detail": r.state_detail,
             "last_seen_at": r.last_seen_at.isoformat() if r.last_seen_at else None,
             "last_message_at": r.last_message_at.isoformat() if r.last_message_at else None,

@@ -63,6 +63,8 @@ instruments = Table(
     Column("driver", String(64), nullable=False),
     Column("url", String(255), nullable=False),
     Column("connected", Boolean, nullable=False, default=False),
+    # the connection state's code (gateway.texts renders it); state_detail is technical text
+    Column("state_code", String(32), nullable=False, default="", server_default=""),
     Column("state_detail", String(255), nullable=False, default=""),
     Column("last_seen_at", TZ),
     Column("last_message_at", TZ),
@@ -91,8 +93,11 @@ quarantine = Table(
     Column("raw_message_id", Integer, ForeignKey("raw_messages.id"), nullable=False),
     Column("instrument_id", String(64), nullable=False),
     Column("received_at", TZ, nullable=False),
-    Column("error", Text, nullable=False),
+    Column("error", Text, nullable=False),  # the technical error text, as the driver gave it
     Column("field", String(64), nullable=False, default=""),
+    # the reason code (gateway.quarantine_reason) and its parameters as a JSON object
+    Column("reason", String(64), nullable=False, default="", server_default=""),
+    Column("params", Text),
     Column("state", String(16), nullable=False, default="open"),  # open | replayed | discarded
     Column("resolved_at", TZ),
     Column("resolved_by", String(64)),
@@ -155,6 +160,9 @@ holds = Table(
     Column("id", Integer, primary_key=True),
     Column("result_id", Integer, ForeignKey("results.id"), nullable=False),
     Column("reason", String(64), nullable=False),
+    # the reason's parameters as a JSON object; NULL on rows from before 0004, which carry
+    # their texts in detail, detail_nb and action instead (new rows leave those empty)
+    Column("params", Text),
     Column("detail", Text, nullable=False, default=""),
     Column("detail_nb", Text, nullable=False, default="", server_default=""),
     Column("action", Text, nullable=False, default=""),

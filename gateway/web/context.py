@@ -18,6 +18,7 @@ from sqlalchemy import Connection, Engine
 from starlette.concurrency import run_in_threadpool
 
 from gateway.config import Config
+from gateway.texts import connection_technical, hold_technical, without_bytes
 from gateway.web import i18n
 from gateway.web.auth import ANONYMOUS
 
@@ -111,6 +112,15 @@ class WebContext:
             "t": tr.t,
             "label": tr.label,
             "action": tr.action,
+            "hold_why": tr.hold_why,
+            "hold_todo": tr.hold_todo,
+            "hold_technical": hold_technical,
+            "quarantine_reason": tr.quarantine_reason,
+            "field": tr.field,
+            "connection": tr.connection,
+            "connection_technical": connection_technical,
+            "lis_text": tr.lis,
+            "technical": without_bytes,
             "when": tr.when,
             "ago": tr.ago,
             "now": datetime.now(UTC),
@@ -137,11 +147,13 @@ class WebContext:
             )
         return response
 
-    def error_page(self, request: Request, status_code: int, message: str) -> HTMLResponse:
+    def error_page(
+        self, request: Request, status_code: int, message: str, technical: str = ""
+    ) -> HTMLResponse:
         return self.page(
             request,
             "error.html",
-            {"status": status_code, "message": message},
+            {"status": status_code, "message": message, "technical": technical},
             status_code=status_code,
         )
 

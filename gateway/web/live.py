@@ -15,6 +15,7 @@ class LiveInstrument:
 
     connected: bool
     detail: str
+    state: str
     messages: int
     results: int
     quarantined: int
@@ -29,6 +30,7 @@ def live_snapshot(gateway: object | None) -> dict[str, LiveInstrument]:
         str(instrument_id): LiveInstrument(
             connected=bool(getattr(live, "connected", False)),
             detail=str(getattr(live, "detail", "")),
+            state=str(getattr(live, "state", "")),
             messages=int(getattr(live, "messages", 0)),
             results=int(getattr(live, "results", 0)),
             quarantined=int(getattr(live, "quarantined", 0)),
@@ -69,6 +71,7 @@ def merge_instruments(
             "driver": row.get("driver") or (conf.driver if conf else ""),
             "url": row.get("url") or (conf.url if conf else ""),
             "connected": bool(row.get("connected", False)),
+            "state": str(row.get("state", "")),
             "detail": str(row.get("detail", "")),
             "last_seen_at": row.get("last_seen_at"),
             "last_message_at": row.get("last_message_at"),
@@ -78,7 +81,8 @@ def merge_instruments(
         now = live.get(instrument_id)
         if now is not None:
             item["connected"] = now.connected
-            item["detail"] = now.detail or item["detail"]
+            if now.state or now.detail:  # the gateway has heard from the session
+                item["state"], item["detail"] = now.state, now.detail or item["detail"]
             item["live"] = {
                 "messages": now.messages,
                 "results": now.results,

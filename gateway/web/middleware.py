@@ -67,8 +67,10 @@ async def http_error(request: Request, exc: Exception) -> Response:
         return await http_exception_handler(request, exc)
     web = web_context(request)
     tr = web.translator(request)
-    message = tr.t("error.not_found") if exc.status_code == 404 else str(exc.detail)
-    return web.error_page(request, exc.status_code, message)
+    if exc.status_code == 404:
+        return web.error_page(request, 404, tr.t("error.not_found"))
+    # the framework's reason ("Method Not Allowed") is English: one click away, not the message
+    return web.error_page(request, exc.status_code, tr.t("error.other"), str(exc.detail))
 
 
 async def validation_error(request: Request, exc: Exception) -> Response:

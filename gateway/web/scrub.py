@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+from collections.abc import Mapping
 from typing import Any
 
 from gateway.national_id import mask
@@ -20,6 +21,7 @@ def scrub_result(result: dict[str, Any]) -> dict[str, Any]:
     result["holds"] = [
         {
             **hold,
+            "params": _scrub_params(hold.get("params")),
             "detail": scrub(hold["detail"]),
             "detail_nb": scrub(hold.get("detail_nb", "")),
             "action": scrub(hold["action"]),
@@ -27,6 +29,10 @@ def scrub_result(result: dict[str, Any]) -> dict[str, Any]:
         for hold in result["holds"]
     ]
     return result
+
+
+def _scrub_params(params: Mapping[str, str] | None) -> dict[str, str] | None:
+    return None if params is None else {key: scrub(value) for key, value in params.items()}
 
 
 def scrub_outbox(status: dict[str, Any]) -> dict[str, Any]:
@@ -37,7 +43,15 @@ def scrub_outbox(status: dict[str, Any]) -> dict[str, Any]:
 
 def scrub_quarantine(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
     """Quarantine rows with their decode errors scrubbed (errors quote the bytes they read)."""
-    return [{**row, "error": scrub(row["error"])} for row in rows]
+    return [
+        {
+            **row,
+            "error": scrub(row["error"]),
+            "params": _scrub_params(row["params"]),
+            "reason_text": scrub(row["reason_text"]),
+        }
+        for row in rows
+    ]
 
 
 def scrub_deviations(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:

@@ -123,7 +123,9 @@ class RecordingSink:
         self.stored.append(message)
         return StoredOutcome(message.error is not None, message.error or "")
 
-    def connection_changed(self, instrument_id: str, connected: bool, detail: str) -> None:
+    def connection_changed(
+        self, instrument_id: str, connected: bool, detail: str, state: object = None
+    ) -> None:
         pass
 
 

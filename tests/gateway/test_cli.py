@@ -214,3 +214,28 @@ def test_db_upgrade(tmp_path: Path) -> None:
     )
     assert invoke("db", "upgrade", "--config", str(config))[0] == 0
     assert (tmp_path / "n.db").exists()
+
+
+def wide(*args: str) -> tuple[int, str]:
+    """``invoke`` on a terminal wide enough that Rich does not wrap a table's cells."""
+    result = runner.invoke(app, list(args), env={"COLUMNS": "250"})
+    return result.exit_code, result.stdout
+
+
+def test_hold_and_quarantine_texts_render_in_english_from_their_codes(site: Path) -> None:
+    code, out = wide("results", "list", "--config", str(site))
+    assert code == 0 and "Invalid patient ID" in out and "invalid_patient_id" not in out
+    rows = json.loads(invoke("results", "list", "--config", str(site), "--json")[1])
+    (hold,) = next(r for r in rows if r["holds"])["holds"]
+    assert hold["params"]["problem"] == "check_digit_wrong"  # stored as code and params
+    assert hold["detail"].startswith("Patient ID ") and "check digit" in hold["detail"]
+    assert hold["detail_nb"].startswith("Pasient-ID ") and "kontrollsiffer" in hold["detail_nb"]
+    quarantined = json.loads(invoke("quarantine", "list", "--config", str(site), "--json")[1])
+    garbage = next(r for r in quarantined if r["field"] == "MSH")
+    assert garbage["reason"] == "bad_structure"
+    assert garbage["reason_text"] == "The message is not built the way the protocol requires."
+    code, out = wide("quarantine", "list", "--config", str(site))
+    assert code == 0 and "The message is not built the way the protocol requires." in out
+    code, out = wide("quarantine", "show", str(garbage["id"]), "--config", str(site))
+    assert "reason: The message is not built the way the protocol requires. (bad_structure)" in out
+    assert "error: MSH: missing" in out  # the technical detail as stored

@@ -10,7 +10,6 @@ from gateway.config import TestConfig as MappedTest  # "Test..." would be collec
 from gateway.config import parse_config
 from gateway.model import Hold, HoldReason, Result
 from gateway.rules import (
-    ACTION_TEXT,
     RULES,
     RuleContext,
     context_from_config,
@@ -18,6 +17,19 @@ from gateway.rules import (
     run_rules,
     unmapped_test_rule,
 )
+from gateway.texts import action_texts, describe_hold, hold_todo, hold_why
+
+ACTION_TEXT = {lang: action_texts(lang) for lang in ("nb", "en")}
+
+
+def why(hold: Hold, lang: str = "en") -> str:
+    """The hold's sentence as the screens and the CLI render it from its reason and params."""
+    return hold_why(lang, {"reason": hold.reason, "params": dict(hold.params)})
+
+
+def todo(hold: Hold, lang: str = "en") -> str:
+    return hold_todo(lang, {"reason": hold.reason})
+
 
 HBA1C = MappedTest(code="HbA1c", nlk="NPU27300", unit="mmol/mol")
 CRP_AFINION = MappedTest(code="CRP", nlk="NPU19748", unit="mg/L", instrument="afinion-1")
@@ -58,7 +70,9 @@ def test_valid_patient_id_passes() -> None:
 def test_missing_patient_id_is_held_when_required() -> None:
     (hold,) = patient_id_rule(result(" "), CONTEXT)
     assert hold.reason == HoldReason.MISSING_PATIENT_ID
-    assert hold.release_role == "bioingenior" and hold.action
+    assert hold.release_role == "bioingenior" and todo(hold)
+    assert why(hold) == "The result from afinion-1 has no patient ID."
+    assert why(hold, "nb") == "Svaret fra afinion-1 mangler pasient-ID."
 
 
 def test_missing_patient_id_passes_when_not_required() -> None:
@@ -69,9 +83,13 @@ def test_missing_patient_id_passes_when_not_required() -> None:
 def test_invalid_patient_id_names_the_problem_but_not_the_number() -> None:
     (hold,) = patient_id_rule(result("31129956716"), CONTEXT)
     assert hold.reason == HoldReason.INVALID_PATIENT_ID
-    assert "311299*****" in hold.detail and "check digit 2 is wrong" in hold.detail
-    assert "56716" not in hold.detail
-    assert hold.action == "Check the sample label and correct the patient ID, then release"
+    assert "311299*****" in why(hold) and "check digit 2 is wrong" in why(hold)
+    assert "56716" not in why(hold) and "56716" not in repr(hold.params)
+    assert todo(hold) == "Check the sample label and correct the patient ID, then release"
+    assert why(hold, "nb") == (
+        "Pasient-ID 311299***** er ikke et gyldig fødselsnummer: kontrollsiffer 2 er feil."
+    )
+    assert describe_hold(hold) == f"invalid_patient_id: {why(hold)}"  # the audit log's line
     assert hold.release_role == "bioingenior"
 
 
@@ -94,9 +112,12 @@ def test_mapped_test_passes() -> None:
 def test_unmapped_test_is_held_for_the_quality_manager() -> None:
     (hold,) = unmapped_test_rule(result(code="GLU"), CONTEXT)
     assert hold.reason == HoldReason.UNMAPPED_TEST
-    assert "'afinion-1'" in hold.detail and "'GLU'" in hold.detail
+    assert "'afinion-1'" in why(hold) and "'GLU'" in why(hold)
     assert hold.release_role == "kvalitetsansvarlig"
-    assert hold.action.startswith("Add a [[tests]] mapping with the NLK code")
+    assert todo(hold).startswith("Add the test to the setup (the test mapping) with its NLK code")
+    # the bokmål screen names no config syntax
+    assert "[[tests]]" not in why(hold, "nb") and "[[tests]]" not in todo(hold, "nb")
+    assert "testkoblingen" in todo(hold, "nb") and "«GLU»" in why(hold, "nb")
 
 
 def test_unmapped_test_passes_when_forwarding_is_allowed() -> None:
@@ -145,12 +166,10 @@ def test_every_hold_reason_has_action_text_in_both_languages() -> None:
 
 
 def test_hold_explanations_come_in_bokmal_too() -> None:
-    from gateway.national_id import problem_nb
+    def nb_problem(number: str) -> str:
+        (hold,) = patient_id_rule(result(number), CONTEXT)
+        return why(hold, "nb").partition(": ")[2]
 
-    assert problem_nb("check digit 2 is wrong") == "kontrollsiffer 2 er feil"
-    assert problem_nb("must be 11 digits, not 9") == "må ha 11 siffer, ikke 9"
-    assert (
-        problem_nb("day 31 does not exist in month 02 of that year")
-        == "dag 31 finnes ikke i måned 02 det året"
-    )
-    assert problem_nb("something new") == "something new"  # unknown: shown as is
+    assert nb_problem("31129956716") == "kontrollsiffer 2 er feil."
+    assert nb_problem("311299567") == "må ha 11 siffer, ikke 9."
+    assert nb_problem("29020012380") == "dag 29 finnes ikke i måned 02 det året."  # 1900

@@ -22,10 +22,10 @@ from gateway.app import Gateway, register_instruments
 from gateway.config import Config, parse_config
 from gateway.lis.outbox import hold_unbuildable, unassigned_queued
 from gateway.model import HoldReason, State
-from gateway.rules import ACTION_TEXT
 from gateway.store.engine import make_engine
 from gateway.store.tables import holds
 from gateway.store.writer import run_in_transaction
+from gateway.texts import action_texts
 from gateway.web import i18n
 from gateway.web.app import create_app
 from gateway.web.context import NAV
@@ -42,6 +42,9 @@ from tests.web.conftest import (
     make_config,
     observation,
 )
+
+# what to do about each hold reason, by language (from the catalogues)
+ACTION_TEXT = {lang: action_texts(lang) for lang in ("nb", "en")}
 
 with warnings.catch_warnings():
     # Starlette 1.10 prefers httpx2 for its TestClient; httpx (our test extra) still works.
@@ -274,7 +277,8 @@ def test_dashboard_in_norwegian_by_default(client: TestClient, seeded: Seeded) -
     text = visible_text(response.text)
     for phrase in ("Instrumenter", "Siste prøvesvar", "Holdt tilbake", "Utboks"):
         assert phrase in text, phrase
-    assert "Ikke tilkoblet" in text and "not connected yet" in text
+    # the connection state in bokmål, not the stored technical detail ("not connected yet")
+    assert "Venter på første tilkobling" in text and "not connected yet" not in text
     # why (stored detail, masked) and what to do (Norwegian action text) for each hold
     assert "Ugyldig pasient-ID" in text and "Mangler pasient-ID" in text
     assert ACTION_TEXT["nb"][HoldReason.INVALID_PATIENT_ID] in text

@@ -29,10 +29,14 @@ from sqlalchemy import Engine
 from gateway.app import Gateway
 from gateway.config import Config
 from gateway.model import HoldReason
-from gateway.rules import ACTION_TEXT
+from gateway.texts import action_texts
 from gateway.web.app import create_app
 from gateway.web.context import REFRESH_SECONDS
 from tests.web.conftest import SUMMER, Seeded, ingest, observation
+from tests.web.test_texts_web import ENGLISH, add_refusals
+
+# what to do about each hold reason, by language (from the catalogues)
+ACTION_TEXT = {lang: action_texts(lang) for lang in ("nb", "en")}
 
 pytestmark = pytest.mark.browser
 
@@ -232,4 +236,32 @@ def test_results_filter_form(watched: Watched, served: Served) -> None:
     expect(rows).to_have_count(1)
     expect(rows).to_contain_text(ACTION_TEXT["nb"][HoldReason.MISSING_PATIENT_ID])
     assert fits_width(page)
+    assert watched.errors == []
+
+
+def test_bokmal_quarantine_and_held_result_show_no_developer_text(
+    watched: Watched, served: Served, tmp_path: Path
+) -> None:
+    """What a lab user sees before any click is bokmål; the technical detail is one click away."""
+    add_refusals(served.engine, served.config)
+    page = watched.page
+    page.goto(served.url + "/quarantine")
+    reason = page.locator("td.quarantine-reason").filter(has_text="ORU^R99")
+    expect(reason).to_contain_text("Meldingen er ikke et prøvesvar Trygg kan lese")
+    shown = page.locator("main").inner_text()
+    assert [phrase for phrase in ENGLISH if phrase in shown] == []
+    page.screenshot(path=tmp_path / "quarantine-nb.png", full_page=True)
+    reason.locator("summary").click()
+    expect(reason.locator("code")).to_have_text(
+        "MSH-9: ORU^R99 is not a result message this parser reads"
+    )
+
+    held = served.seeded.invalid_patient
+    page.goto(f"{served.url}/results/{held}")
+    hold = page.locator(".hold")
+    expect(hold).to_contain_text("Pasient-ID 010100***** er ikke et gyldig fødselsnummer")
+    shown = page.locator("main").inner_text()
+    assert [phrase for phrase in ENGLISH if phrase in shown] == []
+    assert fits_width(page)
+    page.screenshot(path=tmp_path / "held-result-nb.png", full_page=True)
     assert watched.errors == []

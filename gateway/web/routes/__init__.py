@@ -5,5 +5,6 @@ Adding a page: write a template that extends ``base.html``; add a module here wi
 reads the store through repository functions (``await web.query(...)`` with a function from
 ``gateway.store.queries`` or a feature's store module; no SQL in the web) and answers with
 ``web.page(...)``; include the router in ``gateway.web.app.create_app``, add its ``NavItem``
-to ``context.NAV`` and its strings to ``i18n.TEXT``. Authentication: see ``auth.current_viewer``.
+to ``context.NAV`` and its strings to both catalogues (``gateway/locale/*/LC_MESSAGES/``).
+Authentication: see ``auth.current_viewer``.
 """

@@ -14,6 +14,11 @@
     return Boolean(selection && !selection.isCollapsed && live.contains(selection.anchorNode));
   }
 
+  // an opened technical detail would snap shut when the part is replaced: hold still meanwhile
+  function readingDetails() {
+    return live.querySelector("details[open]") !== null;
+  }
+
   function showStale(stale) {
     if (banner) {
       banner.hidden = !stale;
@@ -21,7 +26,7 @@
   }
 
   function refresh() {
-    if (busy || document.hidden || selectingInside()) {
+    if (busy || document.hidden || selectingInside() || readingDetails()) {
       return;
     }
     busy = true;
