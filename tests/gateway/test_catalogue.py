@@ -16,7 +16,7 @@ from gateway.model import HoldReason, State
 from gateway.national_id import PROBLEMS, IdKind
 from gateway.quarantine_reason import REASONS
 from gateway.texts import INSTRUMENT_STATES, LIS_STATES
-from gateway.web.app import NAV
+from gateway.web.context import NAV
 
 ROOT = Path(catalogue.__file__).resolve().parent.parent
 TEMPLATES = ROOT / "gateway" / "web" / "templates"

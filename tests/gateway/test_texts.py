@@ -18,9 +18,9 @@ from drivers.ports import ConnectionState
 from drivers.protocols.astm.frames import decode_frame
 from drivers.protocols.astm.records import parse_message
 from drivers.protocols.hl7.mllp import MllpDecoder
+from drivers.protocols.hl7.orders import parse_orders
 from gateway import quarantine_reason, texts
 from gateway.model import Hold, HoldReason
-from gateway.orders.hl7_orders import parse_orders
 from gateway.quarantine_reason import REASONS
 
 NOW = datetime(2026, 1, 15, 9, 30, tzinfo=UTC)
