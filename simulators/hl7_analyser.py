@@ -14,6 +14,7 @@ from datetime import UTC, datetime
 
 from drivers.errors import GatewayError, TransportError
 from drivers.mllp import MllpClient
+from drivers.protocols.hl7.message import format_ts
 from drivers.transports import ByteStream, TcpConnector
 from simulators.national_id import corrupt_fnr, make_fnr
 
@@ -85,7 +86,7 @@ class Hl7AnalyserSim:
         opts = self.options
         self._seq += 1
         control_id = f"{opts.instrument_id[:8]}{self._seq:010d}"
-        stamp = now.strftime("%Y%m%d%H%M%S+0000")
+        stamp = format_ts(now.astimezone(UTC))
         count = self._rng.randint(opts.results_min, opts.results_max)
         segments = [
             f"MSH|^~\\&|{opts.instrument_id}|{opts.serial}|TRYGG|LAB|{stamp}||ORU^R01^ORU_R01|"
