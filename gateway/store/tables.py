@@ -251,3 +251,18 @@ audit_head = Table(
     Column("last_id", Integer, nullable=False),
     Column("last_hash", String(64), nullable=False),
 )
+
+#: one row per store: which gateway may run on it (see ``gateway.store.lease``)
+gateway_lease = Table(
+    "gateway_lease",
+    metadata,
+    Column("name", String(32), primary_key=True),
+    Column("instance_id", String(32), nullable=False),
+    Column("host", String(255), nullable=False),
+    Column("pid", Integer, nullable=False),
+    Column("site", String(64), nullable=False),
+    Column("started_at", TZ, nullable=False),
+    Column("heartbeat_at", TZ, nullable=False),
+    Column("expires_at", TZ, nullable=False),
+    Column("released_at", TZ),
+)
