@@ -20,8 +20,8 @@ from gateway.store.writer import GroupCommitWriter, Tx, run_in_transaction
 T0 = datetime(2026, 11, 23, 8, 0, tzinfo=UTC)
 
 
-def lease(engine: Engine, **kwargs: object) -> Lease:
-    return Lease(engine, ttl_s=30.0, site="lab", **kwargs)  # type: ignore[arg-type]
+def lease(engine: Engine) -> Lease:
+    return Lease(engine, ttl_s=30.0, site="lab")
 
 
 def actions(engine: Engine) -> list[str]:
