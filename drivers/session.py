@@ -11,6 +11,7 @@ import logging
 import random
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import Protocol, runtime_checkable
 
 from drivers.errors import GatewayError, ProtocolError, loggable
 from drivers.ports import ConnectionState, Driver, Sink
@@ -24,6 +25,13 @@ log = logging.getLogger(__name__)
 class SessionStats:
     disconnects: int = 0
     last_error: str = ""
+
+
+@runtime_checkable
+class Listening(Protocol):
+    """A connector that listens (tcp-listen://): ``start`` binds and returns the port."""
+
+    async def start(self) -> int: ...
 
 
 class InstrumentSession:
@@ -50,6 +58,21 @@ class InstrumentSession:
         self._retry_max_s = retry_max_s
         self._connector = connector_factory(url)
         self.stats = SessionStats()
+
+    async def listen(self) -> int | None:
+        """Bind now if the connector listens; returns the port (None: it does not listen).
+
+        Raises ``TransportError`` when the address cannot be bound: at start that is fatal
+        for the caller, while ``run`` keeps retrying what can come back (an outbound connect,
+        a serial port that is unplugged).
+        """
+        if isinstance(self._connector, Listening):
+            return await self._connector.start()
+        return None
+
+    async def aclose(self) -> None:
+        """Release the connector (a listening socket) of a session that will not run."""
+        await self._connector.aclose()
 
     async def run(self) -> None:
         delay = self._retry_initial_s

@@ -5,8 +5,10 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from collections.abc import Iterator, Mapping
+import socket
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
+from datetime import datetime
 from typing import Any
 
 from sqlalchemy import Engine, select, update
@@ -17,13 +19,16 @@ from drivers.registry import DRIVERS
 from drivers.session import InstrumentSession
 from gateway.bus.publisher import EventBus, MqttBus, NullBus
 from gateway.config import Config
+from gateway.errors import LeaseLostError, StoreError
 from gateway.ingest import Ingestor, IngestOutcome
 from gateway.lis.forwarder import Forwarder
 from gateway.lis.worker import ForwarderProcess
+from gateway.listeners import bind_sessions, bind_tcp
 from gateway.orders.receiver import OrderReceiver
 from gateway.orders.store import ORDER_SOURCE, StoreWorklist
 from gateway.rules import context_from_config
 from gateway.store.engine import make_engine, upgrade
+from gateway.store.lease import Lease
 from gateway.store.tables import instruments
 from gateway.store.writer import Event, GroupCommitWriter, Tx, run_in_transaction
 from gateway.texts import NOT_CONNECTED_YET
@@ -94,11 +99,27 @@ def _connection_job(
 
 
 class Gateway:
-    """The running gateway. Also the drivers' ``Sink``."""
+    """The running gateway. Also the drivers' ``Sink``.
 
-    def __init__(self, config: Config, *, engine: Engine | None = None) -> None:
+    ``clock`` is the lease's clock (when the other gateway's lease counts as expired).
+    """
+
+    def __init__(
+        self,
+        config: Config,
+        *,
+        engine: Engine | None = None,
+        clock: Callable[[], datetime] | None = None,
+    ) -> None:
         self.config = config
         self.engine = engine or make_engine(config.store.url)
+        self.lease = Lease(
+            self.engine,
+            ttl_s=config.store.lease_ttl_s,
+            site=config.site.name,
+            zone=config.site.timezone,
+            clock=clock,
+        )
         self.bus: EventBus = (
             MqttBus(config.mqtt, config.site.name) if config.mqtt is not None else NullBus()
         )
@@ -193,32 +214,98 @@ class Gateway:
 
     # -- lifecycle --------------------------------------------------------------------------
     def prepare(self) -> None:
-        """Migrate the schema and register instruments (blocking; runs before the loop work)."""
+        """Migrate the schema, take the store's lease (``LeaseHeldError`` when another gateway
+        runs on it) and register instruments (blocking; runs before the loop work)."""
         upgrade(self.engine)
+        self.lease.acquire()
         run_in_transaction(self.engine, lambda tx: register_instruments(tx, self.config))
 
+    def _listen_names(self) -> dict[str, tuple[str, str]]:
+        names = {
+            inst.id: (f"instruments[{index}].url", f"instrument {inst.id}")
+            for index, inst in enumerate(self.config.instruments)
+        }
+        names[ORDER_SOURCE] = ("lis.orders_url", "the LIS orders listener")
+        return names
+
     async def run(self, *, web: bool | None = None) -> None:
-        """Run until cancelled; cancellation stops every task and flushes the writer."""
-        self._loop = asyncio.get_running_loop()
-        await asyncio.to_thread(self.prepare)
-        self.writer.start()
+        """Run until cancelled; cancellation stops every task and flushes the writer.
+
+        Start fails with ``LeaseHeldError`` while another gateway runs on the store and with
+        ``ListenError`` when a listening address cannot be bound; a running gateway whose
+        lease another one took over stops everything and raises ``LeaseLostError``.
+        """
+        loop = self._loop = asyncio.get_running_loop()
+        serve_web = self.config.web.enabled if web is None else web
+        lost = asyncio.Event()
+
+        def lease_lost(_error: LeaseLostError) -> None:  # on the writer thread
+            with contextlib.suppress(RuntimeError):  # the loop is closed: we are stopping
+                loop.call_soon_threadsafe(lost.set)
+
+        self.lease.on_lost = lease_lost
+        web_sockets: list[socket.socket] = []
         try:
+            await asyncio.to_thread(self.prepare)
+            await bind_sessions(self.sessions, self._listen_names())
+            if serve_web:
+                web_sockets = bind_tcp(
+                    self.config.web.host,
+                    self.config.web.port,
+                    key="web.listen",
+                    what="the web pages and API",
+                )
+            self.writer.fence = self.lease.fence  # no write commits once the lease is gone
+            self.writer.start()
             async with asyncio.TaskGroup() as group:
+                group.create_task(self._keep_lease(lost), name="lease")
                 if isinstance(self.bus, MqttBus):
                     group.create_task(self.bus.run(), name="mqtt")
                 if self.forwarder is not None:
                     group.create_task(self.forwarder.run(), name="lis-forwarder")
                 for session in self.sessions:
                     group.create_task(session.run(), name=f"instrument-{session.instrument_id}")
-                serve_web = self.config.web.enabled if web is None else web
                 if serve_web:
-                    group.create_task(self._serve_web(), name="web")
+                    group.create_task(self._serve_web(web_sockets), name="web")
                 self.ready.set()
+        except BaseExceptionGroup:
+            if self.lease.lost is not None:
+                raise self.lease.lost from None  # the cause; the rest followed from it
+            raise
         finally:
+            for sock in web_sockets:
+                sock.close()
+            for session in self.sessions:
+                await session.aclose()
             await asyncio.to_thread(self.writer.stop)
+            try:
+                await asyncio.to_thread(self.lease.release)
+            except StoreError as exc:  # it expires by itself: the next start waits the ttl
+                log.warning("could not release the store's lease: %s", exc)
             self.engine.dispose()
 
-    async def _serve_web(self) -> None:
+    async def _keep_lease(self, lost: asyncio.Event) -> None:
+        """Renew the lease every third of its ttl through the writer (its urgent lane, so a
+        flood of ingest does not delay it). When another gateway took the lease over (seen
+        here or by the writer's fence), raise: the TaskGroup then stops the forwarder and
+        everything else."""
+        while self.lease.lost is None:
+            with contextlib.suppress(TimeoutError):
+                async with asyncio.timeout(self.lease.heartbeat_s):
+                    await lost.wait()
+            if self.lease.lost is not None:
+                break
+            try:
+                await self.writer.write(self.lease.renew, urgent=True)
+            except LeaseLostError:
+                break
+            except StoreError as exc:  # the store is away: the fence guards the writes
+                log.warning("could not renew the store's lease: %s", exc)
+        assert self.lease.lost is not None
+        log.error("%s", self.lease.lost)
+        raise self.lease.lost
+
+    async def _serve_web(self, sockets: list[socket.socket]) -> None:
         import uvicorn
 
         from gateway.web.app import create_app
@@ -240,8 +327,9 @@ class Gateway:
             )
         )
         # uvicorn closes its listening socket only on its own shutdown path: on cancellation,
-        # ask it to exit and wait for that instead of abandoning serve() mid-way
-        serving = asyncio.ensure_future(server.serve())
+        # ask it to exit and wait for that instead of abandoning serve() mid-way. The sockets
+        # were bound at start (``bind_tcp``), so a taken port is our error, not uvicorn's exit.
+        serving = asyncio.ensure_future(server.serve(sockets=sockets))
         try:
             await asyncio.shield(serving)
         finally:

@@ -42,9 +42,28 @@ class SiteConfig(_Strict):
         return zone
 
 
+#: the lease's bounds: a heartbeat every third of the ttl must be possible, and a crashed
+#: PC's store should not stay locked for more than an hour
+LEASE_TTL_RANGE_S = (1.0, 3600.0)
+
+
+def check_lease_ttl(seconds: float) -> float:
+    """``[store] lease_ttl_s``: how long a gateway's lease lasts without a heartbeat."""
+    low, high = LEASE_TTL_RANGE_S
+    if not low <= seconds <= high:
+        raise ValueError(
+            f"must be {low:g}-{high:g} seconds (the gateway renews its lease every third of "
+            f"it; another gateway may take the store over after it), got {seconds:g}"
+        )
+    return seconds
+
+
 class StoreConfig(_Strict):
     url: str = "sqlite:///trygg.sqlite3"
     group_commit_max: Annotated[int, Field(ge=1, le=10_000)] = 32
+    #: seconds the running gateway's lease on the store lasts without a heartbeat (renewed
+    #: every third of it); after that another gateway may take the store over
+    lease_ttl_s: float = 30.0
 
     @field_validator("url")
     @classmethod
@@ -52,6 +71,11 @@ class StoreConfig(_Strict):
         if not url.startswith(("sqlite", "postgresql")):
             raise ValueError("must be a SQLAlchemy URL for sqlite or postgresql")
         return url
+
+    @field_validator("lease_ttl_s")
+    @classmethod
+    def _lease_ttl(cls, seconds: float) -> float:
+        return check_lease_ttl(seconds)
 
 
 #: the LIS link opens like an instrument's (tcp, tcp-listen, serial), or over TLS

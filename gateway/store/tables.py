@@ -268,3 +268,19 @@ facts_version = Table(
 )
 """One row (id 1): bumped in every transaction that changes a fact rules read (people,
 certifications, QC status), so the pipeline reloads its rule facts only when this moved."""
+
+
+#: one row per store: which gateway may run on it (see ``gateway.store.lease``)
+gateway_lease = Table(
+    "gateway_lease",
+    metadata,
+    Column("name", String(32), primary_key=True),
+    Column("instance_id", String(32), nullable=False),
+    Column("host", String(255), nullable=False),
+    Column("pid", Integer, nullable=False),
+    Column("site", String(64), nullable=False),
+    Column("started_at", TZ, nullable=False),
+    Column("heartbeat_at", TZ, nullable=False),
+    Column("expires_at", TZ, nullable=False),
+    Column("released_at", TZ),
+)

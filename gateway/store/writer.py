@@ -2,7 +2,9 @@
 
 Durability is kept: a job's future resolves only after the transaction holding it committed,
 so "stored before ACK" holds while many analysers share one fsync. A failing job does not
-poison its batch: the batch is rolled back and its jobs re-run one transaction each.
+poison its batch: the batch is rolled back and its jobs re-run one transaction each. A
+``fence`` (the gateway's lease check) runs first in every transaction: when it refuses, the
+whole batch fails at once and nothing is written.
 """
 
 from __future__ import annotations
@@ -96,6 +98,8 @@ class Tx:
 
 
 Job = Callable[[Tx], Any]
+#: runs first in each writer transaction; raising refuses the whole batch (see ``Lease.fence``)
+Fence = Callable[[Connection], None]
 
 
 class Writer(Protocol):
@@ -118,11 +122,20 @@ def run_in_transaction(engine: Engine, job: Callable[[Tx], T], now: datetime | N
     return outcomes[0]  # type: ignore[no-any-return]
 
 
+class _Fenced(Exception):
+    """The fence refused the transaction: every job of the batch fails with ``error``."""
+
+    def __init__(self, error: Exception) -> None:
+        super().__init__(str(error))
+        self.error = error
+
+
 def _run_batch(
     engine: Engine,
     jobs: list[Job],
     now: datetime,
     joiners: Callable[[], list[Job]] | None = None,
+    fence: Fence | None = None,
 ) -> tuple[list[Any], list[Event]]:
     """Run jobs in one transaction; if any fails, run each alone.
 
@@ -133,6 +146,11 @@ def _run_batch(
     """
     try:
         with write_transaction(engine) as conn:
+            if fence is not None:
+                try:
+                    fence(conn)
+                except Exception as exc:
+                    raise _Fenced(exc) from exc
             tx = Tx(conn, now)
             outcomes = []
             index = 0
@@ -144,12 +162,14 @@ def _run_batch(
             _flush_instrument_activity(tx)
             audit_log.append(conn, tx.audit_entries)
         return outcomes, tx.events
+    except _Fenced as fenced:  # no job ran: none would pass the fence alone either
+        return [_translate(fenced.error) for _ in jobs], []
     except Exception as exc:
         if len(jobs) == 1:
             return [_translate(exc)], []
     outcomes, events = [], []
     for job in jobs:
-        single, single_events = _run_batch(engine, [job], now)
+        single, single_events = _run_batch(engine, [job], now, fence=fence)
         outcomes.extend(single)
         events.extend(single_events)
     return outcomes, events
@@ -194,8 +214,11 @@ class GroupCommitWriter:
         *,
         max_batch: int = 32,
         on_events: Callable[[list[Event]], None] | None = None,
+        fence: Fence | None = None,
     ) -> None:
         self.engine = engine
+        #: checked first in every transaction (the gateway sets it once it holds the lease)
+        self.fence = fence
         self._max_batch = max_batch
         self._ready = threading.Condition()
         self._urgent: collections.deque[tuple[Job, Future[Any]]] = collections.deque()
@@ -268,7 +291,7 @@ class GroupCommitWriter:
             return [job for job, _ in joined]
 
         try:
-            outcomes, events = _run_batch(self.engine, jobs, datetime.now(UTC), joiners)
+            outcomes, events = _run_batch(self.engine, jobs, datetime.now(UTC), joiners, self.fence)
         except Exception as exc:  # the database is gone: fail every job, keep the thread alive
             log.error("writer batch failed: %s", exc.__class__.__name__)
             outcomes, events = [_translate(exc) for _ in jobs], []
