@@ -4,7 +4,7 @@ Numbered 0005 because 0004 is taken by the hold reason codes (issue 8, texts); o
 without 0004 it revises 0003: when both meet, it revises 0004.
 
 Revision ID: 0005
-Revises: 0003
+Revises: 0004
 Create Date: 2026-11-23 09:00:00
 """
 

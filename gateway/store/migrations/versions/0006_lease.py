@@ -1,7 +1,7 @@
 """The gateway lease: one row saying which gateway runs on this store, with its heartbeat.
 
 Revision ID: 0006
-Revises: 0003
+Revises: 0005
 Create Date: 2026-11-23 09:00:00
 """
 
