@@ -12,11 +12,11 @@ from typing import Any, NamedTuple, Protocol
 
 from sqlalchemy import bindparam, exists, func, insert, select
 
-from drivers.model import Method
 from gateway import deviations, lifecycle
 from gateway.lis.oru import OutboundResult
-from gateway.model import Deviation, HoldReason, Result, State
+from gateway.model import Deviation, HoldReason, State
 from gateway.store import bulk
+from gateway.store.results import from_row
 from gateway.store.tables import holds, outbox, outbox_items, results
 from gateway.store.writer import Tx
 from gateway.texts import params_json
@@ -32,30 +32,6 @@ class PendingMessage(NamedTuple):
     message: str
     state: str
     result_ids: tuple[int, ...]
-
-
-def row_to_result(row: Any) -> Result:
-    return Result(
-        id=row.id,
-        instrument_id=row.instrument_id,
-        test_code=row.test_code,
-        value=row.value,
-        value_type=row.value_type,
-        unit=row.unit,
-        reference_range=row.reference_range,
-        abnormal_flags=tuple(f for f in row.abnormal_flags.split("~") if f),
-        method=Method(row.method),
-        performed_at=row.performed_at,
-        operator_id=row.operator_id,
-        specimen_id=row.specimen_id,
-        patient_id=row.patient_id,
-        result_status=row.result_status,
-        nlk_code=row.nlk_code,
-        test_name=row.test_name,
-        comment=row.comment,
-        instrument_serial=row.instrument_serial,
-        state=State(row.state),
-    )
 
 
 def _in_flight() -> Any:
@@ -125,7 +101,7 @@ def unassigned_queued(tx: Tx, limit: int) -> list[OutboundResult]:
     return [
         OutboundResult(
             result_id=row.id,
-            result=row_to_result(row),
+            result=from_row(row),
             corrected=row.result_status == "C" or row.correction_of is not None,
         )
         for row in rows
