@@ -10,7 +10,6 @@ import asyncio
 import logging
 import random
 from collections.abc import Callable
-from dataclasses import dataclass
 from typing import Protocol, runtime_checkable
 
 from drivers.errors import GatewayError, ProtocolError, loggable
@@ -19,12 +18,6 @@ from drivers.transports import Connector, connector_for
 from drivers.transports.base import traced
 
 log = logging.getLogger(__name__)
-
-
-@dataclass
-class SessionStats:
-    disconnects: int = 0
-    last_error: str = ""
 
 
 @runtime_checkable
@@ -57,7 +50,6 @@ class InstrumentSession:
         self._retry_initial_s = retry_initial_s
         self._retry_max_s = retry_max_s
         self._connector = connector_factory(url)
-        self.stats = SessionStats()
 
     async def listen(self) -> int | None:
         """Bind now if the connector listens; returns the port (None: it does not listen).
@@ -82,7 +74,6 @@ class InstrumentSession:
                 try:
                     stream = await self._connector.connect()
                 except GatewayError as exc:
-                    self.stats.last_error = loggable(exc)
                     self._sink.connection_changed(
                         self.instrument_id, False, loggable(exc), ConnectionState.CONNECT_FAILED
                     )
@@ -108,11 +99,9 @@ class InstrumentSession:
                         if isinstance(exc, ProtocolError)
                         else ConnectionState.CONNECTION_LOST
                     )
-                    self.stats.last_error = detail
                     log.warning("instrument %s: %s", self.instrument_id, detail)
                 finally:
                     await stream.aclose()
-                self.stats.disconnects += 1
                 self._sink.connection_changed(self.instrument_id, False, detail, state)
         finally:
             await self._connector.aclose()
