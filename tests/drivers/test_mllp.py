@@ -243,10 +243,8 @@ async def test_the_server_keeps_an_oversized_block_then_hangs_up(
     assert raw.startswith(VT + b"MSH|xxx") and len(raw) > 1000
 
 
-async def test_the_server_keeps_a_block_the_peer_cut_off_by_hanging_up(
-    pair: tuple[ByteStream, ByteStream],
-) -> None:
-    near, far = pair
+def acking_server(stream: ByteStream) -> tuple[asyncio.Task[None], list[bytes]]:
+    """``serve_mllp`` on ``stream``, acknowledging every message; the list collects kept blocks."""
     kept: list[bytes] = []
 
     async def handle(payload: bytes) -> bytes:
@@ -255,7 +253,14 @@ async def test_the_server_keeps_a_block_the_peer_cut_off_by_hanging_up(
     async def keep(raw: bytes, exc: RemoteProtocolError) -> None:
         kept.append(raw)
 
-    serving = asyncio.create_task(serve_mllp(far, handle, keep))
+    return asyncio.create_task(serve_mllp(stream, handle, keep)), kept
+
+
+async def test_the_server_keeps_a_block_the_peer_cut_off_by_hanging_up(
+    pair: tuple[ByteStream, ByteStream],
+) -> None:
+    near, far = pair
+    serving, kept = acking_server(far)
     half = oru("CUT")[:40]
     await near.write(b"noise" + frame(oru("WHOLE")) + VT + half)
     await near.aclose()
@@ -268,15 +273,7 @@ async def test_a_clean_hang_up_between_blocks_keeps_nothing(
     pair: tuple[ByteStream, ByteStream],
 ) -> None:
     near, far = pair
-    kept: list[bytes] = []
-
-    async def handle(payload: bytes) -> bytes:
-        return ack_for(payload)
-
-    async def keep(raw: bytes, exc: RemoteProtocolError) -> None:
-        kept.append(raw)
-
-    serving = asyncio.create_task(serve_mllp(far, handle, keep))
+    serving, kept = acking_server(far)
     await near.write(frame(oru("ONLY")) + b"\r\n")
     await read_payloads(near, 1)
     await near.aclose()
