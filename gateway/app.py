@@ -249,6 +249,12 @@ class Gateway:
             await asyncio.to_thread(self.prepare)
             await bind_sessions(self.sessions, self._listen_names())
             if serve_web:
+                if self.config.web.is_remote:
+                    log.warning(
+                        "web: listening on %s, reachable from other PCs, and the pages have no "
+                        "sign-in yet (web.allow_remote = true)",
+                        self.config.web.listen,
+                    )
                 web_sockets = bind_tcp(
                     self.config.web.host,
                     self.config.web.port,

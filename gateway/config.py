@@ -5,6 +5,7 @@ Every error names the file, the key (dotted path) and the problem; unknown keys 
 
 from __future__ import annotations
 
+import ipaddress
 import tomllib
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any, Literal
@@ -200,6 +201,17 @@ class MqttConfig(_Strict):
         return url
 
 
+def is_loopback_host(host: str) -> bool:
+    """Whether ``host`` (a name or an address, IPv6 in brackets or not) is this PC only."""
+    name = host.strip("[]").lower()
+    if name == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(name).is_loopback
+    except ValueError:
+        return False  # a host name other than localhost may resolve to anything
+
+
 def _check_listen_address(listen: str) -> str:
     """A `host:port` the gateway binds: a host and a port a socket can take (1-65535)."""
     host, sep, port = listen.rpartition(":")
@@ -213,11 +225,32 @@ def _check_listen_address(listen: str) -> str:
 class WebConfig(_Strict):
     enabled: bool = True
     listen: str = "127.0.0.1:8470"
+    #: the pages have no sign-in yet: listening beyond this PC must be asked for explicitly
+    allow_remote: bool = False
+    #: further names the pages may be reached by (the Host header), besides the listen host
+    #: and, on loopback, localhost; needed with a wildcard listen address
+    allowed_hosts: list[Annotated[str, Field(min_length=1, pattern=r"^[A-Za-z0-9_.:\[\]-]+$")]] = (
+        Field(default_factory=list)
+    )
 
     @field_validator("listen")
     @classmethod
     def _host_port(cls, listen: str) -> str:
         return _check_listen_address(listen)
+
+    @model_validator(mode="after")
+    def _remote_is_explicit(self) -> WebConfig:
+        if self.enabled and not is_loopback_host(self.host) and not self.allow_remote:
+            raise ValueError(
+                f"listen {self.listen!r} reaches beyond this PC and the pages have no sign-in "
+                "yet: set allow_remote = true to accept that, or listen on 127.0.0.1"
+            )
+        return self
+
+    @property
+    def is_remote(self) -> bool:
+        """Whether the pages listen on an address other PCs can reach."""
+        return not is_loopback_host(self.host)
 
     @property
     def host(self) -> str:

@@ -1,8 +1,9 @@
 """The web app factory: assembles the context, middleware, error handlers and routers.
 
 Pages (Jinja2) live in ``routes/`` by page group, the JSON API in ``routes/api.py``; personal
-data masking in ``scrub.py``; headers and error pages in ``middleware.py``; templates, layout
-and language in ``context.py``; the authentication hook in ``auth.py`` (``current_viewer``).
+data masking in ``scrub.py``; headers and error pages in ``middleware.py``; the Host-header
+guard in ``hosts.py``; templates, layout and language in ``context.py``; the authentication
+hook in ``auth.py`` (``current_viewer``).
 How to add a page: see ``gateway.web.routes``.
 """
 
@@ -16,6 +17,7 @@ from gateway import __version__
 from gateway.config import Config
 from gateway.web import middleware
 from gateway.web.context import HERE, WebContext
+from gateway.web.hosts import HostGuard, allowed_hosts
 from gateway.web.routes import (
     dashboard,
     deviations,
@@ -43,6 +45,8 @@ def create_app(config: Config, engine: Engine, *, gateway: object | None = None)
     )
     app.state.web = WebContext(config, engine, gateway)
     middleware.install(app)
+    # added last, so it runs first: a request for another host name reaches no page
+    app.add_middleware(HostGuard, allowed=allowed_hosts(config.web))
     app.mount("/static", StaticFiles(directory=HERE / "static"), name="static")
     app.include_router(health)
     app.include_router(api)

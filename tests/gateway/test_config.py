@@ -93,6 +93,8 @@ def test_bad_orders_url_is_named(tmp_path: Path, url: str, expected: str) -> Non
 def site_with(web: str, *urls: str, orders_url: str = "") -> str:
     """A config text with a web listener, one hl7_mllp instrument per URL and maybe a LIS."""
     text = f'[site]\nname = "x"\n[web]\nlisten = "{web}"\n'
+    if not web.startswith(("127.", "[::1]", "localhost")):
+        text += "allow_remote = true\n"
     if orders_url:
         text += f'[lis]\nurl = "tcp://127.0.0.1:2575"\norders_url = "{orders_url}"\n'
     for index, url in enumerate(urls):

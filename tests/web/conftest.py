@@ -31,6 +31,8 @@ VALID_FNR = "01010012356"  # a valid fødselsnummer (tests/gateway/test_store.py
 OTHER_FNR = "15076500565"  # another valid fødselsnummer
 BAD_FNR = VALID_FNR[:-1] + str((int(VALID_FNR[-1]) + 1) % 10)  # wrong check digit
 T0 = datetime(2026, 1, 15, 9, 30, tzinfo=UTC)  # winter: Oslo is UTC+1, so 10:30 there
+#: the address the test config's pages listen on: test clients send it as their Host header
+LOCAL = "http://127.0.0.1:8470"
 SUMMER = datetime(2026, 7, 1, 10, 0, tzinfo=UTC)  # summer: Oslo is UTC+2, so 12:00 there
 
 

@@ -33,6 +33,7 @@ from gateway.web.scrub import scrub
 from tests.ports import free_port
 from tests.web.conftest import (
     BAD_FNR,
+    LOCAL,
     OTHER_FNR,
     SUMMER,
     T0,
@@ -57,7 +58,7 @@ PAGES = ("/", "/results", "/outbox", "/quarantine", "/deviations", "/orders", "/
 
 @pytest.fixture
 def client(web_config: Config, web_engine: Engine, seeded: Seeded) -> Iterator[TestClient]:
-    with TestClient(create_app(web_config, web_engine)) as test_client:
+    with TestClient(create_app(web_config, web_engine), base_url=LOCAL) as test_client:
         yield test_client
 
 
@@ -65,7 +66,9 @@ def client(web_config: Config, web_engine: Engine, seeded: Seeded) -> Iterator[T
 def live_client(
     web_config: Config, web_engine: Engine, seeded: Seeded, live_gateway: Gateway
 ) -> Iterator[TestClient]:
-    with TestClient(create_app(web_config, web_engine, gateway=live_gateway)) as test_client:
+    with TestClient(
+        create_app(web_config, web_engine, gateway=live_gateway), base_url=LOCAL
+    ) as test_client:
         yield test_client
 
 
@@ -97,7 +100,7 @@ def test_instruments_from_the_store_and_config(
     gateway.writer.start()
     gateway.connection_changed("bench-1", True, "peer 127.0.0.1:40002")
     gateway.writer.stop()  # finishes the queued write: the store now says bench-1 is connected
-    with TestClient(create_app(web_config, web_engine)) as client:
+    with TestClient(create_app(web_config, web_engine), base_url=LOCAL) as client:
         body = client.get("/api/instruments").json()
     assert [i["id"] for i in body] == ["afinion-1", "bench-1"]
     afinion, bench = body
@@ -237,7 +240,7 @@ def test_health(client: TestClient, live_client: TestClient) -> None:
 def test_health_reports_a_missing_database(tmp_path: Path, web_config: Config) -> None:
     engine = make_engine(f"sqlite:///{tmp_path}")  # a directory, not a database file
     try:
-        with TestClient(create_app(web_config, engine)) as client:
+        with TestClient(create_app(web_config, engine), base_url=LOCAL) as client:
             response = client.get("/api/health")
     finally:
         engine.dispose()
@@ -331,7 +334,7 @@ def test_dashboard_explains_a_result_held_for_two_reasons(
         now=T0,
         raw=b"m1",
     )
-    with TestClient(create_app(web_config, web_engine)) as client:
+    with TestClient(create_app(web_config, web_engine), base_url=LOCAL) as client:
         nb = client.get("/").text
         en = client.get("/", params={"lang": "en"}).text
     assert held_card(nb) == ("1", {"Ugyldig pasient-ID": "1", "Ukjent analysekode": "1"})
@@ -378,7 +381,7 @@ def test_language_switch_sets_a_cookie(client: TestClient) -> None:
 
 
 def test_site_language_sets_the_default(web_engine: Engine, seeded: Seeded) -> None:
-    with TestClient(create_app(make_config(language="en"), web_engine)) as client:
+    with TestClient(create_app(make_config(language="en"), web_engine), base_url=LOCAL) as client:
         assert '<html lang="en">' in client.get("/").text
         assert '<html lang="nb">' in client.get("/", params={"lang": "nb"}).text
 
@@ -401,7 +404,7 @@ def test_action_falls_back_to_the_stored_text(
                 created_at=datetime.now(UTC),
             )
         )
-    with TestClient(create_app(web_config, web_engine)) as client:
+    with TestClient(create_app(web_config, web_engine), base_url=LOCAL) as client:
         text = visible_text(client.get(f"/results/{seeded.summer}").text)
     assert "LIS-melding kunne ikke lages" in text and "OBX-5: too long" in text
     assert "Meld fra til dataansvarlig" in text  # the known reason speaks Norwegian

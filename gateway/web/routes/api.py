@@ -16,7 +16,12 @@ from gateway.store import queries
 from gateway.web.auth import Authenticated
 from gateway.web.context import Web
 from gateway.web.live import gateway_status, live_snapshot, merge_instruments
-from gateway.web.routes.params import OrderState, QuarantineState, order_state_filter
+from gateway.web.routes.params import (
+    OrderState,
+    QuarantineState,
+    is_row_id,
+    order_state_filter,
+)
 from gateway.web.scrub import scrub_deviations, scrub_outbox, scrub_quarantine, scrub_result
 
 api = APIRouter(prefix="/api", tags=["api"], dependencies=[Authenticated])
@@ -54,7 +59,9 @@ async def api_results(
 
 @api.get("/results/{result_id}", summary="One result with its holds and LIS messages")
 async def api_result(web: Web, result_id: int) -> dict[str, Any]:
-    found = await web.query(lambda conn: queries.get_result(conn, result_id))
+    found = None
+    if is_row_id(result_id):
+        found = await web.query(lambda conn: queries.get_result(conn, result_id))
     if found is None:
         raise HTTPException(status_code=404, detail=f"result {result_id} not found")
     return scrub_result(found)

@@ -4,6 +4,10 @@ from __future__ import annotations
 
 from typing import Final, Literal
 
+#: the largest row id a store can hold (a signed 64-bit integer): a larger one is not found,
+#: rather than an OverflowError from the database driver
+MAX_ROW_ID: Final = 2**63 - 1
+
 #: rows a list page shows at most
 PAGE_LIMIT: Final = 200
 
@@ -15,3 +19,8 @@ ORDER_STATES: Final[tuple[OrderState, ...]] = ("open", "cancelled", "all")
 def order_state_filter(state: OrderState) -> str | None:
     """The worklist store's state filter for a chosen state ("all": no filter)."""
     return None if state == "all" else state
+
+
+def is_row_id(value: int) -> bool:
+    """Whether ``value`` can be a row id at all (so the store can be asked for it)."""
+    return 1 <= value <= MAX_ROW_ID

@@ -13,6 +13,7 @@ from gateway.model import State
 from gateway.store import queries
 from gateway.web.auth import Authenticated
 from gateway.web.context import Web
+from gateway.web.routes.params import is_row_id
 from gateway.web.scrub import scrub_result
 
 router = APIRouter(include_in_schema=False, dependencies=[Authenticated])
@@ -60,7 +61,9 @@ async def results_page(
 
 @router.get("/results/{result_id}", response_class=HTMLResponse)
 async def result_page(request: Request, web: Web, result_id: int) -> HTMLResponse:
-    found = await web.query(lambda conn: queries.get_result(conn, result_id))
+    found = None
+    if is_row_id(result_id):
+        found = await web.query(lambda conn: queries.get_result(conn, result_id))
     if found is None:
         tr = web.translator(request)
         return web.error_page(request, 404, tr.t("error.result_not_found", id=result_id))
