@@ -32,6 +32,7 @@ class ConnectionState(enum.StrEnum):
     CONNECT_FAILED = "connect_failed"  # detail: the transport error
     CONNECTION_LOST = "connection_lost"  # the stream broke while in use
     PROTOCOL_ERROR = "protocol_error"  # the instrument broke the protocol; we hung up
+    IDLE_TIMEOUT = "idle_timeout"  # nothing arrived within the idle deadline; we hung up
 
 
 class Sink(Protocol):
@@ -50,7 +51,12 @@ class Sink(Protocol):
 
 
 class Driver(Protocol):
-    """One analyser conversation over an open stream; returns when the stream ends."""
+    """One analyser conversation over an open stream; returns when the stream ends.
+
+    One driver serves every connection of its instrument, under ``connections = "parallel"``
+    several at once: what belongs to one connection (link state, buffers) lives inside
+    ``serve``, never on the driver.
+    """
 
     async def serve(self, stream: ByteStream, sink: Sink) -> None: ...
 

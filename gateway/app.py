@@ -144,6 +144,8 @@ class Gateway:
                 DRIVERS[inst.driver].factory(inst.id, inst.options, worklist=self.worklist),
                 self,
                 trace=inst.trace,
+                idle=inst.idle_limits,
+                connections=inst.connections,
             )
             for inst in config.instruments
             if inst.enabled
@@ -156,6 +158,8 @@ class Gateway:
                     OrderReceiver(self.writer),
                     self,
                     trace=config.lis.trace,
+                    idle=config.lis.orders_idle_limits,
+                    connections=config.lis.orders_connections,
                 )
             )
         #: the LIS's order connection: (connected, detail)

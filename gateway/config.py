@@ -18,7 +18,7 @@ from drivers.model import Method
 from gateway.errors import ConfigError
 
 if TYPE_CHECKING:
-    from drivers.transports import TlsSettings
+    from drivers.transports import IdleLimits, TlsSettings
 
 
 class _Strict(BaseModel):
@@ -79,6 +79,68 @@ class StoreConfig(_Strict):
         return check_lease_ttl(seconds)
 
 
+#: what a listening port does with a second connection while one is open (drivers.session)
+ConnectionPolicy = Literal["newest", "single", "parallel"]
+#: the idle deadline's bounds: 0 switches it off; a day at most
+IDLE_TIMEOUT_MAX_S = 86_400.0
+PARTIAL_TIMEOUT_RANGE_S = (1.0, 3600.0)
+
+
+def check_idle_timeout(seconds: float) -> float:
+    """An idle deadline: 0 (never) or 1 s to a day."""
+    if seconds != 0 and not 1.0 <= seconds <= IDLE_TIMEOUT_MAX_S:
+        raise ValueError(
+            f"must be 0 (never close a silent connection) or 1-{IDLE_TIMEOUT_MAX_S:g} "
+            f"seconds, got {seconds:g}"
+        )
+    return seconds
+
+
+def check_partial_timeout(seconds: float) -> float:
+    low, high = PARTIAL_TIMEOUT_RANGE_S
+    if not low <= seconds <= high:
+        raise ValueError(f"must be {low:g}-{high:g} seconds, got {seconds:g}")
+    return seconds
+
+
+def _changed(model: BaseModel, keys: tuple[str, ...]) -> list[str]:
+    """The keys whose value is not their default. (Not ``model_fields_set``: the LIS worker
+    validates a dump of the config again, where every key is given.)"""
+    fields = type(model).model_fields
+    return [key for key in keys if getattr(model, key) != fields[key].default]
+
+
+def check_peer_keys(
+    model: BaseModel, url: str | None, *, idle: str, partial: str, connections: str
+) -> None:
+    """The silent-peer keys changed from their defaults must fit the URL and each other."""
+    if url is None:
+        changed = _changed(model, (idle, partial, connections))
+        if changed:
+            raise ValueError(f"{changed[0]}: only used with orders_url")
+        return
+    scheme = urlsplit(url).scheme
+    if _changed(model, (connections,)) and scheme != "tcp-listen":
+        raise ValueError(f"{connections}: only for a tcp-listen:// URL (one that accepts peers)")
+    if scheme == "serial" and (changed := _changed(model, (idle, partial))):
+        raise ValueError(f"{changed[0]}: only for tcp:// and tcp-listen:// (not a serial line)")
+    idle_s, partial_s = getattr(model, idle), getattr(model, partial)
+    # the default partial deadline, longer than a short idle one, is cut to it (idle_limits)
+    if _changed(model, (partial,)) and idle_s and partial_s > idle_s:
+        raise ValueError(
+            f"{partial}: {partial_s:g} s is longer than {idle} ({idle_s:g} s); "
+            "a half-received message gets the shorter deadline"
+        )
+
+
+def idle_limits(idle_s: float, partial_s: float) -> IdleLimits:
+    from drivers.transports import IdleLimits
+
+    return IdleLimits(
+        idle_s=idle_s or None, partial_s=min(partial_s, idle_s) if idle_s else partial_s
+    )
+
+
 #: the LIS link opens like an instrument's (tcp, tcp-listen, serial), or over TLS
 _LIS_SCHEMES = ("tcp", "tcp-listen", "tls", "serial")
 
@@ -107,6 +169,12 @@ class LisConfig(_Strict):
     #: tcp-listen://host:port (the LIS connects) or tcp://host:port (the LIS listens); unset:
     #: no orders, host queries are answered "no information"
     orders_url: str | None = None
+    #: the order port's idle deadline (seconds; 0: never): a silent LIS connection is closed
+    orders_idle_timeout_s: float = 300.0
+    #: the same while an order message is half received
+    orders_partial_timeout_s: float = 30.0
+    #: tcp-listen:// orders_url only: a second LIS connection while one is open
+    orders_connections: ConnectionPolicy = "newest"
     #: log every byte to and from the LIS (timestamps, direction, hexdump) at DEBUG, as an
     #: instrument's ``trace`` does, under the logger ``trygg.wire.lis``
     trace: bool = False
@@ -159,6 +227,32 @@ class LisConfig(_Strict):
         except ConfigError as exc:
             raise ValueError(str(exc)) from exc
         return self
+
+    @field_validator("orders_idle_timeout_s")
+    @classmethod
+    def _orders_idle(cls, seconds: float) -> float:
+        return check_idle_timeout(seconds)
+
+    @field_validator("orders_partial_timeout_s")
+    @classmethod
+    def _orders_partial(cls, seconds: float) -> float:
+        return check_partial_timeout(seconds)
+
+    @model_validator(mode="after")
+    def _orders_peer_keys(self) -> LisConfig:
+        check_peer_keys(
+            self,
+            self.orders_url,
+            idle="orders_idle_timeout_s",
+            partial="orders_partial_timeout_s",
+            connections="orders_connections",
+        )
+        return self
+
+    @property
+    def orders_idle_limits(self) -> IdleLimits:
+        """The order connection's idle deadline (``drivers.transports.IdleLimits``)."""
+        return idle_limits(self.orders_idle_timeout_s, self.orders_partial_timeout_s)
 
     @property
     def tls_settings(self) -> TlsSettings | None:
@@ -272,7 +366,40 @@ class InstrumentConfig(_Strict):
     location: str = ""
     trace: bool = False
     enabled: bool = True
+    #: seconds a network connection may say nothing before it is closed (0: never)
+    idle_timeout_s: float = 300.0
+    #: the same while a message is half received (MLLP; ASTM's link has its own 30 s)
+    partial_timeout_s: float = 30.0
+    #: tcp-listen:// only: a second connection while one is open: "newest" replaces the
+    #: open one, "single" is refused, "parallel" is served beside it
+    connections: ConnectionPolicy = "newest"
     options: dict[str, str | int | float | bool] = Field(default_factory=dict)
+
+    @field_validator("idle_timeout_s")
+    @classmethod
+    def _idle(cls, seconds: float) -> float:
+        return check_idle_timeout(seconds)
+
+    @field_validator("partial_timeout_s")
+    @classmethod
+    def _partial(cls, seconds: float) -> float:
+        return check_partial_timeout(seconds)
+
+    @model_validator(mode="after")
+    def _peer_keys(self) -> InstrumentConfig:
+        check_peer_keys(
+            self,
+            self.url,
+            idle="idle_timeout_s",
+            partial="partial_timeout_s",
+            connections="connections",
+        )
+        return self
+
+    @property
+    def idle_limits(self) -> IdleLimits:
+        """This instrument's idle deadline (``drivers.transports.IdleLimits``)."""
+        return idle_limits(self.idle_timeout_s, self.partial_timeout_s)
 
     @field_validator("url")
     @classmethod

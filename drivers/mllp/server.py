@@ -15,6 +15,7 @@ from collections.abc import Awaitable, Callable
 from drivers.errors import GatewayError, RemoteProtocolError, loggable
 from drivers.protocols.hl7.mllp import DEFAULT_MAX_SIZE, MllpDecoder, frame
 from drivers.transports.base import ByteStream, Connector
+from drivers.transports.deadline import mark_partial
 
 __all__ = ["Broken", "Handler", "MllpServer", "serve_mllp"]
 
@@ -41,7 +42,8 @@ async def serve_mllp(
 
     A block over ``max_size`` bytes, or one the peer left unfinished when it closed, goes to
     ``on_broken`` (its bytes and the error), and the error is then raised: the caller hangs up
-    and the sender starts afresh. The stream is not closed here.
+    and the sender starts afresh. The stream is not closed here. While a block is half
+    received, the stream's idle deadline (``drivers.transports.IdleDeadline``) is told so.
     """
     decoder = MllpDecoder(max_size=max_size)
     while data := await stream.read():
@@ -58,6 +60,8 @@ async def serve_mllp(
             if reply is None:
                 return
             await stream.write(frame(reply))
+        # bytes of an unfinished block wait: the shorter, half-received deadline applies
+        mark_partial(stream, decoder.buffered > 0)
     # A clean hang-up inside a block is the peer's doing: keep what it sent. (A reset or our
     # own shutdown is not: the sender got no ACK and sends the message again.)
     unfinished = decoder.take_unfinished()

@@ -14,6 +14,14 @@ from drivers.transports.base import (
     hexdump,
     traced,
 )
+from drivers.transports.deadline import (
+    ConnectionEnded,
+    IdleDeadline,
+    IdleLimits,
+    IdleTimeout,
+    mark_partial,
+)
+from drivers.transports.keepalive import set_keepalive
 from drivers.transports.memory import (
     Faults,
     MemoryConnector,
@@ -30,8 +38,12 @@ __all__ = [
     "DEFAULT_READ_SIZE",
     "SCHEMES",
     "ByteStream",
+    "ConnectionEnded",
     "Connector",
     "Faults",
+    "IdleDeadline",
+    "IdleLimits",
+    "IdleTimeout",
     "MemoryConnector",
     "MemoryHub",
     "MemoryStream",
@@ -45,7 +57,9 @@ __all__ = [
     "client_context",
     "connector_for",
     "hexdump",
+    "mark_partial",
     "memory_pair",
+    "set_keepalive",
     "traced",
 ]
 

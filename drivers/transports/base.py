@@ -117,6 +117,11 @@ class AsyncioByteStream:
     def peer(self) -> str:
         return self._peer
 
+    @property
+    def socket(self) -> Any:
+        """The OS socket under the stream (asyncio's wrapper), or None (a serial port)."""
+        return self._writer.get_extra_info("socket")
+
     def __repr__(self) -> str:
         return f"<{type(self).__name__} {self._label} peer={self._peer}>"
 

@@ -10,6 +10,7 @@ from urllib.parse import SplitResult
 
 from drivers.errors import ConfigError, TransportError
 from drivers.transports.base import AsyncioByteStream, ByteStream, format_address, translate_errors
+from drivers.transports.keepalive import set_keepalive
 
 log = logging.getLogger(__name__)
 
@@ -99,6 +100,7 @@ class TcpConnector:
                 reader, writer = await asyncio.open_connection(
                     self._host, self._port, ssl=self._tls
                 )
+        set_keepalive(writer.get_extra_info("socket"))
         peer = format_address(writer.get_extra_info("peername"))
         return AsyncioByteStream(reader, writer, peer=peer, label=self._url)
 
@@ -111,7 +113,8 @@ class TcpListenConnector:
 
     Each connect() returns the next accepted connection; connections that arrive while nobody is
     waiting are queued (at most ``max_pending``; beyond that they are closed at once). With
-    ``tls`` (a server ``ssl.SSLContext``) each accepted connection is wrapped in TLS.
+    ``tls`` (a server ``ssl.SSLContext``) each accepted connection is wrapped in TLS. Every
+    connection, accepted or opened, has TCP keepalive on (``keepalive.set_keepalive``).
     """
 
     def __init__(
@@ -168,6 +171,7 @@ class TcpListenConnector:
         if self._closed:
             writer.close()
             return
+        set_keepalive(writer.get_extra_info("socket"))
         stream = AsyncioByteStream(reader, writer, peer=peer, label=self._url)
         while self._waiters:
             waiter = self._waiters.popleft()

@@ -275,3 +275,112 @@ def test_bad_tls_settings_name_their_key(tmp_path: Path) -> None:
     for text, pattern in cases:
         with pytest.raises(ConfigError, match=pattern):
             load_config(write(tmp_path, text))
+
+
+# --- issue 9: a silent peer never blocks an instrument ----------------------------------------
+
+
+def instrument_with(url: str, keys: str) -> str:
+    return (
+        f'[site]\nname = "x"\n[[instruments]]\nid = "a"\ndriver = "hl7_mllp"\n'
+        f'url = "{url}"\n{keys}\n'
+    )
+
+
+def test_the_silent_peer_keys_default_and_reach_the_session(tmp_path: Path) -> None:
+    from drivers.transports import IdleLimits
+
+    config = load_config(write(tmp_path, instrument_with("tcp-listen://127.0.0.1:5101", "")))
+    (instrument,) = config.instruments
+    assert instrument.connections == "newest"
+    assert instrument.idle_limits == IdleLimits(idle_s=300.0, partial_s=30.0)
+    keys = 'idle_timeout_s = 0\npartial_timeout_s = 5\nconnections = "parallel"'
+    config = load_config(write(tmp_path, instrument_with("tcp-listen://127.0.0.1:5101", keys)))
+    assert config.instruments[0].idle_limits == IdleLimits(idle_s=None, partial_s=5.0)
+    # a short idle deadline cuts the default partial one to it
+    config = load_config(
+        write(tmp_path, instrument_with("tcp://127.0.0.1:5101", "idle_timeout_s = 10"))
+    )
+    assert config.instruments[0].idle_limits == IdleLimits(idle_s=10.0, partial_s=10.0)
+
+
+@pytest.mark.parametrize(
+    ("url", "keys", "key", "expected"),
+    [
+        ("tcp-listen://127.0.0.1:5101", 'connections = "all"', "connections", "'newest'"),
+        ("tcp-listen://127.0.0.1:5101", "idle_timeout_s = 0.5", "idle_timeout_s", "0 (never"),
+        ("tcp-listen://127.0.0.1:5101", "idle_timeout_s = -1", "idle_timeout_s", "got -1"),
+        ("tcp-listen://127.0.0.1:5101", "partial_timeout_s = 0", "partial_timeout_s", "1-3600"),
+        (
+            "tcp-listen://127.0.0.1:5101",
+            "idle_timeout_s = 20\npartial_timeout_s = 60",
+            "partial_timeout_s",
+            "longer than idle_timeout_s",
+        ),
+        ("tcp://127.0.0.1:5101", 'connections = "single"', "connections", "tcp-listen://"),
+        ("serial:///dev/ttyS0", "idle_timeout_s = 60", "idle_timeout_s", "not a serial line"),
+    ],
+)
+def test_bad_silent_peer_keys_are_named(
+    tmp_path: Path, url: str, keys: str, key: str, expected: str
+) -> None:
+    path = write(tmp_path, instrument_with(url, keys))
+    with pytest.raises(ConfigError) as info:
+        load_config(path)
+    message = str(info.value)
+    assert message.startswith(f"{path}: instruments[0]") and key in message, message
+    assert expected in message, message
+
+
+def lis_with(keys: str, orders_url: str = "tcp-listen://127.0.0.1:2577") -> str:
+    orders = f'orders_url = "{orders_url}"\n' if orders_url else ""
+    return f'[site]\nname = "x"\n[lis]\nurl = "tcp://127.0.0.1:2575"\n{orders}{keys}\n'
+
+
+def test_the_order_port_has_its_own_silent_peer_keys(tmp_path: Path) -> None:
+    from drivers.transports import IdleLimits
+
+    keys = 'orders_connections = "single"\norders_idle_timeout_s = 120'
+    lis = load_config(write(tmp_path, lis_with(keys))).lis
+    assert lis is not None and lis.orders_connections == "single"
+    assert lis.orders_idle_limits == IdleLimits(idle_s=120.0, partial_s=30.0)
+
+
+@pytest.mark.parametrize(
+    ("keys", "orders_url", "key", "expected"),
+    [
+        ('orders_connections = "many"', "tcp-listen://127.0.0.1:2577", "orders_connections", ""),
+        ("orders_idle_timeout_s = 0.1", "tcp-listen://127.0.0.1:2577", "orders_idle", "0 (never"),
+        ('orders_connections = "single"', "tcp://127.0.0.1:2577", "orders_connections", "listen"),
+        ("orders_idle_timeout_s = 60", "", "orders_idle_timeout_s", "only used with orders_url"),
+    ],
+)
+def test_bad_order_port_keys_are_named(
+    tmp_path: Path, keys: str, orders_url: str, key: str, expected: str
+) -> None:
+    path = write(tmp_path, lis_with(keys, orders_url))
+    with pytest.raises(ConfigError) as info:
+        load_config(path)
+    message = str(info.value)
+    assert message.startswith(f"{path}: lis") and key in message and expected in message, message
+
+
+def test_check_config_names_a_bad_connections_policy(tmp_path: Path) -> None:
+    from typer.testing import CliRunner
+
+    from gateway.cli import app
+
+    path = write(tmp_path, instrument_with("tcp-listen://127.0.0.1:5101", 'connections = "x"'))
+    result = CliRunner().invoke(app, ["check-config", "--config", str(path)])
+    assert result.exit_code == 2
+    assert "instruments[0].connections" in result.stderr
+
+
+def test_the_lis_section_survives_the_workers_round_trip(tmp_path: Path) -> None:
+    """The LIS worker validates a JSON dump of [lis] again, where every key is given."""
+    from gateway.config import LisConfig
+
+    for orders in ("", "tcp-listen://127.0.0.1:2577", "tcp://127.0.0.1:2577"):
+        lis = load_config(write(tmp_path, lis_with("", orders))).lis
+        assert lis is not None
+        assert LisConfig.model_validate_json(lis.model_dump_json()) == lis
