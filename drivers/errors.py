@@ -6,7 +6,8 @@
     │   └── RemoteProtocolError   the peer broke it (bad bytes, bad structure)
     ├── TransportError            a stream could not be opened, or broke
     │   └── AckTimeout            the peer did not acknowledge a message in time
-    └── ConfigError               the configuration is invalid (names file, key, problem)
+    ├── ConfigError               the configuration is invalid (names file, key, problem)
+    └── NotStoredError            the sink did not keep a message: do not acknowledge it
 
 ``gateway.errors`` extends the tree with the store and forwarding errors. Third-party
 exceptions are translated at exactly one boundary with ``raise ... from exc``. This module
@@ -67,3 +68,9 @@ class AckTimeout(TransportError):
 
 class ConfigError(GatewayError):
     """The configuration is invalid; the message names file, key and problem."""
+
+
+class NotStoredError(GatewayError):
+    """The sink could not keep a message (its store is broken or away). The driver must not
+    acknowledge it: the analyser keeps the message and sends it again. The text says why,
+    without the message's content."""

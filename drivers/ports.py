@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import enum
 from collections.abc import Awaitable, Callable, Sequence
-from typing import Protocol
+from typing import Protocol, runtime_checkable
 
 from drivers.model import InboundMessage, WorklistOrder
 from drivers.transports import ByteStream
@@ -38,7 +38,8 @@ class ConnectionState(enum.StrEnum):
 class Sink(Protocol):
     """The gateway side of a driver: durable ingest and connection state."""
 
-    async def ingest(self, message: InboundMessage) -> Outcome: ...
+    async def ingest(self, message: InboundMessage) -> Outcome:
+        """Returns once the message is durable; raises ``NotStoredError`` when it is not."""
 
     def connection_changed(
         self,
@@ -48,6 +49,18 @@ class Sink(Protocol):
         state: ConnectionState | None = None,
     ) -> None:
         """``detail`` is technical text (a peer, an error without bytes); ``state`` its code."""
+
+
+@runtime_checkable
+class Accepting(Protocol):
+    """A sink that can tell before a message comes whether it could keep one now.
+
+    ``Sink.ingest`` raises ``drivers.errors.NotStoredError`` for a message it could not keep;
+    a protocol with a "not ready" answer (E1381: NAK to ENQ) asks ``accepting()`` first, so
+    the analyser does not send what would be refused.
+    """
+
+    def accepting(self) -> bool: ...
 
 
 class Driver(Protocol):

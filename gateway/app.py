@@ -18,8 +18,14 @@ from drivers.ports import ConnectionState
 from drivers.registry import DRIVERS
 from drivers.session import InstrumentSession
 from gateway.bus.publisher import EventBus, MqttBus, NullBus
+from gateway.catalogue import FALLBACK_LANGUAGE, text
 from gateway.config import Config
-from gateway.errors import LeaseLostError, StoreError
+from gateway.errors import (
+    LeaseLostError,
+    NotStoredError,
+    StoreError,
+    StoreUnavailableError,
+)
 from gateway.ingest import Ingestor, IngestOutcome
 from gateway.lis.forwarder import Forwarder
 from gateway.lis.worker import ForwarderProcess
@@ -27,9 +33,18 @@ from gateway.listeners import bind_sessions, bind_tcp
 from gateway.orders.receiver import OrderReceiver
 from gateway.orders.store import ORDER_SOURCE, StoreWorklist
 from gateway.rules import context_from_config
+from gateway.store.check import (
+    backend_of,
+    check_store,
+    count_dropped_connections,
+    require_healthy,
+    shown_store,
+)
 from gateway.store.engine import make_engine, upgrade
+from gateway.store.health import Problem, StoreHealth
 from gateway.store.lease import Lease
 from gateway.store.tables import instruments
+from gateway.store.watch import StoreWatch
 from gateway.store.writer import Event, GroupCommitWriter, Tx, run_in_transaction
 from gateway.texts import NOT_CONNECTED_YET
 
@@ -98,6 +113,17 @@ def _connection_job(
     )
 
 
+def _store_recovered_job(tx: Tx, was: Problem, backend: str) -> None:
+    """The audit trail keeps that the store was failed, once it can be written again."""
+    tx.audit(
+        actor="system:gateway",
+        action="store.recovered",
+        entity="store",
+        entity_id=backend,
+        reason=f"failed since {was.since.isoformat()} ({was.code}, {was.source}): {was.detail}",
+    )
+
+
 class Gateway:
     """The running gateway. Also the drivers' ``Sink``.
 
@@ -124,8 +150,26 @@ class Gateway:
             MqttBus(config.mqtt, config.site.name) if config.mqtt is not None else NullBus()
         )
         self._loop: asyncio.AbstractEventLoop | None = None
+        #: failed by a write or check that meets a broken store; while failed, nothing is ACKed
+        self.store_health = StoreHealth(
+            backend_of(config.store.url), on_change=self._store_health_changed
+        )
+        self._store_problem: Problem | None = None
+        #: messages not acknowledged because the store was failed or the write failed
+        self.refused = 0
+        count_dropped_connections(self.engine, self.store_health)
         self.writer = GroupCommitWriter(
-            self.engine, max_batch=config.store.group_commit_max, on_events=self._events_committed
+            self.engine,
+            max_batch=config.store.group_commit_max,
+            on_events=self._events_committed,
+            health=self.store_health,
+        )
+        self.store_watch = StoreWatch(
+            self.store_health,
+            lambda: check_store(config.store.url, engine=self.engine),
+            interval_s=config.store.check_interval_s,
+            recheck_s=config.store.recheck_interval_s,
+            probe=lambda: self.writer.write(self.lease.renew, urgent=True),
         )
         self.forwarder: Forwarder | ForwarderProcess | None = None
         if config.lis is not None:
@@ -168,7 +212,21 @@ class Gateway:
 
     # -- Sink -------------------------------------------------------------------------------
     async def ingest(self, message: InboundMessage) -> IngestOutcome:
-        outcome = await self.ingestor.ingest(message)
+        """Store ``message`` durably, or raise ``StoreUnavailableError`` (a ``NotStoredError``:
+        the driver does not acknowledge) while the store is failed or when the write fails."""
+        if not self.store_health.ok:
+            raise self._not_stored()  # nothing is written into a store known to be broken
+        try:
+            outcome = await self.ingestor.ingest(message)
+        except NotStoredError:
+            self.refused += 1
+            raise
+        except StoreError as exc:
+            raise self._not_stored(exc) from exc
+        if not self.store_health.ok:
+            # committed, but the store failed meanwhile (a check found it damaged): no ACK.
+            # The analyser sends it again; once healthy, the copy is a known duplicate.
+            raise self._not_stored()
         live = self.live.instruments.setdefault(message.instrument_id, InstrumentLive())
         live.messages += 1
         live.results += outcome.stored
@@ -176,6 +234,21 @@ class Gateway:
         if outcome.queued and self.forwarder is not None:
             self.forwarder.wake()
         return outcome
+
+    def accepting(self) -> bool:
+        """Whether a message could be stored now (``drivers.ports.Accepting``)."""
+        return self.store_health.ok
+
+    def _not_stored(self, cause: StoreError | None = None) -> StoreUnavailableError:
+        self.refused += 1
+        problem = self.store_health.problem
+        if problem is not None:
+            return StoreUnavailableError(
+                text(FALLBACK_LANGUAGE, "store.not_stored", problem=problem.code)
+            )
+        return StoreUnavailableError(
+            text(FALLBACK_LANGUAGE, "store.not_stored_write", detail=str(cause or ""))
+        )
 
     def connection_changed(
         self,
@@ -216,10 +289,52 @@ class Gateway:
         for kind, instrument, payload in events:
             self.bus.publish(kind, instrument, payload)
 
+    # -- store health -----------------------------------------------------------------------
+    def _store_health_changed(self, health: StoreHealth) -> None:
+        """The store failed or healed (on the thread that saw it): log, publish, audit."""
+        en = FALLBACK_LANGUAGE
+        problem = health.problem
+        if problem is not None:
+            self._store_problem = problem
+            log.error(
+                "%s",
+                text(
+                    en,
+                    "store.alarm.log",
+                    problem=problem.code,
+                    what=text(en, f"store.problem.{problem.code}"),
+                    source=problem.source,
+                    detail=problem.detail,
+                    store=shown_store(self.config.store.url),
+                    todo=text(en, f"store.todo.{health.backend}"),
+                ),
+            )
+        else:
+            was = self._store_problem
+            self._store_problem = None
+            log.warning("%s", text(en, "store.recovered.log", problem=was.code if was else "–"))
+            if was is not None:
+                self.writer.submit(lambda tx: _store_recovered_job(tx, was, health.backend))
+        snapshot = health.snapshot()
+        self.bus.publish(
+            "store",
+            "",
+            {key: snapshot[key] for key in ("status", "problem", "source", "detail", "since")},
+        )
+
+    def check_store_at_start(self) -> None:
+        """Refuse to start (``StoreDamagedError``, saying what to do) on a store that fails
+        its check; a SQLite file that does not exist yet is a new store."""
+        report = require_healthy(self.config.store.url, engine=self.engine)
+        if report is not None:
+            self.store_health.checked(report.ok, report.seconds)
+
     # -- lifecycle --------------------------------------------------------------------------
     def prepare(self) -> None:
-        """Migrate the schema, take the store's lease (``LeaseHeldError`` when another gateway
-        runs on it) and register instruments (blocking; runs before the loop work)."""
+        """Check the store (``StoreDamagedError`` when it fails), migrate the schema, take the
+        store's lease (``LeaseHeldError`` when another gateway runs on it) and register
+        instruments (blocking; runs before the loop work)."""
+        self.check_store_at_start()
         upgrade(self.engine)
         self.lease.acquire()
         run_in_transaction(self.engine, lambda tx: register_instruments(tx, self.config))
@@ -269,6 +384,7 @@ class Gateway:
             self.writer.start()
             async with asyncio.TaskGroup() as group:
                 group.create_task(self._keep_lease(lost), name="lease")
+                group.create_task(self.store_watch.run(), name="store-check")
                 if isinstance(self.bus, MqttBus):
                     group.create_task(self.bus.run(), name="mqtt")
                 if self.forwarder is not None:
@@ -358,6 +474,7 @@ class Gateway:
                 "orders_detail": self.orders_link[1],
             },
             "writer": {"batches": self.writer.batches, "jobs": self.writer.jobs},
+            "store": {"ok": self.store_health.ok, "refused": self.refused},
         }
 
 

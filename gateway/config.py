@@ -65,6 +65,11 @@ class StoreConfig(_Strict):
     #: seconds the running gateway's lease on the store lasts without a heartbeat (renewed
     #: every third of it); after that another gateway may take the store over
     lease_ttl_s: float = 30.0
+    #: seconds between the store's checks while it is healthy (SQLite: PRAGMA quick_check,
+    #: which reads the whole file; PostgreSQL: the connection)
+    check_interval_s: Annotated[float, Field(gt=0, le=86_400)] = 300.0
+    #: seconds between checks while the store is failed (it heals only when one passes)
+    recheck_interval_s: Annotated[float, Field(gt=0, le=3_600)] = 15.0
 
     @field_validator("url")
     @classmethod

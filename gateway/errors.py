@@ -10,7 +10,10 @@
     │   └── ListenError           a configured listening address cannot be bound at start
     ├── StoreError                the database refused or is unreachable
     │   ├── LeaseHeldError        another gateway holds this store's lease: we may not start
-    │   └── LeaseLostError        another gateway took our lease over: we must stop
+    │   ├── LeaseLostError        another gateway took our lease over: we must stop
+    │   ├── StoreDamagedError     the store fails its check at start: we may not start
+    │   └── StoreUnavailableError a message was not stored (also a NotStoredError): no ACK
+    ├── NotStoredError            (drivers.errors) the sink did not keep a message
     └── ForwardError              the LIS could not be reached or answered wrongly
 
 Third-party exceptions are translated at exactly one boundary with ``raise ... from exc``.
@@ -22,6 +25,7 @@ from drivers.errors import (
     ConfigError,
     GatewayError,
     LocalProtocolError,
+    NotStoredError,
     ProtocolError,
     RemoteProtocolError,
     TransportError,
@@ -36,9 +40,12 @@ __all__ = [
     "LeaseLostError",
     "ListenError",
     "LocalProtocolError",
+    "NotStoredError",
     "ProtocolError",
     "RemoteProtocolError",
+    "StoreDamagedError",
     "StoreError",
+    "StoreUnavailableError",
     "TransportError",
     "loggable",
 ]
@@ -63,3 +70,13 @@ class LeaseHeldError(StoreError):
 
 class LeaseLostError(StoreError):
     """Another gateway took this gateway's lease over; this one stops forwarding and exits."""
+
+
+class StoreDamagedError(StoreError):
+    """The store fails its integrity or connection check at start; the message names the
+    store, what the check found and what to do (restore from a backup)."""
+
+
+class StoreUnavailableError(StoreError, NotStoredError):
+    """A message was not stored because the store is broken or away: the driver does not
+    acknowledge it, and the analyser sends it again."""

@@ -6,6 +6,14 @@ messages, stores each (``sink.ingest``) and only then releases the ACK of the fr
 completed it, so an analyser is never told a message arrived before it is durable. A message that
 cannot be decoded is stored with its error (quarantine) and still acknowledged: its bytes are
 kept. Host queries (Q records) are answered over the same link once the analyser's session ends.
+
+When the gateway cannot keep a message (``NotStoredError``: its store is broken), the frame
+that completed it is never acknowledged and the driver hangs up: the analyser's 15 s reply
+timer runs out, it aborts the message and keeps it (E1381 6.5.2). A NAK would be wrong there:
+it says the frame was garbled and asks for it again at once, six times, and the link would
+have to take back a frame it already assembled. While the sink says it is not accepting
+(``drivers.ports.Accepting``), ENQ is answered with NAK, E1381's "not ready to receive": the
+analyser waits at least 10 s and asks again, sending nothing we would have to refuse.
 """
 
 from __future__ import annotations
@@ -27,7 +35,7 @@ from drivers.errors import (
     loggable,
 )
 from drivers.model import InboundMessage, WorklistOrder
-from drivers.ports import Sink, Worklist
+from drivers.ports import Accepting, Sink, Worklist
 from drivers.protocols.astm.assembler import E1394Assembler
 from drivers.protocols.astm.events import (
     LinkIdle,
@@ -152,12 +160,15 @@ class _Conversation:
         self.sink = sink
         self.link = Link("host", now=driver.clock(), lenient=driver.lenient, confirm=True)
         self.assembler = E1394Assembler(lenient=driver.lenient)
+        self._gate = sink if isinstance(sink, Accepting) else None
 
     async def run(self) -> None:
         try:
             while True:
                 await self._process_events()
                 data = await self._read()
+                if self._gate is not None:  # an ENQ in ``data`` gets NAK while not accepting
+                    self.link.busy = not self._gate.accepting()
                 if data is None:
                     self.link.handle_timeout(self.driver.clock())
                 elif not data:

@@ -2,7 +2,11 @@
 
 Many bench analysers and middleware (Mindray BS/BC series, Abbott Architect, Stago, GeneXpert)
 push results as HL7 v2 over MLLP. Each message is stored durably before the ACK goes back: AA
-when stored, AE when it could not be decoded (the raw bytes are kept in quarantine).
+when stored, AE when it could not be decoded (the raw bytes are kept in quarantine), AR when
+the gateway could not keep it (its store is broken: ``NotStoredError``). AR is HL7's answer for
+a message refused "for reason unrelated to content or format" (table 0008), after which the
+sender decides when to send it again; AE would blame the message, and some senders never
+resend those. The connection stays open, so the analyser's own retry pace applies.
 """
 
 from __future__ import annotations
@@ -10,7 +14,7 @@ from __future__ import annotations
 from datetime import UTC, datetime
 
 from drivers.analysers.profiles.hl7_generic import parse_results
-from drivers.errors import RemoteProtocolError
+from drivers.errors import NotStoredError, RemoteProtocolError
 from drivers.mllp import serve_mllp
 from drivers.model import InboundMessage
 from drivers.ports import Sink
@@ -64,10 +68,22 @@ class Hl7MllpReceiver:
         )
 
     async def _handle(self, payload: bytes, sink: Sink) -> bytes:
-        """Store the message, then answer: AA when stored, AE when kept in quarantine."""
+        """Store the message, then answer: AA when stored, AE when kept in quarantine, AR
+        (ERR-3 207, application internal error) when it was not stored."""
         now = datetime.now(UTC)
         message = decode(self.instrument_id, payload, now)
-        outcome = await sink.ingest(message)
+        try:
+            outcome = await sink.ingest(message)
+        except NotStoredError as exc:
+            self._acks += 1
+            return build_ack(
+                payload,
+                "AR",
+                control_id=f"A{self._acks:09d}",
+                now=now,
+                text=str(exc)[:200],  # MSA-3 takes 80 of it, ERR-8 the rest
+                error_code="207",
+            )
         self._acks += 1
         code = "AE" if outcome.quarantined else "AA"
         return build_ack(

@@ -6,13 +6,11 @@ Every command that touches the store takes --config. Only ``simulate`` (and ``de
 
 from __future__ import annotations
 
-import sys
-
 import typer
 
 from gateway.cli import audit, db, orders, outbox, quarantine, results
 from gateway.cli.check_config import check_config
-from gateway.cli.common import err
+from gateway.cli.common import fail
 from gateway.cli.demo import demo
 from gateway.cli.drivers import list_drivers
 from gateway.cli.run import run
@@ -39,8 +37,13 @@ app.command("drivers")(list_drivers)
 
 
 def main() -> None:
+    from gateway.store.health import is_database_error
+
     try:
         app()
     except GatewayError as exc:
-        err.print(f"[red]Error:[/] {exc}")
-        sys.exit(2)
+        fail(exc)
+    except Exception as exc:  # a database error no command translated: still no traceback
+        if not is_database_error(exc):
+            raise
+        fail(exc)

@@ -6,13 +6,15 @@ import json
 import logging
 import sys
 from pathlib import Path
-from typing import TYPE_CHECKING, Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any, NoReturn
 
 import typer
 from rich.console import Console
+from rich.markup import escape
 
+from gateway.catalogue import FALLBACK_LANGUAGE, text
 from gateway.config import Config, load_config
-from gateway.errors import GatewayError
+from gateway.errors import GatewayError, StoreError
 
 if TYPE_CHECKING:
     from sqlalchemy import Engine
@@ -33,6 +35,30 @@ def load(path: Path) -> Config:
     except GatewayError as exc:
         err.print(f"[red]Config error[/]\n{exc}")
         raise typer.Exit(2) from exc
+
+
+def say(key: str, /, **params: object) -> str:
+    """A CLI text from the catalogue (the CLI speaks English), escaped for Rich's markup."""
+    return escape(text(FALLBACK_LANGUAGE, key, **params))
+
+
+def fail(exc: BaseException, code: int = 2) -> NoReturn:
+    """The CLI's error boundary: one message, never a traceback, a non-zero exit.
+
+    A database error (SQLAlchemy's or the driver's) and a bare ``StoreError`` say what the
+    database answered (the driver's words only: no statement, no row values) and what to do;
+    every other ``GatewayError`` says its own message, which names its remedy.
+    """
+    from gateway.store.health import db_error_text, is_database_error
+
+    if is_database_error(exc):
+        message = say("cli.store_error", detail=db_error_text(exc))
+    elif type(exc) is StoreError:  # its text is already the driver's words (see the writer)
+        message = say("cli.store_error", detail=exc)
+    else:
+        message = escape(str(exc))
+    err.print(f"[red]Error:[/] {message}", soft_wrap=True)
+    sys.exit(code)
 
 
 def open_store(config: Config) -> Engine:

@@ -13,6 +13,7 @@ from sqlalchemy import Connection, Engine, create_engine, event
 from sqlalchemy.engine import make_url
 
 from gateway.errors import StoreError
+from gateway.store.health import db_error_text
 
 MIGRATIONS = Path(__file__).with_name("migrations")
 #: execution option that marks a connection as a writer (SQLite: BEGIN IMMEDIATE)
@@ -59,7 +60,8 @@ def make_engine(url: str) -> Engine:
     if parsed.get_backend_name() == "postgresql":
         if parsed.drivername == "postgresql":
             parsed = parsed.set(drivername="postgresql+psycopg")
-        return create_engine(parsed, pool_pre_ping=True)
+        # a server that does not answer must not hang a write (or the check) for minutes
+        return create_engine(parsed, pool_pre_ping=True, connect_args={"connect_timeout": 10})
     raise StoreError(f"store.url: unsupported database {parsed.get_backend_name()!r}")
 
 
@@ -75,7 +77,8 @@ def upgrade(engine: Engine, revision: str = "head") -> None:
     try:
         command.upgrade(alembic_config(engine), revision)
     except Exception as exc:  # alembic raises many types; this is the one boundary
-        raise StoreError(f"database migration failed: {exc}") from exc
+        # the driver's message only: SQLAlchemy's text appends statements and their values
+        raise StoreError(f"database migration failed: {db_error_text(exc)}") from exc
 
 
 @contextlib.contextmanager

@@ -4,7 +4,9 @@ Durability is kept: a job's future resolves only after the transaction holding i
 so "stored before ACK" holds while many analysers share one fsync. A failing job does not
 poison its batch: the batch is rolled back and its jobs re-run one transaction each. A
 ``fence`` (the gateway's lease check) runs first in every transaction: when it refuses, the
-whole batch fails at once and nothing is written.
+whole batch fails at once and nothing is written. A job that fails because the store is
+broken (``gateway.store.health.store_failure``) fails the store's ``health``: the gateway then
+acknowledges nothing until a check passes again.
 """
 
 from __future__ import annotations
@@ -25,6 +27,7 @@ from gateway.errors import StoreError
 from gateway.store import audit as audit_log
 from gateway.store import bulk
 from gateway.store.engine import write_transaction
+from gateway.store.health import StoreHealth, db_error_text, is_database_error
 
 T = TypeVar("T")
 log = logging.getLogger(__name__)
@@ -190,13 +193,13 @@ _INSTRUMENT_ACTIVITY = (
 
 
 def _translate(exc: Exception) -> BaseException:
-    from sqlalchemy.exc import SQLAlchemyError
-
-    if isinstance(exc, SQLAlchemyError):
-        error = StoreError(f"database write failed: {exc.__class__.__name__}: {exc}")
-        error.__cause__ = exc
-        return error
-    return exc
+    """A database error as a ``StoreError`` whose text is the driver's message only: never
+    SQLAlchemy's rendering, which appends the statement and its parameters (patient data)."""
+    if isinstance(exc, StoreError) or not is_database_error(exc):
+        return exc
+    error = StoreError(f"database write failed: {db_error_text(exc)}")
+    error.__cause__ = exc
+    return error
 
 
 class GroupCommitWriter:
@@ -215,8 +218,11 @@ class GroupCommitWriter:
         max_batch: int = 32,
         on_events: Callable[[list[Event]], None] | None = None,
         fence: Fence | None = None,
+        health: StoreHealth | None = None,
     ) -> None:
         self.engine = engine
+        #: failed by a job that meets a broken store (the gateway's; None: not watched)
+        self.health = health
         #: checked first in every transaction (the gateway sets it once it holds the lease)
         self.fence = fence
         self._max_batch = max_batch
@@ -299,6 +305,9 @@ class GroupCommitWriter:
         self.jobs += len(jobs)
         for (_, future), outcome in zip(batch, outcomes, strict=True):
             if isinstance(outcome, BaseException):
+                if self.health is not None:
+                    # before the waiter hears of it: ingest looks at the health next
+                    self.health.fail_from(outcome, source="write")
                 future.set_exception(outcome)
             else:
                 future.set_result(outcome)

@@ -21,6 +21,7 @@ from gateway.config import Config
 from gateway.texts import connection_technical, hold_technical, without_bytes
 from gateway.web import i18n
 from gateway.web.auth import ANONYMOUS
+from gateway.web.live import store_alarm
 
 T = TypeVar("T")
 
@@ -129,6 +130,7 @@ class WebContext:
             "zone": self.zone.key,
             "refresh_seconds": REFRESH_SECONDS,
             "viewer": getattr(request.state, "viewer", ANONYMOUS),
+            "store_alarm": store_alarm(self.gateway),
             "nav": [{"path": n.path, "key": n.key, "active": n.active(path)} for n in NAV],
             "lang_links": [
                 {

@@ -7,6 +7,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from gateway.config import Config
+from gateway.store.health import StoreHealth
 
 
 @dataclass(frozen=True, slots=True)
@@ -36,6 +37,27 @@ def live_snapshot(gateway: object | None) -> dict[str, LiveInstrument]:
             quarantined=int(getattr(live, "quarantined", 0)),
         )
         for instrument_id, live in table.copy().items()
+    }
+
+
+def store_health_of(gateway: object | None) -> StoreHealth | None:
+    """The running gateway's store health, or None when no gateway runs in this process."""
+    health = getattr(gateway, "store_health", None)
+    return health if isinstance(health, StoreHealth) else None
+
+
+def store_alarm(gateway: object | None) -> dict[str, Any] | None:
+    """What the banner on every page says while the store is failed (None: no banner)."""
+    health = store_health_of(gateway)
+    problem = health.problem if health is not None else None
+    if health is None or problem is None:
+        return None
+    return {
+        "problem": problem.code,
+        "source": problem.source,
+        "since": problem.since,
+        "backend": health.backend,
+        "detail": problem.detail,
     }
 
 

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import logging
+import sqlite3
 from collections.abc import Mapping
 from typing import Final
 
@@ -11,12 +13,19 @@ from fastapi.exception_handlers import (
     request_validation_exception_handler,
 )
 from fastapi.exceptions import RequestValidationError
-from fastapi.responses import Response
+from fastapi.responses import JSONResponse, Response
+from sqlalchemy.exc import SQLAlchemyError
 from starlette.datastructures import MutableHeaders
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from gateway.catalogue import FALLBACK_LANGUAGE, text
+from gateway.errors import StoreError
+from gateway.store.health import db_error_text
 from gateway.web.context import web_context
+from gateway.web.live import store_health_of
+
+log = logging.getLogger(__name__)
 
 # Everything is served from this origin: lab PCs are often offline, and nothing may leak out.
 CONTENT_SECURITY_POLICY: Final = (
@@ -82,8 +91,38 @@ async def validation_error(request: Request, exc: Exception) -> Response:
     return web.error_page(request, 422, web.translator(request).t("error.bad_request"))
 
 
+async def store_error(request: Request, exc: Exception) -> Response:
+    """The store could not be read: 503 with a page that says so (JSON under /api), never a
+    bare 500. A read that shows a broken store fails the gateway's store health too."""
+    web = web_context(request)
+    health = store_health_of(web.gateway)
+    if health is not None:
+        health.fail_from(exc, source="read")
+    detail = db_error_text(exc)  # the driver's message: no statement, no parameters
+    log.warning("%s %s: the store could not be read: %s", request.method, request.url.path, detail)
+    if _wants_json(request):
+        return JSONResponse(
+            {"detail": text(FALLBACK_LANGUAGE, "error.store_api", detail=detail)},
+            status_code=503,
+        )
+    return web.error_page(request, 503, web.translator(request).t("error.store"), detail)
+
+
+def _store_errors() -> tuple[type[Exception], ...]:
+    errors: list[type[Exception]] = [SQLAlchemyError, sqlite3.Error, StoreError]
+    try:
+        import psycopg  # the driver's own errors, from statements run on its cursor
+    except ImportError:  # pragma: no cover - psycopg is a dependency
+        pass
+    else:
+        errors.append(psycopg.Error)
+    return tuple(errors)
+
+
 def install(app: FastAPI) -> None:
     """Add the headers middleware and the error handlers to ``app``."""
     app.add_middleware(SecurityHeaders)
     app.add_exception_handler(StarletteHTTPException, http_error)
     app.add_exception_handler(RequestValidationError, validation_error)
+    for error in _store_errors():
+        app.add_exception_handler(error, store_error)

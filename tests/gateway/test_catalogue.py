@@ -15,6 +15,7 @@ from gateway import catalogue
 from gateway.model import HoldReason, State
 from gateway.national_id import PROBLEMS, IdKind
 from gateway.quarantine_reason import REASONS
+from gateway.store.health import PROBLEMS as STORE_PROBLEMS
 from gateway.texts import INSTRUMENT_STATES, LIS_STATES
 from gateway.web.context import NAV
 
@@ -49,6 +50,10 @@ def keys_for_codes() -> set[str]:
     keys |= {f"orders.none_{s}" for s in ("open", "cancelled", "all")}
     keys |= {"result.status_F", "result.status_C", "field.segment"}
     keys |= {f"counter.{k}" for k in ("received", "held", "queued", "sent", "acknowledged")}
+    keys |= {f"store.problem.{code}" for code in STORE_PROBLEMS}
+    for backend in ("sqlite", "postgresql"):
+        keys |= {f"store.todo.{backend}", f"store.refuse.{backend}"}
+        keys |= {f"store.alarm.todo.{backend}"}
     return keys | {f"counter.{k}" for k in ("rejected", "quarantined", "deviations")}
 
 

@@ -13,9 +13,10 @@ from gateway import __version__
 from gateway.model import State
 from gateway.orders.store import list_orders
 from gateway.store import queries
+from gateway.store.health import store_failure
 from gateway.web.auth import Authenticated
 from gateway.web.context import Web
-from gateway.web.live import gateway_status, live_snapshot, merge_instruments
+from gateway.web.live import gateway_status, live_snapshot, merge_instruments, store_health_of
 from gateway.web.routes.params import (
     OrderState,
     QuarantineState,
@@ -111,7 +112,11 @@ health = APIRouter(prefix="/api", tags=["health"])
 
 @health.get("/health", summary="Liveness and database check (no login needed)")
 async def api_health(web: Web) -> JSONResponse:
-    """Status "ok" when the database answers; otherwise 503 with status "error"."""
+    """Status "ok" when the database answers and the running gateway's store is healthy;
+    otherwise 503 with status "error" and "database" naming the problem ("corrupt",
+    "unreachable", ...). "store" is the gateway's store health (its last periodic check:
+    SQLite's quick_check or PostgreSQL's connection), null when no gateway runs here."""
+    store = store_health_of(web.gateway)
     body: dict[str, Any] = {
         "status": "ok",
         "site": web.config.site.name,
@@ -119,10 +124,17 @@ async def api_health(web: Web) -> JSONResponse:
         "time": datetime.now(UTC).isoformat(),
         "database": "ok",
         "gateway": gateway_status(web.gateway),
+        "store": None,
     }
     try:
         await web.query(queries.ping)
     except Exception as exc:
-        body.update(status="error", database=f"{exc.__class__.__name__}")
-        return JSONResponse(body, status_code=503)
-    return JSONResponse(body)
+        failure = store_failure(exc)
+        if store is not None:
+            store.fail_from(exc, source="read")
+        body.update(status="error", database=failure.code if failure else exc.__class__.__name__)
+    if store is not None:
+        body["store"] = store.snapshot()
+        if not store.ok:
+            body.update(status="error", database=body["store"]["problem"])
+    return JSONResponse(body, status_code=200 if body["status"] == "ok" else 503)
