@@ -239,6 +239,9 @@ class InstrumentConfig(_Strict):
     location: str = ""
     trace: bool = False
     enabled: bool = True
+    #: a message the instrument marks as test or debugging data (HL7 MSH-11, ASTM H.12 not
+    #: P): "keep" it as test data (never sent to the LIS) or put it in "quarantine"
+    test_messages: Literal["keep", "quarantine"] = "keep"
     options: dict[str, str | int | float | bool] = Field(default_factory=dict)
 
     @field_validator("url")
