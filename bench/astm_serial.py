@@ -224,6 +224,7 @@ class _CheckingSink:
 class _Stored:
     quarantined: bool = False
     error: str = ""
+    test_message: bool = False
 
 
 async def measure_ours(baudrate: int, messages: list[bytes], per_session: int) -> LineUse:

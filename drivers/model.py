@@ -57,6 +57,11 @@ class InboundMessage:
 
     Exactly one of ``observations`` and ``error`` is meaningful: a message that could not be
     decoded carries the error text and goes to quarantine with its bytes.
+
+    ``processing_id`` is what the sender said the message is for, as sent (HL7 MSH-11.1,
+    ASTM H.12: P production, T training, D debugging, ASTM's Q quality control; "" when not
+    sent), and ``processing_field`` where it was read. The driver does not judge it: the
+    gateway's one rule does (``gateway.rules.processing_id``).
     """
 
     instrument_id: str
@@ -67,6 +72,8 @@ class InboundMessage:
     error: str | None = None
     error_field: str | None = None
     control_id: str = ""
+    processing_id: str = ""
+    processing_field: str = ""
 
 
 @dataclass(frozen=True, slots=True)

@@ -23,6 +23,13 @@ class Outcome(Protocol):
     @property
     def error(self) -> str: ...
 
+    @property
+    def test_message(self) -> bool:
+        """Its sender marked it test data (processing ID not P): it was received and is kept
+        (as test data, or in quarantine if the site says so), never forwarded. Not an error:
+        the ACK says received (AA), even when it is also ``quarantined``."""
+        ...
+
 
 class ConnectionState(enum.StrEnum):
     """What happened to an instrument's connection: a code the gateway's screens explain."""

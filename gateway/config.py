@@ -378,6 +378,10 @@ class InstrumentConfig(_Strict):
     #: tcp-listen:// only: a second connection while one is open: "newest" replaces the
     #: open one, "single" is refused, "parallel" is served beside it
     connections: ConnectionPolicy = "newest"
+
+    #: a message the instrument marks as test or debugging data (HL7 MSH-11, ASTM H.12 not
+    #: P): "keep" it as test data (never sent to the LIS) or put it in "quarantine"
+    test_messages: Literal["keep", "quarantine"] = "keep"
     options: dict[str, str | int | float | bool] = Field(default_factory=dict)
 
     @field_validator("idle_timeout_s")

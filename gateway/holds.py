@@ -1,5 +1,7 @@
 """Releasing holds: a named person releases a held result, which then goes to the outbox.
 
+Test data (state ``test``, hold ``test_message``) is never released: it may not reach the LIS.
+
 Who may release which reason (roles, certification, second-person checks) arrives with the
 people and verification issues; today every release is attributed to the name given and noted
 in the audit log with the hold's required role.
@@ -33,6 +35,12 @@ def release(tx: Tx, result_id: int, *, actor: str, note: str) -> ReleaseOutcome:
     ).first()
     if row is None:
         return ReleaseOutcome(result_id, False, "no such result")
+    if row.state == State.TEST.value:
+        return ReleaseOutcome(
+            result_id,
+            False,
+            "the result is test data (its sender marked it so): it is never sent to the LIS",
+        )
     if row.state != State.HELD.value:
         return ReleaseOutcome(result_id, False, f"the result is {row.state}, not held")
     open_holds = tx.conn.execute(

@@ -1,5 +1,8 @@
 """Ingest: store the raw message, normalise its observations, run the rules, route each result.
 
+A message its sender marked as test data (``gateway.rules.processing_id``) is stored the same
+way, but its results go to the state ``test`` (or, per instrument, the message to quarantine).
+
 One inbound message is one job on the group-commit writer, so the raw bytes, the results, their
 holds and the audit rows commit together, before the driver acknowledges the analyser. State
 moves go through ``gateway.lifecycle``; the rules get their context (config and store facts)
@@ -10,7 +13,7 @@ from __future__ import annotations
 
 import hashlib
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 from sqlalchemy import bindparam, insert, select
@@ -20,6 +23,7 @@ from gateway import lifecycle, quarantine_reason
 from gateway.model import Hold, Result, State
 from gateway.rule_context import FactsLoader, RuleContexts
 from gateway.rules import RULES, Rule, RuleContext, run_rules
+from gateway.rules.processing_id import TestMessage, TestMessages, judge, normalised
 from gateway.store import bulk
 from gateway.store.audit import digest_fields
 from gateway.store.facts import load_facts
@@ -56,14 +60,20 @@ class IngestOutcome:
     duplicate_message: bool = False
     quarantined: bool = False
     error: str = ""
+    #: results kept as test data (state ``test``)
+    test: int = 0
+    #: its sender marked it test data: received all the same, never forwarded (see
+    #: ``drivers.ports.Outcome``)
+    test_message: bool = False
 
 
 def digest(raw: bytes) -> str:
     return hashlib.sha256(raw).hexdigest()
 
 
-def normalise(observation: Observation, context: RuleContext) -> Result:
-    """Map an instrument's observation to the site's test (NLK code, unit, method)."""
+def normalise(observation: Observation, context: RuleContext, processing_id: str = "P") -> Result:
+    """Map an instrument's observation to the site's test (NLK code, unit, method); the
+    message's ``processing_id`` is carried along."""
     test = context.find_test(observation.instrument_id, observation.test_code)
     method = observation.method or (test.method if test else Method.MEASURED)
     return Result(
@@ -84,12 +94,17 @@ def normalise(observation: Observation, context: RuleContext) -> Result:
         test_name=observation.test_name or (test.name if test else ""),
         comment=observation.comment,
         instrument_serial=observation.instrument_serial,
+        processing_id=processing_id,
     )
 
 
 def fingerprint(result: Result) -> str:
-    """The same result delivered twice has the same fingerprint (and is stored once)."""
-    return digest_fields(
+    """The same result delivered twice has the same fingerprint (and is stored once).
+
+    A test result's processing ID is part of it: the same values sent again as production
+    must not be taken for a duplicate of the test run (production prints are as before).
+    """
+    fields = [
         result.instrument_id,
         result.specimen_id,
         result.patient_id,
@@ -98,7 +113,10 @@ def fingerprint(result: Result) -> str:
         result.unit,
         result.performed_at.isoformat() if result.performed_at else "",
         result.result_status,
-    )
+    ]
+    if result.processing_id != "P":
+        fields.append(f"processing_id={result.processing_id}")
+    return digest_fields(*fields)
 
 
 def qc_fingerprint(observation: Observation) -> str:
@@ -124,7 +142,8 @@ def result_row(
 
 
 def _find_original(tx: Tx, result: Result) -> int | None:
-    """A corrected result (status C) points at the latest earlier result for the same test."""
+    """A corrected result (status C) points at the latest earlier result for the same test
+    (never at test data: the LIS did not get that one)."""
     if result.result_status != "C" or not result.specimen_id:
         return None
     row = tx.conn.execute(
@@ -133,6 +152,7 @@ def _find_original(tx: Tx, result: Result) -> int | None:
             results.c.instrument_id == result.instrument_id,
             results.c.specimen_id == result.specimen_id,
             results.c.test_code == result.test_code,
+            results.c.state != State.TEST.value,
         )
         .order_by(results.c.id.desc())
         .limit(1)
@@ -160,15 +180,36 @@ def store_message(
         )
         return IngestOutcome(earlier_id, duplicate_message=True)
 
-    raw_id = keep_raw(tx, message, msg_digest)
+    test = (
+        None
+        if message.error is not None
+        else judge(message, context.test_message_policy(instrument))
+    )
+    to_quarantine = test is not None and test.policy is TestMessages.QUARANTINE
+    raw_id = keep_raw(tx, message, msg_digest, quarantined=to_quarantine)
     if message.error is not None:
         quarantine_raw(tx, raw_id, message, actor=f"instrument:{instrument}")
         return IngestOutcome(raw_id, quarantined=True, error=message.error)
-    return store_observations(tx, raw_id, message.observations, context, rules)
+    if test is not None and to_quarantine:
+        refused = replace(message, error=test.error(), error_field=test.field)
+        quarantine_raw(tx, raw_id, refused, actor=f"instrument:{instrument}")
+        return IngestOutcome(raw_id, quarantined=True, error=test.error(), test_message=True)
+    return store_observations(
+        tx,
+        raw_id,
+        message.observations,
+        context,
+        rules,
+        processing_id=normalised(message.processing_id),
+        test=test,
+    )
 
 
-def keep_raw(tx: Tx, message: InboundMessage, msg_digest: str) -> int:
-    """Store a message's raw bytes (first, before anything is read from them); its row id."""
+def keep_raw(tx: Tx, message: InboundMessage, msg_digest: str, *, quarantined: bool = False) -> int:
+    """Store a message's raw bytes (first, before anything is read from them); its row id.
+
+    ``quarantined``: a message that decoded but goes to quarantine all the same (a test
+    message on an instrument set to quarantine them)."""
     conn = tx.conn
     return int(
         bulk.fetch(
@@ -181,7 +222,7 @@ def keep_raw(tx: Tx, message: InboundMessage, msg_digest: str) -> int:
                 message.raw,
                 msg_digest,
                 message.control_id[:64],
-                "quarantined" if message.error is not None else "stored",
+                "quarantined" if message.error is not None or quarantined else "stored",
                 len(message.observations),
             ),
         )[0][0]
@@ -232,13 +273,19 @@ def store_observations(
     observations: Sequence[Observation],
     context: RuleContext,
     rules: Sequence[Rule],
+    *,
+    processing_id: str = "P",
+    test: TestMessage | None = None,
 ) -> IngestOutcome:
+    """Store a decoded message's results and QC. For a ``test`` message the results go to the
+    state ``test`` with its hold only (no rules: nothing about them may go on), and its
+    controls are not stored as QC (a test run must not count in the QC statistics)."""
     conn = tx.conn
     patient = [o for o in observations if not o.is_qc]
     controls = [o for o in observations if o.is_qc]
-    qc_stored = _store_qc(tx, raw_id, controls)
+    qc_stored = _store_qc(tx, raw_id, controls) if test is None else 0
 
-    mapped = [normalise(o, context) for o in patient]
+    mapped = [normalise(o, context, processing_id) for o in patient]
     prints = [fingerprint(r) for r in mapped]
     known: set[str] = set()
     for start in range(0, len(prints), 500):
@@ -260,8 +307,9 @@ def store_observations(
             duplicates += 1
             continue
         known.add(fp)
-        found = run_rules(result, context, rules)
-        row = result_row(result, raw_id, lifecycle.first_state(bool(found)), fp, tx)
+        found = run_rules(result, context, rules) if test is None else (test.hold(),)
+        state = lifecycle.first_state(bool(found), test=test is not None)
+        row = result_row(result, raw_id, state, fp, tx)
         row["correction_of"] = _find_original(tx, result)
         rows.append(row)
         hold_lists.append(found)
@@ -274,7 +322,9 @@ def store_observations(
             reason=f"{duplicates} result(s) were already stored and were not stored again",
         )
     if not rows:
-        return IngestOutcome(raw_id, qc=qc_stored, duplicates=duplicates)
+        return IngestOutcome(
+            raw_id, qc=qc_stored, duplicates=duplicates, test_message=test is not None
+        )
 
     ids = bulk.next_ids(conn, results, len(rows))
     if ids is None:
@@ -290,13 +340,14 @@ def store_observations(
     for result_id, found in zip(ids, hold_lists, strict=True):
         if not found:
             continue
-        held.append(
-            lifecycle.HeldArrival(
-                result_id,
-                tuple(h.reason for h in found),
-                "; ".join(describe_hold(h) for h in found),
+        if test is None:
+            held.append(
+                lifecycle.HeldArrival(
+                    result_id,
+                    tuple(h.reason for h in found),
+                    "; ".join(describe_hold(h) for h in found),
+                )
             )
-        )
         hold_rows.extend(
             {
                 "result_id": result_id,
@@ -311,6 +362,18 @@ def store_observations(
             for h in found
         )
     instrument = str(rows[0]["instrument_id"])
+    if test is not None:
+        lifecycle.arrive_as_test(
+            tx,
+            ids,
+            actor=f"instrument:{instrument}",
+            instrument=instrument,
+            why=describe_hold(test.hold()),
+        )
+        bulk.insert_rows(conn, holds, hold_rows)
+        return IngestOutcome(
+            raw_id, stored=len(ids), test=len(ids), duplicates=duplicates, test_message=True
+        )
     lifecycle.arrive(
         tx,
         ids,

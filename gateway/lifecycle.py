@@ -4,6 +4,10 @@
                                                                        \\-> rejected (AE/AR)
     received -> queued                       (no holds)
     rejected -> queued                       (a person resent it after fixing the cause)
+    received -> test                         (its sender marked it test data: the end)
+
+``test`` has no move out: test and debugging data never goes to the LIS, whoever asks
+(``gateway.rules.processing_id``).
 
 A correction after sending is a new result (``correction_of`` points at the original) that runs
 the same lifecycle and goes out with OBX-11 = C. Every move is an UPDATE guarded by the expected
@@ -38,6 +42,10 @@ TRANSITIONS: Mapping[tuple[State | None, State], str] = {
     (State.SENT, State.ACKNOWLEDGED): "the LIS answered AA",
     (State.SENT, State.REJECTED): "the LIS answered AE or AR",
     (State.REJECTED, State.QUEUED): "a person resent it after fixing the cause",
+    (State.RECEIVED, State.TEST): (
+        "its sender marked it test or debugging data (processing ID not P): kept, never sent "
+        "to the LIS"
+    ),
 }
 
 
@@ -65,9 +73,41 @@ class HeldArrival:
     why: str
 
 
-def first_state(held: bool) -> State:
+def first_state(held: bool, *, test: bool = False) -> State:
     """The state a new result is stored in: it arrives and is routed in the same transaction."""
+    if test:
+        return State.TEST
     return State.HELD if held else State.QUEUED
+
+
+def arrive_as_test(
+    tx: Tx, result_ids: Sequence[int], *, actor: str, instrument: str, why: str
+) -> None:
+    """Record the first moves of new results of a test message, inserted in ``State.TEST``:
+    None -> received and received -> test, one audit row each for the group, one event."""
+    check(None, State.RECEIVED)
+    check(State.RECEIVED, State.TEST)
+    if not result_ids:
+        return
+    received = _SNAPSHOT[State.RECEIVED]
+    tx.audit_group(
+        actor=actor,
+        action="result.received",
+        entity="result",
+        ids=result_ids,
+        reason="received from the instrument",
+        after=received,
+    )
+    tx.audit_group(
+        actor=ROUTER,
+        action="result.test",
+        entity="result",
+        ids=result_ids,
+        reason=why or TRANSITIONS[(State.RECEIVED, State.TEST)],
+        before=received,
+        after=_SNAPSHOT[State.TEST],
+    )
+    tx.event("result", instrument, {"ids": list(result_ids), "to": State.TEST.value})
 
 
 def arrive(

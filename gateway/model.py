@@ -24,6 +24,8 @@ class State(enum.StrEnum):
     SENT = "sent"
     ACKNOWLEDGED = "acknowledged"
     REJECTED = "rejected"
+    #: its sender marked it test or debugging data (processing ID not P): kept, never sent
+    TEST = "test"
 
 
 class HoldReason(enum.StrEnum):
@@ -34,6 +36,8 @@ class HoldReason(enum.StrEnum):
     UNMAPPED_TEST = "unmapped_test"
     DUPLICATE = "duplicate"
     LIS_MESSAGE_INVALID = "lis_message_invalid"
+    #: on results kept as test data (state ``test``): never released, says why it stays
+    TEST_MESSAGE = "test_message"
 
 
 #: a hold's parameters: what its sentence names (instrument, masked patient ID, test code, ...)
@@ -75,6 +79,8 @@ class Result:
     test_name: str = ""
     comment: str = ""
     instrument_serial: str = ""
+    #: the message's processing ID (HL7 MSH-11, ASTM H.12); only "P" ever goes to the LIS
+    processing_id: str = "P"
     id: int | None = None
     state: State = State.RECEIVED
     holds: tuple[Hold, ...] = field(default_factory=tuple)

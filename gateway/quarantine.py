@@ -12,6 +12,7 @@ from gateway.ingest import IngestOutcome, store_observations
 from gateway.orders.store import ORDER_SOURCE
 from gateway.rule_context import current_context
 from gateway.rules import RULES, RuleContext
+from gateway.rules.processing_id import TestMessages, judge, normalised
 from gateway.store.tables import quarantine, raw_messages
 from gateway.store.writer import Tx
 
@@ -53,12 +54,30 @@ def replay(
         return ReplayResult(quarantine_id, False, f"still does not decode: {message.error}")
     # judged on the store's facts as they are now, not when the message first arrived
     context = current_context(tx, context)
-    outcome = store_observations(tx, row.raw_message_id, message.observations, context, RULES)
+    # the same rule as on arrival: a test message never reaches the LIS by replay either
+    test = judge(message, context.test_message_policy(row.instrument_id))
+    if test is not None and test.policy is TestMessages.QUARANTINE:
+        return ReplayResult(
+            quarantine_id,
+            False,
+            f"a test message ({test.field} = {test.processing_id}): the instrument keeps test "
+            "messages in quarantine (test_messages); it is never sent to the LIS",
+        )
+    outcome = store_observations(
+        tx,
+        row.raw_message_id,
+        message.observations,
+        context,
+        RULES,
+        processing_id=normalised(message.processing_id),
+        test=test,
+    )
     tx.conn.execute(
         update(raw_messages)
         .where(raw_messages.c.id == row.raw_message_id)
         .values(outcome="stored", n_observations=len(message.observations))
     )
+    as_test = " as test data, never sent to the LIS" if test is not None else ""
     tx.conn.execute(
         update(quarantine)
         .where(quarantine.c.id == quarantine_id)
@@ -69,8 +88,8 @@ def replay(
         action="quarantine.replayed",
         entity="quarantine",
         entity_id=quarantine_id,
-        reason=f"decoded on replay: {outcome.stored} result(s) stored",
+        reason=f"decoded on replay: {outcome.stored} result(s) stored{as_test}",
         before={"state": "open"},
         after={"state": "replayed"},
     )
-    return ReplayResult(quarantine_id, True, f"{outcome.stored} result(s) stored", outcome)
+    return ReplayResult(quarantine_id, True, f"{outcome.stored} result(s) stored{as_test}", outcome)

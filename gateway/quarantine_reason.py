@@ -1,7 +1,8 @@
 """Why a message went to quarantine, as a reason code and parameters, from the decoding error.
 
 A driver refuses a message with a ``ProtocolError`` whose text (English, technical) and field
-travel to ingest on the ``InboundMessage``; this module turns the two into one of a few codes
+travel to ingest on the ``InboundMessage`` (and the processing-ID rule sets a test message
+aside with its own wording, ``test_message``); this module turns the two into one of a few codes
 (``REASONS``) that the screens explain in the reader's language. The technical text is kept
 beside the code, unchanged. Patterns are matched on the error texts of ``drivers/`` (tests feed
 real refused messages through the real drivers, so a reworded error shows up there).
@@ -29,6 +30,7 @@ REASONS: Final = (
     "bad_patient_id",
     "patient_conflict",
     "unreadable",
+    "test_message",
 )
 
 # fields that name the message's build rather than a value in it
@@ -40,6 +42,8 @@ _RESULT_TYPE = re.compile(r"(\S*\^\S*) is not a result message")
 _ORDER_TYPE = re.compile(r"'([^']*)' is not an order message")
 _LIMIT = re.compile(r"exceeds (\d+) bytes")
 _TIMESTAMP = re.compile(r"timestamp|date/time|date and time")
+# the processing-ID rule's wording (processing_id.quarantine_error), perhaps after its field
+_TEST_MESSAGE = re.compile(r"^(?:\S+: )?test message \((?P<field>[^()]*?) = (?P<pid>[^()]*)\)")
 _MISSING = re.compile(r"is empty|\bhas no\b|\bnames no\b|\bno test code\b|^no records")
 
 
@@ -53,6 +57,8 @@ def classify(error: str, field: str) -> tuple[str, Params]:
 
 def _reason(error: str, field: str) -> str | tuple[str, Params]:
     text = error.lower()
+    if test := _TEST_MESSAGE.match(error):
+        return "test_message", (("processing_id", test.group("pid")),)
     if text.startswith("incomplete message"):
         return "incomplete"
     if "checksum" in text or field == "checksum":

@@ -61,6 +61,19 @@ def format_astm_datetime(moment: datetime, tz: tzinfo = ANALYSER_TZ) -> str:
     return format_datetime(moment, tz=tz)
 
 
+#: H.12 as Mindray's BS analysers write it, the record kind after the E1394 processing ID:
+#: "PR" patient results, "QR" QC results (corpus: mindray_bs240_session). They are the
+#: standard's P and Q; any other text is passed on as sent (the gateway's rule then finds it
+#: is not production).
+VENDOR_PROCESSING_IDS = {"PR": "P", "QR": "Q"}
+
+
+def header_processing_id(header: Record) -> str:
+    """H.12 in E1394's terms (P, T, D, Q), as sent but for the vendor forms above."""
+    sent = header.value(12).strip()
+    return VENDOR_PROCESSING_IDS.get(sent.upper(), sent)
+
+
 def universal_test_code(record: Record, number: int = 3) -> str:
     """The analyser's own test code from a universal test ID (``^^^CODE`` -> ``CODE``).
 

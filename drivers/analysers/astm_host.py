@@ -25,7 +25,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
-from drivers.analysers.astm_base import PROTOCOL, AstmProfile
+from drivers.analysers.astm_base import PROTOCOL, AstmProfile, header_processing_id
 from drivers.analysers.site import ANALYSER_TZ
 from drivers.errors import (
     GatewayError,
@@ -85,7 +85,9 @@ def _decode(
         records = parse_message(raw, lenient=profile.lenient, encoding=profile.encoding)
         if not records:
             raise RemoteProtocolError("no records in the message", field="record", data=raw)
-        control_id = records[0].value(3).strip() if records[0].type == "H" else ""
+        header = records[0] if records[0].type == "H" else None
+        control_id = header.value(3).strip() if header is not None else ""
+        processing_id = header_processing_id(header) if header is not None else ""
         # a query carries no results: it is stored for the audit trail and answered
         observations = () if _is_query(records) else profile.observations(instrument_id, records)
     except RemoteProtocolError as exc:
@@ -105,6 +107,8 @@ def _decode(
         received_at,
         observations=observations,
         control_id=control_id,
+        processing_id=processing_id,
+        processing_field="H.12",
     )
     return _Decoded(message, records)
 

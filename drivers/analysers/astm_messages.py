@@ -3,7 +3,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable, Collection, Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from datetime import datetime
 from typing import TypeVar
@@ -42,12 +42,10 @@ def message_body(records: Sequence[Record]) -> Iterator[Record]:
         yield record
 
 
-def processing_id(header: Record, allowed: Collection[str], problem: str) -> str:
-    """H.12 (``P`` when empty), refused with ``problem`` unless it is one of ``allowed``."""
-    processing = header.value(12).strip() or "P"
-    if processing not in allowed:
-        raise field_error("H.12", problem, processing)
-    return processing
+def processing_id(header: Record) -> str:
+    """H.12 (``P`` when empty), as sent. Never refused here: whether a message is production
+    data is the gateway's one rule (it reads the same field from the ``InboundMessage``)."""
+    return header.value(12).strip() or "P"
 
 
 @dataclass(frozen=True, slots=True)

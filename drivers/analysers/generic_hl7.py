@@ -39,6 +39,8 @@ def decode(instrument_id: str, raw: bytes, received_at: datetime) -> InboundMess
         received_at,
         observations=parsed.observations,
         control_id=parsed.control_id,
+        processing_id=parsed.processing_id,
+        processing_field="MSH-11",
     )
 
 
@@ -68,8 +70,11 @@ class Hl7MllpReceiver:
         )
 
     async def _handle(self, payload: bytes, sink: Sink) -> bytes:
-        """Store the message, then answer: AA when stored, AE when kept in quarantine, AR
-        (ERR-3 207, application internal error) when it was not stored."""
+        """Store the message, then answer: AA when stored, AE when refused (kept in quarantine),
+        AR (ERR-3 207, application internal error) when it was not stored.
+
+        A test message (MSH-11 not P) is AA even when the site keeps it in quarantine: it was
+        received, and the analyser has nothing to resend or correct."""
         now = datetime.now(UTC)
         message = decode(self.instrument_id, payload, now)
         try:
@@ -85,11 +90,11 @@ class Hl7MllpReceiver:
                 error_code="207",
             )
         self._acks += 1
-        code = "AE" if outcome.quarantined else "AA"
+        refused = outcome.quarantined and not outcome.test_message
         return build_ack(
             payload,
-            code,
+            "AE" if refused else "AA",
             control_id=f"A{self._acks:09d}",
             now=now,
-            text=outcome.error[:80] if outcome.quarantined else "",
+            text=outcome.error[:80] if refused else "",
         )

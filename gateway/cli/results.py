@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import functools
-from typing import Annotated
+from typing import Annotated, Any
 
 import typer
 from rich.table import Table
@@ -26,11 +26,14 @@ def results_list(
 ) -> None:
     """List recent results with their state and holds (patient IDs masked)."""
     from gateway.catalogue import has, text
+    from gateway.model import HoldReason
     from gateway.store.queries import list_results
 
-    def reason_label(code: str) -> str:  # a code this version does not know: as it is
-        key = f"reason.{code}"
-        return text("en", key) if has("en", key) else code
+    def reason_label(hold: dict[str, Any]) -> str:  # a code this version does not know: as is
+        if hold["reason"] == HoldReason.TEST_MESSAGE:
+            return str(hold["detail"])  # the whole reason: which field said test, and the fate
+        key = f"reason.{hold['reason']}"
+        return text("en", key) if has("en", key) else str(hold["reason"])
 
     engine = open_store(load(config))
     with engine.connect() as conn:
@@ -51,7 +54,7 @@ def results_list(
             r["value"],
             r["unit"],
             r["state"],
-            ", ".join(reason_label(h["reason"]) for h in r["holds"] if not h["released"]),
+            ", ".join(reason_label(h) for h in r["holds"] if not h["released"]),
             r["operator"],
             r["patient_id"],
         )

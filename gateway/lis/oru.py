@@ -23,6 +23,7 @@ MESSAGE_TYPE = "ORU^R01^ORU_R01"
 # MSH-18, table 0211. The forwarder must encode the message text as UTF-8.
 CHARACTER_SET = "UNICODE UTF-8"
 COUNTRY_CODE = "NOR"  # MSH-17, ISO 3166 alpha-3
+PRODUCTION = "P"  # the only processing ID (Result.processing_id) a result may go out with
 
 # PID-3 for Norwegian national identity numbers: HL7 table 0203 "NNxxx" (national person
 # identifier, xxx = ISO 3166 country code); the assigning authority is the identifier system's
@@ -141,10 +142,19 @@ def build_oru(
 
     One PATIENT_RESULT group per patient (PID), in order of first appearance; within it one
     ORC + OBR per specimen, then that specimen's OBX (+ NTE) in input order. Raises
-    ``LocalProtocolError`` naming the field when a result cannot be encoded.
+    ``LocalProtocolError`` naming the field when a result cannot be encoded, and
+    (``MSH-11``) for any result whose processing ID is not P: test data is never relabelled.
     """
     if not results:
         raise LocalProtocolError("an ORU^R01 needs at least one result")
+    for item in results:
+        # never relabel: MSH-11 says lis.processing_id, so only production results may go
+        if item.result.processing_id != PRODUCTION:
+            raise LocalProtocolError(
+                f"result {item.result_id} is test data (processing ID "
+                f"{item.result.processing_id!r}); it is never sent to the LIS",
+                field="MSH-11",
+            )
     segments = [_msh(control_id, now, lis)]
     reported_at = _ts(now, "OBR-22")
     obr_set_id = 0

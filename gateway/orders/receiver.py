@@ -3,6 +3,12 @@
 The LIS learns the fate of every message from the ACK: AA when its orders are on the
 worklist, AE with the reason (and the field, in ERR) when the message was refused; a refused
 message's bytes are kept in quarantine for the quality manager, and the worklist is unchanged.
+
+Orders marked test or debugging data (MSH-11 not P: a LIS test system pointed at this
+gateway) never reach the worklist, where an analyser would run them on real specimens: they
+are kept in quarantine (reason ``test_message``, the processing-ID rule's) and answered AR with
+ERR 202 "unsupported processing id" at MSH-11, as HL7 2.9.2 has a receiver answer a processing
+ID it does not serve. Unlike an analyser, the LIS can tell its people why.
 """
 
 from __future__ import annotations
@@ -18,6 +24,7 @@ from drivers.protocols.hl7.orders import ParsedOrders, parse_orders
 from drivers.transports import ByteStream
 from gateway.errors import RemoteProtocolError
 from gateway.orders.store import OrdersOutcome, store_order_message
+from gateway.rules.processing_id import is_production, normalised
 from gateway.store.writer import Writer
 
 log = logging.getLogger(__name__)
@@ -25,6 +32,8 @@ log = logging.getLogger(__name__)
 #: HL7 table 0357: 100 segment sequence error, 101 required field missing, 102 data type
 #: error, 200 unsupported message type; the receiver names the field, the code is generic.
 _ERROR_CODE = "207"  # application internal error: the message was read but refused
+_PROCESSING_ID_ERROR = "202"  # unsupported processing id
+_PROCESSING_FIELD = "MSH-11"
 
 
 class OrderReceiver:
@@ -69,6 +78,14 @@ class OrderReceiver:
             parsed = parse_orders(payload)
         except RemoteProtocolError as exc:
             error = exc
+        test = parsed is not None and not is_production(parsed.processing_id)
+        if parsed is not None and test:
+            text = (
+                f"test message ({_PROCESSING_FIELD} = {normalised(parsed.processing_id)}): "
+                "kept in quarantine, not placed on the worklist"
+            )
+            error = RemoteProtocolError(text, field=_PROCESSING_FIELD)
+            parsed = None
         outcome = await self._store(payload, now, parsed, error)
         log.info(
             "LIS orders: %s (%d placed, %d cancelled, %d unchanged)",
@@ -78,12 +95,15 @@ class OrderReceiver:
             outcome.unchanged,
         )
         self._acks += 1
+        refused = "AR" if test else "AE"
         return build_ack(
             payload,
-            "AE" if outcome.quarantined else "AA",
+            refused if outcome.quarantined else "AA",
             control_id=f"O{self._acks:09d}",
             now=now,
             text=outcome.error[:80],
-            error_code=_ERROR_CODE if outcome.quarantined else "",
+            error_code=(_PROCESSING_ID_ERROR if test else _ERROR_CODE)
+            if outcome.quarantined
+            else "",
             error_location="" if error is None else error.field or "",
         )

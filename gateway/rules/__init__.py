@@ -9,6 +9,7 @@ from gateway.config import Config, TestConfig
 from gateway.model import Hold, Result
 from gateway.rules.facts import Facts, QcStatus
 from gateway.rules.patient_id import patient_id_rule
+from gateway.rules.processing_id import TestMessages
 from gateway.rules.unmapped import unmapped_test_rule
 
 __all__ = [
@@ -29,10 +30,12 @@ class RuleContext:
     """The facts rules need besides the result itself: from config, and from the store.
 
     ``tests`` maps (instrument id, instrument test code) to its [[tests]] entry; an entry with
-    instrument "" applies to every instrument that has no specific entry for that code. The
-    fields up to ``forward_unmapped`` come from config (``context_from_config``); ``facts``
-    comes from the store and is swapped in by the pipeline when it changed
-    (``gateway.rule_context``), so a rule never reads the database itself.
+    instrument "" applies to every instrument that has no specific entry for that code.
+    ``test_messages`` maps an instrument to what becomes of its test messages (keep when not
+    named: ``gateway.rules.processing_id``). The fields up to ``test_messages`` come from
+    config (``context_from_config``); ``facts`` comes from the store and is swapped in by the
+    pipeline when it changed (``gateway.rule_context``), so a rule never reads the database
+    itself.
     """
 
     tests: Mapping[tuple[str, str], TestConfig] = field(default_factory=dict)
@@ -40,12 +43,17 @@ class RuleContext:
     allow_synthetic_ids: bool = False
     accept_2032_ids: bool = False
     forward_unmapped: bool = False
+    test_messages: Mapping[str, TestMessages] = field(default_factory=dict)
     facts: Facts = field(default_factory=Facts)
 
     def find_test(self, instrument_id: str, code: str) -> TestConfig | None:
         """The mapping for ``code`` on ``instrument_id``: instrument-specific first, then ""."""
         specific = self.tests.get((instrument_id, code))
         return specific if specific is not None else self.tests.get(("", code))
+
+    def test_message_policy(self, instrument_id: str) -> TestMessages:
+        """What becomes of a message ``instrument_id`` marked as test data (default: keep)."""
+        return self.test_messages.get(instrument_id, TestMessages.KEEP)
 
 
 Rule = Callable[[Result, RuleContext], Sequence[Hold]]
@@ -68,4 +76,8 @@ def context_from_config(config: Config) -> RuleContext:
         forward_unmapped=config.rules.forward_unmapped,
         allow_synthetic_ids=config.rules.allow_synthetic_ids,
         accept_2032_ids=config.rules.accept_2032_ids,
+        test_messages={
+            instrument.id: TestMessages(instrument.test_messages)
+            for instrument in config.instruments
+        },
     )

@@ -125,6 +125,8 @@ results = Table(
     Column("result_status", String(2), nullable=False, default="F"),
     Column("comment", Text, nullable=False, default=""),
     Column("instrument_serial", String(64), nullable=False, default=""),
+    # the sender's processing ID (HL7 MSH-11, ASTM H.12); "P" on every result bound for the LIS
+    Column("processing_id", String(16), nullable=False, default="P", server_default="P"),
     Column("state", String(16), nullable=False),
     Column("correction_of", Integer, ForeignKey("results.id")),
     Column("fingerprint", String(64), nullable=False),

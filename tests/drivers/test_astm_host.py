@@ -104,6 +104,7 @@ class AstmInstrument:
 class StoredOutcome:
     quarantined: bool
     error: str
+    test_message: bool = False
 
 
 @dataclass

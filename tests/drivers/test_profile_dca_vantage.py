@@ -178,11 +178,12 @@ def test_comment_after_the_order_is_not_attached_to_a_result() -> None:
     assert "private note" not in repr(obs)
 
 
-def test_service_mode_message_is_refused() -> None:
+def test_service_mode_message_maps_like_any_other() -> None:
+    """H.12 = D is the gateway's to judge (its processing-ID rule keeps it as test data)."""
     text = CONTROL.replace(b"|||||||P||", b"|||||||D||")
-    with pytest.raises(RemoteProtocolError) as caught:
-        PROFILE.observations("dca-1", parse_message(text))
-    assert caught.value.field == "H.12"
+    assert PROFILE.observations("dca-1", parse_message(text)) == PROFILE.observations(
+        "dca-1", parse_message(CONTROL)
+    )
 
 
 # --- malformed fields --------------------------------------------------------------------------

@@ -97,7 +97,7 @@ def test_the_other_reasons() -> None:
 
 @pytest.mark.parametrize("code", REASONS)
 def test_every_quarantine_reason_reads_in_both_languages(code: str) -> None:
-    params = {"field": "MSH-9", "message_type": "ORU^R99", "limit": "1048576"}
+    params = {"field": "MSH-9", "message_type": "ORU^R99", "limit": "1048576", "processing_id": "T"}
     nb = texts.quarantine_text("nb", code, params)
     en = texts.quarantine_text("en", code, params)
     assert nb and en and nb != en and "–" not in nb and "{" not in nb
@@ -149,6 +149,7 @@ HOLD_PARAMS: dict[str, dict[str, str]] = {
     HoldReason.UNMAPPED_TEST: {"instrument": "afinion-1", "code": "GLU"},
     HoldReason.DUPLICATE: {},
     HoldReason.LIS_MESSAGE_INVALID: {"field": "OBX-5", "error": "OBX-5: value too long"},
+    HoldReason.TEST_MESSAGE: {"field": "MSH-11", "processing_id": "T"},
 }
 HOLD_NB = {
     HoldReason.MISSING_PATIENT_ID: "Svaret fra afinion-1 mangler pasient-ID.",
@@ -162,6 +163,7 @@ HOLD_NB = {
     ),
     HoldReason.DUPLICATE: "Et svar for samme prøve og analyse er mottatt før.",
     HoldReason.LIS_MESSAGE_INVALID: "Meldingen til LIS kunne ikke lages. Feltet med feil: OBX-5.",
+    HoldReason.TEST_MESSAGE: "Testmelding (MSH-11 = T): ikke sendt til LIS.",
 }
 HOLD_EN = {
     HoldReason.MISSING_PATIENT_ID: "The result from afinion-1 has no patient ID.",
@@ -176,6 +178,7 @@ HOLD_EN = {
     HoldReason.LIS_MESSAGE_INVALID: (
         "The message to the LIS could not be built. Field at fault: OBX-5."
     ),
+    HoldReason.TEST_MESSAGE: "Test message (MSH-11 = T): not sent to the LIS.",
 }
 
 

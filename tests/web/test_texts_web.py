@@ -26,7 +26,7 @@ from gateway.lis.forwarder import hold_unbuildable, unassigned_queued
 from gateway.rules import context_from_config
 from gateway.store import queries
 from gateway.store.engine import make_engine, upgrade
-from gateway.store.tables import holds, quarantine, raw_messages, results
+from gateway.store.tables import holds, quarantine, raw_messages
 from gateway.store.writer import run_in_transaction
 from gateway.web.app import create_app
 from tests.web.conftest import LOCAL, T0, VALID_FNR, Seeded, ingest, observation
@@ -227,20 +227,17 @@ def old_store(tmp_path: Path) -> Iterator[Engine]:
             ),
             {"now": now, "error": "MSH-9: ORU^R99 is not a result message this parser reads"},
         )
-        # results and raw_messages are the same at 0003 and now: written through the table
+        # the columns results had at 0003 (0007 added processing_id)
         conn.execute(
-            results.insert().values(
-                id=1,
-                instrument_id="afinion-1",
-                test_code="XYZ",
-                value="1.5",
-                value_type="NM",
-                method="measured",
-                state="held",
-                fingerprint="f1",
-                created_at=moment,
-                updated_at=moment,
-            )
+            text(
+                "INSERT INTO results (id, instrument_id, test_code, nlk_code, test_name, value,"
+                " value_type, unit, reference_range, abnormal_flags, method, operator_id,"
+                " specimen_id, patient_id, result_status, comment, instrument_serial, state,"
+                " fingerprint, created_at, updated_at) VALUES (1, 'afinion-1', 'XYZ', '', '',"
+                " '1.5', 'NM', '', '', '', 'measured', '', '', '', 'F', '', '', 'held', 'f1',"
+                " :now, :now)"
+            ),
+            {"now": now},
         )
         conn.execute(
             text(

@@ -13,7 +13,9 @@ characters). What the message looks like::
     R|1|^^^HbA1c|5.9|%||||F||3643||20241206140615
     L|1|N
 
-* H.5 = ``Afinion 2 Analyzer^^<device ID>``; H.12 processing ID: ``P`` patient, ``Q`` control.
+* H.5 = ``Afinion 2 Analyzer^^<device ID>``; H.12 processing ID: ``P`` patient, ``Q`` control
+  (anything else maps as patient data, which the gateway's processing-ID rule keeps as test
+  data, never sent to the LIS).
 * P.4 = the patient ID (P-ID 1; P.3 is read as a fallback).
 * O.4 = the analyser's run number (O.3, the host's specimen ID, is used when present);
   O.5.4 = the assay (HbA1c, CRP, Lipid Panel, ACR); O.16.2 = specimen source (O other,
@@ -48,7 +50,6 @@ from drivers.analysers.astm_messages import (
 from drivers.model import Observation
 from drivers.protocols.astm.records import Record
 
-PROCESSING_IDS = frozenset({"P", "Q"})
 #: R.7 values the Afinion 2 uses (senaite.astm notes on the Afinion 2 interface).
 ABNORMAL_FLAGS = frozenset({"<", ">", "L", "H", "LL", "HH", "!"})
 RESULT_STATUSES = frozenset({"F", "C", "X"})
@@ -103,8 +104,9 @@ class Afinion2Profile:
     ) -> tuple[Observation, ...]:
         """Map one H..L message to observations, or raise ``RemoteProtocolError``."""
         header = message_header(records)
-        problem = "processing ID is neither P (patient) nor Q (control)"
-        is_qc = processing_id(header, PROCESSING_IDS, problem) == "Q"
+        # Q marks a control run; T and D (test/debug) map as patient data, which the gateway
+        # then keeps as test data (its processing-ID rule)
+        is_qc = processing_id(header) == "Q"
         source = MessageSource.read(instrument_id, header)
         context = ResultContext(is_qc=is_qc)
         found: list[Observation] = []

@@ -27,6 +27,8 @@ the site's firmware (or its middleware) before go-live. The message::
   the urine and enters them. They map to ``Method.VISUAL``; the pads are ``Method.MEASURED``.
 * R.7 ``A`` marks a result outside the normal (negative) category.
 * Controls (Chek-Stix): O.12 ``Q``, and ``P.3 = <level>^<control lot>`` (Positive/Negative).
+* H.12 is not read here: a message not marked ``P`` maps all the same, and the gateway's
+  processing-ID rule keeps it as test data, never sent to the LIS.
 """
 
 from __future__ import annotations
@@ -45,7 +47,6 @@ from drivers.analysers.astm_messages import (
     ResultRules,
     message_body,
     message_header,
-    processing_id,
     read_result,
 )
 from drivers.model import Method, Observation
@@ -113,7 +114,6 @@ class ClinitekStatusProfile:
     ) -> tuple[Observation, ...]:
         """Map one H..L message to observations, or raise ``RemoteProtocolError``."""
         header = message_header(records)
-        processing_id(header, ("P",), "processing ID is not P (production)")
         source = MessageSource.read(instrument_id, header)
         context = ResultContext()
         found: list[Observation] = []

@@ -19,7 +19,8 @@ allowed in ASTM). What the message looks like::
     L|1|N
 
 * H.5 = ``DCA VANTAGE^<software version>^<serial number>``; H.12 ``P`` (production) or ``D``
-  (service mode: debugging data, not mapped: such a message is refused so it is quarantined).
+  (service mode: debugging data). A ``D`` message maps like any other; the gateway's
+  processing-ID rule keeps it as test data (or in quarantine), never sent to the LIS.
 * P.3 = practice-assigned patient ID (may be blank).
 * O.4 = ``<sample sequence number 001-999>^<reagent cartridge lot>``; O.12 = ``Q`` when a
   control was run; O.26 report type ``F`` final or ``C`` correction.
@@ -51,7 +52,6 @@ from drivers.analysers.astm_messages import (
     ResultRules,
     message_body,
     message_header,
-    processing_id,
     read_result,
 )
 from drivers.model import Observation
@@ -104,7 +104,6 @@ class DcaVantageProfile:
     ) -> tuple[Observation, ...]:
         """Map one H..L message to observations, or raise ``RemoteProtocolError``."""
         header = message_header(records)
-        processing_id(header, ("P",), "not a production message (service mode data)")
         source = MessageSource.read(instrument_id, header)
         context = ResultContext()
         found: list[Observation] = []

@@ -49,6 +49,7 @@ class ParsedOrders:
     control_id: str  # MSH-10
     message_type: str  # MSH-9.1^MSH-9.2, e.g. "ORM^O01"
     requests: tuple[OrderRequest, ...]
+    processing_id: str = ""  # MSH-11.1 as sent: P production, T training, D debugging
 
 
 @dataclass(slots=True)
@@ -89,7 +90,7 @@ def parse_orders(raw: bytes) -> ParsedOrders:
     if not orders:
         raise _refuse(f"the {message_type} message has no ORC segment", "MSH-9", msh)
     items = [item for order in orders for item in _read_order(order)]
-    return ParsedOrders(control_id, message_type, _merge(items))
+    return ParsedOrders(control_id, message_type, _merge(items), msh.component(11, 1))
 
 
 def _group_orders(segments: list[Segment]) -> list[_Order]:
