@@ -88,9 +88,11 @@ class GatewayChild:
     config_path: Path
     log_path: Path
     proc: subprocess.Popen[bytes] | None = None
+    #: keep the log of earlier runs (a soak restarts the gateway on the same log)
+    append_log: bool = False
 
     def start(self) -> None:
-        log = self.log_path.open("wb")
+        log = self.log_path.open("ab" if self.append_log else "wb")
         try:
             self.proc = subprocess.Popen(
                 [sys.executable, "-m", "gateway.cli", "run", "--config", str(self.config_path)],
