@@ -376,7 +376,15 @@ class Soak:
         )
         self.store = Store(store_url)
         self.lis = LisProcess(lis_port, directory)
-        self.gateway = GatewayChild(self.config_path, directory / "gateway.log", append_log=True)
+        # faulthandler: SIGABRT makes a gateway that will not stop log every thread's stack
+        self.gateway = GatewayChild(
+            self.config_path,
+            directory / "gateway.log",
+            append_log=True,
+            extra_env={"PYTHONFAULTHANDLER": "1"},
+        )
+        self.slow_stop_s: float | None = None  # set when the final stop took too long
+        self.stop_s = 0.0  # how long the final stop took
         self.analysers: list[Analyser] = []
         self.idle: list[IdleSocket] = []
         self.kills: list[Kill] = []
@@ -433,6 +441,27 @@ class Soak:
             kill.ready_at = await self.wait_ready()
         finally:
             self._expect_down = False
+
+    async def stop_gateway(self, timeout_s: float = 20.0) -> int | None:
+        """Ctrl-C; a gateway still running ``timeout_s`` later gets SIGABRT (faulthandler
+        writes its threads' stacks to the log), then SIGKILL."""
+        proc = self.gateway.proc
+        if proc is None or proc.poll() is not None:
+            return None if proc is None else proc.returncode
+        started = time.monotonic()
+        proc.send_signal(signal.SIGINT)
+        try:
+            return await asyncio.to_thread(proc.wait, timeout_s)
+        except subprocess.TimeoutExpired:
+            self.slow_stop_s = time.monotonic() - started
+        finally:
+            self.stop_s = time.monotonic() - started
+        proc.send_signal(signal.SIGABRT)
+        try:
+            return await asyncio.to_thread(proc.wait, 10)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            return await asyncio.to_thread(proc.wait)
 
     async def second_run(self) -> None:
         await self.wait_ready()  # the first one holds the lease
@@ -500,7 +529,7 @@ class Soak:
         elif fault.kind == "second":
             await self.second_run()
 
-    def describe(self, fault: Fault, took_s: float) -> str:
+    def describe(self, fault: Fault) -> str:
         names = ", ".join(instrument_id(i) for i in fault.targets)
         if fault.kind == "idle":
             return f"idle socket(s) opened to {names}, held {fault.hold_s:.0f} s"
@@ -517,10 +546,15 @@ class Soak:
         return f"a second trygg run: exit code {second.exit_code} after {second.seconds:.1f} s"
 
     # -- the run -------------------------------------------------------------------------
+    async def sample_progress(self) -> None:
+        """Note every analyser's ACKs, on its own task: faults take seconds to inject."""
+        while True:
+            now = time.time()
+            for analyser in self.analysers:
+                analyser.note_progress(now)
+            await asyncio.sleep(0.25)
+
     async def tick(self) -> None:
-        now = time.time()
-        for analyser in self.analysers:
-            analyser.note_progress(now)
         await self.watch()
         for analyser in self.analysers:
             task = analyser.task
@@ -535,13 +569,19 @@ class Soak:
     async def send_with_faults(self, faults: Sequence[Fault]) -> float:
         """The sending phase; returns its length in seconds."""
         start = time.monotonic()
-        for fault in faults:
-            await self.sleep_until(start + fault.at_s)
-            began = time.monotonic()
-            await self.inject(fault)
-            self.say(f"  {began - start:6.1f} s: {self.describe(fault, time.monotonic() - began)}")
-            await self.tick()
-        await self.sleep_until(start + self.options.minutes * 60)
+        sampler = asyncio.create_task(self.sample_progress(), name="progress")
+        try:
+            for fault in faults:
+                await self.sleep_until(start + fault.at_s)
+                began = time.monotonic()
+                await self.inject(fault)
+                self.say(f"  {began - start:6.1f} s: {self.describe(fault)}")
+                await self.tick()
+            await self.sleep_until(start + self.options.minutes * 60)
+        finally:
+            sampler.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await sampler
         return time.monotonic() - start
 
     async def drain(self) -> float | None:
@@ -723,6 +763,13 @@ def emit_figures(
         "s",
         "" if drain_s is not None else "deadline passed: the store still had a backlog",
     )
+    figure(
+        "gateway_stop",
+        soak.stop_s,
+        "s",
+        "SIGINT to exit at the end"
+        + ("; did not stop: SIGABRT, stacks in its log" if soak.slow_stop_s else ""),
+    )
     figure("audit_rows", audit[1], "rows", "verified" if audit[0] else f"BROKEN: {audit[2]}")
     if torn_lines:
         reporter.say(f"  ({torn_lines} torn LIS record line(s): the LIS was killed mid-write)")
@@ -815,13 +862,18 @@ async def _soak(run: Soak, faults: Sequence[Fault], reporter: Reporter) -> bool:
         states = await asyncio.to_thread(run.store.states)
         in_two = await asyncio.to_thread(run.store.results_in_two_messages)
         run._expect_down = True
-        code = await asyncio.to_thread(run.gateway.stop)
+        code = await run.stop_gateway()
     finally:
         with contextlib.suppress(Exception):
             await asyncio.to_thread(run.gateway.stop)
         await run.lis.kill()
-    if code not in (0, None, -signal.SIGINT, 130):
-        reporter.say(f"  the gateway stopped with {code}; log:\n{run.gateway.log_tail()}")
+    if run.slow_stop_s is not None:
+        reporter.say(
+            f"  the gateway did not stop within {run.slow_stop_s:.0f} s of SIGINT (exit {code}); "
+            f"its threads' stacks are at the end of {run.gateway.log_path}"
+        )
+    elif code not in (0, None, -signal.SIGINT, 130):
+        reporter.say(f"  the gateway stopped with {code}; log:\n{run.gateway.log_tail(10)}")
     audit = await asyncio.to_thread(audit_verify, run.config_path)
     local_code = {nlk: code for code, nlk in NLK.items()}
     lines: list[str] = []
