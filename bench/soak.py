@@ -637,6 +637,10 @@ def audit_verify(config_path: Path) -> tuple[bool, int, str]:
 # --- figures ----------------------------------------------------------------------------
 
 
+def _during(kill: Kill, moment: float | None) -> bool:
+    return moment is not None and kill.at - 0.5 <= moment <= (kill.ready_at or kill.at + 60)
+
+
 def _downtime(kills: Sequence[Kill], start: float, end: float) -> float:
     return sum(max(0.0, min(end, k.ready_at) - max(start, k.at)) for k in kills if k.ready_at)
 
@@ -739,9 +743,8 @@ def emit_figures(
     figure("gateway_unexpected_exits", len(soak.unexpected_exits))
     figure("lis_worker_outlived_kill", sum(k.lingering_workers for k in soak.kills))
     closed = [s for s in soak.idle if s.closed_by_gateway_at is not None and s.connected]
-    by_kill = [
-        s for s in closed if any(s.opened_at <= k.at <= (s.closed_at or 0) + 1 for k in soak.kills)
-    ]
+    # a kill ends every connection: the EOF came between the SIGKILL and the restart
+    by_kill = [s for s in closed if any(_during(k, s.closed_by_gateway_at) for k in soak.kills)]
     figure(
         "idle_sockets_closed_by_gateway",
         len(closed) - len(by_kill),
