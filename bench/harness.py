@@ -88,9 +88,12 @@ class GatewayChild:
     config_path: Path
     log_path: Path
     proc: subprocess.Popen[bytes] | None = None
+    #: keep the log of earlier runs (a soak restarts the gateway on the same log)
+    append_log: bool = False
+    extra_env: dict[str, str] = field(default_factory=dict)
 
     def start(self) -> None:
-        log = self.log_path.open("wb")
+        log = self.log_path.open("ab" if self.append_log else "wb")
         try:
             self.proc = subprocess.Popen(
                 [sys.executable, "-m", "gateway.cli", "run", "--config", str(self.config_path)],
@@ -98,7 +101,7 @@ class GatewayChild:
                 stdin=subprocess.DEVNULL,
                 stdout=log,
                 stderr=subprocess.STDOUT,
-                env={**os.environ, "PYTHONUNBUFFERED": "1", "COLUMNS": "200"},
+                env={**os.environ, "PYTHONUNBUFFERED": "1", "COLUMNS": "200", **self.extra_env},
             )
         finally:
             log.close()
