@@ -60,8 +60,19 @@ def _hl7_messages() -> list[tuple[str, bytes, tuple[int, int]]]:
                 continue
             fs, cs = msh[3], msh[4]
             patient = [
-                fs.join(["PID", "1", "", f"{FNR}{cs * 3}NO-FNR", "", f"{FAMILY}{cs}{GIVEN}", "",
-                         "19720315", "F"]),
+                fs.join(
+                    [
+                        "PID",
+                        "1",
+                        "",
+                        f"{FNR}{cs * 3}NO-FNR",
+                        "",
+                        f"{FAMILY}{cs}{GIVEN}",
+                        "",
+                        "19720315",
+                        "F",
+                    ]
+                ),
                 fs.join(["NK1", "1", f"{NEXT_OF_KIN}{cs}Ola", "SPO"]),
                 fs.join(["PV1", "1", "O", f"{FAMILY}{cs}{GIVEN}"]),
             ]
@@ -95,8 +106,9 @@ def _astm_messages() -> list[tuple[str, bytes, tuple[int, int]]]:
             if not header.startswith("H") or len(header) < 4:
                 continue
             fd, cd = header[1], header[3]
-            patient = fd.join(["P", "1", FNR, FNR, FNR, f"{FAMILY}{cd}{GIVEN}", "", "19720315",
-                               "F"])
+            patient = fd.join(
+                ["P", "1", FNR, FNR, FNR, f"{FAMILY}{cd}{GIVEN}", "", "19720315", "F"]
+            )
             kept = [r for r in message[1:] if r[:1] != "P"]
             # our patient before the first order (or right after the header)
             at = next((i for i, r in enumerate(kept) if r[:1] in "OQ"), 0)
@@ -171,8 +183,9 @@ def corrupted(draw: st.DrawFn, messages: list[tuple[str, bytes, tuple[int, int]]
             break
         near_patient = draw(st.booleans())
         low, high = (max(0, start - 2), min(len(data) - 1, end + 1)) if near_patient else (0, 0)
-        position = draw(st.integers(low, max(low, high)) if near_patient else
-                        st.integers(0, len(data) - 1))
+        position = draw(
+            st.integers(low, max(low, high)) if near_patient else st.integers(0, len(data) - 1)
+        )
         position = min(position, len(data) - 1)
         value = draw(st.sampled_from(_NASTY) | st.integers(0, 255))
         op = draw(st.sampled_from(("replace", "delete", "insert")))
@@ -185,9 +198,7 @@ def corrupted(draw: st.DrawFn, messages: list[tuple[str, bytes, tuple[int, int]]
     return bytes(data)
 
 
-_SWEEP = settings(
-    max_examples=400, deadline=None, suppress_health_check=[HealthCheck.too_slow]
-)
+_SWEEP = settings(max_examples=400, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 
 
 @_SWEEP

@@ -210,7 +210,9 @@ def parse_ts(value: str, *, tz: tzinfo, field: str = "TS") -> datetime:
     if m is None:
         raise RemoteProtocolError(
             # the value in ``data`` only: quoted unless it was read from a patient segment
-            "not an HL7 timestamp", field=field, data=value.encode("utf-8", "replace")
+            "not an HL7 timestamp",
+            field=field,
+            data=value.encode("utf-8", "replace"),
         )
     year, month, day, hour, minute, second, frac, sign, oh, om = m.groups()
     try:
