@@ -11,10 +11,13 @@
 
 ``gateway.errors`` extends the tree with the store and forwarding errors. Third-party
 exceptions are translated at exactly one boundary with ``raise ... from exc``. This module
-imports nothing, so the sans-IO protocol cores may use it.
+imports only ``drivers.patient_data`` (itself import-free), so the sans-IO protocol cores may
+use it.
 """
 
 from __future__ import annotations
+
+from drivers.patient_data import is_patient_field, quotable, read_from_patient
 
 
 class GatewayError(Exception):
@@ -24,18 +27,39 @@ class GatewayError(Exception):
 class ProtocolError(GatewayError):
     """A protocol was broken; ``field`` and ``data`` say where, when known."""
 
-    def __init__(self, message: str, *, field: str | None = None, data: bytes | None = None):
+    def __init__(
+        self,
+        message: str,
+        *,
+        field: str | None = None,
+        data: bytes | None = None,
+        quote: bool = True,
+    ):
         super().__init__(message)
         self.field = field
         self.data = data
+        #: whether the text may quote ``data``; False where the bytes may be patient data
+        self.quote = quote
 
     def __str__(self) -> str:
+        """Field and message, and the offending bytes unless they are (or run into) patient
+        data: an error about a patient segment names the field only (quarantine keeps the
+        bytes, shown behind an explicit, logged action)."""
         text = super().__str__()
         if self.field:
             text = f"{self.field}: {text}"
-        if self.data is not None:
-            text = f"{text} (bytes: {self.data[:64]!r})"
+        if self.data is not None and self.quote and not is_patient_field(self.field):
+            shown = quotable(self.data)[:64]
+            if shown:
+                text = f"{text} (bytes: {shown!r})"
         return text
+
+    def text_for(self, raw: bytes) -> str:
+        """The error text to keep with ``raw`` (quarantine): ``str(self)``, but without the
+        quoted bytes when they were read from inside a patient segment of ``raw``."""
+        if self.data is not None and read_from_patient(quotable(self.data)[:64], raw):
+            return self.without_data()
+        return str(self)
 
     def without_data(self) -> str:
         """The message and field but not the bytes: safe for logs (bytes may be patient data)."""

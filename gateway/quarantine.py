@@ -1,4 +1,4 @@
-"""Quarantine replay: decode a kept raw message again (after a driver fix) and ingest it."""
+"""Quarantine commands: replay a kept raw message (after a driver fix); show its raw bytes."""
 
 from __future__ import annotations
 
@@ -13,8 +13,12 @@ from gateway.orders.store import ORDER_SOURCE
 from gateway.rule_context import current_context
 from gateway.rules import RULES, RuleContext
 from gateway.rules.processing_id import TestMessages, judge, normalised
+from gateway.store.queries import QuarantinedMessage, get_quarantined
 from gateway.store.tables import quarantine, raw_messages
 from gateway.store.writer import Tx
+
+#: the audit action of an explicit "show raw" (the bytes hold names and national IDs)
+RAW_VIEWED = "quarantine.raw_viewed"
 
 
 @dataclass(frozen=True, slots=True)
@@ -93,3 +97,24 @@ def replay(
         after={"state": "replayed"},
     )
     return ReplayResult(quarantine_id, True, f"{outcome.stored} result(s) stored{as_test}", outcome)
+
+
+def show_raw(tx: Tx, quarantine_id: int, *, actor: str, via: str) -> QuarantinedMessage | None:
+    """The quarantined message with its bytes as received, for an explicit "show raw" action.
+
+    The bytes are the one place a refused message's patient data is kept, so every look at
+    them is an audit row: who (``actor``: "web:<viewer>", "cli:<user>"), what (the entry, and
+    ``via``: which page, API route or command), when (the transaction's time). None, and no
+    row, when there is no such entry.
+    """
+    found = get_quarantined(tx.conn, quarantine_id)
+    if found is None:
+        return None
+    tx.audit(
+        actor=actor,
+        action=RAW_VIEWED,
+        entity="quarantine",
+        entity_id=quarantine_id,
+        reason=f"raw message shown ({via})",
+    )
+    return found

@@ -91,7 +91,7 @@ def _decode(
         # a query carries no results: it is stored for the audit trail and answered
         observations = () if _is_query(records) else profile.observations(instrument_id, records)
     except RemoteProtocolError as exc:
-        return failed(str(exc), exc.field)
+        return failed(exc.text_for(raw), exc.field)
     except Exception as exc:  # the profile boundary: a profile bug must not lose the message
         log.error(
             "instrument %s: profile %s failed on a message: %s",
@@ -99,7 +99,10 @@ def _decode(
             profile.key,
             type(exc).__name__,
         )
-        return failed(f"profile {profile.key} could not map the message: {exc!r}", "profile")
+        # the exception's type only: its text may repeat a value of the message (patient data)
+        return failed(
+            f"profile {profile.key} could not map the message ({type(exc).__name__})", "profile"
+        )
     message = InboundMessage(
         instrument_id,
         PROTOCOL,

@@ -30,7 +30,12 @@ def decode(instrument_id: str, raw: bytes, received_at: datetime) -> InboundMess
         parsed = parse_results(raw, instrument_id)
     except RemoteProtocolError as exc:
         return InboundMessage(
-            instrument_id, PROTOCOL, raw, received_at, error=str(exc), error_field=exc.field
+            instrument_id,
+            PROTOCOL,
+            raw,
+            received_at,
+            error=exc.text_for(raw),
+            error_field=exc.field,
         )
     return InboundMessage(
         instrument_id,
@@ -60,7 +65,7 @@ class Hl7MllpReceiver:
                     PROTOCOL,
                     raw,
                     datetime.now(UTC),
-                    error=str(exc),
+                    error=exc.text_for(raw),
                     error_field=exc.field,
                 )
             )

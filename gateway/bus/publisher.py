@@ -20,6 +20,7 @@ from urllib.parse import urlsplit
 import aiomqtt
 
 from gateway.config import MqttConfig
+from gateway.privacy import scrub_event
 
 log = logging.getLogger(__name__)
 
@@ -117,7 +118,7 @@ class MqttBus:
         """Queue one event as JSON; O(1), never blocks, never raises, safe from any thread."""
         try:
             instrument = instrument or "-"
-            body = dict(payload)
+            body = scrub_event(payload)  # texts (deviation summaries, details) may hold an ID
             body["kind"] = kind
             body["site"] = self._site
             body["instrument"] = instrument

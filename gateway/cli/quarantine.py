@@ -1,9 +1,11 @@
-"""`trygg quarantine`: messages that could not be decoded: list, hexdump, replay."""
+"""`trygg quarantine`: messages that could not be decoded: list, show (hexdump on --raw, logged),
+replay."""
 
 from __future__ import annotations
 
 import dataclasses
 import functools
+import getpass
 from typing import Annotated
 
 import typer
@@ -11,6 +13,7 @@ from rich.table import Table
 
 from drivers.transports import hexdump
 from gateway.cli.common import ConfigOption, JsonFlag, console, err, load, open_store, print_json
+from gateway.privacy import scrub, scrub_quarantine
 from gateway.texts import quarantine_code, quarantine_text
 
 app = typer.Typer(help="Messages that could not be decoded.", no_args_is_help=True)
@@ -27,7 +30,7 @@ def quarantine_list(
 
     engine = open_store(load(config))
     with engine.connect() as conn:
-        rows = list_quarantine(conn, state=state)
+        rows = scrub_quarantine(list_quarantine(conn, state=state))
     if as_json:
         print_json(rows)
         return
@@ -46,13 +49,40 @@ def quarantine_list(
 
 
 @app.command("show")
-def quarantine_show(quarantine_id: int, config: ConfigOption) -> None:
-    """Show one quarantined message: the error and a hexdump of the bytes as received."""
+def quarantine_show(
+    quarantine_id: int,
+    config: ConfigOption,
+    raw: Annotated[
+        bool,
+        typer.Option("--raw", help="Also show a hexdump of the bytes as received (logged)."),
+    ] = False,
+    by: Annotated[
+        str | None, typer.Option("--by", help="Who looks at the raw bytes (audit log).")
+    ] = None,
+) -> None:
+    """Show one quarantined message: the error; with --raw also the bytes as received.
+
+    The bytes may hold names and national IDs: --raw writes an audit row (who, what, when).
+    """
+    from gateway.quarantine import show_raw
     from gateway.store.queries import get_quarantined
+    from gateway.store.writer import run_in_transaction
 
     engine = open_store(load(config))
-    with engine.connect() as conn:
-        row = get_quarantined(conn, quarantine_id)
+    if raw:
+        actor = f"cli:{by or getpass.getuser()}"
+        row = run_in_transaction(
+            engine,
+            functools.partial(
+                show_raw,
+                quarantine_id=quarantine_id,
+                actor=actor,
+                via="trygg quarantine show --raw",
+            ),
+        )
+    else:
+        with engine.connect() as conn:
+            row = get_quarantined(conn, quarantine_id)
     if row is None:
         err.print(f"No quarantine entry {quarantine_id}")
         raise typer.Exit(1)
@@ -60,8 +90,13 @@ def quarantine_show(quarantine_id: int, config: ConfigOption) -> None:
         f"[bold]#{row.id}[/] {row.instrument_id} {row.received_at.isoformat()} state={row.state}"
     )
     reason, params = quarantine_code(dataclasses.asdict(row))
-    console.print(f"reason: {quarantine_text('en', reason, params)} ({reason})")
-    console.print(f"field: {row.field or '-'}\nerror: {row.error}\n")
+    console.print(
+        f"reason: {scrub(quarantine_text('en', reason, params))} ({reason})", markup=False
+    )
+    console.print(f"field: {row.field or '-'}\nerror: {scrub(row.error)}\n", markup=False)
+    if not raw:
+        console.print(f"{len(row.raw)} bytes; add --raw to see them (the look is logged)")
+        return
     for line in hexdump(bytes(row.raw)):
         console.print(line, highlight=False, markup=False)
 

@@ -9,6 +9,7 @@ import typer
 from rich.table import Table
 
 from gateway.cli.common import ConfigOption, JsonFlag, console, err, load, open_store, print_json
+from gateway.privacy import scrub_result
 
 app = typer.Typer(help="Patient results.", no_args_is_help=True)
 
@@ -24,7 +25,7 @@ def results_list(
     ] = False,
     as_json: JsonFlag = False,
 ) -> None:
-    """List recent results with their state and holds (patient IDs masked)."""
+    """List recent results with their state and holds (patient IDs masked, also in free text)."""
     from gateway.catalogue import has, text
     from gateway.model import HoldReason
     from gateway.store.queries import list_results
@@ -40,6 +41,8 @@ def results_list(
         rows = list_results(
             conn, state=state, instrument=instrument, limit=limit, show_patient=show_patient
         )
+    if not show_patient:  # asked for patient IDs: free text as sent too
+        rows = [scrub_result(r) for r in rows]
     if as_json:
         print_json(rows)
         return
@@ -76,6 +79,8 @@ def results_show(
     if data is None:
         err.print(f"No result {result_id}")
         raise typer.Exit(1)
+    if not show_patient:
+        data = scrub_result(data)
     print_json(data)
 
 

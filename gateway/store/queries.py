@@ -229,6 +229,16 @@ def list_quarantine(
     return [quarantine_dict(r._mapping, int(r.size)) for r in conn.execute(query).all()]
 
 
+def get_quarantine_row(conn: Connection, quarantine_id: int) -> dict[str, Any] | None:
+    """One quarantine entry as ``list_quarantine`` gives it (no bytes); None when none."""
+    row = conn.execute(
+        select(quarantine, raw_messages.c.protocol, func.length(raw_messages.c.raw).label("size"))
+        .join(raw_messages, raw_messages.c.id == quarantine.c.raw_message_id)
+        .where(quarantine.c.id == quarantine_id)
+    ).first()
+    return None if row is None else quarantine_dict(row._mapping, int(row.size))
+
+
 def quarantine_dict(row: Any, size: int) -> dict[str, Any]:
     """One quarantine entry: the technical error, its reason code, params and English text."""
     reason, params = quarantine_code(row)

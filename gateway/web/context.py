@@ -18,6 +18,7 @@ from sqlalchemy import Connection, Engine
 from starlette.concurrency import run_in_threadpool
 
 from gateway.config import Config
+from gateway.store.writer import Tx, run_in_transaction
 from gateway.texts import connection_technical, hold_technical, without_bytes
 from gateway.web import i18n
 from gateway.web.auth import ANONYMOUS
@@ -85,6 +86,12 @@ class WebContext:
     async def query(self, job: Callable[[Connection], T]) -> T:
         """Run ``job`` on a worker thread so the event loop never waits for the database."""
         return await run_in_threadpool(self.read, job)
+
+    async def write(self, job: Callable[[Tx], T]) -> T:
+        """Run one store command (a function of ``Tx``, defined outside the web) in its own
+        transaction on a worker thread, as the CLI's commands do beside a running gateway
+        (the audit chain's head row serialises them with the gateway's writer)."""
+        return await run_in_threadpool(run_in_transaction, self.engine, job)
 
     def language(self, request: Request) -> str:
         return i18n.choose_language(

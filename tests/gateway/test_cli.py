@@ -183,7 +183,9 @@ def test_quarantine_list_show_and_replay(site: Path) -> None:
     assert [r["field"] for r in rows] == ["MSH", "OBX-5"]
     garbage, fixed = rows
     code, out = invoke("quarantine", "show", str(garbage["id"]), "--config", str(site))
-    assert code == 0 and "00 67 61 72 62 61 67 65" in out
+    assert code == 0 and "00 67 61 72 62 61 67 65" not in out and "--raw" in out
+    code, out = invoke("quarantine", "show", str(garbage["id"]), "--raw", "--config", str(site))
+    assert code == 0 and "00 67 61 72 62 61 67 65" in out  # the bytes on request (logged)
     result = runner.invoke(
         app, ["quarantine", "replay", "--all", "--config", str(site), "--by", "ola"]
     )

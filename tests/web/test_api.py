@@ -258,6 +258,8 @@ def test_openapi_is_served_and_the_cdn_docs_are_off(client: TestClient) -> None:
         "/api/results/{result_id}",
         "/api/outbox",
         "/api/quarantine",
+        "/api/quarantine/{quarantine_id}",
+        "/api/quarantine/{quarantine_id}/raw",
         "/api/deviations",
         "/api/orders",
     }

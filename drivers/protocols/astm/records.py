@@ -10,6 +10,7 @@ from itertools import repeat
 from typing import Any
 
 from drivers.errors import LocalProtocolError, RemoteProtocolError
+from drivers.patient_data import ASTM_PATIENT_RECORD
 
 Repeat = tuple[str, ...]
 """One repeat of a field: its components, unescaped."""
@@ -19,6 +20,7 @@ Field = tuple[Repeat, ...]
 #: LIS2-A2 6: header, patient, order, result, comment, manufacturer, request (query),
 #: scientific and terminator records.
 RECORD_TYPES = frozenset("HPORCMQSL")
+PATIENT_RECORD = ASTM_PATIENT_RECORD  # its fields are never quoted in an error
 
 
 @dataclass(frozen=True, slots=True)
@@ -161,7 +163,7 @@ def unescape(text: str, delimiters: Delimiters, *, lenient: bool = False) -> str
         if replacement is None:
             if not lenient:
                 raise RemoteProtocolError(
-                    f"bad escape sequence at {text[i : i + 12]!r}",
+                    f"bad escape sequence at character {i}",
                     field="escape",
                     data=text.encode("latin-1", "replace"),
                 )
@@ -231,7 +233,22 @@ def _with_components(line: str, parts: list[str], fd: str, cd: str) -> tuple[Sto
 
 
 def _bad(message: str, line: str, field: str = "record") -> RemoteProtocolError:
-    return RemoteProtocolError(message, field=field, data=line.encode("latin-1", "replace"))
+    """A refused record; its bytes are quoted unless it is (or may be) the patient record: a
+    P record, or a line whose record type does not read (a damaged P is one)."""
+    kind = line[:1]
+    quote = kind != PATIENT_RECORD and kind in RECORD_TYPES
+    data = line.encode("latin-1", "replace")
+    return RemoteProtocolError(message, field=field, data=data, quote=quote)
+
+
+def _in_record(exc: RemoteProtocolError, line: str) -> RemoteProtocolError:
+    """A field's error again, quoting its whole record rather than the field alone: a record
+    that swallowed the P record after it (a lost CR) then shows where the patient begins, and
+    the quote stops there; a P record is named, not quoted."""
+    if line[:1] == PATIENT_RECORD:
+        data = line.encode("latin-1", "replace")
+        return RemoteProtocolError(str(exc.args[0]), field=PATIENT_RECORD, data=data, quote=False)
+    return _bad(str(exc.args[0]), line, exc.field or "record")
 
 
 @functools.lru_cache(maxsize=64)
@@ -295,10 +312,17 @@ def parse_message(
                 f"not {encoding}: {exc.reason} at byte {exc.start}",
                 field="encoding",
                 data=exc.object[max(0, exc.start - 8) : exc.end + 8],
+                quote=False,  # the undecodable byte may sit inside a name
             ) from exc
     if "\n" in text:
         if not lenient:
-            raise _bad("LF in a message (records end with CR)", text, "separator")
+            at = text.index("\n")
+            raise RemoteProtocolError(
+                f"LF in a message at character {at} (records end with CR)",
+                field="separator",
+                data=text.encode("latin-1", "replace"),
+                quote=False,  # the whole message: the P record with it
+            )
         text = text.replace("\r\n", "\r").replace("\n", "\r")
     lines = text.split("\r")
     if lines and not lines[-1]:
@@ -316,12 +340,20 @@ def parse_message(
             d, doubled, rest = _read_header(line, lenient)
             fd, rd, cd, esc = d.field, d.repeat, d.component, d.escape
             head: tuple[StoredField, ...] = (((d.definition,),),)
-            fields = head if rest is None else head + _parse_fields(rest, d, lenient)
+            try:
+                fields = head if rest is None else head + _parse_fields(rest, d, lenient)
+            except RemoteProtocolError as exc:
+                raise _in_record(exc, line) from None
         elif kind not in RECORD_TYPES:
             if lenient and not line:
                 continue
             if not line:
-                raise _bad("empty record", text, "record")
+                raise RemoteProtocolError(
+                    "empty record",
+                    field="record",
+                    data=text.encode("latin-1", "replace"),
+                    quote=False,
+                )
             raise _bad(f"unknown record type {kind!r}", line, "record type")
         else:
             if doubled is not None:
@@ -332,7 +364,10 @@ def parse_message(
             del parts[0]
             # The common cases build the nesting with no Python-level step per field.
             if rd in line or esc in line:
-                fields = tuple([_field_of(part, d, lenient) for part in parts])
+                try:
+                    fields = tuple([_field_of(part, d, lenient) for part in parts])
+                except RemoteProtocolError as exc:
+                    raise _in_record(exc, line) from None
             elif cd in line:
                 fields = _with_components(line, parts, fd, cd)
             else:

@@ -209,7 +209,10 @@ def parse_ts(value: str, *, tz: tzinfo, field: str = "TS") -> datetime:
     m = _TS.fullmatch(text)
     if m is None:
         raise RemoteProtocolError(
-            f"{value!r} is not an HL7 timestamp", field=field, data=value.encode("utf-8", "replace")
+            # the value in ``data`` only: quoted unless it was read from a patient segment
+            "not an HL7 timestamp",
+            field=field,
+            data=value.encode("utf-8", "replace"),
         )
     year, month, day, hour, minute, second, frac, sign, oh, om = m.groups()
     try:
@@ -233,7 +236,7 @@ def parse_ts(value: str, *, tz: tzinfo, field: str = "TS") -> datetime:
         return local.astimezone(UTC)
     except (ValueError, OverflowError) as exc:
         raise RemoteProtocolError(
-            f"{value!r} is not a valid date and time ({exc})",
+            f"not a valid date and time ({exc})",
             field=field,
             data=value.encode("utf-8", "replace"),
         ) from exc
@@ -423,13 +426,16 @@ def split_message(raw: bytes) -> list[Segment]:
     lines[0] = first
     if not first.startswith("MSH"):
         raise RemoteProtocolError(
-            # the segment ID only: the rest of the line may be patient data (bytes in ``data``)
+            # the segment ID only, bytes not quoted: a line that is no MSH may be a patient segment
             f"a message must start with an MSH segment, not {first[:3]!r}",
             field="MSH",
             data=first.encode("utf-8", "replace"),
+            quote=False,
         )
     if len(first) < 4:
-        raise RemoteProtocolError("MSH segment has no field separator", field="MSH-1", data=raw)
+        raise RemoteProtocolError(
+            "MSH segment has no field separator", field="MSH-1", data=first.encode()
+        )
     sep = first[3]
     end = first.find(sep, 4)
     delims = Delimiters.from_msh(sep, first[4:] if end < 0 else first[4:end])
@@ -438,10 +444,13 @@ def split_message(raw: bytes) -> list[Segment]:
     for i, line in enumerate(lines, start=1):
         name = line[:3]
         if not _SEGMENT_ID.fullmatch(name) or (len(line) > 3 and line[3] != sep):
+            # bytes not quoted: a line that does not read may be a damaged PID (a name, an ID)
+            what = f"line {i} ({name})" if _SEGMENT_ID.fullmatch(name) else f"line {i}"
             raise RemoteProtocolError(
-                f"line {i} is not an HL7 segment (expected a segment ID like OBX then {sep!r})",
+                f"{what} is not an HL7 segment (expected a segment ID like OBX then {sep!r})",
                 field=f"segment[{i}]",
                 data=line.encode("utf-8", "replace"),
+                quote=False,
             )
         if name == "MSH" and i > 1:
             raise RemoteProtocolError(

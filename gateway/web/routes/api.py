@@ -1,7 +1,8 @@
-"""The read-only JSON API under /api, and /api/health (the one route with no login)."""
+"""The JSON API under /api (read-only but for the logged raw view), and /api/health (no login)."""
 
 from __future__ import annotations
 
+import base64
 from dataclasses import asdict
 from datetime import UTC, datetime
 from typing import Annotated, Any, Literal
@@ -14,7 +15,7 @@ from gateway.model import State
 from gateway.orders.store import list_orders
 from gateway.store import queries
 from gateway.store.health import store_failure
-from gateway.web.auth import Authenticated
+from gateway.web.auth import Authenticated, Viewer
 from gateway.web.context import Web
 from gateway.web.live import gateway_status, live_snapshot, merge_instruments, store_health_of
 from gateway.web.routes.params import (
@@ -23,6 +24,7 @@ from gateway.web.routes.params import (
     is_row_id,
     order_state_filter,
 )
+from gateway.web.routes.quarantine import quarantine_row, raw_message
 from gateway.web.scrub import scrub_deviations, scrub_outbox, scrub_quarantine, scrub_result
 
 api = APIRouter(prefix="/api", tags=["api"], dependencies=[Authenticated])
@@ -83,6 +85,33 @@ async def api_quarantine(
         lambda conn: queries.list_quarantine(conn, state=state or None, limit=limit)
     )
     return scrub_quarantine(rows)
+
+
+@api.get("/quarantine/{quarantine_id}", summary="One quarantined message (without its bytes)")
+async def api_quarantine_entry(web: Web, quarantine_id: int) -> dict[str, Any]:
+    return await quarantine_row(web, quarantine_id)
+
+
+@api.get(
+    "/quarantine/{quarantine_id}/raw",
+    summary="The bytes of one quarantined message (logged in the audit log)",
+)
+async def api_quarantine_raw(
+    web: Web, quarantine_id: int, viewer: Annotated[Viewer, Authenticated]
+) -> dict[str, Any]:
+    """The bytes as received may hold names and national IDs: every call writes an audit row
+    (who, what, when). ``text`` is the bytes decoded as UTF-8 (undecodable bytes replaced),
+    ``base64`` the bytes exactly."""
+    found = await raw_message(
+        web, viewer, quarantine_id, f"GET /api/quarantine/{quarantine_id}/raw"
+    )
+    return {
+        "id": found.id,
+        "instrument": found.instrument_id,
+        "bytes": len(found.raw),
+        "text": found.raw.decode("utf-8", "replace"),
+        "base64": base64.b64encode(found.raw).decode("ascii"),
+    }
 
 
 @api.get("/orders", summary="The worklist: order lines, newest first")

@@ -1,17 +1,20 @@
-"""The quarantine page: messages that could not be decoded, optionally of one state."""
+"""The quarantine pages: the list, one entry, and its raw bytes (an explicit, logged action)."""
 
 from __future__ import annotations
 
+import functools
 from typing import Annotated
 
-from fastapi import APIRouter, Query, Request
+from fastapi import APIRouter, HTTPException, Query, Request
 from fastapi.responses import HTMLResponse
 
+from drivers.transports import hexdump
+from gateway.quarantine import show_raw
 from gateway.store import queries
-from gateway.web.auth import Authenticated
+from gateway.web.auth import Authenticated, Viewer
 from gateway.web.context import Web
-from gateway.web.routes.params import PAGE_LIMIT, QuarantineState
-from gateway.web.scrub import scrub_quarantine
+from gateway.web.routes.params import PAGE_LIMIT, QuarantineState, is_row_id
+from gateway.web.scrub import scrub_quarantine, scrub_quarantine_row
 
 router = APIRouter(include_in_schema=False, dependencies=[Authenticated])
 
@@ -24,3 +27,55 @@ async def quarantine_page(
         lambda conn: queries.list_quarantine(conn, state=state or None, limit=PAGE_LIMIT)
     )
     return web.page(request, "quarantine.html", {"rows": scrub_quarantine(rows)})
+
+
+async def quarantine_row(web: Web, quarantine_id: int) -> dict[str, object]:
+    """One entry as the list shows it (scrubbed, no bytes); 404 when there is none."""
+    found = None
+    if is_row_id(quarantine_id):
+        found = await web.query(lambda conn: queries.get_quarantine_row(conn, quarantine_id))
+    if found is None:
+        raise HTTPException(status_code=404, detail=f"quarantine entry {quarantine_id} not found")
+    return scrub_quarantine_row(found)
+
+
+def viewer_actor(viewer: Viewer) -> str:
+    """Who looked, for the audit log ("web:anonymous" until sign-in exists)."""
+    return f"web:{viewer.name}"
+
+
+async def raw_message(
+    web: Web, viewer: Viewer, quarantine_id: int, via: str
+) -> queries.QuarantinedMessage:
+    """The bytes as received, with an audit row for the look; 404 (and no row) when none."""
+    found = None
+    if is_row_id(quarantine_id):
+        job = functools.partial(
+            show_raw, quarantine_id=quarantine_id, actor=viewer_actor(viewer), via=via
+        )
+        found = await web.write(job)
+    if found is None:
+        raise HTTPException(status_code=404, detail=f"quarantine entry {quarantine_id} not found")
+    return found
+
+
+@router.get("/quarantine/{quarantine_id}", response_class=HTMLResponse)
+async def quarantine_entry_page(request: Request, web: Web, quarantine_id: int) -> HTMLResponse:
+    row = await quarantine_row(web, quarantine_id)
+    return web.page(request, "quarantine_entry.html", {"q": row, "raw": None})
+
+
+@router.get("/quarantine/{quarantine_id}/raw", response_class=HTMLResponse)
+async def quarantine_raw_page(
+    request: Request,
+    web: Web,
+    quarantine_id: int,
+    viewer: Annotated[Viewer, Authenticated],
+) -> HTMLResponse:
+    row = await quarantine_row(web, quarantine_id)
+    found = await raw_message(web, viewer, quarantine_id, f"GET /quarantine/{quarantine_id}/raw")
+    raw = {
+        "text": found.raw.decode("utf-8", "replace"),
+        "hexdump": "\n".join(hexdump(found.raw)),
+    }
+    return web.page(request, "quarantine_entry.html", {"q": row, "raw": raw})
