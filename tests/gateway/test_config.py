@@ -68,7 +68,8 @@ def test_protocol_errors_log_without_their_bytes() -> None:
     from gateway.errors import RemoteProtocolError, TransportError, loggable
 
     exc = RemoteProtocolError("frame too long", field="mllp", data=b"PID|1||01010012356")
-    assert "01010012356" in str(exc)  # the error itself keeps the evidence (quarantine)...
+    assert exc.data == b"PID|1||01010012356"  # the error keeps the evidence (quarantine)...
+    assert "01010012356" not in str(exc)  # ...but its text never quotes a patient segment
     assert loggable(exc) == "RemoteProtocolError: mllp: frame too long"  # ...logs do not
     assert loggable(TransportError("tcp://h:1: refused")) == "TransportError: tcp://h:1: refused"
 
