@@ -94,6 +94,7 @@ async def wait_health(
     client: httpx.AsyncClient, check: Callable[[int, dict[str, Any]], bool], seconds: float
 ) -> dict[str, Any]:
     deadline = time.monotonic() + seconds
+    status, body = 0, {}  # nothing answered yet
     while True:
         with contextlib.suppress(httpx.TransportError):
             status, body = await health_of(client)
