@@ -39,35 +39,19 @@ def instrument_id(index: int) -> str:
     return f"an-{index + 1:03d}"
 
 
-def config_text(
-    options: RigOptions, store_path: Path, instrument_ports: list[int], lis_port: int
+def site_toml(
+    site: str, store: list[str], lis: list[str], instruments: Iterable[tuple[int, str]]
 ) -> str:
-    """The TOML the gateway child reads: instruments, test mappings, LIS, no web, no MQTT."""
-    lines = [
-        "[site]",
-        'name = "bench"',
-        "",
-        "[store]",
-        f'url = "sqlite:///{store_path}"',
-        f"group_commit_max = {options.group_commit_max}",
-        "",
-        "[lis]",
-        f'url = "tcp://127.0.0.1:{lis_port}"',
-        f"batch_size = {options.batch_size}",
-        f'validate_messages = "{options.validate_messages}"',
-        f"window = {options.window}",
-        "retry_initial_s = 0.1",
-        "retry_max_s = 1.0",
-        "",
-        "[web]",
-        "enabled = false",
-    ]
-    for index, port in enumerate(instrument_ports):
+    """A gateway child's TOML: ``store`` and ``lis`` lines under their tables, one
+    ``tcp-listen`` instrument per (port, driver), the simulators' test mappings, no web."""
+    lines = ["[site]", f'name = "{site}"', "", "[store]", *store, "", "[lis]", *lis]
+    lines += ["", "[web]", "enabled = false"]
+    for index, (port, driver) in enumerate(instruments):
         lines += [
             "",
             "[[instruments]]",
             f'id = "{instrument_id(index)}"',
-            'driver = "hl7_mllp"',
+            f'driver = "{driver}"',
             f'url = "tcp-listen://127.0.0.1:{port}"',
         ]
     for code, name, unit, *_ in TESTS:
@@ -75,6 +59,22 @@ def config_text(
         if code in NLK:
             lines.append(f'nlk = "{NLK[code]}"')
     return "\n".join(lines) + "\n"
+
+
+def config_text(
+    options: RigOptions, store_path: Path, instrument_ports: list[int], lis_port: int
+) -> str:
+    """The TOML the gateway child reads: instruments, test mappings, LIS, no web, no MQTT."""
+    store = [f'url = "sqlite:///{store_path}"', f"group_commit_max = {options.group_commit_max}"]
+    lis = [
+        f'url = "tcp://127.0.0.1:{lis_port}"',
+        f"batch_size = {options.batch_size}",
+        f'validate_messages = "{options.validate_messages}"',
+        f"window = {options.window}",
+        "retry_initial_s = 0.1",
+        "retry_max_s = 1.0",
+    ]
+    return site_toml("bench", store, lis, ((port, "hl7_mllp") for port in instrument_ports))
 
 
 class GatewayFailed(RuntimeError):

@@ -44,7 +44,7 @@ from typing import Any
 from sqlalchemy import Engine, create_engine, func, select, text
 
 from bench.common import REPO, children, free_ports
-from bench.harness import NLK, GatewayChild, GatewayFailed, instrument_id
+from bench.harness import NLK, GatewayChild, GatewayFailed, instrument_id, site_toml
 from bench.report import Figure, Reporter
 from bench.soak_chaos import Fault, IdleSocket, plan
 from bench.soak_check import Reconciliation, ResultKey, read_arrivals, reconcile
@@ -55,7 +55,7 @@ from gateway.store.lease import read_holder
 from gateway.store.queries import summary
 from gateway.store.tables import outbox, outbox_items, results
 from simulators.astm_analyser import AstmAnalyserSim, AstmSimOptions
-from simulators.hl7_analyser import TESTS, AnalyserSimOptions, Hl7AnalyserSim
+from simulators.hl7_analyser import AnalyserSimOptions, Hl7AnalyserSim
 
 NAME = "soak"
 AUDIT_VERIFY = (sys.executable, "-m", "gateway.cli", "audit", "verify")
@@ -83,14 +83,7 @@ class SoakOptions:
 
 
 def config_text(options: SoakOptions, store_url: str, ports: Sequence[int], lis_port: int) -> str:
-    lines = [
-        "[site]",
-        'name = "soak"',
-        "",
-        "[store]",
-        f'url = "{store_url}"',
-        "",
-        "[lis]",
+    lis = [
         f'url = "tcp://127.0.0.1:{lis_port}"',
         "batch_size = 20",
         'validate_messages = "fast"',
@@ -98,24 +91,12 @@ def config_text(options: SoakOptions, store_url: str, ports: Sequence[int], lis_
         "ack_timeout_s = 5.0",
         "retry_initial_s = 0.1",
         "retry_max_s = 1.0",
-        "",
-        "[web]",
-        "enabled = false",
     ]
-    for index, port in enumerate(ports):
-        driver = "astm_generic" if is_astm(options, index) else "hl7_mllp"
-        lines += [
-            "",
-            "[[instruments]]",
-            f'id = "{instrument_id(index)}"',
-            f'driver = "{driver}"',
-            f'url = "tcp-listen://127.0.0.1:{port}"',
-        ]
-    for code, name, unit, *_ in TESTS:
-        lines += ["", "[[tests]]", f'code = "{code}"', f'name = "{name}"', f'unit = "{unit}"']
-        if code in NLK:
-            lines.append(f'nlk = "{NLK[code]}"')
-    return "\n".join(lines) + "\n"
+    drivers = [
+        (port, "astm_generic" if is_astm(options, index) else "hl7_mllp")
+        for index, port in enumerate(ports)
+    ]
+    return site_toml("soak", [f'url = "{store_url}"'], lis, drivers)
 
 
 def is_astm(options: SoakOptions, index: int) -> bool:

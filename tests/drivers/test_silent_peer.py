@@ -81,6 +81,7 @@ def test_keepalive_leaves_other_sockets_alone_and_never_raises() -> None:
     a, b = socket.socketpair(socket.AF_UNIX)
     with a, b:
         set_keepalive(a)  # not TCP: nothing set, nothing raised
+        assert a.getsockopt(socket.SOL_SOCKET, socket.SO_KEEPALIVE) == 0
         set_keepalive(None)
     sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
     sock.close()

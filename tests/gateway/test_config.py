@@ -350,7 +350,12 @@ def test_the_order_port_has_its_own_silent_peer_keys(tmp_path: Path) -> None:
 @pytest.mark.parametrize(
     ("keys", "orders_url", "key", "expected"),
     [
-        ('orders_connections = "many"', "tcp-listen://127.0.0.1:2577", "orders_connections", ""),
+        (
+            'orders_connections = "many"',
+            "tcp-listen://127.0.0.1:2577",
+            "orders_connections",
+            "'newest'",
+        ),
         ("orders_idle_timeout_s = 0.1", "tcp-listen://127.0.0.1:2577", "orders_idle", "0 (never"),
         ('orders_connections = "single"', "tcp://127.0.0.1:2577", "orders_connections", "listen"),
         ("orders_idle_timeout_s = 60", "", "orders_idle_timeout_s", "only used with orders_url"),

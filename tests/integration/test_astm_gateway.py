@@ -2,11 +2,9 @@
 
 from __future__ import annotations
 
-import asyncio
-import contextlib
 import json
 import random
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import Iterator
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -14,9 +12,7 @@ import pytest
 from sqlalchemy import func, select
 
 from drivers.protocols.astm.records import encode_message, parse_message
-from drivers.transports import ByteStream, connector_for
 from gateway.app import Gateway
-from gateway.errors import TransportError
 from gateway.store.audit import verify
 from gateway.store.queries import summary
 from gateway.store.tables import qc_results, quarantine, raw_messages, results
@@ -24,7 +20,14 @@ from simulators.astm_models.astm_generic import MODEL as GENERIC_MODEL
 from simulators.lis import LisSimOptions, LisSimulator
 from simulators.national_id import make_fnr
 from tests.drivers.test_astm_host import AstmInstrument
-from tests.integration.helpers import free_port, gateway_config, make_config, wait_for
+from tests.integration.helpers import (
+    connect,
+    free_port,
+    gateway_config,
+    make_config,
+    running,
+    wait_for,
+)
 
 pytestmark = pytest.mark.timeout(60)
 
@@ -40,28 +43,6 @@ def gateway(sqlite_url: str, tmp_path: Path) -> Iterator[tuple[Gateway, int, int
     made = Gateway(make_config(data))
     yield made, port, lis_port
     made.engine.dispose()
-
-
-@contextlib.asynccontextmanager
-async def running(gateway: Gateway) -> AsyncIterator[None]:
-    task = asyncio.create_task(gateway.run())
-    try:
-        yield
-    finally:
-        task.cancel()
-        with contextlib.suppress(asyncio.CancelledError):
-            await task
-
-
-async def connect(port: int) -> ByteStream:
-    """Connect as the analyser, once the gateway's session listens."""
-    connector = connector_for(f"tcp://127.0.0.1:{port}")
-    async with asyncio.timeout(10):
-        while True:
-            try:
-                return await connector.connect()
-            except TransportError:
-                await asyncio.sleep(0.05)
 
 
 async def test_astm_results_are_stored_forwarded_and_queries_answered(

@@ -35,33 +35,23 @@ from gateway.app import Gateway
 from gateway.config import Config
 from gateway.errors import StoreDamagedError
 from gateway.store.engine import make_engine, upgrade
-from simulators.hl7_analyser import AnalyserSimOptions, Hl7AnalyserSim
 from tests.conftest import PG_ADMIN_URL
 from tests.drivers.test_astm_host import AstmInstrument, message_for, sample
-from tests.integration.helpers import free_port, gateway_config, make_config, wait_for
-from tests.integration.test_astm_gateway import connect
+from tests.integration.helpers import (
+    analyser,
+    connect,
+    free_port,
+    gateway_config,
+    make_config,
+    started,
+    stopped,
+    wait_for,
+)
 from tests.integration.test_mqtt_events import collect
-from tests.integration.test_one_gateway import started, stopped
 from tests.mqtt_broker import SYSTEM_PORT, ensure_system_broker
 from tests.store_damage import checkpoint, damage, overwrite_pages, sqlite_path
 
 pytestmark = pytest.mark.timeout(120)
-
-
-def analyser(port: int, messages: int, seed: int) -> Hl7AnalyserSim:
-    return Hl7AnalyserSim(
-        AnalyserSimOptions(
-            instrument_id="inst-0",
-            host="127.0.0.1",
-            port=port,
-            rate_per_s=0,
-            max_messages=messages,
-            invalid_id_share=0.0,
-            unmapped_share=0.0,
-            seed=seed,
-            ack_timeout_s=5.0,
-        )
-    )
 
 
 def store_config(
@@ -104,6 +94,7 @@ async def wait_health(
     client: httpx.AsyncClient, check: Callable[[int, dict[str, Any]], bool], seconds: float
 ) -> dict[str, Any]:
     deadline = time.monotonic() + seconds
+    status, body = 0, {}  # nothing answered yet
     while True:
         with contextlib.suppress(httpx.TransportError):
             status, body = await health_of(client)
@@ -149,7 +140,7 @@ async def test_a_damaged_sqlite_store_stops_the_acks_and_raises_the_alarm(
     task = await started(gateway)
     try:
         async with web_client(web_port) as web, collect(SYSTEM_PORT, events):
-            before = analyser(hl7_port, 5, seed=1)
+            before = analyser(hl7_port, 5, seed=1, ack_timeout_s=5.0)
             await asyncio.wait_for(before.run(), 30)
             assert before.ledger.acked_messages == 5
             stream = await connect(astm_port)
@@ -162,7 +153,7 @@ async def test_a_damaged_sqlite_store_stops_the_acks_and_raises_the_alarm(
             # the issue's case: the writer's page cache is warm after a checkpoint, so its
             # writes keep working from the cache while the file under it is junk
             checkpoint(sqlite_path(sqlite_url))
-            warm = analyser(hl7_port, 3, seed=8)
+            warm = analyser(hl7_port, 3, seed=8, ack_timeout_s=5.0)
             await asyncio.wait_for(warm.run(), 30)
             assert warm.ledger.acked_messages == 3
             overwrite_pages(sqlite_path(sqlite_url))
@@ -171,7 +162,7 @@ async def test_a_damaged_sqlite_store_stops_the_acks_and_raises_the_alarm(
             assert body["store"]["problem"] == "corrupt" and body["database"] == "corrupt"
             assert body["store"]["source"] in ("check", "write", "read") and body["store"]["since"]
 
-            after = analyser(hl7_port, 5, seed=2)
+            after = analyser(hl7_port, 5, seed=2, ack_timeout_s=5.0)
             await asyncio.wait_for(after.run(), 30)
             assert after.ledger.acked_messages == 0, "an ACK after the store was found broken"
             assert after.ledger.error_acks == 5  # AR each: refused, not lost by the analyser
@@ -292,7 +283,7 @@ async def test_a_failing_write_stops_the_acks(tmp_path: Path) -> None:
     try:
         async with web_client(web_port) as web:
             await wait_health(web, healthy, 30)
-            sim = analyser(hl7_port, 1, seed=3)
+            sim = analyser(hl7_port, 1, seed=3, ack_timeout_s=5.0)
             codes: list[str] = []
             connector = TcpConnector(f"tcp://127.0.0.1:{hl7_port}", "127.0.0.1", hl7_port)
             stream = await connector.connect()
@@ -311,7 +302,7 @@ async def test_a_failing_write_stops_the_acks(tmp_path: Path) -> None:
             assert body["store"]["problem"] in ("io_error", "disk_full")
             # for 2 s more (several rechecks, each a quick_check that passes and a small probe
             # write that may pass too): still no AA, since no message's write commits
-            later = analyser(hl7_port, 1, seed=4)
+            later = analyser(hl7_port, 1, seed=4, ack_timeout_s=5.0)
             stream = await connector.connect()
             client = MllpClient(stream, ack_timeout_s=10)
             deadline = time.monotonic() + 2.0
@@ -366,7 +357,7 @@ async def test_postgres_health_reports_a_dropped_connection(
     task = await started(gateway)
     try:
         async with web_client(web_port) as web:
-            first = analyser(hl7_port, 3, seed=4)
+            first = analyser(hl7_port, 3, seed=4, ack_timeout_s=5.0)
             await asyncio.wait_for(first.run(), 30)
             assert first.ledger.acked_messages == 3
             status, body = await health_of(web)
@@ -376,7 +367,7 @@ async def test_postgres_health_reports_a_dropped_connection(
             body = await wait_health(
                 web, lambda s, b: healthy(s, b) and b["store"]["connection_drops"] >= 1, 15
             )
-            second = analyser(hl7_port, 2, seed=5)
+            second = analyser(hl7_port, 2, seed=5, ack_timeout_s=5.0)
             await asyncio.wait_for(second.run(), 30)
             assert second.ledger.acked_messages == 2
 
@@ -384,13 +375,13 @@ async def test_postgres_health_reports_a_dropped_connection(
             await asyncio.to_thread(terminate)
             body = await wait_health(web, failed, 15)
             assert body["store"]["problem"] == "unreachable"
-            third = analyser(hl7_port, 3, seed=6)
+            third = analyser(hl7_port, 3, seed=6, ack_timeout_s=5.0)
             await asyncio.wait_for(third.run(), 60)
             assert third.ledger.acked_messages == 0 and third.ledger.error_acks == 3
 
             await asyncio.to_thread(admin_run, f'ALTER DATABASE "{name}" ALLOW_CONNECTIONS true')
             await wait_health(web, healthy, 15)  # the connection check passes again
-            fourth = analyser(hl7_port, 2, seed=7)
+            fourth = analyser(hl7_port, 2, seed=7, ack_timeout_s=5.0)
             await asyncio.wait_for(fourth.run(), 30)
             assert fourth.ledger.acked_messages == 2
     finally:

@@ -4,10 +4,9 @@ trace of a LIS exchange (``[lis] trace = true``)."""
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 import re
-from collections.abc import AsyncIterator, Callable
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -21,44 +20,24 @@ from gateway.config import Config
 from gateway.lis.forwarder import Forwarder
 from gateway.store.queries import summary
 from gateway.store.tables import outbox
-from simulators.hl7_analyser import AnalyserSimOptions, Hl7AnalyserSim
 from simulators.lis import LisSimOptions, LisSimulator
-from tests.integration.helpers import free_port, gateway_config, make_config, wait_for
+from tests.integration.helpers import (
+    analyser,
+    free_port,
+    gateway_config,
+    make_config,
+    running,
+    wait_for,
+)
 from tests.tls import make_tls_files
 
 pytestmark = pytest.mark.timeout(60)
-
-
-def analyser(port: int, messages: int) -> Hl7AnalyserSim:
-    return Hl7AnalyserSim(
-        AnalyserSimOptions(
-            instrument_id="inst-0",
-            host="127.0.0.1",
-            port=port,
-            rate_per_s=0,
-            max_messages=messages,
-            invalid_id_share=0.0,
-            unmapped_share=0.0,
-            seed=7,
-        )
-    )
 
 
 def lis_config(store_url: str, port: int, lis_port: int, **lis: Any) -> Config:
     data = gateway_config(store_url, [port], lis_port=lis_port, worker=lis.pop("worker", "inline"))
     data["lis"].update(lis)
     return make_config(data)
-
-
-@contextlib.asynccontextmanager
-async def running(gateway: Gateway) -> AsyncIterator[None]:
-    task = asyncio.create_task(gateway.run())
-    try:
-        yield
-    finally:
-        task.cancel()
-        with contextlib.suppress(asyncio.CancelledError):
-            await task
 
 
 def all_acknowledged(gateway: Gateway) -> Callable[[], bool]:

@@ -25,9 +25,8 @@ from gateway.lis.worker import EXIT_REFUSED, ForwarderProcess
 from gateway.store.engine import make_engine, upgrade
 from gateway.store.queries import summary
 from gateway.store.tables import outbox
-from simulators.hl7_analyser import AnalyserSimOptions, Hl7AnalyserSim
 from simulators.lis import LisSimOptions, LisSimulator
-from tests.integration.helpers import free_port, gateway_config, make_config, wait_for
+from tests.integration.helpers import analyser, free_port, gateway_config, make_config, wait_for
 from tests.integration.test_kill9 import toml_config
 
 pytestmark = pytest.mark.skipif(sys.platform == "win32", reason="uses POSIX signals and /proc")
@@ -48,21 +47,6 @@ def alive(pid: int) -> bool:
     except OSError:
         return False
     return state != "Z"
-
-
-def analyser(port: int, messages: int, seed: int) -> Hl7AnalyserSim:
-    return Hl7AnalyserSim(
-        AnalyserSimOptions(
-            instrument_id="inst-0",
-            host="127.0.0.1",
-            port=port,
-            rate_per_s=0,
-            max_messages=messages,
-            invalid_id_share=0.0,
-            unmapped_share=0.0,
-            seed=seed,
-        )
-    )
 
 
 async def test_a_killed_worker_is_restarted_and_delivery_goes_on(

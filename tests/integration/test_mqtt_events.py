@@ -15,9 +15,9 @@ import pytest
 
 from gateway.app import Gateway
 from gateway.store.queries import summary
-from simulators.hl7_analyser import AnalyserSimOptions, Hl7AnalyserSim
+from simulators.hl7_analyser import Hl7AnalyserSim
 from simulators.lis import LisSimOptions, LisSimulator
-from tests.integration.helpers import free_port, gateway_config, make_config, wait_for
+from tests.integration.helpers import analyser, free_port, gateway_config, make_config, wait_for
 from tests.mqtt_broker import PrivateBroker
 
 pytestmark = [
@@ -53,18 +53,7 @@ async def collect(port: int, into: list[tuple[str, dict[str, Any]]]) -> AsyncIte
 
 
 def sim(port: int, messages: int, seed: int) -> Hl7AnalyserSim:
-    return Hl7AnalyserSim(
-        AnalyserSimOptions(
-            instrument_id="inst-0",
-            host="127.0.0.1",
-            port=port,
-            rate_per_s=20,
-            max_messages=messages,
-            unmapped_share=0.0,
-            invalid_id_share=0.0,
-            seed=seed,
-        )
-    )
+    return analyser(port, messages, seed, rate_per_s=20)
 
 
 async def test_events_flow_and_survive_a_broker_outage(tmp_path: Path, sqlite_url: str) -> None:

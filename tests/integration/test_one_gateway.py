@@ -24,53 +24,21 @@ from gateway.errors import LeaseHeldError, LeaseLostError, ListenError
 from gateway.store.lease import read_holder
 from gateway.store.queries import summary
 from gateway.store.tables import outbox
-from simulators.hl7_analyser import AnalyserSimOptions, Hl7AnalyserSim
 from simulators.lis import LisSimOptions, LisSimulator
 from tests.integration.helpers import (
     TEST_CODES,
+    analyser,
     free_port,
     gateway_config,
     make_config,
+    started,
+    stopped,
     wait_for,
 )
 from tests.integration.test_kill9 import toml_config
 from tests.integration.test_lis_worker import alive, children_of
 
 REPO = Path(__file__).resolve().parents[2]
-
-
-def analyser(instrument_id: str, port: int, messages: int, seed: int) -> Hl7AnalyserSim:
-    return Hl7AnalyserSim(
-        AnalyserSimOptions(
-            instrument_id=instrument_id,
-            host="127.0.0.1",
-            port=port,
-            rate_per_s=0,
-            max_messages=messages,
-            invalid_id_share=0.0,
-            unmapped_share=0.0,
-            seed=seed,
-        )
-    )
-
-
-async def started(gateway: Gateway) -> asyncio.Task[None]:
-    task = asyncio.create_task(gateway.run())
-    ready = asyncio.create_task(gateway.ready.wait())
-    await asyncio.wait({task, ready}, timeout=30, return_when=asyncio.FIRST_COMPLETED)
-    ready.cancel()
-    if task.done():
-        task.result()  # why it did not start
-    assert gateway.ready.is_set()
-    return task
-
-
-async def stopped(task: asyncio.Task[None]) -> None:
-    if task.done():
-        return  # it stopped by itself (its outcome is what the test checks)
-    task.cancel()
-    with contextlib.suppress(asyncio.CancelledError):
-        await task
 
 
 @contextlib.contextmanager
@@ -172,7 +140,7 @@ async def test_a_takeover_stops_the_first_gateway_forwarding(
         first = make_gateway(config(port_a))
         task_a = await started(first)
         try:
-            sim_a = analyser("inst-0", port_a, 6, seed=1)
+            sim_a = analyser(port_a, 6, seed=1)
             await asyncio.wait_for(sim_a.run(), 30)
 
             def acknowledged(gateway: Gateway, count: int) -> Callable[[], bool]:
@@ -197,7 +165,7 @@ async def test_a_takeover_stops_the_first_gateway_forwarding(
                 # A's TaskGroup has ended: its forwarder (and its worker child) with it
                 assert len(workers()) == (1 if worker == "process" else 0)
                 # only B forwards now: what reaches B goes out once, under one control ID
-                sim_b = analyser("sim-b", port_b, 6, seed=2)  # its own specimen IDs
+                sim_b = analyser(port_b, 6, seed=2, instrument_id="sim-b")  # its own specimen IDs
                 await asyncio.wait_for(sim_b.run(), 30)
                 total = len(sim_a.ledger.acked) + len(sim_b.ledger.acked)
                 await wait_for(acknowledged(second, total), 30, "B's results")

@@ -9,10 +9,9 @@ quarantine with their raw bytes). Both protocols follow the one rule.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import json
 import random
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import Callable
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -23,10 +22,9 @@ from typer.testing import CliRunner
 
 from drivers.mllp import MllpClient
 from drivers.protocols.astm.records import encode_message
-from drivers.transports import ByteStream, connector_for
 from gateway.app import Gateway
 from gateway.cli import app as cli
-from gateway.errors import TransportError
+from gateway.config import Config
 from gateway.store.audit import verify
 from gateway.store.queries import list_results, summary
 from gateway.store.tables import quarantine, raw_messages, results
@@ -34,7 +32,14 @@ from simulators.astm_models.astm_generic import MODEL as GENERIC_MODEL
 from simulators.lis import LisSimOptions, LisSimulator
 from simulators.national_id import make_fnr
 from tests.drivers.test_astm_host import AstmInstrument
-from tests.integration.helpers import free_port, gateway_config, make_config, wait_for
+from tests.integration.helpers import (
+    connect,
+    free_port,
+    gateway_config,
+    make_config,
+    running,
+    wait_for,
+)
 
 pytestmark = pytest.mark.timeout(90)
 
@@ -50,28 +55,6 @@ def oru(control_id: str, processing_id: str, specimen: str) -> bytes:
         f"OBR|1||{specimen}|CRP^CRP^L|||20261121093000+0000\r"
         "OBX|1|NM|CRP^CRP^L||17|mg/L|||||F|||20261121093000+0000\r"
     ).encode()
-
-
-@contextlib.asynccontextmanager
-async def running(gateway: Gateway) -> AsyncIterator[None]:
-    task = asyncio.create_task(gateway.run())
-    try:
-        yield
-    finally:
-        task.cancel()
-        with contextlib.suppress(asyncio.CancelledError):
-            await task
-
-
-async def connect(port: int) -> ByteStream:
-    """Connect as the analyser, once the gateway's session listens."""
-    connector = connector_for(f"tcp://127.0.0.1:{port}")
-    async with asyncio.timeout(10):
-        while True:
-            try:
-                return await connector.connect()
-            except TransportError:
-                await asyncio.sleep(0.05)
 
 
 def lis_text(record: Path) -> str:
@@ -93,21 +76,16 @@ def site_toml(tmp_path: Path, store_url: str, driver: str, port: int) -> Path:
 
 
 @pytest.fixture
-def site(sqlite_url: str) -> Iterator[Any]:
-    made: list[Gateway] = []
-
+def site(sqlite_url: str, make_gateway: Callable[[Config], Gateway]) -> Any:
     def make(driver: str, policy: str | None) -> tuple[Gateway, int, int]:
         lis_port, port = free_port(), free_port()
         data = gateway_config(sqlite_url, [port], lis_port=lis_port, batch_size=1)
         data["instruments"][0]["driver"] = driver
         if policy is not None:
             data["instruments"][0]["test_messages"] = policy
-        made.append(Gateway(make_config(data)))
-        return made[-1], port, lis_port
+        return make_gateway(make_config(data)), port, lis_port
 
-    yield make
-    for gateway in made:
-        gateway.engine.dispose()
+    return make
 
 
 def settled(gateway: Gateway, specimen: str) -> bool:

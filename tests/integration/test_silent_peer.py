@@ -26,9 +26,16 @@ from gateway.app import Gateway
 from gateway.config import Config
 from gateway.store.tables import instruments, orders, raw_messages
 from simulators.astm_analyser import AstmAnalyserSim, AstmLedger, AstmSimOptions
-from simulators.hl7_analyser import AnalyserSimOptions, Hl7AnalyserSim
+from simulators.hl7_analyser import Hl7AnalyserSim
 from simulators.lis_orders import send_order_messages
-from tests.integration.helpers import free_port, gateway_config, make_config, wait_for
+from tests.integration.helpers import (
+    analyser,
+    free_port,
+    gateway_config,
+    make_config,
+    running,
+    wait_for,
+)
 
 pytestmark = pytest.mark.timeout(90)
 
@@ -44,22 +51,6 @@ def one_instrument(
         {"id": "inst-0", "driver": driver, "url": f"tcp-listen://127.0.0.1:{port}", **keys}
     ]
     return data, "inst-0"
-
-
-@contextlib.asynccontextmanager
-async def running(gateway: Gateway) -> AsyncIterator[None]:
-    task = asyncio.create_task(gateway.run())
-    ready = asyncio.create_task(gateway.ready.wait())
-    await asyncio.wait({task, ready}, timeout=30, return_when=asyncio.FIRST_COMPLETED)
-    if task.done():
-        ready.cancel()
-        task.result()  # raises what stopped the start
-    try:
-        yield
-    finally:
-        task.cancel()
-        with contextlib.suppress(asyncio.CancelledError):
-            await task
 
 
 @contextlib.asynccontextmanager
@@ -92,23 +83,8 @@ async def astm_sender(port: int, count: int = 3, seed: int = 1) -> AstmLedger:
     return await sim.run(connector_for(f"tcp://127.0.0.1:{port}"))
 
 
-def hl7_sender(port: int, messages: int = 3, seed: int = 1) -> Hl7AnalyserSim:
-    return Hl7AnalyserSim(
-        AnalyserSimOptions(
-            instrument_id="inst-0",
-            host="127.0.0.1",
-            port=port,
-            rate_per_s=0,
-            max_messages=messages,
-            invalid_id_share=0.0,
-            unmapped_share=0.0,
-            seed=seed,
-        )
-    )
-
-
 async def hl7_send(port: int, messages: int = 3, seed: int = 1) -> Hl7AnalyserSim:
-    sim = hl7_sender(port, messages, seed)
+    sim = analyser(port, messages, seed)
     await sim.run()
     return sim
 
@@ -136,7 +112,7 @@ async def test_newest_serves_the_astm_analyser_at_once_and_closes_the_silent_one
     port = free_port()
     data, _ = one_instrument(sqlite_url, "astm_generic", port)  # no keys: the defaults
     gateway = make_gateway(make_config(data))
-    async with running(gateway), silent_peer(port) as idle:
+    async with running(gateway, ready=True), silent_peer(port) as idle:
         await asyncio.sleep(0.2)  # the silent connection is the one being served
         async with asyncio.timeout(PROMPTLY_S):
             ledger = await astm_sender(port)
@@ -151,7 +127,7 @@ async def test_newest_serves_the_hl7_sender_at_once_and_closes_the_silent_one(
     port = free_port()
     data, _ = one_instrument(sqlite_url, "hl7_mllp", port)
     gateway = make_gateway(make_config(data))
-    async with running(gateway), silent_peer(port) as idle:
+    async with running(gateway, ready=True), silent_peer(port) as idle:
         await asyncio.sleep(0.2)
         async with asyncio.timeout(PROMPTLY_S):
             sim = await hl7_send(port)
@@ -172,7 +148,7 @@ async def test_single_refuses_the_newcomer_until_the_idle_deadline_closes_the_si
     )
     gateway = make_gateway(make_config(data))
     loop = asyncio.get_running_loop()
-    async with running(gateway), silent_peer(port) as idle:
+    async with running(gateway, ready=True), silent_peer(port) as idle:
         opened = loop.time()
         await asyncio.sleep(0.2)
         sending = asyncio.create_task(astm_sender(port))
@@ -194,7 +170,7 @@ async def test_single_refuses_a_second_hl7_sender_while_one_is_served(
     port = free_port()
     data, _ = one_instrument(sqlite_url, "hl7_mllp", port, connections="single")
     gateway = make_gateway(make_config(data))
-    async with running(gateway), silent_peer(port) as idle:
+    async with running(gateway, ready=True), silent_peer(port) as idle:
         await asyncio.sleep(0.2)
         second, writer = await asyncio.open_connection("127.0.0.1", port)
         try:
@@ -213,7 +189,7 @@ async def test_parallel_serves_every_sender_beside_the_silent_one(
     port = free_port()
     data, instrument = one_instrument(sqlite_url, "hl7_mllp", port, connections="parallel")
     gateway = make_gateway(make_config(data))
-    async with running(gateway), silent_peer(port) as idle:
+    async with running(gateway, ready=True), silent_peer(port) as idle:
         await asyncio.sleep(0.2)
         async with asyncio.timeout(PROMPTLY_S):
             first, second = await asyncio.gather(hl7_send(port, 4, 1), hl7_send(port, 4, 2))
@@ -230,7 +206,7 @@ async def test_parallel_serves_two_astm_analysers_each_with_its_own_link(
     port = free_port()
     data, _ = one_instrument(sqlite_url, "astm_generic", port, connections="parallel")
     gateway = make_gateway(make_config(data))
-    async with running(gateway), silent_peer(port):
+    async with running(gateway, ready=True), silent_peer(port):
         await asyncio.sleep(0.2)
         async with asyncio.timeout(PROMPTLY_S * 2):
             ledgers = await asyncio.gather(astm_sender(port, 4, 1), astm_sender(port, 4, 2))
@@ -247,7 +223,7 @@ async def test_the_idle_deadline_closes_a_silent_connection_and_shows_it(
     port = free_port()
     data, instrument = one_instrument(sqlite_url, "hl7_mllp", port, idle_timeout_s=1)
     gateway = make_gateway(make_config(data))
-    async with running(gateway), silent_peer(port) as idle:
+    async with running(gateway, ready=True), silent_peer(port) as idle:
         assert not await closed_by_gateway(idle, 0.7)
         assert await closed_by_gateway(idle, 2.0)
 
@@ -269,7 +245,7 @@ async def test_a_half_received_hl7_message_gets_the_shorter_deadline(
     port = free_port()
     data, _ = one_instrument(sqlite_url, "hl7_mllp", port, idle_timeout_s=60, partial_timeout_s=1)
     gateway = make_gateway(make_config(data))
-    async with running(gateway):
+    async with running(gateway, ready=True):
         reader, writer = await asyncio.open_connection("127.0.0.1", port)
         try:
             writer.write(b"\x0bMSH|^~\\&|HALF|")  # a block begun, then silence
@@ -301,7 +277,7 @@ async def test_a_silent_connection_does_not_block_the_lis_order_port(
     data = gateway_config(sqlite_url, [], lis_port=free_port(), worker="inline")
     data["lis"]["orders_url"] = f"tcp-listen://127.0.0.1:{orders_port}"
     gateway = make_gateway(make_config(data))
-    async with running(gateway), silent_peer(orders_port) as idle:
+    async with running(gateway, ready=True), silent_peer(orders_port) as idle:
         await asyncio.sleep(0.2)
         async with asyncio.timeout(PROMPTLY_S):
             codes = await send_order_messages("127.0.0.1", orders_port, order_messages(2))
@@ -322,7 +298,7 @@ async def test_the_order_port_takes_its_own_policy_and_deadline(
         orders_idle_timeout_s=1,
     )
     gateway = make_gateway(make_config(data))
-    async with running(gateway), silent_peer(orders_port) as idle:
+    async with running(gateway, ready=True), silent_peer(orders_port) as idle:
         await asyncio.sleep(0.2)
         with pytest.raises(TransportError):  # refused while the silent one is open
             await send_order_messages("127.0.0.1", orders_port, order_messages(1), timeout_s=2)

@@ -143,7 +143,10 @@ def test_loopback_listens_need_nothing(listen: str) -> None:
 
 
 def test_a_disabled_web_may_keep_a_remote_listen() -> None:
-    parse_config({"site": {"name": "lab"}, "web": {"enabled": False, "listen": "0.0.0.0:8470"}})
+    config = parse_config(
+        {"site": {"name": "lab"}, "web": {"enabled": False, "listen": "0.0.0.0:8470"}}
+    )
+    assert not config.web.enabled and config.web.is_remote and not config.web.allow_remote
 
 
 def test_a_remote_listen_warns_at_every_start(
@@ -164,6 +167,7 @@ def test_a_remote_listen_warns_at_every_start(
         try:
             await asyncio.wait_for(gateway.ready.wait(), 20)
             async with httpx.AsyncClient() as http:
+                ok = httpx.Response(0)  # no answer yet
                 for _ in range(100):  # uvicorn starts serving just after ready
                     with contextlib.suppress(httpx.TransportError):
                         ok = await http.get(f"http://127.0.0.1:{port}/api/health")
