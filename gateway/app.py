@@ -18,14 +18,8 @@ from drivers.ports import ConnectionState
 from drivers.registry import DRIVERS
 from drivers.session import InstrumentSession
 from gateway.bus.publisher import EventBus, MqttBus, NullBus
-from gateway.catalogue import FALLBACK_LANGUAGE, text
 from gateway.config import Config
-from gateway.errors import (
-    LeaseLostError,
-    NotStoredError,
-    StoreError,
-    StoreUnavailableError,
-)
+from gateway.errors import LeaseLostError, NotStoredError, StoreError, StoreUnavailableError
 from gateway.ingest import Ingestor, IngestOutcome
 from gateway.lis.forwarder import Forwarder
 from gateway.lis.worker import ForwarderProcess
@@ -33,19 +27,14 @@ from gateway.listeners import bind_sessions, bind_tcp
 from gateway.orders.receiver import OrderReceiver
 from gateway.orders.store import ORDER_SOURCE, StoreWorklist
 from gateway.rules import context_from_config
-from gateway.store.check import (
-    backend_of,
-    check_store,
-    count_dropped_connections,
-    require_healthy,
-    shown_store,
-)
+from gateway.store.check import backend_of, check_store, count_dropped_connections, require_healthy
 from gateway.store.engine import make_engine, upgrade
-from gateway.store.health import Problem, StoreHealth
+from gateway.store.health import StoreHealth
 from gateway.store.lease import Lease
 from gateway.store.tables import instruments
 from gateway.store.watch import StoreWatch
 from gateway.store.writer import Event, GroupCommitWriter, Tx, run_in_transaction
+from gateway.store_alarm import StoreAlarm, not_stored
 from gateway.texts import NOT_CONNECTED_YET
 
 log = logging.getLogger(__name__)
@@ -113,17 +102,6 @@ def _connection_job(
     )
 
 
-def _store_recovered_job(tx: Tx, was: Problem, backend: str) -> None:
-    """The audit trail keeps that the store was failed, once it can be written again."""
-    tx.audit(
-        actor="system:gateway",
-        action="store.recovered",
-        entity="store",
-        entity_id=backend,
-        reason=f"failed since {was.since.isoformat()} ({was.code}, {was.source}): {was.detail}",
-    )
-
-
 class Gateway:
     """The running gateway. Also the drivers' ``Sink``.
 
@@ -151,10 +129,7 @@ class Gateway:
         )
         self._loop: asyncio.AbstractEventLoop | None = None
         #: failed by a write or check that meets a broken store; while failed, nothing is ACKed
-        self.store_health = StoreHealth(
-            backend_of(config.store.url), on_change=self._store_health_changed
-        )
-        self._store_problem: Problem | None = None
+        self.store_health = StoreHealth(backend_of(config.store.url))
         #: messages not acknowledged because the store was failed or the write failed
         self.refused = 0
         count_dropped_connections(self.engine, self.store_health)
@@ -164,6 +139,7 @@ class Gateway:
             on_events=self._events_committed,
             health=self.store_health,
         )
+        self.store_health.on_change = StoreAlarm(config.store.url, self.bus, self.writer)
         self.store_watch = StoreWatch(
             self.store_health,
             lambda: check_store(config.store.url, engine=self.engine),
@@ -241,14 +217,7 @@ class Gateway:
 
     def _not_stored(self, cause: StoreError | None = None) -> StoreUnavailableError:
         self.refused += 1
-        problem = self.store_health.problem
-        if problem is not None:
-            return StoreUnavailableError(
-                text(FALLBACK_LANGUAGE, "store.not_stored", problem=problem.code)
-            )
-        return StoreUnavailableError(
-            text(FALLBACK_LANGUAGE, "store.not_stored_write", detail=str(cause or ""))
-        )
+        return not_stored(self.store_health, cause)
 
     def connection_changed(
         self,
@@ -290,38 +259,6 @@ class Gateway:
             self.bus.publish(kind, instrument, payload)
 
     # -- store health -----------------------------------------------------------------------
-    def _store_health_changed(self, health: StoreHealth) -> None:
-        """The store failed or healed (on the thread that saw it): log, publish, audit."""
-        en = FALLBACK_LANGUAGE
-        problem = health.problem
-        if problem is not None:
-            self._store_problem = problem
-            log.error(
-                "%s",
-                text(
-                    en,
-                    "store.alarm.log",
-                    problem=problem.code,
-                    what=text(en, f"store.problem.{problem.code}"),
-                    source=problem.source,
-                    detail=problem.detail,
-                    store=shown_store(self.config.store.url),
-                    todo=text(en, f"store.todo.{health.backend}"),
-                ),
-            )
-        else:
-            was = self._store_problem
-            self._store_problem = None
-            log.warning("%s", text(en, "store.recovered.log", problem=was.code if was else "–"))
-            if was is not None:
-                self.writer.submit(lambda tx: _store_recovered_job(tx, was, health.backend))
-        snapshot = health.snapshot()
-        self.bus.publish(
-            "store",
-            "",
-            {key: snapshot[key] for key in ("status", "problem", "source", "detail", "since")},
-        )
-
     def check_store_at_start(self) -> None:
         """Refuse to start (``StoreDamagedError``, saying what to do) on a store that fails
         its check; a SQLite file that does not exist yet is a new store."""

@@ -12,7 +12,15 @@ from typing import TYPE_CHECKING, Annotated, Any, Literal
 from urllib.parse import urlsplit
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    ConfigDict,
+    Field,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
 
 from drivers.model import Method
 from gateway.errors import ConfigError
@@ -108,6 +116,11 @@ def check_partial_timeout(seconds: float) -> float:
     return seconds
 
 
+#: a connection's idle deadline and its half-received one (instruments and ``[lis] orders_*``)
+IdleTimeout = Annotated[float, AfterValidator(check_idle_timeout)]
+PartialTimeout = Annotated[float, AfterValidator(check_partial_timeout)]
+
+
 def _changed(model: BaseModel, keys: tuple[str, ...]) -> list[str]:
     """The keys whose value is not their default. (Not ``model_fields_set``: the LIS worker
     validates a dump of the config again, where every key is given.)"""
@@ -175,9 +188,9 @@ class LisConfig(_Strict):
     #: no orders, host queries are answered "no information"
     orders_url: str | None = None
     #: the order port's idle deadline (seconds; 0: never): a silent LIS connection is closed
-    orders_idle_timeout_s: float = 300.0
+    orders_idle_timeout_s: IdleTimeout = 300.0
     #: the same while an order message is half received
-    orders_partial_timeout_s: float = 30.0
+    orders_partial_timeout_s: PartialTimeout = 30.0
     #: tcp-listen:// orders_url only: a second LIS connection while one is open
     orders_connections: ConnectionPolicy = "newest"
     #: log every byte to and from the LIS (timestamps, direction, hexdump) at DEBUG, as an
@@ -232,16 +245,6 @@ class LisConfig(_Strict):
         except ConfigError as exc:
             raise ValueError(str(exc)) from exc
         return self
-
-    @field_validator("orders_idle_timeout_s")
-    @classmethod
-    def _orders_idle(cls, seconds: float) -> float:
-        return check_idle_timeout(seconds)
-
-    @field_validator("orders_partial_timeout_s")
-    @classmethod
-    def _orders_partial(cls, seconds: float) -> float:
-        return check_partial_timeout(seconds)
 
     @model_validator(mode="after")
     def _orders_peer_keys(self) -> LisConfig:
@@ -372,9 +375,9 @@ class InstrumentConfig(_Strict):
     trace: bool = False
     enabled: bool = True
     #: seconds a network connection may say nothing before it is closed (0: never)
-    idle_timeout_s: float = 300.0
+    idle_timeout_s: IdleTimeout = 300.0
     #: the same while a message is half received (MLLP; ASTM's link has its own 30 s)
-    partial_timeout_s: float = 30.0
+    partial_timeout_s: PartialTimeout = 30.0
     #: tcp-listen:// only: a second connection while one is open: "newest" replaces the
     #: open one, "single" is refused, "parallel" is served beside it
     connections: ConnectionPolicy = "newest"
@@ -383,16 +386,6 @@ class InstrumentConfig(_Strict):
     #: P): "keep" it as test data (never sent to the LIS) or put it in "quarantine"
     test_messages: Literal["keep", "quarantine"] = "keep"
     options: dict[str, str | int | float | bool] = Field(default_factory=dict)
-
-    @field_validator("idle_timeout_s")
-    @classmethod
-    def _idle(cls, seconds: float) -> float:
-        return check_idle_timeout(seconds)
-
-    @field_validator("partial_timeout_s")
-    @classmethod
-    def _partial(cls, seconds: float) -> float:
-        return check_partial_timeout(seconds)
 
     @model_validator(mode="after")
     def _peer_keys(self) -> InstrumentConfig:

@@ -340,14 +340,13 @@ def store_observations(
     for result_id, found in zip(ids, hold_lists, strict=True):
         if not found:
             continue
-        if test is None:
-            held.append(
-                lifecycle.HeldArrival(
-                    result_id,
-                    tuple(h.reason for h in found),
-                    "; ".join(describe_hold(h) for h in found),
-                )
+        held.append(
+            lifecycle.HeldArrival(
+                result_id,
+                tuple(h.reason for h in found),
+                "; ".join(describe_hold(h) for h in found),
             )
+        )
         hold_rows.extend(
             {
                 "result_id": result_id,
@@ -362,35 +361,28 @@ def store_observations(
             for h in found
         )
     instrument = str(rows[0]["instrument_id"])
+    actor = f"instrument:{instrument}"
+    reason = "received from the instrument"
     if test is not None:
+        why = describe_hold(test.hold())
         lifecycle.arrive_as_test(
-            tx,
-            ids,
-            actor=f"instrument:{instrument}",
-            instrument=instrument,
-            why=describe_hold(test.hold()),
+            tx, ids, actor=actor, instrument=instrument, why=why, reason=reason
         )
-        bulk.insert_rows(conn, holds, hold_rows)
-        return IngestOutcome(
+        outcome = IngestOutcome(
             raw_id, stored=len(ids), test=len(ids), duplicates=duplicates, test_message=True
         )
-    lifecycle.arrive(
-        tx,
-        ids,
-        held,
-        actor=f"instrument:{instrument}",
-        instrument=instrument,
-        reason="received from the instrument",
-    )
+    else:
+        lifecycle.arrive(tx, ids, held, actor=actor, instrument=instrument, reason=reason)
+        outcome = IngestOutcome(
+            raw_id,
+            stored=len(ids),
+            held=len(held),
+            queued=len(ids) - len(held),
+            qc=qc_stored,
+            duplicates=duplicates,
+        )
     bulk.insert_rows(conn, holds, hold_rows)
-    return IngestOutcome(
-        raw_id,
-        stored=len(ids),
-        held=len(held),
-        queued=len(ids) - len(held),
-        qc=qc_stored,
-        duplicates=duplicates,
-    )
+    return outcome
 
 
 def _store_qc(tx: Tx, raw_id: int, controls: Sequence[Observation]) -> int:

@@ -80,8 +80,28 @@ def first_state(held: bool, *, test: bool = False) -> State:
     return State.HELD if held else State.QUEUED
 
 
+def _received(tx: Tx, result_ids: Sequence[int], *, actor: str, reason: str) -> str:
+    """None -> received for all of ``result_ids`` (one audit row); the received snapshot."""
+    received = _SNAPSHOT[State.RECEIVED]
+    tx.audit_group(
+        actor=actor,
+        action="result.received",
+        entity="result",
+        ids=result_ids,
+        reason=reason or TRANSITIONS[(None, State.RECEIVED)],
+        after=received,
+    )
+    return received
+
+
 def arrive_as_test(
-    tx: Tx, result_ids: Sequence[int], *, actor: str, instrument: str, why: str
+    tx: Tx,
+    result_ids: Sequence[int],
+    *,
+    actor: str,
+    instrument: str,
+    why: str,
+    reason: str = "",
 ) -> None:
     """Record the first moves of new results of a test message, inserted in ``State.TEST``:
     None -> received and received -> test, one audit row each for the group, one event."""
@@ -89,15 +109,7 @@ def arrive_as_test(
     check(State.RECEIVED, State.TEST)
     if not result_ids:
         return
-    received = _SNAPSHOT[State.RECEIVED]
-    tx.audit_group(
-        actor=actor,
-        action="result.received",
-        entity="result",
-        ids=result_ids,
-        reason="received from the instrument",
-        after=received,
-    )
+    received = _received(tx, result_ids, actor=actor, reason=reason)
     tx.audit_group(
         actor=ROUTER,
         action="result.test",
@@ -130,15 +142,7 @@ def arrive(
     check(State.RECEIVED, State.QUEUED)
     if not result_ids:
         return
-    received = _SNAPSHOT[State.RECEIVED]
-    tx.audit_group(
-        actor=actor,
-        action="result.received",
-        entity="result",
-        ids=result_ids,
-        reason=reason or TRANSITIONS[(None, State.RECEIVED)],
-        after=received,
-    )
+    received = _received(tx, result_ids, actor=actor, reason=reason)
     held_ids = {h.result_id for h in held}
     for h in held:
         tx.audit(

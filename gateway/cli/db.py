@@ -37,8 +37,7 @@ def db_upgrade(config: ConfigOption) -> None:
 def db_check(config: ConfigOption, as_json: JsonFlag = False) -> None:
     """Check the store: PRAGMA quick_check on SQLite (reads every page), the connection on
     PostgreSQL. Exit 1 when it fails. Safe while the gateway runs."""
-    from gateway.catalogue import FALLBACK_LANGUAGE, text
-    from gateway.store.check import check_store
+    from gateway.store.check import check_store, findings
 
     report = check_store(load(config).store.url)
     if as_json:
@@ -54,19 +53,7 @@ def db_check(config: ConfigOption, as_json: JsonFlag = False) -> None:
             soft_wrap=True,
         )
     else:
-        backend = "sqlite" if report.backend == "sqlite" else "postgresql"
-        err.print(
-            say(
-                "cli.db_check_failed",
-                store=report.store,
-                method=report.method,
-                problem=report.problem,
-                what=text(FALLBACK_LANGUAGE, f"store.problem.{report.problem}"),
-                detail=report.detail,
-                todo=text(FALLBACK_LANGUAGE, f"store.todo.{backend}"),
-            ),
-            soft_wrap=True,
-        )
+        err.print(say("cli.db_check_failed", **findings(report)), soft_wrap=True)
     if not report.ok:
         raise typer.Exit(1)
 

@@ -13,6 +13,7 @@ from gateway.config import LisConfig
 from gateway.errors import LocalProtocolError
 from gateway.model import Result
 from gateway.national_id import NationalIdKind, national_id_kind
+from gateway.rules.processing_id import PRODUCTION
 
 # Encoding (HL7 v2.5.1 chapter 2.5.4 and 2.7): the standard delimiters, segments end in CR.
 SEGMENT_SEPARATOR = "\r"
@@ -23,7 +24,6 @@ MESSAGE_TYPE = "ORU^R01^ORU_R01"
 # MSH-18, table 0211. The forwarder must encode the message text as UTF-8.
 CHARACTER_SET = "UNICODE UTF-8"
 COUNTRY_CODE = "NOR"  # MSH-17, ISO 3166 alpha-3
-PRODUCTION = "P"  # the only processing ID (Result.processing_id) a result may go out with
 
 # PID-3 for Norwegian national identity numbers: HL7 table 0203 "NNxxx" (national person
 # identifier, xxx = ISO 3166 country code); the assigning authority is the identifier system's

@@ -24,7 +24,7 @@ from drivers.protocols.hl7.orders import ParsedOrders, parse_orders
 from drivers.transports import ByteStream
 from gateway.errors import RemoteProtocolError
 from gateway.orders.store import OrdersOutcome, store_order_message
-from gateway.rules.processing_id import is_production, normalised
+from gateway.rules.processing_id import is_production, normalised, quarantine_error
 from gateway.store.writer import Writer
 
 log = logging.getLogger(__name__)
@@ -80,9 +80,10 @@ class OrderReceiver:
             error = exc
         test = parsed is not None and not is_production(parsed.processing_id)
         if parsed is not None and test:
-            text = (
-                f"test message ({_PROCESSING_FIELD} = {normalised(parsed.processing_id)}): "
-                "kept in quarantine, not placed on the worklist"
+            text = quarantine_error(
+                _PROCESSING_FIELD,
+                normalised(parsed.processing_id),
+                fate="not placed on the worklist",
             )
             error = RemoteProtocolError(text, field=_PROCESSING_FIELD)
             parsed = None
@@ -95,15 +96,18 @@ class OrderReceiver:
             outcome.unchanged,
         )
         self._acks += 1
-        refused = "AR" if test else "AE"
+        if not outcome.quarantined:
+            code, error_code = "AA", ""
+        elif test:
+            code, error_code = "AR", _PROCESSING_ID_ERROR
+        else:
+            code, error_code = "AE", _ERROR_CODE
         return build_ack(
             payload,
-            refused if outcome.quarantined else "AA",
+            code,
             control_id=f"O{self._acks:09d}",
             now=now,
             text=outcome.error[:80],
-            error_code=(_PROCESSING_ID_ERROR if test else _ERROR_CODE)
-            if outcome.quarantined
-            else "",
+            error_code=error_code,
             error_location="" if error is None else error.field or "",
         )

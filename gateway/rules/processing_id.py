@@ -76,9 +76,9 @@ class TestMessage:
         return quarantine_error(self.field, self.processing_id)
 
 
-def quarantine_error(field: str, processing_id: str) -> str:
+def quarantine_error(field: str, processing_id: str, fate: str = "not sent to the LIS") -> str:
     """``test message (MSH-11 = T): ...``: the one wording, which quarantine reasons match."""
-    return f"test message ({field} = {processing_id}): kept in quarantine, not sent to the LIS"
+    return f"test message ({field} = {processing_id}): kept in quarantine, {fate}"
 
 
 def judge(message: InboundMessage, policy: TestMessages) -> TestMessage | None:

@@ -25,6 +25,7 @@ from sqlalchemy.engine import make_url
 
 from gateway.catalogue import FALLBACK_LANGUAGE, text
 from gateway.errors import StoreDamagedError, StoreError
+from gateway.store.engine import is_sqlite, make_engine, sqlite_file
 from gateway.store.health import StoreHealth, store_failure
 
 #: free disk space below which a SQLite store counts as full: the WAL grows to ~4 MB between
@@ -55,17 +56,9 @@ def backend_of(url: str) -> str:
     return make_url(url).get_backend_name()
 
 
-def sqlite_file(url: str) -> Path | None:
-    """The file of a SQLite URL (None for an in-memory database)."""
-    database = make_url(url).database or ""
-    if not database or database == ":memory:":
-        return None
-    return Path(database).expanduser().resolve()
-
-
 def shown_store(url: str) -> str:
     """The store as a person should read it: the file, or the URL without the password."""
-    path = sqlite_file(url) if backend_of(url) == "sqlite" else None
+    path = sqlite_file(url) if is_sqlite(url) else None
     if path is not None:
         return str(path)
     return make_url(url).render_as_string(hide_password=True)
@@ -111,38 +104,39 @@ def check_sqlite(path: Path) -> CheckReport:
 
 def check_connection(url: str, engine: Engine | None = None) -> CheckReport:
     """PostgreSQL: ask the server one question on a (pre-pinged) connection."""
+
+    def report(ok: bool, problem: str = "", detail: str = "") -> CheckReport:
+        return CheckReport(
+            ok,
+            backend_of(url),
+            "connection",
+            shown_store(url),
+            problem,
+            detail,
+            time.monotonic() - started,
+        )
+
     started = time.monotonic()
     own = engine is None
     if engine is None:
-        from gateway.store.engine import make_engine
-
         engine = make_engine(url)
     try:
         with engine.connect() as conn:
             conn.exec_driver_sql("SELECT 1").scalar_one()
     except Exception as exc:
         failure = store_failure(exc)
-        code, detail = (failure.code, failure.detail) if failure else ("unreachable", str(exc))
-        return CheckReport(
-            False,
-            backend_of(url),
-            "connection",
-            shown_store(url),
-            code,
-            detail,
-            time.monotonic() - started,
-        )
+        if failure is None:
+            return report(False, "unreachable", str(exc))
+        return report(False, failure.code, failure.detail)
     finally:
         if own:
             engine.dispose()
-    return CheckReport(
-        True, backend_of(url), "connection", shown_store(url), seconds=time.monotonic() - started
-    )
+    return report(True)
 
 
 def check_store(url: str, *, engine: Engine | None = None) -> CheckReport:
     """The store's check: quick_check on SQLite, the connection on PostgreSQL."""
-    if backend_of(url) == "sqlite":
+    if is_sqlite(url):
         path = sqlite_file(url)
         if path is None:  # in memory: nothing on disk to damage
             return CheckReport(True, "sqlite", "quick_check", ":memory:")
@@ -152,29 +146,34 @@ def check_store(url: str, *, engine: Engine | None = None) -> CheckReport:
 
 def is_new_store(url: str) -> bool:
     """A SQLite file that does not exist yet (or is empty): the first start creates it."""
-    if backend_of(url) != "sqlite":
+    if not is_sqlite(url):
         return False
     path = sqlite_file(url)
     return path is None or not path.exists() or path.stat().st_size == 0
 
 
+def findings(report: CheckReport) -> dict[str, object]:
+    """A failed check's catalogue parameters: the store, what was found and what to do."""
+    en = FALLBACK_LANGUAGE
+    return {
+        "store": report.store,
+        "method": report.method,
+        "problem": report.problem,
+        "what": text(en, f"store.problem.{report.problem}"),
+        "detail": report.detail,
+        "todo": text(en, f"store.todo.{_backend_key(report.backend)}"),
+    }
+
+
+def _backend_key(backend: str) -> str:
+    return "sqlite" if backend == "sqlite" else "postgresql"
+
+
 def refusal(report: CheckReport) -> StoreDamagedError:
     """The error that refuses to start on (or migrate) a store that failed ``report``: what
     the check found and what to do, from the catalogue in the CLI's language."""
-    en = FALLBACK_LANGUAGE
-    backend = "sqlite" if report.backend == "sqlite" else "postgresql"
-    return StoreDamagedError(
-        text(
-            en,
-            f"store.refuse.{backend}",
-            store=report.store,
-            method=report.method,
-            problem=report.problem,
-            what=text(en, f"store.problem.{report.problem}"),
-            detail=report.detail,
-            todo=text(en, f"store.todo.{backend}"),
-        )
-    )
+    key = f"store.refuse.{_backend_key(report.backend)}"
+    return StoreDamagedError(text(FALLBACK_LANGUAGE, key, **findings(report)))
 
 
 def require_healthy(url: str, *, engine: Engine | None = None) -> CheckReport | None:
@@ -251,9 +250,9 @@ __all__ = [
     "check_sqlite",
     "check_store",
     "count_dropped_connections",
+    "findings",
     "is_new_store",
     "refusal",
     "require_healthy",
     "shown_store",
-    "sqlite_file",
 ]

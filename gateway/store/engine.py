@@ -24,6 +24,14 @@ def is_sqlite(url: str) -> bool:
     return make_url(url).get_backend_name() == "sqlite"
 
 
+def sqlite_file(url: str) -> Path | None:
+    """The file of a SQLite URL (None for an in-memory database)."""
+    database = make_url(url).database or ""
+    if not database or database == ":memory:":
+        return None
+    return Path(database).expanduser().resolve()
+
+
 def make_engine(url: str) -> Engine:
     """Create an engine; SQLite gets WAL, synchronous=FULL and BEGIN IMMEDIATE transactions.
 
@@ -34,9 +42,9 @@ def make_engine(url: str) -> Engine:
     """
     parsed = make_url(url)
     if parsed.get_backend_name() == "sqlite":
-        database = parsed.database or ""
-        if database and database != ":memory:":
-            Path(database).expanduser().resolve().parent.mkdir(parents=True, exist_ok=True)
+        path = sqlite_file(url)
+        if path is not None:
+            path.parent.mkdir(parents=True, exist_ok=True)
         engine = create_engine(url, connect_args={"check_same_thread": False, "timeout": 30})
 
         @event.listens_for(engine, "connect")
