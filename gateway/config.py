@@ -491,7 +491,7 @@ class Config(_Strict):
 
 
 #: hosts that bind every address: they share a port with any other host
-_WILDCARD_HOSTS = frozenset({"0.0.0.0", "::"})
+WILDCARD_HOSTS = frozenset({"0.0.0.0", "::"})
 #: a name the listener resolves to several addresses (asyncio binds each of them)
 _HOST_ALIASES = {"localhost": frozenset({"localhost", "127.0.0.1", "::1"})}
 
@@ -517,7 +517,7 @@ def _listeners(config: Config) -> list[tuple[str, str, int]]:
 
 
 def _hosts_overlap(a: str, b: str) -> bool:
-    if a in _WILDCARD_HOSTS or b in _WILDCARD_HOSTS:
+    if a in WILDCARD_HOSTS or b in WILDCARD_HOSTS:
         return True
     return bool(_HOST_ALIASES.get(a, frozenset({a})) & _HOST_ALIASES.get(b, frozenset({b})))
 

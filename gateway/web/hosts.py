@@ -14,12 +14,12 @@ from fastapi import Request
 from fastapi.responses import JSONResponse, Response
 from starlette.types import ASGIApp, Receive, Scope, Send
 
-from gateway.config import WebConfig, is_loopback_host
+from gateway.config import WILDCARD_HOSTS, WebConfig, is_loopback_host
+from gateway.web.context import web_context
+from gateway.web.middleware import wants_json
 
 #: names of this PC itself, allowed whenever the pages listen on loopback or every address
 LOOPBACK_NAMES: Final = frozenset({"localhost", "127.0.0.1", "::1"})
-#: listen hosts that bind every address of the PC
-WILDCARD_HOSTS: Final = frozenset({"0.0.0.0", "::"})
 #: how much of a refused Host header the error page repeats
 SHOWN_HOST_CHARS: Final = 80
 
@@ -81,11 +81,9 @@ class HostGuard:
 
 
 def _refusal(request: Request, shown_host: str) -> Response:
-    from gateway.web.context import web_context
-
     web = web_context(request)
     tr = web.translator(request)
     message = tr.t("error.bad_host", host=shown_host or "-", listen=web.config.web.listen)
-    if request.url.path.startswith("/api") or request.url.path == "/openapi.json":
+    if wants_json(request):
         return JSONResponse({"detail": message}, status_code=400)
     return web.error_page(request, 400, message)

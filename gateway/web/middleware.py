@@ -64,7 +64,8 @@ class SecurityHeaders:
         await self.app(scope, receive, send_with_headers)
 
 
-def _wants_json(request: Request) -> bool:
+def wants_json(request: Request) -> bool:
+    """Whether the answer to ``request`` is for a script (the API), not a person (a page)."""
     path = request.url.path
     return path.startswith("/api/") or path == "/api" or path == "/openapi.json"
 
@@ -72,7 +73,7 @@ def _wants_json(request: Request) -> bool:
 async def http_error(request: Request, exc: Exception) -> Response:
     """A 4xx/5xx: FastAPI's JSON body under /api, our error page in the reader's language."""
     assert isinstance(exc, StarletteHTTPException)
-    if _wants_json(request) or exc.status_code < 400:
+    if wants_json(request) or exc.status_code < 400:
         return await http_exception_handler(request, exc)
     web = web_context(request)
     tr = web.translator(request)
@@ -85,7 +86,7 @@ async def http_error(request: Request, exc: Exception) -> Response:
 async def validation_error(request: Request, exc: Exception) -> Response:
     """A bad query parameter: FastAPI's 422 JSON under /api, a short error page elsewhere."""
     assert isinstance(exc, RequestValidationError)
-    if _wants_json(request):
+    if wants_json(request):
         return await request_validation_exception_handler(request, exc)
     web = web_context(request)
     return web.error_page(request, 422, web.translator(request).t("error.bad_request"))
@@ -100,7 +101,7 @@ async def store_error(request: Request, exc: Exception) -> Response:
         health.fail_from(exc, source="read")
     detail = db_error_text(exc)  # the driver's message: no statement, no parameters
     log.warning("%s %s: the store could not be read: %s", request.method, request.url.path, detail)
-    if _wants_json(request):
+    if wants_json(request):
         return JSONResponse(
             {"detail": text(FALLBACK_LANGUAGE, "error.store_api", detail=detail)},
             status_code=503,
