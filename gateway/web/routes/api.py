@@ -13,6 +13,7 @@ from fastapi.responses import JSONResponse
 from gateway import __version__
 from gateway.model import State
 from gateway.orders.store import list_orders
+from gateway.privacy import scrub_deviations, scrub_outbox, scrub_quarantine, scrub_result
 from gateway.store import queries
 from gateway.store.health import store_failure
 from gateway.web.auth import Authenticated, Viewer
@@ -25,7 +26,6 @@ from gateway.web.routes.params import (
     row_or_404,
 )
 from gateway.web.routes.quarantine import quarantine_row, raw_message
-from gateway.web.scrub import scrub_deviations, scrub_outbox, scrub_quarantine, scrub_result
 
 api = APIRouter(prefix="/api", tags=["api"], dependencies=[Authenticated])
 

@@ -9,12 +9,12 @@ from fastapi import APIRouter, Query, Request
 from fastapi.responses import HTMLResponse
 
 from drivers.transports import hexdump
+from gateway.privacy import scrub_quarantine, scrub_quarantine_row
 from gateway.quarantine import show_raw
 from gateway.store import queries
 from gateway.web.auth import Authenticated, Viewer
 from gateway.web.context import Web
 from gateway.web.routes.params import PAGE_LIMIT, QuarantineState, row_or_404
-from gateway.web.scrub import scrub_quarantine, scrub_quarantine_row
 
 router = APIRouter(include_in_schema=False, dependencies=[Authenticated])
 
