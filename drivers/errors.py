@@ -41,6 +41,12 @@ class ProtocolError(GatewayError):
         #: whether the text may quote ``data``; False where the bytes may be patient data
         self.quote = quote
 
+    def _quoted(self) -> bytes:
+        """The bytes the text quotes: none when they are (or run into) patient data."""
+        if self.data is None or not self.quote or is_patient_field(self.field):
+            return b""
+        return quotable(self.data)[:64]
+
     def __str__(self) -> str:
         """Field and message, and the offending bytes unless they are (or run into) patient
         data: an error about a patient segment names the field only (quarantine keeps the
@@ -48,16 +54,15 @@ class ProtocolError(GatewayError):
         text = super().__str__()
         if self.field:
             text = f"{self.field}: {text}"
-        if self.data is not None and self.quote and not is_patient_field(self.field):
-            shown = quotable(self.data)[:64]
-            if shown:
-                text = f"{text} (bytes: {shown!r})"
-        return text
+        shown = self._quoted()
+        return f"{text} (bytes: {shown!r})" if shown else text
 
     def text_for(self, raw: bytes) -> str:
         """The error text to keep with ``raw`` (quarantine): ``str(self)``, but without the
-        quoted bytes when they were read from inside a patient segment of ``raw``."""
-        if self.data is not None and read_from_patient(quotable(self.data)[:64], raw):
+        quoted bytes when they were read from inside a patient segment of ``raw`` (only then
+        is ``raw`` scanned: most errors quote nothing)."""
+        shown = self._quoted()
+        if shown and read_from_patient(shown, raw):
             return self.without_data()
         return str(self)
 

@@ -15,6 +15,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import random
+import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Literal, Protocol, get_args, runtime_checkable
@@ -95,7 +96,7 @@ class InstrumentSession:
         self._connector = connector_factory(url)
         self._idle = None if urlsplit(url).scheme in _NO_IDLE_DEADLINE else (idle or IdleLimits())
         self._policy: ConnectionPolicy = connections
-        self._clock = clock
+        self._clock = clock or time.monotonic  # the idle deadlines' clock
         self._wire = logging.getLogger(f"trygg.wire.{instrument_id}")
         #: the connections being served and shown (superseded ones leave at once)
         self._open: list[_Connection] = []
@@ -129,36 +130,29 @@ class InstrumentSession:
     # --- one connection at a time (tcp://, serial://) ----------------------------------------
 
     async def _connect_loop(self) -> None:
+        while True:
+            await self._serve(self._admit(await self._connect()))
+
+    async def _connect(self) -> ByteStream:
+        """The next stream; each failure is shown, then retried after a growing delay (with
+        jitter), from ``retry_initial_s`` again after every success."""
         delay = self._retry_initial_s
         while True:
             try:
-                stream = await self._connector.connect()
+                return await self._connector.connect()
             except GatewayError as exc:
-                delay = await self._connect_failed(exc, delay)
-                continue
-            delay = self._retry_initial_s
-            await self._serve(self._admit(stream))
-
-    async def _connect_failed(self, exc: GatewayError, delay: float) -> float:
-        """Show the failure, wait ``delay`` (with jitter); return the next delay."""
-        self._sink.connection_changed(
-            self.instrument_id, False, loggable(exc), ConnectionState.CONNECT_FAILED
-        )
-        await asyncio.sleep(delay * random.uniform(0.8, 1.2))
-        return min(delay * 2, self._retry_max_s)
+                self._sink.connection_changed(
+                    self.instrument_id, False, loggable(exc), ConnectionState.CONNECT_FAILED
+                )
+                await asyncio.sleep(delay * random.uniform(0.8, 1.2))
+                delay = min(delay * 2, self._retry_max_s)
 
     # --- a listening port: accept while serving ----------------------------------------------
 
     async def _accept_loop(self) -> None:
-        delay = self._retry_initial_s
         async with asyncio.TaskGroup() as group:
             while True:
-                try:
-                    stream = await self._connector.connect()
-                except GatewayError as exc:
-                    delay = await self._connect_failed(exc, delay)
-                    continue
-                delay = self._retry_initial_s
+                stream = await self._connect()
                 if not await self._make_room(stream):
                     continue
                 connection = self._admit(stream)
@@ -216,11 +210,7 @@ class InstrumentSession:
         if self._trace:
             stream = traced(stream, self._wire)
         if self._idle is not None:
-            stream = (
-                IdleDeadline(stream, self._idle)
-                if self._clock is None
-                else IdleDeadline(stream, self._idle, clock=self._clock)
-            )
+            stream = IdleDeadline(stream, self._idle, clock=self._clock)
         connection = _Connection(stream, peer)
         self._open.append(connection)
         self._show(ConnectionState.CONNECTED, "")

@@ -42,12 +42,6 @@ def message_body(records: Sequence[Record]) -> Iterator[Record]:
         yield record
 
 
-def processing_id(header: Record) -> str:
-    """H.12 (``P`` when empty), as sent. Never refused here: whether a message is production
-    data is the gateway's one rule (it reads the same field from the ``InboundMessage``)."""
-    return header.value(12).strip() or "P"
-
-
 @dataclass(frozen=True, slots=True)
 class ResultContext:
     """What the P and O records say about the results that follow them.

@@ -29,14 +29,7 @@ def decode(instrument_id: str, raw: bytes, received_at: datetime) -> InboundMess
     try:
         parsed = parse_results(raw, instrument_id)
     except RemoteProtocolError as exc:
-        return InboundMessage(
-            instrument_id,
-            PROTOCOL,
-            raw,
-            received_at,
-            error=exc.text_for(raw),
-            error_field=exc.field,
-        )
+        return refused(instrument_id, raw, received_at, exc)
     return InboundMessage(
         instrument_id,
         PROTOCOL,
@@ -46,6 +39,21 @@ def decode(instrument_id: str, raw: bytes, received_at: datetime) -> InboundMess
         control_id=parsed.control_id,
         processing_id=parsed.processing_id,
         processing_field="MSH-11",
+    )
+
+
+def refused(
+    instrument_id: str, raw: bytes, received_at: datetime, exc: RemoteProtocolError
+) -> InboundMessage:
+    """The quarantine-bound message for ``raw`` that ``exc`` refused (its text never quotes
+    bytes read from a patient segment)."""
+    return InboundMessage(
+        instrument_id,
+        PROTOCOL,
+        raw,
+        received_at,
+        error=exc.text_for(raw),
+        error_field=exc.field,
     )
 
 
@@ -59,16 +67,7 @@ class Hl7MllpReceiver:
 
     async def serve(self, stream: ByteStream, sink: Sink) -> None:
         async def keep_broken(raw: bytes, exc: RemoteProtocolError) -> None:
-            await sink.ingest(
-                InboundMessage(
-                    self.instrument_id,
-                    PROTOCOL,
-                    raw,
-                    datetime.now(UTC),
-                    error=exc.text_for(raw),
-                    error_field=exc.field,
-                )
-            )
+            await sink.ingest(refused(self.instrument_id, raw, datetime.now(UTC), exc))
 
         await serve_mllp(
             stream, lambda payload: self._handle(payload, sink), keep_broken, max_size=self._max
@@ -85,21 +84,17 @@ class Hl7MllpReceiver:
         try:
             outcome = await sink.ingest(message)
         except NotStoredError as exc:
-            self._acks += 1
-            return build_ack(
-                payload,
-                "AR",
-                control_id=f"A{self._acks:09d}",
-                now=now,
-                text=str(exc)[:200],  # MSA-3 takes 80 of it, ERR-8 the rest
-                error_code="207",
-            )
+            # MSA-3 takes 80 of the text, ERR-8 the rest
+            code, text, error_code = "AR", str(exc)[:200], "207"
+        else:
+            rejected = outcome.quarantined and not outcome.test_message
+            code, text, error_code = ("AE", outcome.error[:80], "") if rejected else ("AA", "", "")
         self._acks += 1
-        refused = outcome.quarantined and not outcome.test_message
         return build_ack(
             payload,
-            "AE" if refused else "AA",
+            code,
             control_id=f"A{self._acks:09d}",
             now=now,
-            text=outcome.error[:80] if refused else "",
+            text=text,
+            error_code=error_code,
         )

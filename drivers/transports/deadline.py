@@ -82,11 +82,6 @@ class IdleDeadline:
         return self._stream.peer
 
     @property
-    def inner(self) -> ByteStream:
-        """The wrapped stream."""
-        return self._stream
-
-    @property
     def silent_for(self) -> float:
         """Seconds since bytes last arrived."""
         return max(0.0, self._clock() - self._last)

@@ -1,8 +1,8 @@
 """The web app factory: assembles the context, middleware, error handlers and routers.
 
 Pages (Jinja2) live in ``routes/`` by page group, the JSON API in ``routes/api.py``; personal
-data masking in ``scrub.py``; headers and error pages in ``middleware.py``; the Host-header
-guard in ``hosts.py``; templates, layout and language in ``context.py``; the authentication
+data masking in ``gateway.privacy``; headers and error pages in ``middleware.py``; the
+Host-header guard in ``hosts.py``; templates, layout and language in ``context.py``; the authentication
 hook in ``auth.py`` (``current_viewer``).
 How to add a page: see ``gateway.web.routes``.
 """

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from gateway.national_id import classify
-from gateway.web.scrub import scrub
+from gateway.privacy import scrub
 
 FNR = "15037212382"  # a valid fødselsnummer
 DNR = "55037212376"  # a valid D-number

@@ -22,6 +22,7 @@ from gateway.app import Gateway, register_instruments
 from gateway.config import Config, parse_config
 from gateway.lis.outbox import hold_unbuildable, unassigned_queued
 from gateway.model import HoldReason, State
+from gateway.privacy import scrub
 from gateway.store.engine import make_engine
 from gateway.store.tables import holds
 from gateway.store.writer import run_in_transaction
@@ -29,7 +30,6 @@ from gateway.texts import action_texts
 from gateway.web import i18n
 from gateway.web.app import create_app
 from gateway.web.context import NAV
-from gateway.web.scrub import scrub
 from tests.ports import free_port
 from tests.web.conftest import (
     BAD_FNR,

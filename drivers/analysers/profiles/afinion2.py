@@ -37,6 +37,7 @@ from dataclasses import replace
 from drivers.analysers.astm_base import (
     AstmProfile,
     comparator_number,
+    header_processing_id,
 )
 from drivers.analysers.astm_messages import (
     MessageSource,
@@ -44,7 +45,6 @@ from drivers.analysers.astm_messages import (
     ResultRules,
     message_body,
     message_header,
-    processing_id,
     read_result,
 )
 from drivers.model import Observation
@@ -106,7 +106,7 @@ class Afinion2Profile:
         header = message_header(records)
         # Q marks a control run; T and D (test/debug) map as patient data, which the gateway
         # then keeps as test data (its processing-ID rule)
-        is_qc = processing_id(header) == "Q"
+        is_qc = header_processing_id(header) == "Q"
         source = MessageSource.read(instrument_id, header)
         context = ResultContext(is_qc=is_qc)
         found: list[Observation] = []

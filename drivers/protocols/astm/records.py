@@ -10,7 +10,7 @@ from itertools import repeat
 from typing import Any
 
 from drivers.errors import LocalProtocolError, RemoteProtocolError
-from drivers.patient_data import ASTM_PATIENT_RECORD
+from drivers.patient_data import ASTM_PATIENT_RECORD as PATIENT_RECORD
 
 Repeat = tuple[str, ...]
 """One repeat of a field: its components, unescaped."""
@@ -20,7 +20,6 @@ Field = tuple[Repeat, ...]
 #: LIS2-A2 6: header, patient, order, result, comment, manufacturer, request (query),
 #: scientific and terminator records.
 RECORD_TYPES = frozenset("HPORCMQSL")
-PATIENT_RECORD = ASTM_PATIENT_RECORD  # its fields are never quoted in an error
 
 
 @dataclass(frozen=True, slots=True)
@@ -245,10 +244,8 @@ def _in_record(exc: RemoteProtocolError, line: str) -> RemoteProtocolError:
     """A field's error again, quoting its whole record rather than the field alone: a record
     that swallowed the P record after it (a lost CR) then shows where the patient begins, and
     the quote stops there; a P record is named, not quoted."""
-    if line[:1] == PATIENT_RECORD:
-        data = line.encode("latin-1", "replace")
-        return RemoteProtocolError(str(exc.args[0]), field=PATIENT_RECORD, data=data, quote=False)
-    return _bad(str(exc.args[0]), line, exc.field or "record")
+    field = PATIENT_RECORD if line[:1] == PATIENT_RECORD else exc.field or "record"
+    return _bad(str(exc.args[0]), line, field)
 
 
 @functools.lru_cache(maxsize=64)

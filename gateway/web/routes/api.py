@@ -7,12 +7,13 @@ from dataclasses import asdict
 from datetime import UTC, datetime
 from typing import Annotated, Any, Literal
 
-from fastapi import APIRouter, HTTPException, Query
+from fastapi import APIRouter, Query
 from fastapi.responses import JSONResponse
 
 from gateway import __version__
 from gateway.model import State
 from gateway.orders.store import list_orders
+from gateway.privacy import scrub_deviations, scrub_outbox, scrub_quarantine, scrub_result
 from gateway.store import queries
 from gateway.store.health import store_failure
 from gateway.web.auth import Authenticated, Viewer
@@ -21,11 +22,10 @@ from gateway.web.live import gateway_status, live_snapshot, merge_instruments, s
 from gateway.web.routes.params import (
     OrderState,
     QuarantineState,
-    is_row_id,
     order_state_filter,
+    row_or_404,
 )
 from gateway.web.routes.quarantine import quarantine_row, raw_message
-from gateway.web.scrub import scrub_deviations, scrub_outbox, scrub_quarantine, scrub_result
 
 api = APIRouter(prefix="/api", tags=["api"], dependencies=[Authenticated])
 
@@ -62,11 +62,9 @@ async def api_results(
 
 @api.get("/results/{result_id}", summary="One result with its holds and LIS messages")
 async def api_result(web: Web, result_id: int) -> dict[str, Any]:
-    found = None
-    if is_row_id(result_id):
-        found = await web.query(lambda conn: queries.get_result(conn, result_id))
-    if found is None:
-        raise HTTPException(status_code=404, detail=f"result {result_id} not found")
+    found = await row_or_404(
+        result_id, "result", lambda: web.query(lambda conn: queries.get_result(conn, result_id))
+    )
     return scrub_result(found)
 
 

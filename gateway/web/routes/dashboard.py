@@ -9,12 +9,12 @@ from fastapi.responses import HTMLResponse
 from sqlalchemy import Connection
 
 from gateway.model import State
+from gateway.privacy import scrub_outbox, scrub_result
 from gateway.store import queries
 from gateway.web import i18n
 from gateway.web.auth import Authenticated
 from gateway.web.context import Web
 from gateway.web.live import gateway_status, live_snapshot, merge_instruments
-from gateway.web.scrub import scrub_outbox, scrub_result
 
 RECENT_RESULTS: Final = 15
 RECENT_OUTBOX: Final = 8

@@ -5,11 +5,11 @@ from __future__ import annotations
 from fastapi import APIRouter, Request
 from fastapi.responses import HTMLResponse
 
+from gateway.privacy import scrub_deviations
 from gateway.store import queries
 from gateway.web.auth import Authenticated
 from gateway.web.context import Web
 from gateway.web.routes.params import PAGE_LIMIT
-from gateway.web.scrub import scrub_deviations
 
 router = APIRouter(include_in_schema=False, dependencies=[Authenticated])
 

@@ -5,12 +5,12 @@ from __future__ import annotations
 from fastapi import APIRouter, Request
 from fastapi.responses import HTMLResponse
 
+from gateway.privacy import scrub_outbox
 from gateway.store import queries
 from gateway.web.auth import Authenticated
 from gateway.web.context import Web
 from gateway.web.live import gateway_status
 from gateway.web.routes.params import PAGE_LIMIT
-from gateway.web.scrub import scrub_outbox
 
 router = APIRouter(include_in_schema=False, dependencies=[Authenticated])
 

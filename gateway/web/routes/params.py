@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
-from typing import Final, Literal
+from collections.abc import Awaitable, Callable
+from typing import Final, Literal, TypeVar
+
+from fastapi import HTTPException
 
 #: the largest row id a store can hold (a signed 64-bit integer): a larger one is not found,
 #: rather than an OverflowError from the database driver
@@ -15,6 +18,8 @@ QuarantineState = Literal["", "open", "replayed", "discarded"]
 OrderState = Literal["open", "cancelled", "all"]
 ORDER_STATES: Final[tuple[OrderState, ...]] = ("open", "cancelled", "all")
 
+T = TypeVar("T")
+
 
 def order_state_filter(state: OrderState) -> str | None:
     """The worklist store's state filter for a chosen state ("all": no filter)."""
@@ -24,3 +29,12 @@ def order_state_filter(state: OrderState) -> str | None:
 def is_row_id(value: int) -> bool:
     """Whether ``value`` can be a row id at all (so the store can be asked for it)."""
     return 1 <= value <= MAX_ROW_ID
+
+
+async def row_or_404(row_id: int, what: str, fetch: Callable[[], Awaitable[T | None]]) -> T:
+    """``fetch()``'s row, or 404 ("<what> <id> not found") when there is none; an id no row
+    can have is not even asked for."""
+    found = await fetch() if is_row_id(row_id) else None
+    if found is None:
+        raise HTTPException(status_code=404, detail=f"{what} {row_id} not found")
+    return found

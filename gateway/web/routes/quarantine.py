@@ -5,16 +5,16 @@ from __future__ import annotations
 import functools
 from typing import Annotated
 
-from fastapi import APIRouter, HTTPException, Query, Request
+from fastapi import APIRouter, Query, Request
 from fastapi.responses import HTMLResponse
 
 from drivers.transports import hexdump
+from gateway.privacy import scrub_quarantine, scrub_quarantine_row
 from gateway.quarantine import show_raw
 from gateway.store import queries
 from gateway.web.auth import Authenticated, Viewer
 from gateway.web.context import Web
-from gateway.web.routes.params import PAGE_LIMIT, QuarantineState, is_row_id
-from gateway.web.scrub import scrub_quarantine, scrub_quarantine_row
+from gateway.web.routes.params import PAGE_LIMIT, QuarantineState, row_or_404
 
 router = APIRouter(include_in_schema=False, dependencies=[Authenticated])
 
@@ -31,11 +31,11 @@ async def quarantine_page(
 
 async def quarantine_row(web: Web, quarantine_id: int) -> dict[str, object]:
     """One entry as the list shows it (scrubbed, no bytes); 404 when there is none."""
-    found = None
-    if is_row_id(quarantine_id):
-        found = await web.query(lambda conn: queries.get_quarantine_row(conn, quarantine_id))
-    if found is None:
-        raise HTTPException(status_code=404, detail=f"quarantine entry {quarantine_id} not found")
+    found = await row_or_404(
+        quarantine_id,
+        "quarantine entry",
+        lambda: web.query(lambda conn: queries.get_quarantine_row(conn, quarantine_id)),
+    )
     return scrub_quarantine_row(found)
 
 
@@ -48,15 +48,10 @@ async def raw_message(
     web: Web, viewer: Viewer, quarantine_id: int, via: str
 ) -> queries.QuarantinedMessage:
     """The bytes as received, with an audit row for the look; 404 (and no row) when none."""
-    found = None
-    if is_row_id(quarantine_id):
-        job = functools.partial(
-            show_raw, quarantine_id=quarantine_id, actor=viewer_actor(viewer), via=via
-        )
-        found = await web.write(job)
-    if found is None:
-        raise HTTPException(status_code=404, detail=f"quarantine entry {quarantine_id} not found")
-    return found
+    job = functools.partial(
+        show_raw, quarantine_id=quarantine_id, actor=viewer_actor(viewer), via=via
+    )
+    return await row_or_404(quarantine_id, "quarantine entry", lambda: web.write(job))
 
 
 @router.get("/quarantine/{quarantine_id}", response_class=HTMLResponse)

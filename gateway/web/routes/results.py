@@ -10,11 +10,11 @@ from sqlalchemy import Connection
 
 from gateway.config import Config
 from gateway.model import State
+from gateway.privacy import scrub_result
 from gateway.store import queries
 from gateway.web.auth import Authenticated
 from gateway.web.context import Web
 from gateway.web.routes.params import is_row_id
-from gateway.web.scrub import scrub_result
 
 router = APIRouter(include_in_schema=False, dependencies=[Authenticated])
 
