@@ -2,8 +2,8 @@
 
 Pages (Jinja2) live in ``routes/`` by page group, the JSON API in ``routes/api.py``; personal
 data masking in ``gateway.privacy``; headers and error pages in ``middleware.py``; the
-Host-header guard in ``hosts.py``; templates, layout and language in ``context.py``; the authentication
-hook in ``auth.py`` (``current_viewer``).
+Host-header guard in ``hosts.py``; templates, layout and language in ``context.py``; the
+authentication hook in ``auth.py`` (``current_viewer``).
 How to add a page: see ``gateway.web.routes``.
 """
 
