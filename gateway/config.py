@@ -442,6 +442,34 @@ class TestConfig(_Strict):
     method: Method = Method.MEASURED
     instrument: str = ""
     value_type: Literal["NM", "ST", "CE", "SN", "TX"] = "NM"
+    #: a test group certifications may name (``afinion-1:lipids``)
+    group: Annotated[str, Field(pattern=r"^[A-Za-z0-9_.-]*$")] = ""
+    #: what a manual entry may hold: allowed values (``["neg", "1+", "2+"]``) or a range
+    allowed_values: list[str] = Field(default_factory=list)
+    low: float | None = None
+    high: float | None = None
+
+
+class PeopleConfig(_Strict):
+    """`[people]`: the lab's people rules (DOMAIN rules 1-5, 10-11) and signing in."""
+
+    #: hold results whose operator is unknown, uncertified or a trainee, and visual readings
+    #: and manual entries for verification; off until the competence records are imported
+    enforce: bool = False
+    #: a web session ends after this long without a request
+    session_idle_minutes: Annotated[int, Field(ge=1, le=720)] = 15
+    #: and after this long in any case
+    session_max_hours: Annotated[int, Field(ge=1, le=24)] = 12
+    #: failed sign-ins in a row before the account is locked for ``lockout_minutes``
+    login_attempts: Annotated[int, Field(ge=1, le=100)] = 5
+    lockout_minutes: Annotated[int, Field(ge=1, le=1440)] = 15
+    #: recertification reminders start this many days before the due date
+    reminder_days: Annotated[int, Field(ge=0, le=365)] = 30
+    #: a newly certified operator who has not done the task for this many days is a warning
+    #: (DOMAIN rule 11); 0 turns it off
+    inactivity_days: Annotated[int, Field(ge=0, le=3650)] = 30
+    #: how long a certification counts as "new" for that warning
+    new_certification_days: Annotated[int, Field(ge=1, le=3650)] = 180
 
 
 class RulesConfig(_Strict):
@@ -458,6 +486,7 @@ class Config(_Strict):
     mqtt: MqttConfig | None = None
     web: WebConfig = WebConfig()
     rules: RulesConfig = RulesConfig()
+    people: PeopleConfig = PeopleConfig()
     instruments: list[InstrumentConfig] = Field(default_factory=list)
     tests: list[TestConfig] = Field(default_factory=list)
 

@@ -73,7 +73,8 @@ def digest(raw: bytes) -> str:
 
 def normalise(observation: Observation, context: RuleContext, processing_id: str = "P") -> Result:
     """Map an instrument's observation to the site's test (NLK code, unit, method); the
-    message's ``processing_id`` is carried along."""
+    message's ``processing_id`` is carried along, and who performed it is looked up by its
+    operator ID (the person at that time: IDs may be given to someone else later)."""
     test = context.find_test(observation.instrument_id, observation.test_code)
     method = observation.method or (test.method if test else Method.MEASURED)
     return Result(
@@ -95,6 +96,8 @@ def normalise(observation: Observation, context: RuleContext, processing_id: str
         comment=observation.comment,
         instrument_serial=observation.instrument_serial,
         processing_id=processing_id,
+        performed_by=context.facts.person_for(observation.instrument_id, observation.operator_id)
+        or "",
     )
 
 

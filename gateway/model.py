@@ -26,6 +26,8 @@ class State(enum.StrEnum):
     REJECTED = "rejected"
     #: its sender marked it test or debugging data (processing ID not P): kept, never sent
     TEST = "test"
+    #: a person rejected it (a verifier), or a re-run replaced it: kept, never sent
+    DISCARDED = "discarded"
 
 
 class HoldReason(enum.StrEnum):
@@ -38,6 +40,12 @@ class HoldReason(enum.StrEnum):
     LIS_MESSAGE_INVALID = "lis_message_invalid"
     #: on results kept as test data (state ``test``): never released, says why it stays
     TEST_MESSAGE = "test_message"
+    #: the operator is unknown, or not certified for the task when the analysis was performed
+    UNCERTIFIED_OPERATOR = "uncertified_operator"
+    #: a trainee's result: a supervisor certified for the task co-signs it (DOMAIN rule 2)
+    AWAITING_COSIGN = "awaiting_cosign"
+    #: a visual reading or a manual entry: a second, experienced person verifies it (rules 4-5)
+    AWAITING_VERIFICATION = "awaiting_verification"
 
 
 #: a hold's parameters: what its sentence names (instrument, masked patient ID, test code, ...)
@@ -55,7 +63,8 @@ class Hold:
 
     reason: str
     params: Params = ()
-    release_role: str = "bioingenior"
+    #: the role that acts on it (``gateway.people.roles``); rows from before say "bioingenior"
+    release_role: str = "verifier"
 
 
 @dataclass(frozen=True, slots=True)
@@ -81,6 +90,9 @@ class Result:
     instrument_serial: str = ""
     #: the message's processing ID (HL7 MSH-11, ASTM H.12); only "P" ever goes to the LIS
     processing_id: str = "P"
+    #: the person (``users.person``) who performed it: the operator ID resolved when it
+    #: arrived, or who typed it in; "" when nobody is known
+    performed_by: str = ""
     id: int | None = None
     state: State = State.RECEIVED
     holds: tuple[Hold, ...] = field(default_factory=tuple)

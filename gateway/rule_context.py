@@ -43,8 +43,8 @@ class RuleContexts:
         version = store_facts.current(tx)
         cached = self._cached
         if cached is not None and cached[0] == version.number and not version.changed_here:
-            return cached[1]
-        context = dataclasses.replace(self._base, facts=self._loader(tx.conn))
+            return cached[1] if cached[1].now == tx.now else self._at(cached[1], tx)
+        context = dataclasses.replace(self._base, facts=self._loader(tx.conn), now=tx.now)
         self.loads += 1
         # facts changed by this uncommitted transaction may yet be rolled back: use them for
         # this job only, and read again in the next transaction
@@ -52,9 +52,16 @@ class RuleContexts:
             self._cached = (version.number, context)
         return context
 
+    def _at(self, context: RuleContext, tx: Tx) -> RuleContext:
+        """``context`` at the time of ``tx`` (one copy per transaction, kept for its batch)."""
+        moved = dataclasses.replace(context, now=tx.now)
+        assert self._cached is not None
+        self._cached = (self._cached[0], moved)
+        return moved
+
 
 def current_context(
     tx: Tx, base: RuleContext, loader: FactsLoader = store_facts.load_facts
 ) -> RuleContext:
     """``base`` with the store's facts as they are now: for a one-off job (a replay)."""
-    return dataclasses.replace(base, facts=loader(tx.conn))
+    return dataclasses.replace(base, facts=loader(tx.conn), now=tx.now)

@@ -20,7 +20,12 @@ from gateway.catalogue import FALLBACK_LANGUAGE, has, text
 from gateway.model import Hold, HoldReason, Params
 
 # a parameter whose value is itself a code, rendered from this catalogue group first
-_NESTED: Final[Mapping[str, str]] = {"kind": "id_kind", "problem": "id_problem"}
+_NESTED: Final[Mapping[str, str]] = {
+    "kind": "id_kind",
+    "problem": "id_problem",
+    "operator_problem": "operator_problem",
+    "method": "method",
+}
 #: the states of an instrument's connection the screens know (the session's, plus the start)
 NOT_CONNECTED_YET: Final = "not_connected_yet"
 INSTRUMENT_STATES: Final = (NOT_CONNECTED_YET, *(state.value for state in ConnectionState))

@@ -15,6 +15,7 @@ from sqlalchemy import bindparam, exists, func, insert, select
 from gateway import deviations, lifecycle
 from gateway.lis.oru import OutboundResult
 from gateway.model import Deviation, HoldReason, State
+from gateway.people.roles import release_role
 from gateway.store import bulk
 from gateway.store.results import from_row
 from gateway.store.tables import holds, outbox, outbox_items, results
@@ -177,7 +178,7 @@ def hold_unbuildable(tx: Tx, batch: Sequence[Carried], error: str, field: str = 
                 "result_id": i,
                 "reason": HoldReason.LIS_MESSAGE_INVALID.value,
                 "params": params,
-                "release_role": "dataansvarlig",
+                "release_role": release_role(HoldReason.LIS_MESSAGE_INVALID),
                 "created_at": tx.now,
             }
             for i in ids

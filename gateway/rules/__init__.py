@@ -4,11 +4,14 @@ from __future__ import annotations
 
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
+from datetime import datetime
+from zoneinfo import ZoneInfo
 
 from gateway.config import Config, TestConfig
 from gateway.model import Hold, Result
 from gateway.rules.facts import Facts, QcStatus
 from gateway.rules.patient_id import patient_id_rule
+from gateway.rules.people import certification_rule, verification_rule
 from gateway.rules.processing_id import TestMessages
 from gateway.rules.unmapped import unmapped_test_rule
 
@@ -18,10 +21,12 @@ __all__ = [
     "QcStatus",
     "Rule",
     "RuleContext",
+    "certification_rule",
     "context_from_config",
     "patient_id_rule",
     "run_rules",
     "unmapped_test_rule",
+    "verification_rule",
 ]
 
 
@@ -32,10 +37,10 @@ class RuleContext:
     ``tests`` maps (instrument id, instrument test code) to its [[tests]] entry; an entry with
     instrument "" applies to every instrument that has no specific entry for that code.
     ``test_messages`` maps an instrument to what becomes of its test messages (keep when not
-    named: ``gateway.rules.processing_id``). The fields up to ``test_messages`` come from
-    config (``context_from_config``); ``facts`` comes from the store and is swapped in by the
+    named: ``gateway.rules.processing_id``). The fields up to ``zone`` come from config
+    (``context_from_config``); ``facts`` comes from the store and is swapped in by the
     pipeline when it changed (``gateway.rule_context``), so a rule never reads the database
-    itself.
+    itself; ``now`` is set per transaction.
     """
 
     tests: Mapping[tuple[str, str], TestConfig] = field(default_factory=dict)
@@ -44,7 +49,16 @@ class RuleContext:
     accept_2032_ids: bool = False
     forward_unmapped: bool = False
     test_messages: Mapping[str, TestMessages] = field(default_factory=dict)
+    #: the people rules (``gateway.rules.people``) hold nothing while this is off
+    enforce_people: bool = False
+    #: instrument id -> its driver key (a certification may name the model)
+    drivers: Mapping[str, str] = field(default_factory=dict)
+    #: the site's time zone: certifications expire at its midnight
+    zone: ZoneInfo = field(default_factory=lambda: ZoneInfo("Europe/Oslo"))
     facts: Facts = field(default_factory=Facts)
+    #: when the job runs (the transaction's time): for a result that does not say when it
+    #: was performed
+    now: datetime | None = None
 
     def find_test(self, instrument_id: str, code: str) -> TestConfig | None:
         """The mapping for ``code`` on ``instrument_id``: instrument-specific first, then ""."""
@@ -58,7 +72,12 @@ class RuleContext:
 
 Rule = Callable[[Result, RuleContext], Sequence[Hold]]
 
-RULES: tuple[Rule, ...] = (patient_id_rule, unmapped_test_rule)
+RULES: tuple[Rule, ...] = (
+    patient_id_rule,
+    unmapped_test_rule,
+    certification_rule,
+    verification_rule,
+)
 
 
 def run_rules(
@@ -80,4 +99,7 @@ def context_from_config(config: Config) -> RuleContext:
             instrument.id: TestMessages(instrument.test_messages)
             for instrument in config.instruments
         },
+        enforce_people=config.people.enforce,
+        drivers={instrument.id: instrument.driver for instrument in config.instruments},
+        zone=ZoneInfo(config.site.timezone),
     )

@@ -6,6 +6,11 @@ import enum
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from types import MappingProxyType
+from typing import Any
+
+from gateway.people.certification import Certification
+from gateway.people.roles import Role
+from gateway.people.tasks import WorkItem, specificity
 
 
 class QcStatus(enum.StrEnum):
@@ -16,11 +21,17 @@ class QcStatus(enum.StrEnum):
     DUE = "due"
 
 
-def _no_certifications() -> Mapping[str, frozenset[str]]:
-    return MappingProxyType({})
+@dataclass(frozen=True, slots=True)
+class Person:
+    """A person as rules see them: roles, and whether their account is active."""
+
+    person: str
+    name: str = ""
+    roles: frozenset[Role] = frozenset()
+    active: bool = True
 
 
-def _no_qc() -> Mapping[tuple[str, str], QcStatus]:
+def _empty() -> Mapping[Any, Any]:
     return MappingProxyType({})
 
 
@@ -28,23 +39,43 @@ def _no_qc() -> Mapping[tuple[str, str], QcStatus]:
 class Facts:
     """A snapshot of the store's facts, read once and shared by every rule until one changes.
 
-    ``certifications`` maps an operator ID (as instruments report it) to the tasks that
-    operator is certified for; ``qc`` maps (instrument id, test code) to its QC status. Both
-    are empty until the people and QC issues fill them; a rule must treat a missing entry as
-    "not known", which those issues define per rule.
+    ``operators`` maps (instrument id, operator ID as the instrument reports it) to a person;
+    instrument "" is an ID that person uses on every instrument. ``certifications`` maps a
+    person to their certifications; ``people`` a person to their roles. ``qc`` maps
+    (instrument id, test code) to its QC status. A missing entry means "not known": the rule
+    that reads it says what that means.
     """
 
-    certifications: Mapping[str, frozenset[str]] = field(default_factory=_no_certifications)
-    qc: Mapping[tuple[str, str], QcStatus] = field(default_factory=_no_qc)
+    operators: Mapping[tuple[str, str], str] = field(default_factory=_empty)
+    certifications: Mapping[str, tuple[Certification, ...]] = field(default_factory=_empty)
+    people: Mapping[str, Person] = field(default_factory=_empty)
+    qc: Mapping[tuple[str, str], QcStatus] = field(default_factory=_empty)
 
     def __post_init__(self) -> None:
         # a snapshot is shared across threads and batches: nobody may change it in place
-        object.__setattr__(self, "certifications", MappingProxyType(dict(self.certifications)))
-        object.__setattr__(self, "qc", MappingProxyType(dict(self.qc)))
+        for name in ("operators", "certifications", "people", "qc"):
+            object.__setattr__(self, name, MappingProxyType(dict(getattr(self, name))))
 
-    def certified(self, operator_id: str, task: str) -> bool:
-        """Whether ``operator_id`` holds a certification for ``task``."""
-        return task in self.certifications.get(operator_id, frozenset())
+    def person_for(self, instrument_id: str, operator_id: str) -> str | None:
+        """Who uses ``operator_id`` on ``instrument_id`` (an instrument-specific ID first)."""
+        if not operator_id:
+            return None
+        found = self.operators.get((instrument_id, operator_id))
+        return found if found is not None else self.operators.get(("", operator_id))
+
+    def certification_for(self, person: str, work: WorkItem) -> Certification | None:
+        """The most specific of ``person``'s certifications that covers ``work``."""
+        best: tuple[int, Certification] | None = None
+        for cert in self.certifications.get(person, ()):
+            score = specificity(cert.task, work)
+            if score is not None and (best is None or score > best[0]):
+                best = (score, cert)
+        return best[1] if best else None
+
+    def has_role(self, person: str, *roles: Role) -> bool:
+        """Whether ``person`` is active and holds any of ``roles``."""
+        found = self.people.get(person)
+        return found is not None and found.active and not found.roles.isdisjoint(roles)
 
     def qc_status(self, instrument_id: str, test_code: str) -> QcStatus | None:
         """The QC status of ``test_code`` on ``instrument_id``; None when none is recorded."""

@@ -7,11 +7,10 @@ from typing import TYPE_CHECKING
 
 from gateway.model import Hold, HoldReason, Result
 from gateway.national_id import classify, mask
+from gateway.people.roles import release_role
 
 if TYPE_CHECKING:
     from gateway.rules import RuleContext
-
-RELEASE_ROLE = "bioingenior"
 
 
 def patient_id_rule(result: Result, context: RuleContext) -> Sequence[Hold]:
@@ -24,7 +23,7 @@ def patient_id_rule(result: Result, context: RuleContext) -> Sequence[Hold]:
             Hold(
                 reason=HoldReason.MISSING_PATIENT_ID,
                 params=(("instrument", result.instrument_id),),
-                release_role=RELEASE_ROLE,
+                release_role=release_role(HoldReason.MISSING_PATIENT_ID),
             ),
         )
     check = classify(
@@ -44,6 +43,6 @@ def patient_id_rule(result: Result, context: RuleContext) -> Sequence[Hold]:
                 ("problem", check.code),
                 *check.params,
             ),
-            release_role=RELEASE_ROLE,
+            release_role=release_role(HoldReason.INVALID_PATIENT_ID),
         ),
     )

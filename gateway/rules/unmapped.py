@@ -6,11 +6,10 @@ from collections.abc import Sequence
 from typing import TYPE_CHECKING
 
 from gateway.model import Hold, HoldReason, Result
+from gateway.people.roles import release_role
 
 if TYPE_CHECKING:
     from gateway.rules import RuleContext
-
-RELEASE_ROLE = "kvalitetsansvarlig"
 
 
 def unmapped_test_rule(result: Result, context: RuleContext) -> Sequence[Hold]:
@@ -21,6 +20,6 @@ def unmapped_test_rule(result: Result, context: RuleContext) -> Sequence[Hold]:
         Hold(
             reason=HoldReason.UNMAPPED_TEST,
             params=(("instrument", result.instrument_id), ("code", result.test_code)),
-            release_role=RELEASE_ROLE,
+            release_role=release_role(HoldReason.UNMAPPED_TEST),
         ),
     )

@@ -55,10 +55,10 @@ def bump(tx: Tx) -> int:
 
 
 def load_facts(conn: Connection) -> Facts:
-    """Every fact rules read, from the store (a ``FactsLoader``).
-
-    Nothing is stored yet: the people issue adds certifications, the QC issue QC status, each
-    reading its own tables here in as few queries as it can (this runs once per change, not
-    per message).
+    """Every fact rules read, from the store (a ``FactsLoader``): people and certifications
+    (``gateway.store.people``); the QC issue adds QC status. Each reads its own tables in as
+    few queries as it can: this runs once per change, not per message.
     """
-    return Facts()
+    from gateway.store.people import load_people  # it bumps this module's counter
+
+    return load_people(conn)

@@ -8,6 +8,7 @@ from typing import Any
 from sqlalchemy import (
     Boolean,
     Column,
+    Date,
     DateTime,
     ForeignKey,
     Index,
@@ -127,6 +128,8 @@ results = Table(
     Column("instrument_serial", String(64), nullable=False, default=""),
     # the sender's processing ID (HL7 MSH-11, ASTM H.12); "P" on every result bound for the LIS
     Column("processing_id", String(16), nullable=False, default="P", server_default="P"),
+    # who performed it (users.person): its operator ID resolved on arrival, or who typed it in
+    Column("performed_by", String(64), nullable=False, default="", server_default=""),
     Column("state", String(16), nullable=False),
     Column("correction_of", Integer, ForeignKey("results.id")),
     Column("fingerprint", String(64), nullable=False),
@@ -285,4 +288,130 @@ gateway_lease = Table(
     Column("heartbeat_at", TZ, nullable=False),
     Column("expires_at", TZ, nullable=False),
     Column("released_at", TZ),
+)
+
+
+# --- people (issue 10): users and roles, operator IDs, certifications, sign-in, signatures ---
+
+users = Table(
+    "users",
+    metadata,
+    # the stable person ID (the competence portal's); everything else names a person by it
+    Column("person", String(64), primary_key=True),
+    Column("name", String(255), nullable=False, default=""),
+    Column("roles", String(255), nullable=False, default=""),  # ";"-separated role codes
+    # argon2id (gateway.people.passwords); NULL: imported, cannot sign in until one is set
+    Column("password_hash", String(255)),
+    Column("active", Boolean, nullable=False, default=True),
+    Column("failed_logins", Integer, nullable=False, default=0),
+    Column("locked_until", TZ),
+    Column("password_changed_at", TZ),
+    Column("created_at", TZ, nullable=False),
+    Column("updated_at", TZ, nullable=False),
+    Column("updated_by", String(64), nullable=False, default=""),
+)
+
+#: the IDs a person types or scans on instruments; instrument "" is any instrument
+operator_ids = Table(
+    "operator_ids",
+    metadata,
+    Column("id", Integer, primary_key=True),
+    Column("person", String(64), ForeignKey("users.person"), nullable=False),
+    Column("instrument_id", String(64), nullable=False, default=""),
+    Column("operator_id", String(64), nullable=False),
+    UniqueConstraint("instrument_id", "operator_id", name="uq_operator_ids_instrument_operator"),
+    Index("ix_operator_ids_person", "person"),
+)
+
+certifications = Table(
+    "certifications",
+    metadata,
+    Column("id", Integer, primary_key=True),
+    Column("person", String(64), ForeignKey("users.person"), nullable=False),
+    Column("task", String(128), nullable=False),  # gateway.people.tasks, canonical text
+    Column("status", String(16), nullable=False),  # trainee | certified | expired | suspended
+    Column("certified_on", Date),
+    Column("recert_due", Date),
+    Column("supervisor", String(64), nullable=False, default=""),
+    Column("evidence", Text, nullable=False, default=""),
+    Column("updated_at", TZ, nullable=False),
+    Column("updated_by", String(64), nullable=False, default=""),
+    UniqueConstraint("person", "task", name="uq_certifications_person_task"),
+)
+
+#: a person's recertification (DOMAIN rule 10): they reviewed the procedure and signed
+recertifications = Table(
+    "recertifications",
+    metadata,
+    Column("id", Integer, primary_key=True),
+    Column("person", String(64), ForeignKey("users.person"), nullable=False),
+    Column("task", String(128), nullable=False),
+    Column("signed_at", TZ, nullable=False),
+    Column("outcome", String(16), nullable=False),  # confirmed | unclear
+    Column("note", Text, nullable=False, default=""),
+    Index("ix_recertifications_person", "person", "task"),
+)
+
+#: web sign-ins; the cookie holds a random token, the store only its SHA-256
+web_sessions = Table(
+    "web_sessions",
+    metadata,
+    Column("id", Integer, primary_key=True),
+    Column("token_hash", String(64), nullable=False),
+    Column("person", String(64), ForeignKey("users.person"), nullable=False),
+    Column("csrf_token", String(64), nullable=False),
+    Column("created_at", TZ, nullable=False),
+    Column("last_seen_at", TZ, nullable=False),
+    Column("expires_at", TZ, nullable=False),
+    Column("ended_at", TZ),
+    Column("end_reason", String(16), nullable=False, default=""),  # signed_out | idle | ...
+    Column("client", String(64), nullable=False, default=""),
+    UniqueConstraint("token_hash", name="uq_web_sessions_token_hash"),
+    Index("ix_web_sessions_person", "person", "created_at"),
+)
+
+#: who read or changed which patient's results (Normen); a patient may ask for their extract
+access_log = Table(
+    "access_log",
+    metadata,
+    Column("id", Integer, primary_key=True),
+    Column("at", TZ, nullable=False),
+    Column("person", String(64), nullable=False),
+    Column("action", String(16), nullable=False),  # read | change | raw | export
+    Column("route", String(255), nullable=False, default=""),
+    Column("result_id", Integer),
+    Column("patient_id", String(32), nullable=False, default=""),
+    Column("detail", Text, nullable=False, default=""),
+    Index("ix_access_log_patient", "patient_id", "at"),
+    Index("ix_access_log_person", "person", "at"),
+)
+
+#: electronic signatures: a person, a meaning, a time (and what they signed, in detail)
+signatures = Table(
+    "signatures",
+    metadata,
+    Column("id", Integer, primary_key=True),
+    Column("at", TZ, nullable=False),
+    Column("person", String(64), nullable=False),
+    # release | correct | override | verify | reject | cosign | recertify
+    Column("meaning", String(16), nullable=False),
+    Column("result_id", Integer, ForeignKey("results.id")),
+    Column("comment", Text, nullable=False, default=""),
+    Column("detail", Text, nullable=False, default=""),  # a JSON object
+    Index("ix_signatures_result", "result_id"),
+)
+
+#: a patient-ID or specimen-ID correction: the original is kept here, the result holds the new
+corrections = Table(
+    "corrections",
+    metadata,
+    Column("id", Integer, primary_key=True),
+    Column("result_id", Integer, ForeignKey("results.id"), nullable=False),
+    Column("field", String(32), nullable=False),  # patient_id | specimen_id
+    Column("old_value", String(64), nullable=False),
+    Column("new_value", String(64), nullable=False),
+    Column("reason", Text, nullable=False),
+    Column("person", String(64), nullable=False),
+    Column("at", TZ, nullable=False),
+    Index("ix_corrections_result", "result_id"),
 )

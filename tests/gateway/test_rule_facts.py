@@ -27,6 +27,8 @@ from drivers.model import InboundMessage, Method, Observation
 from gateway.config import TestConfig as MappingConfig
 from gateway.ingest import Ingestor, store_message
 from gateway.model import Hold, Result
+from gateway.people.certification import Certification, CertStatus
+from gateway.people.tasks import Task, WorkItem
 from gateway.rule_context import RuleContexts
 from gateway.rules import Facts, QcStatus, RuleContext, unmapped_test_rule
 from gateway.store import facts as store_facts
@@ -49,10 +51,18 @@ certified = Table(
 
 
 def load_certifications(conn: Connection) -> Facts:
-    by_operator: dict[str, set[str]] = {}
+    by_operator: dict[str, list[Certification]] = {}
     for row in conn.execute(select(certified.c.operator_id, certified.c.task)):
-        by_operator.setdefault(row.operator_id, set()).add(row.task)
-    return Facts(certifications={op: frozenset(tasks) for op, tasks in by_operator.items()})
+        cert = Certification(row.operator_id, Task("*", row.task), CertStatus.CERTIFIED)
+        by_operator.setdefault(row.operator_id, []).append(cert)
+    return Facts(
+        operators={("", op): op for op in by_operator},
+        certifications={op: tuple(certs) for op, certs in by_operator.items()},
+    )
+
+
+def work(instrument: str, code: str) -> WorkItem:
+    return WorkItem(instrument_id=instrument, driver="", test_code=code)
 
 
 # a hold as the rules build it, under the test's own reason code
@@ -64,7 +74,8 @@ _HOLD = unmapped_test_rule(
 
 def certified_rule(result: Result, context: RuleContext) -> Sequence[Hold]:
     """Hold a result whose operator is not certified for its test (a pure rule over facts)."""
-    if context.facts.certified(result.operator_id, result.test_code):
+    person = context.facts.person_for(result.instrument_id, result.operator_id)
+    if person and context.facts.certification_for(person, work("", result.test_code)):
         return ()
     return (dataclasses.replace(_HOLD, reason="uncertified_operator"),)
 
@@ -122,17 +133,19 @@ def states(engine: Engine) -> list[str]:
 
 def test_facts_are_empty_by_default_and_frozen() -> None:
     facts = Facts()
-    assert not facts.certifications and not facts.qc
+    assert not facts.certifications and not facts.qc and not facts.operators
     assert RuleContext().facts == facts
-    source = {"OP7": frozenset({"CRP"})}
+    crp = Certification("OP7", Task("*", "CRP"), CertStatus.CERTIFIED)
+    source = {"OP7": (crp,)}
     filled = Facts(certifications=source, qc={("afinion-1", "CRP"): QcStatus.FAILED})
-    source["OP8"] = frozenset({"CRP"})  # the snapshot does not follow its source
-    assert filled.certified("OP7", "CRP") and not filled.certified("OP8", "CRP")
-    assert not filled.certified("OP7", "HbA1c")
+    source["OP8"] = (crp,)  # the snapshot does not follow its source
+    assert filled.certification_for("OP7", work("afinion-1", "CRP")) == crp
+    assert filled.certification_for("OP8", work("afinion-1", "CRP")) is None
+    assert filled.certification_for("OP7", work("afinion-1", "HbA1c")) is None
     assert filled.qc_status("afinion-1", "CRP") is QcStatus.FAILED
     assert filled.qc_status("afinion-1", "HbA1c") is None
     with pytest.raises(TypeError):
-        filled.certifications["OP9"] = frozenset()  # type: ignore[index]
+        filled.certifications["OP9"] = ()  # type: ignore[index]
 
 
 async def test_a_rule_sees_a_fact_change_after_the_bump(
@@ -183,7 +196,9 @@ def test_facts_of_a_rolled_back_change_are_not_kept(store: Engine) -> None:
 
     def change_then_fail(tx: Tx) -> None:
         certify("OP7", "CRP")(tx)
-        assert contexts.get(tx).facts.certified("OP7", "CRP")  # seen inside the transaction
+        assert contexts.get(tx).facts.certification_for(
+            "OP7", work("", "CRP")
+        )  # seen inside the transaction
         raise RuntimeError("the job failed after the change")
 
     with pytest.raises(RuntimeError):

@@ -150,6 +150,14 @@ HOLD_PARAMS: dict[str, dict[str, str]] = {
     HoldReason.DUPLICATE: {},
     HoldReason.LIS_MESSAGE_INVALID: {"field": "OBX-5", "error": "OBX-5: value too long"},
     HoldReason.TEST_MESSAGE: {"field": "MSH-11", "processing_id": "T"},
+    HoldReason.UNCERTIFIED_OPERATOR: {
+        "operator": "KN",
+        "instrument": "afinion-1",
+        "task": "afinion-1:CRP",
+        "operator_problem": "expired",
+    },
+    HoldReason.AWAITING_COSIGN: {"person": "kari", "task": "afinion-1:CRP", "supervisor": "bh"},
+    HoldReason.AWAITING_VERIFICATION: {"method": "visual", "test": "LEU"},
 }
 HOLD_NB = {
     HoldReason.MISSING_PATIENT_ID: "Svaret fra afinion-1 mangler pasient-ID.",
@@ -164,6 +172,13 @@ HOLD_NB = {
     HoldReason.DUPLICATE: "Et svar for samme prøve og analyse er mottatt før.",
     HoldReason.LIS_MESSAGE_INVALID: "Meldingen til LIS kunne ikke lages. Feltet med feil: OBX-5.",
     HoldReason.TEST_MESSAGE: "Testmelding (MSH-11 = T): ikke sendt til LIS.",
+    HoldReason.UNCERTIFIED_OPERATOR: (
+        "Operatør «KN» på afinion-1 kan ikke utføre afinion-1:CRP: sertifiseringen er utløpt."
+    ),
+    HoldReason.AWAITING_COSIGN: "kari er under opplæring på afinion-1:CRP; veileder: bh.",
+    HoldReason.AWAITING_VERIFICATION: (
+        "Visuell avlesning av LEU: en annen, erfaren person må kontrollere svaret."
+    ),
 }
 HOLD_EN = {
     HoldReason.MISSING_PATIENT_ID: "The result from afinion-1 has no patient ID.",
@@ -179,6 +194,13 @@ HOLD_EN = {
         "The message to the LIS could not be built. Field at fault: OBX-5."
     ),
     HoldReason.TEST_MESSAGE: "Test message (MSH-11 = T): not sent to the LIS.",
+    HoldReason.UNCERTIFIED_OPERATOR: (
+        "Operator 'KN' on afinion-1 may not perform afinion-1:CRP: the certification has expired."
+    ),
+    HoldReason.AWAITING_COSIGN: "kari is a trainee on afinion-1:CRP; supervisor: bh.",
+    HoldReason.AWAITING_VERIFICATION: (
+        "Visual reading of LEU: a second, experienced person must check the result."
+    ),
 }
 
 

@@ -150,7 +150,7 @@ def test_results_shape_and_masking(client: TestClient, seeded: Seeded) -> None:
     invalid = next(r for r in body if r["id"] == seeded.invalid_patient)
     (hold,) = invalid["holds"]
     assert hold["reason"] == "invalid_patient_id" and hold["released"] is False
-    assert "010100*****" in hold["detail"] and hold["release_role"] == "bioingenior"
+    assert "010100*****" in hold["detail"] and hold["release_role"] == "verifier"
 
 
 def test_results_filters_and_limit(client: TestClient, seeded: Seeded) -> None:
