@@ -10,6 +10,11 @@ from __future__ import annotations
 import enum
 from dataclasses import dataclass
 from datetime import datetime
+from typing import Literal
+
+#: what a listening instrument port does with a connection that arrives while one is open
+#: (``drivers.session``); the config keys ``connections`` and ``[lis] orders_connections``
+ConnectionPolicy = Literal["newest", "single", "parallel"]
 
 
 class Method(enum.StrEnum):

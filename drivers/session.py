@@ -18,10 +18,11 @@ import random
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Literal, Protocol, get_args, runtime_checkable
+from typing import Protocol, get_args, runtime_checkable
 from urllib.parse import urlsplit
 
 from drivers.errors import ConfigError, GatewayError, ProtocolError, loggable
+from drivers.model import ConnectionPolicy
 from drivers.ports import ConnectionState, Driver, Sink
 from drivers.transports import ByteStream, Connector, connector_for
 from drivers.transports.base import traced
@@ -29,8 +30,6 @@ from drivers.transports.deadline import ConnectionEnded, IdleDeadline, IdleLimit
 
 log = logging.getLogger(__name__)
 
-#: what a listening instrument does with a connection that arrives while one is open
-ConnectionPolicy = Literal["newest", "single", "parallel"]
 CONNECTION_POLICIES: tuple[str, ...] = get_args(ConnectionPolicy)
 #: ``parallel``: connections served at once on one port; more are refused (a port scan)
 MAX_PARALLEL = 32

@@ -22,7 +22,7 @@ from pydantic import (
     model_validator,
 )
 
-from drivers.model import Method
+from drivers.model import ConnectionPolicy, Method
 from gateway.errors import ConfigError
 
 if TYPE_CHECKING:
@@ -92,8 +92,6 @@ class StoreConfig(_Strict):
         return check_lease_ttl(seconds)
 
 
-#: what a listening port does with a second connection while one is open (drivers.session)
-ConnectionPolicy = Literal["newest", "single", "parallel"]
 #: the idle deadline's bounds: 0 switches it off; a day at most
 IDLE_TIMEOUT_MAX_S = 86_400.0
 PARTIAL_TIMEOUT_RANGE_S = (1.0, 3600.0)

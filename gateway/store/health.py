@@ -22,6 +22,7 @@ appends the statement and its parameters: raw messages, patient IDs).
 
 from __future__ import annotations
 
+import functools
 import sqlite3
 import threading
 from collections.abc import Callable, Iterator
@@ -104,12 +105,26 @@ def _is_psycopg(error: BaseException) -> bool:
     return type(error).__module__.startswith("psycopg")
 
 
-def is_database_error(exc: BaseException) -> bool:
-    """An error of SQLAlchemy or of a database driver (the hottest statements run on the
-    driver's own cursor, ``gateway.store.bulk``, so its errors arrive untranslated)."""
+@functools.cache
+def database_error_types() -> tuple[type[Exception], ...]:
+    """The classes of SQLAlchemy's and the database drivers' errors (the hottest statements
+    run on the driver's own cursor, ``gateway.store.bulk``, so its errors arrive
+    untranslated): what ``is_database_error`` knows, and what the web's handler catches."""
     from sqlalchemy.exc import SQLAlchemyError
 
-    return isinstance(exc, SQLAlchemyError | sqlite3.Error) or _is_psycopg(exc)
+    types: list[type[Exception]] = [SQLAlchemyError, sqlite3.Error]
+    try:
+        import psycopg
+    except ImportError:  # pragma: no cover - psycopg is a dependency
+        pass
+    else:
+        types.append(psycopg.Error)
+    return tuple(types)
+
+
+def is_database_error(exc: BaseException) -> bool:
+    """An error of SQLAlchemy or of a database driver (see ``database_error_types``)."""
+    return isinstance(exc, database_error_types()) or _is_psycopg(exc)
 
 
 def driver_text(error: BaseException) -> str:

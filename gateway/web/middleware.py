@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import logging
-import sqlite3
 from collections.abc import Mapping
 from typing import Final
 
@@ -14,14 +13,13 @@ from fastapi.exception_handlers import (
 )
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, Response
-from sqlalchemy.exc import SQLAlchemyError
 from starlette.datastructures import MutableHeaders
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from gateway.catalogue import FALLBACK_LANGUAGE, text
 from gateway.errors import StoreError
-from gateway.store.health import db_error_text
+from gateway.store.health import database_error_types, db_error_text
 from gateway.web.context import web_context
 from gateway.web.live import store_health_of
 
@@ -109,21 +107,10 @@ async def store_error(request: Request, exc: Exception) -> Response:
     return web.error_page(request, 503, web.translator(request).t("error.store"), detail)
 
 
-def _store_errors() -> tuple[type[Exception], ...]:
-    errors: list[type[Exception]] = [SQLAlchemyError, sqlite3.Error, StoreError]
-    try:
-        import psycopg  # the driver's own errors, from statements run on its cursor
-    except ImportError:  # pragma: no cover - psycopg is a dependency
-        pass
-    else:
-        errors.append(psycopg.Error)
-    return tuple(errors)
-
-
 def install(app: FastAPI) -> None:
     """Add the headers middleware and the error handlers to ``app``."""
     app.add_middleware(SecurityHeaders)
     app.add_exception_handler(StarletteHTTPException, http_error)
     app.add_exception_handler(RequestValidationError, validation_error)
-    for error in _store_errors():
+    for error in (*database_error_types(), StoreError):
         app.add_exception_handler(error, store_error)
