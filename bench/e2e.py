@@ -22,6 +22,8 @@ from bench.report import Figure, Reporter, fmt, median
 
 NAME = "e2e"
 ANALYSERS = 100
+#: persons in the store for the people-rules run
+PEOPLE = 500
 
 
 @dataclass(frozen=True, slots=True)
@@ -121,6 +123,9 @@ def run(reporter: Reporter, *, quick: bool, directory: Path) -> None:
     window = Window.for_e2e(quick)
     plan = Plan.for_ceiling(quick)
     modes = ("fast", "full") if quick else ("off", "fast", "full")
+    # the people rules (issue 10) on, with 500 certified persons: measured beside "fast" off
+    runs_by_mode: dict[tuple[str, int], float] = {}
+    variants = [(validate, 0) for validate in modes] + [("fast", PEOPLE)]
     reporter.say(
         f"e2e: {ANALYSERS} analysers (rate 0 = next message as soon as the ACK arrives, 5-20 "
         "results each) -> gateway in a child process (python -m gateway.cli run) -> LIS "
@@ -135,11 +140,14 @@ def run(reporter: Reporter, *, quick: bool, directory: Path) -> None:
         f"  peers measured now: one SQLite commit per row {fmt(sqlite_peer)} rows/s; "
         f"python-hl7 server {fmt(hl7_peer)} msg/s"
     )
-    for validate in modes:
-        options = RigOptions(analysers=ANALYSERS, batch_size=20, validate_messages=validate)
+    for validate, people in variants:
+        options = RigOptions(
+            analysers=ANALYSERS, batch_size=20, validate_messages=validate, people=people
+        )
         runs = [asyncio.run(one_run(options, directory, window)) for _ in range(window.runs)]
-        tag = f"[validate={validate}]"
+        tag = f"[validate={validate}]" if not people else f"[validate={validate},people={people}]"
         note = _spread_note(runs)
+        runs_by_mode[(validate, people)] = median(r.lis_results_per_s for r in runs)
         reporter.emit(
             Figure(
                 NAME,
@@ -204,6 +212,20 @@ def run(reporter: Reporter, *, quick: bool, directory: Path) -> None:
                     else f"first LIS message came in {first:.1f} s"
                 )
             )
+
+    off, on = runs_by_mode[("fast", 0)], runs_by_mode[("fast", PEOPLE)]
+    reporter.emit(
+        Figure(
+            NAME,
+            "people_rules_cost",
+            (off - on) / off * 100 if off else 0.0,
+            "%",
+            note=(
+                f"LIS results/s with the people rules on ({PEOPLE} persons) {fmt(on)} vs off "
+                f"{fmt(off)}, same run; target: within 15 %, and >= 3,000 results/s"
+            ),
+        )
+    )
 
 
 def _spread_note(runs: list[RunResult]) -> str:

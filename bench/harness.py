@@ -16,6 +16,7 @@ from datetime import datetime
 from pathlib import Path
 
 from bench.common import REPO, cpu_seconds, free_ports
+from bench.people import seed_people
 from simulators.hl7_analyser import TESTS, AnalyserSimOptions, Hl7AnalyserSim
 from simulators.lis import LisSimOptions, LisSimulator
 
@@ -32,6 +33,8 @@ class RigOptions:
     validate_messages: str = "fast"  # [lis] validate_messages: off | fast | full
     window: int = 8  # [lis] window: messages awaiting their ACK (the LIS simulator pipelines)
     group_commit_max: int = 32  # the default in [store]
+    #: > 0: ``[people] enforce = true`` with this many certified persons in the store
+    people: int = 0
 
 
 def instrument_id(index: int) -> str:
@@ -74,7 +77,8 @@ def config_text(
         "retry_initial_s = 0.1",
         "retry_max_s = 1.0",
     ]
-    return site_toml("bench", store, lis, ((port, "hl7_mllp") for port in instrument_ports))
+    text = site_toml("bench", store, lis, ((port, "hl7_mllp") for port in instrument_ports))
+    return text + ("\n[people]\nenforce = true\n" if options.people else "")
 
 
 class GatewayFailed(RuntimeError):
@@ -283,6 +287,10 @@ async def running_gateway(options: RigOptions, directory: Path) -> AsyncIterator
     store = directory / "gateway.sqlite3"
     config_path = directory / "bench.toml"
     config_path.write_text(config_text(options, store, ports, lis_port), encoding="utf-8")
+    if options.people:
+        seed_people(
+            store, analysers=options.analysers, people=options.people, instrument_id=instrument_id
+        )
     record = directory / "lis-record.jsonl"
     lis = LisSimulator(
         LisSimOptions(host="127.0.0.1", port=lis_port, record=record, validate="fast", seed=1)
