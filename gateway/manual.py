@@ -462,8 +462,10 @@ def enter(
     if checked.errors or checked.observation is None:
         return EntryOutcome(errors=checked.errors)
     observation = checked.observation
-    print_ = fingerprint(replace(normalise(observation, context), performed_by=person))
-    earlier = tx.conn.execute(select(results.c.id).where(results.c.fingerprint == print_)).scalar()
+    result_print = fingerprint(replace(normalise(observation, context), performed_by=person))
+    earlier = tx.conn.execute(
+        select(results.c.id).where(results.c.fingerprint == result_print)
+    ).scalar()
     if earlier is not None:
         return EntryOutcome(errors=(_error("entry", "duplicate", result_id=earlier),))
     raw = raw_record(entry, person, observation, tx.now)
@@ -479,7 +481,7 @@ def enter(
         tx, raw_id, (observation,), context, rules, actor=person, reason=REASON, performed_by=person
     )
     row = tx.conn.execute(
-        select(results.c.id, results.c.state).where(results.c.fingerprint == print_)
+        select(results.c.id, results.c.state).where(results.c.fingerprint == result_print)
     ).one()
     reasons = tx.conn.execute(
         select(holds.c.reason).where(holds.c.result_id == row.id).order_by(holds.c.id)
