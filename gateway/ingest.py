@@ -279,16 +279,26 @@ def store_observations(
     *,
     processing_id: str = "P",
     test: TestMessage | None = None,
+    actor: str = "",
+    reason: str = "received from the instrument",
+    performed_by: str = "",
 ) -> IngestOutcome:
     """Store a decoded message's results and QC. For a ``test`` message the results go to the
     state ``test`` with its hold only (no rules: nothing about them may go on), and its
-    controls are not stored as QC (a test run must not count in the QC statistics)."""
+    controls are not stored as QC (a test run must not count in the QC statistics).
+
+    ``actor`` and ``reason`` are what the arrival's audit row says (default: the instrument,
+    "received from the instrument"); ``performed_by`` names the person who performed every
+    result when the caller knows it (a manual entry: ``gateway.manual``) instead of looking
+    the operator ID up."""
     conn = tx.conn
     patient = [o for o in observations if not o.is_qc]
     controls = [o for o in observations if o.is_qc]
     qc_stored = _store_qc(tx, raw_id, controls) if test is None else 0
 
     mapped = [normalise(o, context, processing_id) for o in patient]
+    if performed_by:
+        mapped = [replace(r, performed_by=performed_by) for r in mapped]
     prints = [fingerprint(r) for r in mapped]
     known: set[str] = set()
     for start in range(0, len(prints), 500):
@@ -364,8 +374,7 @@ def store_observations(
             for h in found
         )
     instrument = str(rows[0]["instrument_id"])
-    actor = f"instrument:{instrument}"
-    reason = "received from the instrument"
+    actor = actor or f"instrument:{instrument}"
     if test is not None:
         why = describe_hold(test.hold())
         lifecycle.arrive_as_test(

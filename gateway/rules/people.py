@@ -2,7 +2,8 @@
 person need to look at it (DOMAIN rules 1, 2, 4, 5).
 
 Pure functions over the result and the context's facts (``gateway.rules.facts``); they hold
-nothing when ``[people] enforce`` is off. The moment that counts is when the analysis was
+nothing when ``[people] enforce`` is off, except a manual entry, which always waits for
+verification (``verification_rule``). The moment that counts is when the analysis was
 performed (``performed_at``), else when the result arrived (``context.now``).
 """
 
@@ -106,8 +107,15 @@ def is_second_look(result: Result, context: RuleContext) -> bool:
 
 
 def verification_rule(result: Result, context: RuleContext) -> Sequence[Hold]:
-    """Hold a visual reading or a manual entry until a second person verifies it."""
-    if not context.enforce_people or not is_second_look(result, context):
+    """Hold a visual reading or a manual entry until a second person verifies it.
+
+    A result typed in by hand (method ``manual``) is held whatever ``[people] enforce`` says:
+    DOMAIN rule 5 is a routine check of the typing, not a matter of the competence records
+    that ``enforce`` waits for. Holding it here (not in the entry service) keeps it held when
+    the rules run again (a correction re-runs them).
+    """
+    manual = result.method is Method.MANUAL
+    if not manual and not (context.enforce_people and is_second_look(result, context)):
         return ()
     test = context.find_test(result.instrument_id, result.test_code)
     # the driver's word first; a measured value of a test the site reads by eye is visual
