@@ -4,6 +4,7 @@ certifications, and results ingested through the real ingest path with the peopl
 from __future__ import annotations
 
 import itertools
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
@@ -12,6 +13,7 @@ from sqlalchemy import Engine, func, insert, select
 
 from drivers.model import InboundMessage, Method, Observation
 from gateway.config import Config, load_config
+from gateway.holds import ActionOutcome
 from gateway.ingest import store_message
 from gateway.people.certification import CertStatus
 from gateway.people.roles import Role
@@ -92,8 +94,15 @@ PEOPLE = (
     Person("sara", (Role.SUPERVISOR, Role.OPERATOR), ("SARA",), {"afinion-1": (CERT, DUE, "")}),
     # a supervisor, certified for the model (every Afinion 2)
     Person("sven", (Role.SUPERVISOR,), (), {"astm_afinion2": (CERT, DUE, "")}),
-    # a supervisor not certified for the Afinion
-    Person("siv", (Role.SUPERVISOR,), (), {"clinitek-1": (CERT, DUE, "")}),
+    # a supervisor not certified for the Afinion (who runs one all the same)
+    Person("siv", (Role.SUPERVISOR,), ("SIV",), {"clinitek-1": (CERT, DUE, "")}),
+    # a supervisor certified for the model, but a trainee on the Afinion's HbA1c
+    Person(
+        "stig",
+        (Role.SUPERVISOR, Role.OPERATOR),
+        ("STIG",),
+        {"astm_afinion2": (CERT, DUE, ""), "afinion-1:HbA1c": (CertStatus.TRAINEE, None, "sven")},
+    ),
     # verifiers of the urine strips; viktor's certification is due today
     Person("vera", (Role.VERIFIER, Role.OPERATOR), ("VERA",), {"clinitek-1": (CERT, DUE, "")}),
     Person("viktor", (Role.VERIFIER,), (), {"clinitek-1": (CERT, date(2026, 12, 8), "")}),
@@ -148,7 +157,9 @@ class Site:
 
         return run_in_transaction(self.engine, job, now)
 
-    def act(self, job_fn, now: datetime = NOW):  # type: ignore[no-untyped-def]
+    def act(
+        self, job_fn: Callable[[Tx, RuleContext], ActionOutcome], now: datetime = NOW
+    ) -> ActionOutcome:
         """Run an action ``job_fn(tx, context)`` at ``now``."""
         return run_in_transaction(self.engine, lambda tx: job_fn(tx, self.base), now)
 
