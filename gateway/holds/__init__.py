@@ -17,6 +17,7 @@ from gateway.holds.correction import correct
 from gateway.holds.cosign import cosign
 from gateway.holds.outcome import ActionOutcome, Done, Refusal
 from gateway.holds.sign_off import override, release
+from gateway.holds.subject import signer_problem
 from gateway.holds.verification import reject, same_reading, verify
 
 __all__ = [
@@ -29,5 +30,6 @@ __all__ = [
     "reject",
     "release",
     "same_reading",
+    "signer_problem",
     "verify",
 ]

@@ -159,6 +159,34 @@ def _no_hold(
     )
 
 
+def signer_problem(
+    rule: ActionRule,
+    signer: str,
+    performer: str | None,
+    work: WorkItem,
+    context: RuleContext,
+    now: datetime,
+) -> tuple[Refusal, dict[str, str]] | None:
+    """Why ``signer`` may not take ``rule``'s action on a result ``performer`` performed for
+    ``work`` (the refusal and its text's parameters), or None when they may. Pure: a page may
+    ask it to offer only the actions a viewer can take (the action asks it again)."""
+    facts = context.facts
+    if not facts.has_role(signer, *rule.roles):
+        return Refusal.WRONG_ROLE, {"person": signer, "roles": format_roles(rule.roles)}
+    if rule.other_person and performer is not None and performer == signer:
+        return Refusal.SAME_PERSON, {"person": signer}
+    if rule.certified:
+        cert = facts.certification_for(signer, work)
+        status = status_at(cert, now, context.zone) if cert is not None else None
+        if status is not CertStatus.CERTIFIED:
+            return Refusal.NOT_CERTIFIED, {
+                "person": signer,
+                "task": task_text(work),
+                "status": status.value if status else "none",
+            }
+    return None
+
+
 def _check(
     result_id: int,
     rule: ActionRule,
@@ -169,30 +197,8 @@ def _check(
     now: datetime,
     state: str,
 ) -> ActionOutcome | None:
-    """Why ``signer`` may not take ``rule``'s action, or None when they may."""
-    facts = context.facts
-    if not facts.has_role(signer, *rule.roles):
-        return refused(
-            result_id,
-            rule.action,
-            Refusal.WRONG_ROLE,
-            state,
-            person=signer,
-            roles=format_roles(rule.roles),
-        )
-    if rule.other_person and did is not None and did == signer:
-        return refused(result_id, rule.action, Refusal.SAME_PERSON, state, person=signer)
-    if rule.certified:
-        cert = facts.certification_for(signer, work)
-        status = status_at(cert, now, context.zone) if cert is not None else None
-        if status is not CertStatus.CERTIFIED:
-            return refused(
-                result_id,
-                rule.action,
-                Refusal.NOT_CERTIFIED,
-                state,
-                person=signer,
-                task=task_text(work),
-                status=status.value if status else "none",
-            )
-    return None
+    problem = signer_problem(rule, signer, did, work, context, now)
+    if problem is None:
+        return None
+    code, params = problem
+    return refused(result_id, rule.action, code, state, **params)

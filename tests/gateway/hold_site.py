@@ -163,6 +163,10 @@ class Site:
         """Run an action ``job_fn(tx, context)`` at ``now``."""
         return run_in_transaction(self.engine, lambda tx: job_fn(tx, self.base), now)
 
+    def act_context(self, now: datetime = NOW) -> RuleContext:
+        """The rule context an action at ``now`` sees (config and the store's facts)."""
+        return run_in_transaction(self.engine, lambda tx: current_context(tx, self.base), now)
+
     def state(self, result_id: int) -> str:
         with self.engine.connect() as conn:
             return str(

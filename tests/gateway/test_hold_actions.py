@@ -26,13 +26,15 @@ from gateway.holds import (
     reject,
     release,
     same_reading,
+    signer_problem,
     verify,
 )
 from gateway.holds import outcome as outcomes
 from gateway.lis.oru import build_oru
 from gateway.lis.outbox import enqueue, unassigned_queued
 from gateway.model import State
-from gateway.people.roles import HoldAction
+from gateway.people.roles import HoldAction, actions_for
+from gateway.people.tasks import WorkItem
 from gateway.rules import RuleContext
 from gateway.store.audit import verify as verify_audit
 from gateway.store.people import set_active
@@ -488,3 +490,20 @@ def test_every_outcome_code_has_its_text_in_both_languages() -> None:
     keys |= {f"action.signin.{s}" for s in ("wrong", "locked", "disabled", "no_password")}
     for lang in LANGUAGES:
         assert {k for k in keys if not has(lang, k)} == set(), lang
+
+
+def test_a_page_can_ask_who_may_act_without_acting(site: Site) -> None:
+    """``signer_problem`` is the check the actions make, as a pure function over facts."""
+    (rule, _) = actions_for("awaiting_verification")
+    work = WorkItem("clinitek-1", "astm_clinitek_status", "GLU")
+
+    def problem(person: str, now: datetime = NOW) -> str | None:
+        context = site.act_context(now)
+        found = signer_problem(rule, person, "vera", work, context, now)
+        return found[0].value if found else None
+
+    assert problem("viktor") is None
+    assert problem("vera") == "same_person"
+    assert problem("sara") == "wrong_role"
+    assert problem("vilde") == "not_certified"
+    assert problem("viktor", datetime(2026, 12, 8, 23, 0, tzinfo=UTC)) == "not_certified"
