@@ -20,6 +20,7 @@ from sqlalchemy import bindparam, insert, select
 
 from drivers.model import InboundMessage, Method, Observation
 from gateway import lifecycle, quarantine_reason
+from gateway.holds import rerun
 from gateway.model import Hold, Result, State
 from gateway.rule_context import FactsLoader, RuleContexts
 from gateway.rules import RULES, Rule, RuleContext, run_rules
@@ -313,6 +314,7 @@ def store_observations(
             )
         )
     rows: list[dict[str, Any]] = []
+    kept: list[Result] = []
     hold_lists: list[tuple[Hold, ...]] = []
     duplicates = 0
     for result, fp in zip(mapped, prints, strict=True):
@@ -325,6 +327,7 @@ def store_observations(
         row = result_row(result, raw_id, state, fp, tx)
         row["correction_of"] = _find_original(tx, result)
         rows.append(row)
+        kept.append(result)
         hold_lists.append(found)
     if duplicates:
         tx.audit(
@@ -394,6 +397,8 @@ def store_observations(
             duplicates=duplicates,
         )
     bulk.insert_rows(conn, holds, hold_rows)
+    if test is None and context.enforce_people:  # uncertified operators, certified re-runs
+        rerun.after_arrival(tx, list(zip(ids, kept, hold_lists, strict=True)), context)
     return outcome
 
 

@@ -5,9 +5,11 @@
     received -> queued                       (no holds)
     rejected -> queued                       (a person resent it after fixing the cause)
     received -> test                         (its sender marked it test data: the end)
+    held -> discarded                        (rejected, a verifier read another value, or
+                                              replaced by a re-run: the end)
 
-``test`` has no move out: test and debugging data never goes to the LIS, whoever asks
-(``gateway.rules.processing_id``).
+``test`` and ``discarded`` have no move out: test and debugging data never goes to the LIS,
+whoever asks (``gateway.rules.processing_id``), nor does a result a person discarded.
 
 A correction after sending is a new result (``correction_of`` points at the original) that runs
 the same lifecycle and goes out with OBX-11 = C. Every move is an UPDATE guarded by the expected
@@ -42,6 +44,10 @@ TRANSITIONS: Mapping[tuple[State | None, State], str] = {
     (State.SENT, State.ACKNOWLEDGED): "the LIS answered AA",
     (State.SENT, State.REJECTED): "the LIS answered AE or AR",
     (State.REJECTED, State.QUEUED): "a person resent it after fixing the cause",
+    (State.HELD, State.DISCARDED): (
+        "a verifier rejected it or read another value, or a re-run by a certified operator "
+        "replaced it: kept, never sent to the LIS"
+    ),
     (State.RECEIVED, State.TEST): (
         "its sender marked it test or debugging data (processing ID not P): kept, never sent "
         "to the LIS"

@@ -19,6 +19,7 @@ from sqlalchemy import (
     Table,
     Text,
     UniqueConstraint,
+    text,
 )
 from sqlalchemy.engine import Dialect
 from sqlalchemy.types import TypeDecorator
@@ -177,6 +178,13 @@ holds = Table(
     Column("released_by", String(64)),
     Column("release_note", Text),
     Index("ix_holds_result", "result_id"),
+    # open holds by reason (0009): "is any result held for an uncertified operator?" at ingest
+    Index(
+        "ix_holds_open_reason",
+        "reason",
+        sqlite_where=text("released_at IS NULL"),
+        postgresql_where=text("released_at IS NULL"),
+    ),
 )
 
 outbox = Table(

@@ -16,8 +16,11 @@ from gateway.config import LisConfig, load_config
 from gateway.ingest import store_message
 from gateway.lis.oru import build_oru
 from gateway.lis.outbox import enqueue, unassigned_queued
+from gateway.people.roles import Role
 from gateway.rules import context_from_config
 from gateway.store.engine import make_engine, upgrade
+from gateway.store.people import upsert_person
+from gateway.store.signin import set_password
 from gateway.store.tables import audit
 from gateway.store.writer import Tx, run_in_transaction
 
@@ -127,27 +130,34 @@ def test_results_list_masks_patient_ids_unless_asked(site: Path) -> None:
     assert VALID in {r["patient_id"] for r in json.loads(shown)}
 
 
-def test_release_moves_a_held_result_to_the_queue(site: Path) -> None:
+def test_an_invalid_patient_id_is_corrected_not_released(site: Path) -> None:
+    """The issue's bug: `release 40 --by kari` sent an invalid fødselsnummer to the LIS."""
+    cfg = load_config(site)
+    engine = make_engine(cfg.store.url)
+
+    def seed(tx: Tx) -> None:
+        upsert_person(tx, "kari", name="Kari", roles=[Role.VERIFIER], actor="test")
+        set_password(tx, "kari", "correct horse battery staple", actor="test")
+
+    run_in_transaction(engine, seed)
+    engine.dispose()
+    env = {"TRYGG_PASSWORD": "correct horse battery staple"}
     rows = json.loads(invoke("results", "list", "--config", str(site), "--json")[1])
-    held = next(r for r in rows if r["state"] == "held")
-    code, _ = invoke(
-        "results",
-        "release",
-        str(held["id"]),
-        "--config",
-        str(site),
-        "--by",
-        "kari.bioing",
-        "--note",
-        "checked the label",
+    held = str(next(r for r in rows if r["state"] == "held")["id"])
+    release = ["results", "release", held, "--config", str(site), "--by", "kari"]
+    refused = runner.invoke(app, [*release, "--note", "checked the label"], env=env)
+    assert refused.exit_code == 1 and "never released unchanged" in refused.stderr
+    correct = ["results", "correct", held, "--config", str(site), "--user", "kari"]
+    corrected = runner.invoke(
+        app, [*correct, "--field", "patient_id", "--value", VALID, "--reason", "label"], env=env
     )
-    assert code == 0
-    shown = json.loads(invoke("results", "show", str(held["id"]), "--config", str(site))[1])
+    assert corrected.exit_code == 0, corrected.output
+    shown = json.loads(invoke("results", "show", held, "--config", str(site))[1])
     assert shown["state"] == "queued" and shown["holds"][0]["released"]
-    again = runner.invoke(
-        app, ["results", "release", str(held["id"]), "--config", str(site), "--by", "kari.bioing"]
-    )
-    assert again.exit_code == 1 and "not held" in again.stderr
+    assert shown["corrections"][0]["old_value"] == "010100*****"
+    assert [s["meaning"] for s in shown["signatures"]] == ["correct"]
+    again = runner.invoke(app, [*release, "--note", "again"], env=env)
+    assert again.exit_code == 1 and "is not held" in again.stderr
     assert invoke("audit", "verify", "--config", str(site))[0] == 0
 
 

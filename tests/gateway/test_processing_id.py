@@ -218,9 +218,10 @@ def test_test_data_cannot_be_released_to_the_lis(engine: Engine) -> None:
     with engine.connect() as conn:
         result_id = conn.execute(select(results.c.id)).scalar_one()
     outcome = run_in_transaction(
-        engine, lambda tx: release(tx, result_id, actor="kari", note="looks fine")
+        engine, lambda tx: release(tx, result_id, "kari", note="looks fine", context=KEEP)
     )
-    assert not outcome.released and "test data" in outcome.detail
+    assert outcome.refused and outcome.code == "test_data"
+    assert "test data" in outcome.message("en")
     with engine.connect() as conn:
         assert conn.execute(select(results.c.state)).scalar_one() == "test"
         assert conn.execute(select(holds.c.released_at)).scalar_one() is None

@@ -25,9 +25,13 @@ from drivers.protocols.astm.records import encode_message
 from gateway.app import Gateway
 from gateway.cli import app as cli
 from gateway.config import Config
+from gateway.people.roles import Role
 from gateway.store.audit import verify
+from gateway.store.people import upsert_person
 from gateway.store.queries import list_results, summary
+from gateway.store.signin import set_password
 from gateway.store.tables import quarantine, raw_messages, results
+from gateway.store.writer import Tx, run_in_transaction
 from simulators.astm_models.astm_generic import MODEL as GENERIC_MODEL
 from simulators.lis import LisSimOptions, LisSimulator
 from simulators.national_id import make_fnr
@@ -141,8 +145,26 @@ async def test_hl7_test_and_debug_messages_get_aa_and_are_kept_not_forwarded(
     assert "Test message (MSH-11 = T): not sent to the LIS." in shown.output
     assert "Test message (MSH-11 = D): not sent to the LIS." in shown.output
     test_id = listed["SPEC-T"]["id"]
+
+    def signer(tx: Tx) -> None:  # a quality manager, who may release what a release ends
+        upsert_person(tx, "kari", name="Kari", roles=[Role.QUALITY_MANAGER], actor="test")
+        set_password(tx, "kari", "correct horse battery staple", actor="test")
+
+    run_in_transaction(gateway.engine, signer)
     released = runner.invoke(
-        cli, ["results", "release", str(test_id), "--config", str(config), "--by", "kari"]
+        cli,
+        [
+            "results",
+            "release",
+            str(test_id),
+            "--config",
+            str(config),
+            "--by",
+            "kari",
+            "--note",
+            "ok",
+        ],
+        env={"TRYGG_PASSWORD": "correct horse battery staple"},
     )
     assert released.exit_code == 1
     assert "test data" in released.output
