@@ -18,7 +18,8 @@ from sqlalchemy import select
 
 from gateway.holds.outcome import ActionOutcome, Refusal, refused
 from gateway.model import HoldReason, Result, State
-from gateway.people.certification import CertStatus, status_at
+from gateway.people import permissions
+from gateway.people.certification import status_at
 from gateway.people.roles import ActionRule, HoldAction, actions_for, format_roles
 from gateway.people.tasks import WorkItem
 from gateway.rules import RuleContext
@@ -28,6 +29,14 @@ from gateway.store.results import RESULT_COLUMNS, from_row
 from gateway.store.tables import holds, results
 from gateway.store.writer import Tx
 
+#: the one may-act check's codes (``gateway.people.permissions``) as the actions' refusals
+_REFUSALS = {
+    permissions.UNKNOWN_PERSON: Refusal.UNKNOWN_PERSON,
+    permissions.INACTIVE: Refusal.INACTIVE_PERSON,
+    permissions.NO_ROLE: Refusal.WRONG_ROLE,
+    permissions.OWN_RESULT: Refusal.SAME_PERSON,
+    permissions.NOT_CERTIFIED: Refusal.NOT_CERTIFIED,
+}
 #: states in which the LIS has (or had) the result: a correction is a new result then
 SENT_STATES = frozenset({State.SENT.value, State.ACKNOWLEDGED.value, State.REJECTED.value})
 
@@ -171,20 +180,29 @@ def signer_problem(
     ``work`` (the refusal and its text's parameters), or None when they may. Pure: a page may
     ask it to offer only the actions a viewer can take (the action asks it again)."""
     facts = context.facts
-    if not facts.has_role(signer, *rule.roles):
-        return Refusal.WRONG_ROLE, {"person": signer, "roles": format_roles(rule.roles)}
-    if rule.other_person and performer is not None and performer == signer:
-        return Refusal.SAME_PERSON, {"person": signer}
-    if rule.certified:
+    why = permissions.refusal(
+        rule,
+        facts,
+        signer,
+        performer=performer or "",
+        work=work,
+        at=now,
+        zone=context.zone,
+        require_certification=context.enforce_people,
+    )
+    if not why:
+        return None
+    if why == permissions.NOT_CERTIFIED:
         cert = facts.certification_for(signer, work)
         status = status_at(cert, now, context.zone) if cert is not None else None
-        if status is not CertStatus.CERTIFIED:
-            return Refusal.NOT_CERTIFIED, {
-                "person": signer,
-                "task": task_text(work),
-                "status": status.value if status else "none",
-            }
-    return None
+        return Refusal.NOT_CERTIFIED, {
+            "person": signer,
+            "task": task_text(work),
+            "status": status.value if status else "none",
+        }
+    if why == permissions.NO_ROLE:
+        return Refusal.WRONG_ROLE, {"person": signer, "roles": format_roles(rule.roles)}
+    return _REFUSALS[why], {"person": signer}
 
 
 def _check(

@@ -48,12 +48,15 @@ def refusal(
     work: WorkItem,
     at: datetime,
     zone: ZoneInfo,
+    require_certification: bool = True,
 ) -> str:
     """Why ``person`` may not take ``rule``'s action on a result ``performer`` produced (the
     task ``work``) at ``at``: a code from ``REFUSALS``, or "" when they may.
 
     A result whose performer is unknown ("") has no performer to be: ``own_result`` cannot
-    apply to it.
+    apply to it. ``require_certification`` is ``[people] enforce``: a site that has not
+    imported its competence records yet still gets second-person checks of manual entries
+    (role and another person), but nobody could be certified for them.
     """
     known = facts.people.get(person)
     if known is None:
@@ -64,7 +67,7 @@ def refusal(
         return NO_ROLE
     if rule.other_person and performer and performer == person:
         return OWN_RESULT
-    if rule.certified and not is_certified(facts, person, work, at, zone):
+    if rule.certified and require_certification and not is_certified(facts, person, work, at, zone):
         return NOT_CERTIFIED
     return ""
 

@@ -257,6 +257,7 @@ def _refused(
         work=_work(context, row.instrument_id, row.test_code),
         at=now,
         zone=context.zone,
+        require_certification=context.enforce_people,
     )
 
 
@@ -407,6 +408,7 @@ def _hold_view(
             work=work,
             at=now,
             zone=context.zone,
+            require_certification=context.enforce_people,
         )
         if not why:
             allowed.append(rule.action.value)

@@ -13,6 +13,7 @@ from typing import Any
 import pytest
 from sqlalchemy import Row, Table, select
 
+from drivers.model import Method
 from gateway import lifecycle
 from gateway.catalogue import LANGUAGES, has
 from gateway.config import LisConfig
@@ -507,3 +508,24 @@ def test_a_page_can_ask_who_may_act_without_acting(site: Site) -> None:
     assert problem("sara") == "wrong_role"
     assert problem("vilde") == "not_certified"
     assert problem("viktor", datetime(2026, 12, 8, 23, 0, tzinfo=UTC)) == "not_certified"
+
+
+def test_without_the_people_rules_a_verifier_needs_no_certification(site: Site) -> None:
+    # a site that has not imported its competence records ([people] enforce = false) still
+    # has manual entries checked by a second person with the verifier role
+    import dataclasses
+
+    base = site.base
+    site.base = dataclasses.replace(base, enforce_people=False)
+    try:
+        entry = site.ingest("GLU", "2+", operator="VERA", specimen="U9", method=Method.MANUAL)
+        assert site.open_reasons(entry) == ["awaiting_verification"]
+
+        def attempt(person: str) -> ActionOutcome:
+            return site.act(lambda tx, c: verify(tx, entry, person, context=c))
+
+        assert refused_as(attempt("vera"), Refusal.SAME_PERSON)
+        assert refused_as(attempt("sara"), Refusal.WRONG_ROLE)
+        assert attempt("vilde").code == Done.QUEUED  # certified for nothing, but a verifier
+    finally:
+        site.base = base
