@@ -18,7 +18,7 @@ from gateway.config import Config, ConfigError, WebConfig, parse_config
 from gateway.web.app import create_app
 from gateway.web.hosts import allowed_hosts, host_name
 from tests.ports import free_port
-from tests.web.conftest import LOCAL, VALID_FNR, Seeded, make_config
+from tests.web.conftest import LOCAL, VALID_FNR, Seeded, make_config, sign_in
 
 with warnings.catch_warnings():
     warnings.filterwarnings("ignore", "Using `httpx` with `starlette.testclient`")
@@ -28,6 +28,7 @@ with warnings.catch_warnings():
 @pytest.fixture
 def client(web_config: Config, web_engine: Engine, seeded: Seeded) -> Iterator[TestClient]:
     with TestClient(create_app(web_config, web_engine), base_url=LOCAL) as test_client:
+        sign_in(test_client)
         yield test_client
 
 
@@ -97,6 +98,7 @@ def test_allowed_hosts_extends_the_names(web_engine: Engine, seeded: Seeded) -> 
         update={"web": WebConfig(listen="127.0.0.1:8470", allowed_hosts=["labpc-3.lab.local"])}
     )
     with TestClient(create_app(config, web_engine), base_url=LOCAL) as client:
+        sign_in(client)
         assert client.get("/api/results", headers={"host": "LabPC-3.lab.local."}).status_code == 200
         assert client.get("/api/results", headers={"host": "labpc-4.lab.local"}).status_code == 400
 
