@@ -43,6 +43,8 @@ class EndReason(enum.StrEnum):
     REPLACED = "replaced"
     #: too many wrong passwords for an electronic signature locked the account
     LOCKED = "locked"
+    #: an administrator set a new password: sessions opened with the old one end
+    NEW_PASSWORD = "new_password"
 
 
 @dataclass(frozen=True, slots=True)
