@@ -1,4 +1,4 @@
-"""Web hardening before sign-in: the Host guard, remote listening, ids out of range."""
+"""Web hardening: the Host guard, remote listening (plain HTTP: TLS in front), ids out of range."""
 
 from __future__ import annotations
 
@@ -136,6 +136,7 @@ def test_a_remote_listen_needs_allow_remote(listen: str) -> None:
         parse_config({"site": {"name": "lab"}, "web": {"listen": listen}})
     message = str(caught.value)
     assert "web" in message and "allow_remote" in message and listen in message
+    assert "plain HTTP" in message and "TLS" in message  # why, and what to put in front
 
 
 @pytest.mark.parametrize("listen", ["127.0.0.1:8470", "localhost:8470", "[::1]:8470"])
@@ -188,7 +189,7 @@ def test_a_remote_listen_warns_at_every_start(
         ok, foreign = asyncio.run(start_and_ask())
     assert (ok, foreign) == (200, 400)
     warned = [r.getMessage() for r in caplog.records if "allow_remote" in r.getMessage()]
-    assert warned and "no sign-in" in warned[0]
+    assert warned and "plain HTTP" in warned[0] and "TLS" in warned[0]
 
 
 # --- ids out of range are not found ---------------------------------------------------------
