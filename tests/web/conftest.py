@@ -302,8 +302,28 @@ def sign_in(client: Any, *roles: Role, person: str = TESTER) -> SignedIn:
     signed = open_session(
         web.engine, person, roles or READER_ROLES, now=web.now(), policy=web.session_policy
     )
-    client.cookies.set(SESSION_COOKIE, signed.token)
+    use_session(client, signed.token)
     return signed
+
+
+def use_session(client: Any, token: str) -> None:
+    """Give ``client`` the session cookie ``token``, as the server would have set it (host
+    127.0.0.1, path /): it replaces the cookie a sign-in set, as in a browser."""
+    client.cookies.set(SESSION_COOKIE, token, domain="127.0.0.1", path="/")
+
+
+class Clock:
+    """A clock a test moves: ``app.state.web.clock = Clock(T0)``; ``clock.advance(minutes=5)``."""
+
+    def __init__(self, now: datetime) -> None:
+        self.now = now
+
+    def __call__(self) -> datetime:
+        return self.now
+
+    def advance(self, **delta: float) -> datetime:
+        self.now += timedelta(**delta)
+        return self.now
 
 
 @pytest.fixture

@@ -75,7 +75,8 @@ async def patient_extract_form(request: Request, web: Web) -> HTMLResponse:
 async def patient_extract(
     request: Request, web: Web, viewer: Annotated[Viewer, Authenticated]
 ) -> HTMLResponse:
-    """Every access to one patient's results; the search is logged as an ``export``."""
+    """Every access to one patient's results; the search is logged as an ``export`` (and
+    shows in the next extract)."""
     patient = (await form_fields(request)).get("patient", "").strip()
     if not patient or len(patient) > PATIENT_CHARS:
         tr = web.translator(request)
@@ -86,6 +87,13 @@ async def patient_extract(
             error=tr.t("access.bad_patient"),
             status_code=422,
         )
+
+    def reads(conn: Connection) -> list[dict[str, Any]]:
+        return access.by_patient(conn, patient)
+
+    # read, then log the search, then show: the extract shows the accesses before this one,
+    # and nothing is shown unless the search was logged
+    rows = await web.query(reads)
     await web.write(
         functools.partial(
             access.log_access,
@@ -97,9 +105,4 @@ async def patient_extract(
             detail="per-patient access extract",
         )
     )
-
-    def reads(conn: Connection) -> list[dict[str, Any]]:
-        return access.by_patient(conn, patient)
-
-    rows = await web.query(reads)
     return _extract_form(request, web, patient=patient, rows=rows)

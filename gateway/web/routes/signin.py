@@ -182,7 +182,7 @@ async def signin(request: Request, web: Web) -> Response:
             )
             response = RedirectResponse(next_path or landing(viewer), status_code=303)
             set_session_cookie(request, response, started.token)
-            response.delete_cookie(SIGNIN_COOKIE, path="/signin")
+            response.delete_cookie(SIGNIN_COOKIE, path="/signin", httponly=True, samesite="strict")
             return response
         response = _form(
             request,
