@@ -481,3 +481,33 @@ def test_a_refused_signature_says_why(web_engine: Engine, seeded: Seeded) -> Non
     assert refusal_text(web, request, Attempt(SignIn.OK, KARI)) == ""
     wrong = refusal_text(web, request, Attempt(SignIn.WRONG, KARI))
     assert wrong == "Signaturen ble ikke godtatt: Feil bruker-ID eller passord."
+
+
+# --- require() and the form reader -----------------------------------------------------------
+
+
+def test_require_narrows_a_handler_to_roles() -> None:
+    from fastapi import Request
+
+    from gateway.web.auth import Refused, require
+
+    def request_of(viewer: Viewer) -> Request:
+        request = Request({"type": "http", "query_string": b"", "headers": []})
+        request.state.viewer = viewer  # what the guard left for the handler
+        return request
+
+    operator = Viewer("op", "Op", frozenset({Role.OPERATOR}), True, "c", 1)
+    assert asyncio.run(require(Role.OPERATOR, Role.VERIFIER)(request_of(operator))) is operator
+    assert asyncio.run(require()(request_of(operator))) is operator
+    with pytest.raises(Refused) as refused:
+        asyncio.run(require(Role.VERIFIER)(request_of(operator)))
+    assert refused.value.why == "role"
+
+
+def test_an_oversized_form_is_refused_before_it_is_read(client: TestClient) -> None:
+    token = form_csrf(client)
+    response = client.post(
+        "/signin", data={"csrf": token, "person": KARI, "password": "x" * 70_000}
+    )
+    assert response.status_code == 413
+    assert not session_cookie(client)
