@@ -337,3 +337,24 @@ def test_an_admin_lands_on_the_access_log(browser: Browser, served: Served) -> N
         expect(page.locator(".error-message")).to_contain_text("Rollene dine gir ikke tilgang")
     finally:
         context.close()
+
+
+def test_a_page_left_open_shows_the_sign_in_page_once_its_session_ends(
+    watched: Watched, served: Served
+) -> None:
+    from gateway.store import sessions
+    from gateway.store.writer import run_in_transaction
+
+    page = watched.page
+    page.goto(served.url + "/results")
+    expect(page.locator(".who-name")).to_be_visible()
+    run_in_transaction(
+        served.engine,
+        lambda tx: sessions.end_all(tx, TESTER, sessions.EndReason.DISABLED),
+    )
+    # the next refresh gets the sign-in page instead of the results: the page goes there
+    expect(page).to_have_url(
+        f"{served.url}/signin?next=%2Fresults", timeout=(REFRESH_SECONDS * 3) * 1000
+    )
+    expect(page.get_by_label("Passord")).to_be_visible()
+    assert watched.errors == []
