@@ -307,8 +307,9 @@ class Gateway:
             if serve_web:
                 if self.config.web.is_remote:
                     log.warning(
-                        "web: listening on %s, reachable from other PCs, and the pages have no "
-                        "sign-in yet (web.allow_remote = true)",
+                        "web: listening on %s, reachable from other PCs (web.allow_remote = "
+                        "true); the pages speak plain HTTP, so passwords and session cookies "
+                        "cross the network in clear unless a TLS proxy is in front",
                         self.config.web.listen,
                     )
                 web_sockets = bind_tcp(

@@ -325,7 +325,8 @@ def _check_listen_address(listen: str) -> str:
 class WebConfig(_Strict):
     enabled: bool = True
     listen: str = "127.0.0.1:8470"
-    #: the pages have no sign-in yet: listening beyond this PC must be asked for explicitly
+    #: the pages speak plain HTTP (passwords and session cookies in clear on the network):
+    #: listening beyond this PC must be asked for explicitly, with TLS in front of it
     allow_remote: bool = False
     #: further names the pages may be reached by (the Host header), besides the listen host
     #: and, on loopback, localhost; needed with a wildcard listen address
@@ -342,8 +343,9 @@ class WebConfig(_Strict):
     def _remote_is_explicit(self) -> WebConfig:
         if self.enabled and not is_loopback_host(self.host) and not self.allow_remote:
             raise ValueError(
-                f"listen {self.listen!r} reaches beyond this PC and the pages have no sign-in "
-                "yet: set allow_remote = true to accept that, or listen on 127.0.0.1"
+                f"listen {self.listen!r} reaches beyond this PC, and the pages speak plain HTTP "
+                "(passwords and session cookies would cross the network in clear): put a TLS "
+                "proxy in front and set allow_remote = true, or listen on 127.0.0.1"
             )
         return self
 

@@ -40,6 +40,19 @@ def scrub(text: str) -> str:
     return _CANDIDATE.sub(_mask, text)
 
 
+def national_ids_in(text: str) -> list[str]:
+    """The national IDs that ``scrub`` would mask in ``text`` (11 digits each, in order, once
+    each): whose data a raw message holds, for the access log."""
+    found: list[str] = []
+    for match in _CANDIDATE.finditer(text):
+        date, _separator, personal = match.groups()
+        number = date + personal
+        valid = classify(number, allow_synthetic=True, accept_2032_rule=True).valid
+        if valid and number not in found:
+            found.append(number)
+    return found
+
+
 def scrub_result(result: dict[str, Any]) -> dict[str, Any]:
     """A result dict with its free text and hold texts scrubbed (the patient ID is masked by
     the query)."""

@@ -10,9 +10,11 @@ from drivers.registry import DRIVERS
 from gateway.config import Config
 from gateway.ingest import IngestOutcome, store_observations
 from gateway.orders.store import ORDER_SOURCE
+from gateway.privacy import national_ids_in
 from gateway.rule_context import current_context
 from gateway.rules import RULES, RuleContext
 from gateway.rules.processing_id import TestMessages, judge, normalised
+from gateway.store.access import AccessAction, log_access
 from gateway.store.queries import QuarantinedMessage, get_quarantined
 from gateway.store.tables import quarantine, raw_messages
 from gateway.store.writer import Tx
@@ -99,17 +101,24 @@ def replay(
     return ReplayResult(quarantine_id, True, f"{outcome.stored} result(s) stored{as_test}", outcome)
 
 
-def show_raw(tx: Tx, quarantine_id: int, *, actor: str, via: str) -> QuarantinedMessage | None:
+def show_raw(
+    tx: Tx, quarantine_id: int, *, actor: str, via: str, person: str = ""
+) -> QuarantinedMessage | None:
     """The quarantined message with its bytes as received, for an explicit "show raw" action.
 
     The bytes are the one place a refused message's patient data is kept, so every look at
     them is an audit row: who (``actor``: "web:<viewer>", "cli:<user>"), what (the entry, and
-    ``via``: which page, API route or command), when (the transaction's time). None, and no
-    row, when there is no such entry.
+    ``via``: which page, API route or command), when (the transaction's time); and an access
+    log row (action ``raw``, for ``person``, by default the actor) per national ID found in
+    the bytes, so a patient's extract shows it (one row without a patient when none is
+    found). None, and no row, when there is no such entry.
     """
     found = get_quarantined(tx.conn, quarantine_id)
     if found is None:
         return None
+    detail = f"quarantine {quarantine_id}"
+    for patient_id in national_ids_in(bytes(found.raw).decode("utf-8", "replace")) or [""]:
+        log_access(tx, person or actor, AccessAction.RAW, via, None, patient_id, detail)
     tx.audit(
         actor=actor,
         action=RAW_VIEWED,

@@ -8,7 +8,8 @@ from __future__ import annotations
 
 import typer
 
-from gateway.cli import audit, db, orders, outbox, quarantine, results
+from gateway.cli import audit, db, orders, outbox, quarantine, results, users
+from gateway.cli.access_log import access_log
 from gateway.cli.check_config import check_config
 from gateway.cli.common import fail
 from gateway.cli.demo import demo
@@ -28,12 +29,14 @@ app.add_typer(outbox.app, name="outbox")
 app.add_typer(quarantine.app, name="quarantine")
 app.add_typer(audit.app, name="audit")
 app.add_typer(orders.app, name="orders")
+app.add_typer(users.app, name="users")
 app.command()(run)
 app.command()(demo)
 app.command("lis-sim")(lis_sim)
 app.command()(simulate)
 app.command("check-config")(check_config)
 app.command("drivers")(list_drivers)
+app.command("access-log")(access_log)
 
 
 def main() -> None:

@@ -2,23 +2,25 @@
 
 Pages (Jinja2) live in ``routes/`` by page group, the JSON API in ``routes/api.py``; personal
 data masking in ``gateway.privacy``; headers and error pages in ``middleware.py``; the
-Host-header guard in ``hosts.py``; templates, layout and language in ``context.py``; the
-authentication hook in ``auth.py`` (``current_viewer``).
+Host-header guard in ``hosts.py``; templates, layout and language in ``context.py``; sign-in,
+sessions, roles and CSRF in ``auth.py`` (the ``guard`` every route passes) against the route
+table in ``access.py`` (deny by default: the app refuses to start with a route not in it).
 How to add a page: see ``gateway.web.routes``.
 """
 
 from __future__ import annotations
 
-from fastapi import FastAPI
+from fastapi import Depends, FastAPI
 from fastapi.staticfiles import StaticFiles
 from sqlalchemy import Engine
 
 from gateway import __version__
 from gateway.config import Config
-from gateway.web import middleware
+from gateway.web import auth, middleware
 from gateway.web.context import HERE, WebContext
 from gateway.web.hosts import HostGuard, allowed_hosts
 from gateway.web.routes import (
+    access_log,
     dashboard,
     deviations,
     docs,
@@ -26,6 +28,7 @@ from gateway.web.routes import (
     outbox,
     quarantine,
     results,
+    signin,
 )
 from gateway.web.routes.api import api, health
 
@@ -34,14 +37,19 @@ def create_app(config: Config, engine: Engine, *, gateway: object | None = None)
     """The dashboard and API for ``config`` over ``engine``; ``gateway`` adds live state.
 
     Swagger UI and ReDoc are off (they load from a CDN); ``/docs`` is our own offline page
-    built from ``/openapi.json``.
+    built from the schema, which ``/openapi.json`` serves behind sign-in like every route.
     """
     app = FastAPI(
         title=f"Trygg ({config.site.name})",
         version=__version__,
-        description="Read-only JSON API of the Trygg instrument gateway.",
+        description=(
+            "JSON API of the Trygg instrument gateway. Sign in at /signin first: the API "
+            "reads the session cookie (401 without one, 403 without the role)."
+        ),
         docs_url=None,
         redoc_url=None,
+        openapi_url=None,
+        dependencies=[Depends(auth.guard)],
     )
     app.state.web = WebContext(config, engine, gateway)
     middleware.install(app)
@@ -50,8 +58,20 @@ def create_app(config: Config, engine: Engine, *, gateway: object | None = None)
     app.mount("/static", StaticFiles(directory=HERE / "static"), name="static")
     app.include_router(health)
     app.include_router(api)
-    for page_group in (dashboard, results, orders, outbox, quarantine, deviations, docs):
+    page_groups = (
+        signin,
+        dashboard,
+        results,
+        orders,
+        outbox,
+        quarantine,
+        deviations,
+        access_log,
+        docs,
+    )
+    for page_group in page_groups:
         app.include_router(page_group.router)
+    auth.install(app)  # last: it checks every route against the access table
     return app
 
 

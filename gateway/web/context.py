@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Annotated, Any, Final, TypeVar
 from urllib.parse import urlencode
@@ -18,11 +18,13 @@ from sqlalchemy import Connection, Engine
 from starlette.concurrency import run_in_threadpool
 
 from gateway.config import Config
+from gateway.store.sessions import SessionPolicy
+from gateway.store.signin import Policy
 from gateway.store.writer import Tx, run_in_transaction
 from gateway.texts import connection_technical, hold_technical, without_bytes
-from gateway.web import i18n
-from gateway.web.auth import ANONYMOUS
+from gateway.web import access, i18n
 from gateway.web.live import store_alarm
+from gateway.web.viewer import ANONYMOUS, Viewer
 
 T = TypeVar("T")
 
@@ -49,7 +51,28 @@ NAV: Final[tuple[NavItem, ...]] = (
     NavItem("/outbox", "nav.outbox"),
     NavItem("/quarantine", "nav.quarantine"),
     NavItem("/deviations", "nav.deviations"),
+    NavItem("/access-log", "nav.access_log"),
 )
+
+
+def may_open(viewer: Viewer, path: str) -> bool:
+    """Whether ``viewer`` may open the page at ``path`` (a route template without
+    parameters, as the navigation links are)."""
+    return access.permits(
+        access.rule_for(path), authenticated=viewer.authenticated, roles=viewer.roles
+    )
+
+
+def landing(viewer: Viewer) -> str:
+    """Where a signed-in person starts: the first page of the navigation they may open."""
+    for item in NAV:
+        if may_open(viewer, item.path):
+            return item.path
+    return "/docs"
+
+
+def utc_now() -> datetime:
+    return datetime.now(UTC)
 
 
 def template_environment() -> jinja2.Environment:
@@ -73,6 +96,18 @@ class WebContext:
         self.zone = ZoneInfo(config.site.timezone)
         self.templates = Jinja2Templates(env=template_environment())
         self.title = config.site.title or config.site.name
+        people = config.people
+        self.session_policy = SessionPolicy.of(
+            people.session_idle_minutes, people.session_max_hours
+        )
+        self.signin_policy = Policy(
+            people.login_attempts, timedelta(minutes=people.lockout_minutes)
+        )
+        #: the web's clock (sessions, sign-in, the access log); tests move it
+        self.clock: Callable[[], datetime] = utc_now
+
+    def now(self) -> datetime:
+        return self.clock()
 
     def read(self, job: Callable[[Connection], T]) -> T:
         """Run store read functions on one connection (blocking: call through ``query``).
@@ -91,7 +126,7 @@ class WebContext:
         """Run one store command (a function of ``Tx``, defined outside the web) in its own
         transaction on a worker thread, as the CLI's commands do beside a running gateway
         (the audit chain's head row serialises them with the gateway's writer)."""
-        return await run_in_threadpool(run_in_transaction, self.engine, job)
+        return await run_in_threadpool(run_in_transaction, self.engine, job, self.now())
 
     def language(self, request: Request) -> str:
         return i18n.choose_language(
@@ -110,10 +145,15 @@ class WebContext:
         context: Mapping[str, Any],
         *,
         status_code: int = 200,
+        refresh: bool = True,
     ) -> HTMLResponse:
-        """Render ``template`` with the shared layout context; remember a chosen language."""
+        """Render ``template`` with the shared layout context; remember a chosen language.
+
+        ``refresh=False`` for a page with a form: the live part would replace what is typed.
+        """
         tr = self.translator(request)
         path = request.url.path
+        viewer = getattr(request.state, "viewer", ANONYMOUS)
         others = [(k, v) for k, v in request.query_params.multi_items() if k != "lang"]
         full: dict[str, Any] = {
             "lang": tr.lang,
@@ -131,14 +171,20 @@ class WebContext:
             "technical": without_bytes,
             "when": tr.when,
             "ago": tr.ago,
-            "now": datetime.now(UTC),
+            "now": self.now(),
             "clock": tr.clock,
             "site_title": self.title,
             "zone": self.zone.key,
             "refresh_seconds": REFRESH_SECONDS,
-            "viewer": getattr(request.state, "viewer", ANONYMOUS),
+            "viewer": viewer,
+            "csrf": viewer.csrf,
+            "refresh": refresh,
             "store_alarm": store_alarm(self.gateway),
-            "nav": [{"path": n.path, "key": n.key, "active": n.active(path)} for n in NAV],
+            "nav": [
+                {"path": n.path, "key": n.key, "active": n.active(path)}
+                for n in NAV
+                if may_open(viewer, n.path)
+            ],
             "lang_links": [
                 {
                     "code": code,

@@ -50,6 +50,7 @@ from tests.integration.helpers import (
 from tests.integration.test_mqtt_events import collect
 from tests.mqtt_broker import SYSTEM_PORT, ensure_system_broker
 from tests.store_damage import checkpoint, damage, overwrite_pages, sqlite_path
+from tests.web.conftest import open_session
 
 pytestmark = pytest.mark.timeout(120)
 
@@ -80,8 +81,12 @@ def site_toml(data: dict[str, Any]) -> str:
 
 
 @contextlib.asynccontextmanager
-async def web_client(port: int) -> AsyncIterator[httpx.AsyncClient]:
-    async with httpx.AsyncClient(base_url=f"http://127.0.0.1:{port}", timeout=10) as client:
+async def web_client(
+    port: int, cookies: dict[str, str] | None = None
+) -> AsyncIterator[httpx.AsyncClient]:
+    async with httpx.AsyncClient(
+        base_url=f"http://127.0.0.1:{port}", timeout=10, cookies=cookies
+    ) as client:
         yield client
 
 
@@ -138,8 +143,10 @@ async def test_a_damaged_sqlite_store_stops_the_acks_and_raises_the_alarm(
     events: list[tuple[str, dict[str, Any]]] = []
     caplog.set_level(logging.WARNING)
     task = await started(gateway)
+    # signed in before the damage: the pages below are behind sign-in
+    signed = await asyncio.to_thread(open_session, gateway.engine)
     try:
-        async with web_client(web_port) as web, collect(SYSTEM_PORT, events):
+        async with web_client(web_port, signed.cookies) as web, collect(SYSTEM_PORT, events):
             before = analyser(hl7_port, 5, seed=1, ack_timeout_s=5.0)
             await asyncio.wait_for(before.run(), 30)
             assert before.ledger.acked_messages == 5

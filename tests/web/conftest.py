@@ -1,11 +1,13 @@
-"""Web test fixtures: a config, a SQLite store filled through the real ingest and outbox paths."""
+"""Web test fixtures: a config, a SQLite store filled through the real ingest and outbox paths,
+and signed-in clients (a person with the roles a test needs, in the test's store)."""
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from typing import Any
 
 import pytest
 from sqlalchemy import Engine, func, select
@@ -22,10 +24,14 @@ from gateway.lis.outbox import (
     settle,
     unassigned_queued,
 )
+from gateway.people.roles import Role
 from gateway.rules import context_from_config
+from gateway.store import people, sessions
 from gateway.store.engine import make_engine, upgrade
+from gateway.store.signin import set_password
 from gateway.store.tables import results
 from gateway.store.writer import Tx, run_in_transaction
+from gateway.web.auth import SESSION_COOKIE
 
 VALID_FNR = "01010012356"  # a valid fødselsnummer (tests/gateway/test_store.py checks it)
 OTHER_FNR = "15076500565"  # another valid fødselsnummer
@@ -219,6 +225,105 @@ def seed(engine: Engine, config: Config) -> Seeded:
         raw=b"m7",
     )
     return Seeded(acknowledged, invalid, missing, unmapped, rejected, pending, summer)
+
+
+# --- people and sessions -------------------------------------------------------------------
+
+#: the person existing web tests sign in as, and the roles they get by default: every role
+#: that reads results (not admin, which reads none)
+TESTER = "tester"
+READER_ROLES: tuple[Role, ...] = (
+    Role.OPERATOR,
+    Role.VERIFIER,
+    Role.SUPERVISOR,
+    Role.QUALITY_MANAGER,
+)
+PASSWORD = "korrekt hest batteri stift"
+
+
+def add_person(
+    engine: Engine,
+    person: str,
+    roles: Iterable[Role],
+    *,
+    name: str = "",
+    password: str | None = None,
+    now: datetime | None = None,
+) -> None:
+    """Create (or update the roles of) ``person`` in the store; with ``password``, set it."""
+
+    def job(tx: Tx) -> None:
+        people.upsert_person(
+            tx, person, name=name or person.title(), roles=list(roles), actor="test"
+        )
+        if password is not None:
+            set_password(tx, person, password, actor="test")
+
+    run_in_transaction(engine, job, now)
+
+
+@dataclass(frozen=True, slots=True)
+class SignedIn:
+    """A session opened for a test: the cookie's token and the session's CSRF token."""
+
+    person: str
+    token: str
+    csrf: str
+    session_id: int
+
+    @property
+    def cookies(self) -> dict[str, str]:
+        return {SESSION_COOKIE: self.token}
+
+
+def open_session(
+    engine: Engine,
+    person: str = TESTER,
+    roles: Iterable[Role] = READER_ROLES,
+    *,
+    now: datetime | None = None,
+    policy: sessions.SessionPolicy | None = None,
+) -> SignedIn:
+    """A person with ``roles`` and a session of theirs, straight in the store (no argon2: the
+    sign-in form itself is tested in test_auth.py)."""
+    add_person(engine, person, roles, now=now)
+    started = run_in_transaction(
+        engine,
+        lambda tx: sessions.start(tx, person, policy or sessions.SessionPolicy()),
+        now,
+    )
+    return SignedIn(person, started.token, started.session.csrf_token, started.session.id)
+
+
+def sign_in(client: Any, *roles: Role, person: str = TESTER) -> SignedIn:
+    """Sign ``client`` (a TestClient over ``create_app``) in as ``person`` with ``roles``
+    (default: ``READER_ROLES``), in the client's own store; the session cookie is set."""
+    web = client.app.state.web
+    signed = open_session(
+        web.engine, person, roles or READER_ROLES, now=web.now(), policy=web.session_policy
+    )
+    use_session(client, signed.token)
+    return signed
+
+
+def use_session(client: Any, token: str) -> None:
+    """Give ``client`` the session cookie ``token``, as the server would have set it (host
+    127.0.0.1, path /): it replaces the cookie a sign-in set, as in a browser."""
+    client.cookies.set(SESSION_COOKIE, token, domain="127.0.0.1", path="/")
+
+
+class Clock:
+    """A clock a test moves: ``app.state.web.clock = Clock(T0)``; ``clock.advance(minutes=5)``."""
+
+    def __init__(self, now: datetime) -> None:
+        self.now = now
+
+    def __call__(self) -> datetime:
+        return self.now
+
+    def advance(self, **delta: float) -> datetime:
+        self.now += timedelta(**delta)
+        return self.now
 
 
 @pytest.fixture

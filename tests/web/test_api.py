@@ -42,6 +42,8 @@ from tests.web.conftest import (
     ingest,
     make_config,
     observation,
+    open_session,
+    sign_in,
 )
 
 # what to do about each hold reason, by language (from the catalogues)
@@ -59,6 +61,7 @@ PAGES = ("/", "/results", "/outbox", "/quarantine", "/deviations", "/orders", "/
 @pytest.fixture
 def client(web_config: Config, web_engine: Engine, seeded: Seeded) -> Iterator[TestClient]:
     with TestClient(create_app(web_config, web_engine), base_url=LOCAL) as test_client:
+        sign_in(test_client)
         yield test_client
 
 
@@ -69,6 +72,7 @@ def live_client(
     with TestClient(
         create_app(web_config, web_engine, gateway=live_gateway), base_url=LOCAL
     ) as test_client:
+        sign_in(test_client)
         yield test_client
 
 
@@ -101,6 +105,7 @@ def test_instruments_from_the_store_and_config(
     gateway.connection_changed("bench-1", True, "peer 127.0.0.1:40002")
     gateway.writer.stop()  # finishes the queued write: the store now says bench-1 is connected
     with TestClient(create_app(web_config, web_engine), base_url=LOCAL) as client:
+        sign_in(client)
         body = client.get("/api/instruments").json()
     assert [i["id"] for i in body] == ["afinion-1", "bench-1"]
     afinion, bench = body
@@ -241,7 +246,7 @@ def test_health_reports_a_missing_database(tmp_path: Path, web_config: Config) -
     engine = make_engine(f"sqlite:///{tmp_path}")  # a directory, not a database file
     try:
         with TestClient(create_app(web_config, engine), base_url=LOCAL) as client:
-            response = client.get("/api/health")
+            response = client.get("/api/health")  # public: no session needed
     finally:
         engine.dispose()
     assert response.status_code == 503
@@ -337,6 +342,7 @@ def test_dashboard_explains_a_result_held_for_two_reasons(
         raw=b"m1",
     )
     with TestClient(create_app(web_config, web_engine), base_url=LOCAL) as client:
+        sign_in(client)
         nb = client.get("/").text
         en = client.get("/", params={"lang": "en"}).text
     assert held_card(nb) == ("1", {"Ugyldig pasient-ID": "1", "Ukjent analysekode": "1"})
@@ -384,6 +390,7 @@ def test_language_switch_sets_a_cookie(client: TestClient) -> None:
 
 def test_site_language_sets_the_default(web_engine: Engine, seeded: Seeded) -> None:
     with TestClient(create_app(make_config(language="en"), web_engine), base_url=LOCAL) as client:
+        sign_in(client)
         assert '<html lang="en">' in client.get("/").text
         assert '<html lang="nb">' in client.get("/", params={"lang": "nb"}).text
 
@@ -407,6 +414,7 @@ def test_action_falls_back_to_the_stored_text(
             )
         )
     with TestClient(create_app(web_config, web_engine), base_url=LOCAL) as client:
+        sign_in(client)
         text = visible_text(client.get(f"/results/{seeded.summer}").text)
     assert "LIS-melding kunne ikke lages" in text and "OBX-5: too long" in text
     assert "Meld fra til dataansvarlig" in text  # the known reason speaks Norwegian
@@ -563,7 +571,8 @@ async def test_live_state_from_the_running_gateway(tmp_path: Path) -> None:
     server_task = asyncio.create_task(server.serve(sockets=[sock]))
     try:
         base_url = f"http://127.0.0.1:{sock.getsockname()[1]}"
-        async with httpx.AsyncClient(base_url=base_url) as client:
+        signed = open_session(gateway.engine)
+        async with httpx.AsyncClient(base_url=base_url, cookies=signed.cookies) as client:
             health = await get_json(client, "/api/health")
             assert health["status"] == "ok" and health["gateway"]["lis"]["connected"] is False
             (instrument,) = await get_json(client, "/api/instruments")

@@ -1,4 +1,7 @@
-"""The dashboard in real headless Debian Chromium (Playwright), served by uvicorn on loopback."""
+"""The dashboard in real headless Debian Chromium (Playwright), served by uvicorn on loopback.
+
+Each page signs in first, through the sign-in form, as a person with the result-reading roles.
+"""
 
 from __future__ import annotations
 
@@ -29,10 +32,20 @@ from sqlalchemy import Engine
 from gateway.app import Gateway
 from gateway.config import Config
 from gateway.model import HoldReason
+from gateway.people.roles import Role
 from gateway.texts import action_texts
 from gateway.web.app import create_app
 from gateway.web.context import REFRESH_SECONDS
-from tests.web.conftest import SUMMER, Seeded, ingest, observation
+from tests.web.conftest import (
+    PASSWORD,
+    READER_ROLES,
+    SUMMER,
+    TESTER,
+    Seeded,
+    add_person,
+    ingest,
+    observation,
+)
 from tests.web.test_texts_web import ENGLISH, add_refusals
 
 # what to do about each hold reason, by language (from the catalogues)
@@ -104,6 +117,7 @@ def served(
         assert thread.is_alive(), "uvicorn stopped while starting"
         assert time.monotonic() < deadline, "uvicorn did not start within 10 s"
         time.sleep(0.02)
+    add_person(web_engine, TESTER, READER_ROLES, name="Tess Tester", password=PASSWORD)
     try:
         yield Served(f"http://127.0.0.1:{port}", web_engine, web_config, seeded)
     finally:
@@ -119,9 +133,17 @@ class Watched:
     errors: list[str]
 
 
+def sign_in_with_the_form(page: Page, person: str = TESTER, password: str = PASSWORD) -> None:
+    """Fill in and send the sign-in form the page shows."""
+    page.get_by_label("Bruker-ID").fill(person)
+    page.get_by_label("Passord").fill(password)
+    page.get_by_role("button", name="Logg inn").click()
+
+
 @pytest.fixture
-def watched(browser: Browser) -> Iterator[Watched]:
-    """A 1280x800 page that records every host it contacts and every console error."""
+def watched(browser: Browser, served: Served) -> Iterator[Watched]:
+    """A 1280x800 page, signed in through the form, that records every host it contacts and
+    every console error."""
     context = browser.new_context(viewport=VIEWPORT, locale="nb-NO")
     page = context.new_page()
     hosts: set[str] = set()
@@ -133,6 +155,9 @@ def watched(browser: Browser) -> Iterator[Watched]:
     page.on("request", on_request)
     page.on("console", lambda msg: errors.append(msg.text) if msg.type == "error" else None)
     page.on("pageerror", lambda exc: errors.append(str(exc)))
+    page.goto(served.url + "/signin")
+    sign_in_with_the_form(page)
+    expect(page.locator(".who-name")).to_contain_text("Tess Tester")
     yield Watched(page, hosts, errors)
     context.close()
 
@@ -264,4 +289,72 @@ def test_bokmal_quarantine_and_held_result_show_no_developer_text(
     assert [phrase for phrase in ENGLISH if phrase in shown] == []
     assert fits_width(page)
     page.screenshot(path=tmp_path / "held-result-nb.png", full_page=True)
+    assert watched.errors == []
+
+
+def test_sign_in_from_a_redirect_and_sign_out(
+    browser: Browser, served: Served, tmp_path: Path
+) -> None:
+    context = browser.new_context(viewport=VIEWPORT, locale="nb-NO")
+    page = context.new_page()
+    try:
+        page.goto(served.url + "/results?state=held")
+        expect(page).to_have_url(f"{served.url}/signin?next=%2Fresults%3Fstate%3Dheld")
+        expect(page.get_by_role("heading", level=1)).to_have_text("Logg inn")
+        expect(page.locator("nav.nav a")).to_have_count(0)  # nothing to open before sign-in
+        sign_in_with_the_form(page, password="not the password")
+        expect(page.locator(".form-error")).to_have_text("Feil bruker-ID eller passord.")
+        expect(page.get_by_label("Bruker-ID")).to_have_value(TESTER)
+        page.screenshot(path=tmp_path / "signin-wrong-nb.png", full_page=True)
+        sign_in_with_the_form(page)
+        expect(page).to_have_url(f"{served.url}/results?state=held")
+        expect(page.locator(".who-name")).to_have_text("Innlogget: Tess Tester")
+        # the tester is a quality manager too: the access log is in the nav
+        expect(page.locator('nav.nav a[href="/access-log"]')).to_have_count(1)
+        expect(page.locator('nav.nav a[href="/results"]')).to_have_count(1)
+        page.get_by_role("button", name="Logg ut").click()
+        expect(page).to_have_url(f"{served.url}/signin?signed_out=1")
+        expect(page.locator(".notice")).to_have_text("Du er logget ut.")
+        page.goto(served.url + "/")
+        expect(page).to_have_url(f"{served.url}/signin?next=%2F")
+    finally:
+        context.close()
+
+
+def test_an_admin_lands_on_the_access_log(browser: Browser, served: Served) -> None:
+    add_person(served.engine, "ada", [Role.ADMIN], name="Ada Admin", password=PASSWORD)
+    context = browser.new_context(viewport=VIEWPORT, locale="nb-NO")
+    page = context.new_page()
+    try:
+        page.goto(served.url + "/signin")
+        sign_in_with_the_form(page, "ada")
+        expect(page).to_have_url(f"{served.url}/access-log")
+        links = page.locator("nav.nav a")
+        expect(links).to_have_count(1)
+        expect(links).to_have_attribute("href", "/access-log")
+        response = page.goto(served.url + "/results")
+        assert response is not None and response.status == 403
+        expect(page.locator(".error-message")).to_contain_text("Rollene dine gir ikke tilgang")
+    finally:
+        context.close()
+
+
+def test_a_page_left_open_shows_the_sign_in_page_once_its_session_ends(
+    watched: Watched, served: Served
+) -> None:
+    from gateway.store import sessions
+    from gateway.store.writer import run_in_transaction
+
+    page = watched.page
+    page.goto(served.url + "/results")
+    expect(page.locator(".who-name")).to_be_visible()
+    run_in_transaction(
+        served.engine,
+        lambda tx: sessions.end_all(tx, TESTER, sessions.EndReason.DISABLED),
+    )
+    # the next refresh gets the sign-in page instead of the results: the page goes there
+    expect(page).to_have_url(
+        f"{served.url}/signin?next=%2Fresults", timeout=(REFRESH_SECONDS * 3) * 1000
+    )
+    expect(page.get_by_label("Passord")).to_be_visible()
     assert watched.errors == []

@@ -16,7 +16,7 @@ from gateway.orders.store import apply_orders
 from gateway.store.writer import run_in_transaction
 from gateway.web import i18n
 from gateway.web.app import create_app
-from tests.web.conftest import LOCAL, OTHER_FNR, SUMMER, T0, VALID_FNR, Seeded
+from tests.web.conftest import LOCAL, OTHER_FNR, SUMMER, T0, VALID_FNR, Seeded, sign_in
 
 with warnings.catch_warnings():
     # Starlette 1.10 prefers httpx2 for its TestClient; httpx (our test extra) still works.
@@ -65,12 +65,14 @@ def worklist(web_engine: Engine, seeded: Seeded) -> Engine:
 @pytest.fixture
 def client(web_config: Config, worklist: Engine) -> Iterator[TestClient]:
     with TestClient(create_app(web_config, worklist), base_url=LOCAL) as test_client:
+        sign_in(test_client)
         yield test_client
 
 
 @pytest.fixture
 def empty_client(web_config: Config, web_engine: Engine) -> Iterator[TestClient]:
     with TestClient(create_app(web_config, web_engine), base_url=LOCAL) as test_client:
+        sign_in(test_client)
         yield test_client
 
 
@@ -169,7 +171,8 @@ def test_orders_page_state_filter(client: TestClient) -> None:
 
 def test_orders_page_is_read_only(client: TestClient) -> None:
     html = client.get("/orders").text
-    assert 'method="post"' not in html.lower()
+    main = html.split("<main>", 1)[1]  # the header's sign-out form is not the page's
+    assert 'method="post"' not in main.lower()
     assert client.post("/orders").status_code == 405
 
 

@@ -29,6 +29,7 @@ from gateway.store.engine import make_engine, upgrade
 from gateway.store.tables import audit, quarantine, results
 from gateway.store.writer import run_in_transaction
 from gateway.web.app import create_app
+from tests.web.conftest import sign_in
 
 with warnings.catch_warnings():
     # Starlette 1.10 prefers httpx2 for its TestClient; httpx (our test extra) still works.
@@ -128,6 +129,7 @@ def store(site: Path) -> Iterator[tuple[Config, Engine, dict[str, int]]]:
 def client(store: tuple[Config, Engine, dict[str, int]]) -> Iterator[TestClient]:
     config, engine, _ = store
     with TestClient(create_app(config, engine), base_url=LOCAL) as test_client:
+        sign_in(test_client)
         yield test_client
 
 
@@ -229,7 +231,7 @@ def test_the_raw_action_shows_the_bytes_and_leaves_an_audit_row(
     qid = ids["quarantine"]
     page = client.get(f"/quarantine/{qid}/raw")
     assert page.status_code == 200 and FAMILY in page.text and FNR in page.text
-    assert raw_views(engine) == [("web:anonymous", "quarantine", str(qid))]
+    assert raw_views(engine) == [("web:tester", "quarantine", str(qid))]
     body = client.get(f"/api/quarantine/{qid}/raw").json()
     assert FAMILY in body["text"] and body["id"] == qid
     assert len(raw_views(engine)) == 2

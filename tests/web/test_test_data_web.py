@@ -13,7 +13,7 @@ from gateway.rules import context_from_config
 from gateway.store.tables import results
 from gateway.store.writer import run_in_transaction
 from gateway.web.app import create_app
-from tests.web.conftest import LOCAL, T0, make_config, observation
+from tests.web.conftest import LOCAL, T0, make_config, observation, sign_in
 
 with warnings.catch_warnings():
     warnings.filterwarnings("ignore", "Using `httpx` with `starlette.testclient`")
@@ -43,6 +43,7 @@ def test_results_pages_show_test_data_with_its_reason(web_engine: Engine) -> Non
     ]:
         config = make_config(language)
         with TestClient(create_app(config, web_engine), base_url=LOCAL) as client:
+            sign_in(client)
             listed = client.get("/results?state=test")
             shown = client.get(f"/results/{result_id}")
         assert listed.status_code == shown.status_code == 200

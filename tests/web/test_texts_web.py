@@ -29,7 +29,7 @@ from gateway.store.engine import make_engine, upgrade
 from gateway.store.tables import holds, quarantine, raw_messages
 from gateway.store.writer import run_in_transaction
 from gateway.web.app import create_app
-from tests.web.conftest import LOCAL, T0, VALID_FNR, Seeded, ingest, observation
+from tests.web.conftest import LOCAL, T0, VALID_FNR, Seeded, ingest, observation, sign_in
 
 with warnings.catch_warnings():
     warnings.filterwarnings("ignore", "Using `httpx` with `starlette.testclient`")
@@ -125,6 +125,7 @@ def refused(web_engine: Engine, web_config: Config, seeded: Seeded) -> Seeded:
 @pytest.fixture
 def client(web_config: Config, web_engine: Engine, refused: Seeded) -> Iterator[TestClient]:
     with TestClient(create_app(web_config, web_engine), base_url=LOCAL) as test_client:
+        sign_in(test_client)
         yield test_client
 
 
@@ -266,6 +267,7 @@ def test_old_rows_still_render(old_store: Engine, web_config: Config) -> None:
     assert hold["params"] is None and hold["detail"].startswith("Instrument 'afinion-1'")
     assert row["reason"] == "not_a_result_message"  # derived on reading
     with TestClient(create_app(web_config, old_store), base_url=LOCAL) as client:
+        sign_in(client)
         result, _ = split_text(client.get("/results/1").text)
         quarantined, _ = split_text(client.get("/quarantine").text)
     assert "Instrumentet 'afinion-1' sendte analysekoden 'XYZ' (gammel rad)" in result

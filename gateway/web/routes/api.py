@@ -1,4 +1,5 @@
-"""The JSON API under /api (read-only but for the logged raw view), and /api/health (no login)."""
+"""The JSON API under /api (behind sign-in; reads of results and raw bytes are logged), and
+/api/health (no sign-in)."""
 
 from __future__ import annotations
 
@@ -7,7 +8,7 @@ from dataclasses import asdict
 from datetime import UTC, datetime
 from typing import Annotated, Any, Literal
 
-from fastapi import APIRouter, Query
+from fastapi import APIRouter, Query, Request
 from fastapi.responses import JSONResponse
 
 from gateway import __version__
@@ -26,6 +27,7 @@ from gateway.web.routes.params import (
     row_or_404,
 )
 from gateway.web.routes.quarantine import quarantine_row, raw_message
+from gateway.web.shown import ids_of, log_results_shown
 
 api = APIRouter(prefix="/api", tags=["api"], dependencies=[Authenticated])
 
@@ -46,25 +48,30 @@ async def api_instruments(web: Web) -> list[dict[str, Any]]:
 
 @api.get("/results", summary="Results, newest first")
 async def api_results(
+    request: Request,
     web: Web,
     state: Annotated[State | Literal[""], Query(description="only results in this state")] = "",
     instrument: Annotated[str, Query(description="only results from this instrument")] = "",
     limit: Annotated[int, Query(ge=1, le=1000)] = 100,
 ) -> list[dict[str, Any]]:
-    """Each result with its holds; patient IDs are masked."""
+    """Each result with its holds; patient IDs are masked. Every result returned is written
+    to the access log (who saw which patient's result, when)."""
     found = await web.query(
         lambda conn: queries.list_results(
             conn, state=state or None, instrument=instrument or None, limit=limit
         )
     )
+    await log_results_shown(request, web, ids_of(found))
     return [scrub_result(r) for r in found]
 
 
 @api.get("/results/{result_id}", summary="One result with its holds and LIS messages")
-async def api_result(web: Web, result_id: int) -> dict[str, Any]:
+async def api_result(request: Request, web: Web, result_id: int) -> dict[str, Any]:
+    """Written to the access log."""
     found = await row_or_404(
         result_id, "result", lambda: web.query(lambda conn: queries.get_result(conn, result_id))
     )
+    await log_results_shown(request, web, [result_id])
     return scrub_result(found)
 
 
@@ -98,8 +105,8 @@ async def api_quarantine_raw(
     web: Web, quarantine_id: int, viewer: Annotated[Viewer, Authenticated]
 ) -> dict[str, Any]:
     """The bytes as received may hold names and national IDs: every call writes an audit row
-    (who, what, when). ``text`` is the bytes decoded as UTF-8 (undecodable bytes replaced),
-    ``base64`` the bytes exactly."""
+    and access log rows (who, what, when). ``text`` is the bytes decoded as UTF-8
+    (undecodable bytes replaced), ``base64`` the bytes exactly."""
     found = await raw_message(
         web, viewer, quarantine_id, f"GET /api/quarantine/{quarantine_id}/raw"
     )

@@ -15,6 +15,7 @@ from gateway.web import i18n
 from gateway.web.auth import Authenticated
 from gateway.web.context import Web
 from gateway.web.live import gateway_status, live_snapshot, merge_instruments
+from gateway.web.shown import ids_of, log_results_shown
 
 RECENT_RESULTS: Final = 15
 RECENT_OUTBOX: Final = 8
@@ -71,6 +72,7 @@ async def dashboard(request: Request, web: Web) -> HTMLResponse:
     live = live_snapshot(web.gateway)
     status = gateway_status(web.gateway)
     data = await web.query(_reads)
+    await log_results_shown(request, web, ids_of(data["results"]))
     summary: queries.Summary = data["summary"]
     tr = web.translator(request)
     held = summary.by_state.get(State.HELD.value, 0)

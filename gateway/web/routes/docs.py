@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from fastapi import APIRouter, Request
-from fastapi.responses import HTMLResponse
+from fastapi.responses import HTMLResponse, JSONResponse
 
 from gateway.web.auth import Authenticated
 from gateway.web.context import Web
@@ -41,3 +41,9 @@ def _endpoints(schema: dict[str, Any]) -> list[dict[str, Any]]:
 async def docs_page(request: Request, web: Web) -> HTMLResponse:
     """The API described from the OpenAPI schema, rendered here (Swagger UI needs a CDN)."""
     return web.page(request, "docs.html", {"endpoints": _endpoints(request.app.openapi())})
+
+
+@router.get("/openapi.json")
+async def openapi_schema(request: Request) -> JSONResponse:
+    """The OpenAPI schema (served here, behind sign-in, instead of FastAPI's open route)."""
+    return JSONResponse(request.app.openapi())

@@ -39,17 +39,13 @@ async def quarantine_row(web: Web, quarantine_id: int) -> dict[str, object]:
     return scrub_quarantine_row(found)
 
 
-def viewer_actor(viewer: Viewer) -> str:
-    """Who looked, for the audit log ("web:anonymous" until sign-in exists)."""
-    return f"web:{viewer.name}"
-
-
 async def raw_message(
     web: Web, viewer: Viewer, quarantine_id: int, via: str
 ) -> queries.QuarantinedMessage:
-    """The bytes as received, with an audit row for the look; 404 (and no row) when none."""
+    """The bytes as received, with an audit row and access log rows for the look; 404 (and no
+    row) when none."""
     job = functools.partial(
-        show_raw, quarantine_id=quarantine_id, actor=viewer_actor(viewer), via=via
+        show_raw, quarantine_id=quarantine_id, actor=viewer.actor, via=via, person=viewer.person
     )
     return await row_or_404(quarantine_id, "quarantine entry", lambda: web.write(job))
 

@@ -15,6 +15,7 @@ from gateway.store import queries
 from gateway.web.auth import Authenticated
 from gateway.web.context import Web
 from gateway.web.routes.params import is_row_id
+from gateway.web.shown import ids_of, log_results_shown
 
 router = APIRouter(include_in_schema=False, dependencies=[Authenticated])
 
@@ -45,6 +46,7 @@ async def results_page(
         }
 
     data = await web.query(reads)
+    await log_results_shown(request, web, ids_of(data["results"]))
     return web.page(
         request,
         "results.html",
@@ -67,4 +69,5 @@ async def result_page(request: Request, web: Web, result_id: int) -> HTMLRespons
     if found is None:
         tr = web.translator(request)
         return web.error_page(request, 404, tr.t("error.result_not_found", id=result_id))
+    await log_results_shown(request, web, [result_id])
     return web.page(request, "result.html", {"result": scrub_result(found)})

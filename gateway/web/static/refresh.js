@@ -30,11 +30,19 @@
       return;
     }
     busy = true;
+    // the header tells the server this is the page refreshing itself, not the person's
+    // activity: a page left open does not keep its session alive
     fetch(window.location.href, {
       cache: "no-store",
-      credentials: "same-origin"
+      credentials: "same-origin",
+      headers: { "X-Trygg-Refresh": "1" }
     })
       .then(function (response) {
+        if (response.redirected && new URL(response.url).pathname === "/signin") {
+          // the session ended (idle, signed out elsewhere): show the sign-in page
+          window.location.assign(response.url);
+          throw new Error("signed out");
+        }
         if (!response.ok) {
           throw new Error("HTTP " + response.status);
         }

@@ -1,0 +1,128 @@
+"""Who may open which route: the one table every page and API route is checked against.
+
+Deny by default: a route whose path template is not in ``ROUTE_ROLES`` makes ``create_app``
+refuse to start (``auth.install`` checks every route of the app), and the guard refuses it
+anyway. A new page or API route adds its line here in the same change.
+
+``PUBLIC``: no session needed. ``SIGNED_IN``: any signed-in person, whatever their roles.
+A set of roles: a signed-in person holding at least one of them (one table for every method
+of a path: a form's GET and its POST share the line).
+
+The table, by who may open:
+
+- public: ``/api/health``, ``/signin`` (GET, POST), ``/static/*``;
+- signed in (any roles): ``/signout``, ``/docs``, ``/openapi.json``, ``/api/summary``,
+  ``/api/instruments``;
+- operator, verifier, supervisor, quality_manager (``RESULT_READERS``): ``/``, ``/results``,
+  ``/results/{result_id}``, ``/orders``, ``/outbox``, ``/quarantine``,
+  ``/quarantine/{quarantine_id}``, ``/deviations`` and the same under ``/api``;
+- verifier, supervisor, quality_manager (``RAW_READERS``): ``/quarantine/{quarantine_id}/raw``,
+  ``/api/quarantine/{quarantine_id}/raw``;
+- quality_manager, admin (``ACCESS_LOG_READERS``): ``/access-log``, ``/access-log/patient``
+  (GET, POST).
+
+Why: the pages that show patients' results (the dashboard lists the newest) are for the people
+who produce, check and answer for them. Counts and instrument states carry no patient data:
+any signed-in person (an admin watching the gateway) may read them. The raw bytes of a
+quarantined message hold names and full national IDs: only the experienced roles that
+troubleshoot a message see them (every look is logged). ``admin`` manages users and sees the
+access log with the quality manager, but reads no patient results (least privilege, Normen).
+"""
+
+from __future__ import annotations
+
+import enum
+from collections.abc import Iterable, Mapping
+from typing import Final
+
+from gateway.people.roles import Role
+
+
+class Open(enum.Enum):
+    """A route open without a role: to everyone, or to anyone signed in."""
+
+    PUBLIC = "public"
+    SIGNED_IN = "signed_in"
+
+
+PUBLIC: Final = Open.PUBLIC
+SIGNED_IN: Final = Open.SIGNED_IN
+
+Rule = Open | frozenset[Role]
+
+#: the people who produce, check and answer for results
+RESULT_READERS: Final = frozenset(
+    {Role.OPERATOR, Role.VERIFIER, Role.SUPERVISOR, Role.QUALITY_MANAGER}
+)
+#: raw bytes as received (names, full national IDs): the experienced roles only
+RAW_READERS: Final = frozenset({Role.VERIFIER, Role.SUPERVISOR, Role.QUALITY_MANAGER})
+#: who looked at which patient's results (Normen)
+ACCESS_LOG_READERS: Final = frozenset({Role.QUALITY_MANAGER, Role.ADMIN})
+
+#: the static files' mount: not a route with dependencies, so public by nature
+STATIC: Final = "/static"
+
+ROUTE_ROLES: Final[Mapping[str, Rule]] = {
+    # public
+    "/api/health": PUBLIC,
+    "/signin": PUBLIC,
+    STATIC: PUBLIC,
+    # any signed-in person
+    "/signout": SIGNED_IN,
+    "/docs": SIGNED_IN,
+    "/openapi.json": SIGNED_IN,
+    "/api/summary": SIGNED_IN,
+    "/api/instruments": SIGNED_IN,
+    # patients' results and what carries them
+    "/": RESULT_READERS,
+    "/results": RESULT_READERS,
+    "/results/{result_id}": RESULT_READERS,
+    "/orders": RESULT_READERS,
+    "/outbox": RESULT_READERS,
+    "/quarantine": RESULT_READERS,
+    "/quarantine/{quarantine_id}": RESULT_READERS,
+    "/deviations": RESULT_READERS,
+    "/api/results": RESULT_READERS,
+    "/api/results/{result_id}": RESULT_READERS,
+    "/api/orders": RESULT_READERS,
+    "/api/outbox": RESULT_READERS,
+    "/api/quarantine": RESULT_READERS,
+    "/api/quarantine/{quarantine_id}": RESULT_READERS,
+    "/api/deviations": RESULT_READERS,
+    # the bytes as received
+    "/quarantine/{quarantine_id}/raw": RAW_READERS,
+    "/api/quarantine/{quarantine_id}/raw": RAW_READERS,
+    # the access log
+    "/access-log": ACCESS_LOG_READERS,
+    "/access-log/patient": ACCESS_LOG_READERS,
+}
+
+
+def rule_for(path_template: str) -> Rule | None:
+    """The rule of a route (its path template, ``/results/{result_id}``); None: not listed."""
+    return ROUTE_ROLES.get(path_template)
+
+
+def permits(rule: Rule | None, *, authenticated: bool, roles: Iterable[Role]) -> bool:
+    """Whether a viewer (signed in or not, with ``roles``) may open a route with ``rule``."""
+    if rule is None:
+        return False  # deny by default
+    if rule is PUBLIC:
+        return True
+    if not authenticated:
+        return False
+    if rule is SIGNED_IN:
+        return True
+    assert isinstance(rule, frozenset)
+    return not rule.isdisjoint(roles)
+
+
+def unlisted(templates: Iterable[str]) -> list[str]:
+    """The route templates the table does not name."""
+    return sorted(t for t in set(templates) if t not in ROUTE_ROLES)
+
+
+def stale(templates: Iterable[str]) -> list[str]:
+    """Table lines no route has (a removed page): kept out so the table stays the truth."""
+    present = set(templates)
+    return sorted(t for t in ROUTE_ROLES if t not in present)
