@@ -186,7 +186,7 @@ class Site:
     def session(
         self, person: str, start: datetime, last_seen: datetime, ended: datetime | None = None
     ) -> None:
-        """A web session row as the sign-in part writes them."""
+        """A web session row as ``gateway.store.sessions`` writes them."""
 
         def job(tx: Tx) -> None:
             tx.conn.execute(
@@ -196,7 +196,8 @@ class Site:
                     csrf_token="x",
                     created_at=start,
                     last_seen_at=last_seen,
-                    expires_at=start + timedelta(hours=12),
+                    # as the sign-in part keeps it: the earlier of idle (15 min) and max
+                    expires_at=min(last_seen + timedelta(minutes=15), start + timedelta(hours=12)),
                     ended_at=ended,
                     end_reason="signed_out" if ended else "",
                 )
