@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import typer
 
-from gateway.cli import audit, db, orders, outbox, quarantine, results
+from gateway.cli import audit, db, operators, orders, outbox, quarantine, results
 from gateway.cli.check_config import check_config
 from gateway.cli.common import fail
 from gateway.cli.demo import demo
@@ -28,6 +28,7 @@ app.add_typer(outbox.app, name="outbox")
 app.add_typer(quarantine.app, name="quarantine")
 app.add_typer(audit.app, name="audit")
 app.add_typer(orders.app, name="orders")
+app.add_typer(operators.app, name="operators")
 app.command()(run)
 app.command()(demo)
 app.command("lis-sim")(lis_sim)

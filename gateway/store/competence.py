@@ -15,15 +15,27 @@ from __future__ import annotations
 import enum
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
-from datetime import date
+from datetime import date, datetime
+from zoneinfo import ZoneInfo
 
 from sqlalchemy import Connection, select
 
-from gateway.people.certification import CertificationRecord, CertStatus
+from gateway.people.certification import (
+    Certification,
+    CertificationRecord,
+    CertStatus,
+    status_at,
+)
 from gateway.people.competence import CompetenceFile, PersonEntry, Problem
 from gateway.people.operators import OperatorId
 from gateway.people.roles import format_roles, parse_roles
-from gateway.store.people import set_operator_ids, upsert_certification, upsert_person
+from gateway.people.tasks import parse_task
+from gateway.store.people import (
+    list_people,
+    set_operator_ids,
+    upsert_certification,
+    upsert_person,
+)
 from gateway.store.tables import certifications, operator_ids, users
 from gateway.store.writer import Tx
 
@@ -262,10 +274,10 @@ def _plan_person(entry: PersonEntry, stored: _Stored) -> PersonPlan:
     ids = _ids_text(entry.operator_ids)
     now = stored.people.get(entry.person)
     if now is None:
-        fields = (
-            FieldChange("name", "", entry.name),
-            FieldChange("roles", "", roles),
-            FieldChange("operator_ids", "", ids),
+        fields = tuple(
+            FieldChange(name, "", value)
+            for name, value in (("name", entry.name), ("roles", roles), ("operator_ids", ids))
+            if value
         )
         return PersonPlan(entry.person, entry.name, entry.line, Change.CREATED, fields)
     had_ids = _ids_text(stored.ids.get(entry.person, ()))
@@ -363,3 +375,34 @@ def _free_moving_ids(tx: Tx, people: Iterable[PersonEntry], actor: str) -> None:
         if moving:
             keep = sorted(have[entry.person] - moving)
             set_operator_ids(tx, entry.person, keep, actor=actor)
+
+
+# --- the roster -------------------------------------------------------------------------------
+
+
+def roster(conn: Connection, at: datetime, zone: ZoneInfo) -> list[dict[str, object]]:
+    """Every person as ``list_people`` gives them, each certification with its
+    ``effective_status`` at ``at`` (``status_at``: a passed due date makes it expired from the
+    next midnight in ``zone``; "" for one dated after ``at``)."""
+    people = list_people(conn)
+    for person in people:
+        certs = person["certifications"]
+        assert isinstance(certs, list)
+        for cert in certs:
+            effective = status_at(_certification(str(person["person"]), cert), at, zone)
+            cert["effective_status"] = effective.value if effective is not None else ""
+    return people
+
+
+def _certification(person: str, cert: Mapping[str, object]) -> Certification:
+    def day(value: object) -> date | None:
+        return date.fromisoformat(str(value)) if value else None
+
+    return Certification(
+        person=person,
+        task=parse_task(str(cert["task"])),
+        status=CertStatus(str(cert["status"])),
+        certified_on=day(cert["certified_on"]),
+        recert_due=day(cert["recert_due"]),
+        supervisor=str(cert["supervisor"]),
+    )
