@@ -271,3 +271,85 @@ def _cert_line(cert: dict[str, Any]) -> str:
     due = say("cli.operators.due", date=cert["recert_due"]) if cert["recert_due"] else ""
     colour = {"certified": "green", "trainee": "yellow"}.get(status, "red")
     return f"{escape(cert['task'])}: [{colour}]{shown}[/]{(' ' + due) if due else ''}"
+
+
+@app.command("recertify")
+def operators_recertify(
+    person: Annotated[str, typer.Argument(metavar="PERSON", help="The person's ID.")],
+    task: Annotated[str, typer.Argument(metavar="TASK", help="The task, as listed.")],
+    config: ConfigOption,
+    outcome: Annotated[
+        str,
+        typer.Option(
+            "--outcome",
+            help="confirmed: the procedures are reviewed and understood; unclear: something "
+            "is lacking (the quality manager and the supervisor follow up).",
+        ),
+    ],
+    note: Annotated[
+        str, typer.Option("--note", help="What was reviewed, or what is unclear.")
+    ] = "",
+    by: ByOption = None,
+    as_json: JsonFlag = False,
+) -> None:
+    """Record a recertification (DOMAIN rule 10): confirmed moves the due date on by
+    [people] recert_interval_days; unclear records a deviation for the nearest manager."""
+    from gateway.store.recertification import Outcome, RecertifyRefused, recertify
+    from gateway.store.writer import run_in_transaction
+
+    if outcome not in tuple(Outcome):
+        err.print(f"[red]Error:[/] {say('cli.operators.bad_outcome', value=outcome)}")
+        raise typer.Exit(2)
+    cfg = load(config)
+    actor = actor_of(by)
+    zone = ZoneInfo(cfg.site.timezone)
+    with store(cfg) as engine:
+        try:
+            done = run_in_transaction(
+                engine,
+                lambda tx: recertify(
+                    tx,
+                    person,
+                    task,
+                    outcome,
+                    note,
+                    actor=actor,
+                    interval_days=cfg.people.recert_interval_days,
+                    zone=zone,
+                ),
+            )
+        except RecertifyRefused as refused:
+            err.print(f"[red]Error:[/] {say(refused.key, person=person, task=task)}")
+            raise typer.Exit(2) from refused
+    if as_json:
+        print_json(
+            {
+                "person": done.person,
+                "task": done.task,
+                "outcome": done.outcome.value,
+                "status": done.status.value,
+                "recert_due": done.due.isoformat() if done.due else "",
+                "recert_due_before": done.due_before.isoformat() if done.due_before else "",
+                "deviation": done.deviation_id,
+            }
+        )
+        return
+    due = done.due.isoformat() if done.due else "–"
+    if done.outcome is Outcome.CONFIRMED:
+        message = say(
+            "cli.operators.recertified",
+            person=done.person,
+            task=done.task,
+            due=due,
+            was=done.due_before.isoformat() if done.due_before else "–",
+        )
+    else:
+        message = say(
+            "cli.operators.recertify_unclear",
+            person=done.person,
+            task=done.task,
+            deviation=done.deviation_id,
+            supervisor=done.supervisor or "–",
+            due=due,
+        )
+    console.print(message, soft_wrap=True)

@@ -54,6 +54,8 @@ driver = "astm_clinitek_status"
 url = "tcp-listen://127.0.0.1:5999"
 [[tests]]
 code = "HbA1c"
+[[tests]]
+code = "GLU"
 """,
         encoding="utf-8",
     )
