@@ -8,8 +8,9 @@ the pipeline sees the change with its next batch.
 from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
+from datetime import datetime
 
-from sqlalchemy import Connection, delete, insert, select, update
+from sqlalchemy import Connection, delete, func, insert, select, type_coerce, update
 
 from gateway.people.certification import Certification, CertStatus
 from gateway.people.certification import CertificationRecord as CertificationRecord
@@ -19,7 +20,7 @@ from gateway.people.roles import Role, format_roles, parse_roles
 from gateway.people.tasks import parse_task
 from gateway.rules.facts import Facts, Person
 from gateway.store import facts as store_facts
-from gateway.store.tables import certifications, operator_ids, users
+from gateway.store.tables import TZ, certifications, operator_ids, results, users
 from gateway.store.writer import Tx
 
 # --- reading ---------------------------------------------------------------------------------
@@ -99,6 +100,27 @@ def list_people(conn: Connection) -> list[dict[str, object]]:
             "certifications": certs.get(row.person, []),
         }
         for row in conn.execute(select(users).order_by(users.c.person))
+    ]
+
+
+def last_activity(
+    conn: Connection, since: datetime | None = None
+) -> list[tuple[str, str, str, datetime]]:
+    """(person, instrument, test code, last time) of every person's results, in one grouped
+    query: the time is when the analysis was performed, else when the result arrived.
+    ``since``: only results from then on (older work cannot change an inactivity warning)."""
+    when = func.coalesce(results.c.performed_at, results.c.created_at)
+    last = type_coerce(func.max(when), TZ).label("last")
+    query = (
+        select(results.c.performed_by, results.c.instrument_id, results.c.test_code, last)
+        .where(results.c.performed_by != "")
+        .group_by(results.c.performed_by, results.c.instrument_id, results.c.test_code)
+    )
+    if since is not None:
+        query = query.where(when >= since)
+    return [
+        (row.performed_by, row.instrument_id, row.test_code, row.last)
+        for row in conn.execute(query)
     ]
 
 

@@ -172,7 +172,7 @@ def _confirmed(
         {
             "person": current.person,
             "task": current.task,
-            "kind": "recertified",
+            "notice": "recertified",
             "due": due.isoformat(),
         },
     )
@@ -224,7 +224,7 @@ def _unclear(
         {
             "person": current.person,
             "task": current.task,
-            "kind": UNCLEAR_KIND,
+            "notice": UNCLEAR_KIND,
             "supervisor": current.supervisor,
             "deviation": deviation_id,
             "due": _day(current.recert_due),

@@ -156,7 +156,7 @@ def test_unclear_leaves_the_certification_and_tells_the_nearest_manager(people: 
             {
                 "person": "kari",
                 "task": task,
-                "kind": "recertification_unclear",
+                "notice": "recertification_unclear",
                 "supervisor": "bente",
                 "deviation": done.deviation_id,
                 "due": "2027-02-01",
