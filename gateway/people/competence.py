@@ -20,6 +20,8 @@ The portal has no API; its exports are CSV, often saved again from Excel. The fo
   Norwegian Excel shows them (``07.12.2026``); empty allowed. A trainee needs a supervisor; a
   supervisor is a person in the file or already in the store, never the person themselves.
 * Blank rows are skipped; line numbers count the file's physical lines (the header is line 1).
+* Given the site's config (``Vocabulary``), a task's instrument or driver, its test code or
+  test group, and an operator ID's instrument must be configured ones.
 
 Every problem names its line, its column and the value found, and parsing goes on after one:
 the caller gets them all at once. Texts are the catalogue's ``competence.problem.<code>``.
