@@ -18,6 +18,7 @@ from drivers.ports import ConnectionState
 from drivers.registry import DRIVERS
 from drivers.session import InstrumentSession
 from gateway.bus.publisher import EventBus, MqttBus, NullBus
+from gateway.certification_watch import CertificationWatch
 from gateway.config import Config
 from gateway.errors import LeaseLostError, NotStoredError, StoreError, StoreUnavailableError
 from gateway.ingest import Ingestor, IngestOutcome
@@ -147,6 +148,8 @@ class Gateway:
             recheck_s=config.store.recheck_interval_s,
             probe=lambda: self.writer.write(self.lease.renew, urgent=True),
         )
+        #: recertification reminders and inactivity warnings: at start, then daily
+        self.certification_watch = CertificationWatch(self.writer, config)
         self.forwarder: Forwarder | ForwarderProcess | None = None
         if config.lis is not None:
             self.forwarder = (
@@ -323,6 +326,7 @@ class Gateway:
             async with asyncio.TaskGroup() as group:
                 group.create_task(self._keep_lease(lost), name="lease")
                 group.create_task(self.store_watch.run(), name="store-check")
+                group.create_task(self.certification_watch.run(), name="certifications")
                 if isinstance(self.bus, MqttBus):
                     group.create_task(self.bus.run(), name="mqtt")
                 if self.forwarder is not None:

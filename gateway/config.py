@@ -470,6 +470,8 @@ class PeopleConfig(_Strict):
     inactivity_days: Annotated[int, Field(ge=0, le=3650)] = 30
     #: how long a certification counts as "new" for that warning
     new_certification_days: Annotated[int, Field(ge=1, le=3650)] = 180
+    #: a confirmed recertification moves the due date this many days on (DOMAIN rule 10)
+    recert_interval_days: Annotated[int, Field(ge=1, le=3650)] = 365
 
 
 class RulesConfig(_Strict):

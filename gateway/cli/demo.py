@@ -25,9 +25,16 @@ def demo(
     ] = None,
     rate: Annotated[float, typer.Option(help="Messages per second per analyser.")] = 3.0,
     web: Annotated[bool, typer.Option(help="Serve the dashboard.")] = True,
+    people: Annotated[
+        Path | None,
+        typer.Option(
+            "--people", help="Competence records to import at start (default: the demo's)."
+        ),
+    ] = None,
 ) -> None:
     """Run the gateway with simulated analysers and a simulated LIS, and show the flow live."""
     from gateway.demo import DEMO_CONFIG, DemoOptions, run_demo
+    from gateway.demo.options import DEMO_PEOPLE
 
     logging.basicConfig(level=logging.ERROR)
     cfg = load(config or DEMO_CONFIG)
@@ -35,7 +42,13 @@ def demo(
         f"[bold]Trygg demo[/]: {cfg.site.title or cfg.site.name}; database {cfg.store.url}; "
         f"dashboard http://{cfg.web.listen}"
     )
-    options = DemoOptions(seconds=seconds, summary_json=summary_json, rate_per_s=rate, web=web)
+    options = DemoOptions(
+        seconds=seconds,
+        summary_json=summary_json,
+        rate_per_s=rate,
+        web=web,
+        people=people or DEMO_PEOPLE,
+    )
     try:
         data = asyncio.run(run_demo(cfg, options, console))
     except KeyboardInterrupt:

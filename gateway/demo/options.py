@@ -6,6 +6,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 DEMO_CONFIG = Path(__file__).resolve().parents[2] / "config" / "demo.toml"
+#: the demo's competence records (``gateway.demo.people``)
+DEMO_PEOPLE = DEMO_CONFIG.parent / "demo-people.csv"
 
 
 @dataclass(frozen=True, slots=True)
@@ -18,3 +20,5 @@ class DemoOptions:
     fresh: bool = True
     #: False runs serial instruments over TCP, as on a system without pseudo-terminals
     pty: bool = True
+    #: the competence records imported at start (None: none, every operator is unknown)
+    people: Path | None = DEMO_PEOPLE

@@ -15,6 +15,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
+from zoneinfo import ZoneInfo
 
 from rich.console import Console
 from rich.live import Live
@@ -24,10 +25,12 @@ from drivers.protocols.hl7.orders import build_order_message
 from gateway.app import Gateway
 from gateway.config import Config
 from gateway.demo.options import DemoOptions
+from gateway.demo.people import import_demo_people, one_time_password, people_in, read_people
 from gateway.demo.plan import AstmDemoSim, DemoPlan, plan_demo
 from gateway.demo.summary import summary_dict
 from gateway.demo.view import live_view
 from gateway.demo.words import WORDS
+from gateway.people.passwords import hash_password
 from gateway.store.engine import is_sqlite
 from gateway.store.queries import summary
 from simulators.lis import LisSimOptions, LisSimulator
@@ -85,6 +88,31 @@ async def _send_demo_orders(
     console.print(note, highlight=False, markup=False)
 
 
+async def _import_people(gateway: Gateway, options: DemoOptions, console: Console) -> None:
+    """The office's competence records, before any analyser sends a result."""
+    if options.people is None:
+        return
+    data = read_people(options.people)
+    today = datetime.now(ZoneInfo(gateway.config.site.timezone)).date()
+    password = one_time_password(people_in(data))
+    password_hash = await asyncio.to_thread(hash_password, password)  # once, off the writer
+    done = await gateway.writer.write(
+        lambda tx: import_demo_people(tx, gateway.config, data, today, password_hash)
+    )
+    words = WORDS[gateway.config.site.language]
+    note = str(words["people_note"]).format(
+        file=options.people.name,
+        people=len(done.people),
+        certifications=len(done.plan.certifications),
+        enforce=words["yes"] if gateway.config.people.enforce else words["no"],
+    )
+    console.print(note, highlight=False, markup=False)
+    sign_in = str(words["password_note"]).format(
+        people=", ".join(done.people), password=password, web=gateway.config.web.listen
+    )
+    console.print(sign_in, highlight=False, markup=False)
+
+
 async def run_demo(config: Config, options: DemoOptions, console: Console) -> dict[str, Any]:
     """Plan and run the demo on ``config``; return the closing summary."""
     if options.fresh and is_sqlite(config.store.url):
@@ -118,6 +146,7 @@ async def run_plan(plan: DemoPlan, options: DemoOptions, console: Console) -> di
                 if gateway_task.done():
                     gateway_task.result()  # surfaces why it could not start
                 await asyncio.sleep(0.05)
+            await _import_people(gateway, options, console)
             await _send_demo_orders(config, plan.orders, console)
             sim_tasks = [
                 asyncio.create_task(sim.run(), name=f"sim-{sim.options.instrument_id}")

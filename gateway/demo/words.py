@@ -34,6 +34,10 @@ WORDS: dict[str, dict[str, Any]] = {
         "dial_note": "{id}: gatewayen ringer ut til {url}; ingen simulator for det i demoen",
         "orders_note": "LIS-simulatoren sendte {n} bestillinger til arbeidslisten "
         "(kvittering: {codes}); analysatoren spør etter dem når prøven står i",
+        "people_note": "kompetanse: {file} importert ({people} personer, {certifications} "
+        "sertifiseringer); reglene for personer håndheves: {enforce}",
+        "password_note": "pålogging på http://{web}: {people}, engangspassord for denne "
+        "kjøringen: {password}",
     },
     "en": {
         "instruments": "Instruments",
@@ -64,5 +68,9 @@ WORDS: dict[str, dict[str, Any]] = {
         "dial_note": "{id}: the gateway dials out to {url}; the demo has no simulator for that",
         "orders_note": "the LIS simulator sent {n} orders to the worklist "
         "(acknowledged: {codes}); the analyser asks for them when the tube is loaded",
+        "people_note": "competence: {file} imported ({people} people, {certifications} "
+        "certifications); people rules enforced: {enforce}",
+        "password_note": "sign in at http://{web} as {people}; one-time password for this "
+        "run: {password}",
     },
 }

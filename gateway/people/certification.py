@@ -34,6 +34,19 @@ class Certification:
     supervisor: str = ""
 
 
+@dataclass(frozen=True, slots=True)
+class CertificationRecord:
+    """A certification as the competence records state it (one CSV row's task part)."""
+
+    person: str
+    task: str  # canonical text (``str(parse_task(...))``)
+    status: CertStatus
+    certified_on: date | None = None
+    recert_due: date | None = None
+    supervisor: str = ""
+    evidence: str = ""
+
+
 def expires_at(recert_due: date, zone: ZoneInfo) -> datetime:
     """The moment a certification due on ``recert_due`` expires: the next midnight in ``zone``."""
     return datetime.combine(recert_due + timedelta(days=1), time(0), tzinfo=zone)

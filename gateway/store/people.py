@@ -8,40 +8,20 @@ the pipeline sees the change with its next batch.
 from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass
-from datetime import date
+from datetime import datetime
 
-from sqlalchemy import Connection, delete, insert, select, update
+from sqlalchemy import Connection, delete, func, insert, select, type_coerce, update
 
 from gateway.people.certification import Certification, CertStatus
+from gateway.people.certification import CertificationRecord as CertificationRecord
+from gateway.people.operators import OperatorId as OperatorId
+from gateway.people.operators import parse_operator_id as parse_operator_id
 from gateway.people.roles import Role, format_roles, parse_roles
 from gateway.people.tasks import parse_task
 from gateway.rules.facts import Facts, Person
 from gateway.store import facts as store_facts
-from gateway.store.tables import certifications, operator_ids, users
+from gateway.store.tables import TZ, certifications, operator_ids, results, users
 from gateway.store.writer import Tx
-
-
-@dataclass(frozen=True, slots=True)
-class OperatorId:
-    """An ID a person types or scans; ``instrument_id`` "" means on every instrument."""
-
-    operator_id: str
-    instrument_id: str = ""
-
-    def __str__(self) -> str:
-        return (
-            f"{self.operator_id}@{self.instrument_id}" if self.instrument_id else self.operator_id
-        )
-
-
-def parse_operator_id(text: str) -> OperatorId:
-    """``BH`` (any instrument) or ``BH@afinion-1``; ValueError when empty."""
-    operator, _, instrument = text.strip().partition("@")
-    if not operator.strip():
-        raise ValueError(f"operator ID {text!r} is empty")
-    return OperatorId(operator.strip(), instrument.strip())
-
 
 # --- reading ---------------------------------------------------------------------------------
 
@@ -120,6 +100,27 @@ def list_people(conn: Connection) -> list[dict[str, object]]:
             "certifications": certs.get(row.person, []),
         }
         for row in conn.execute(select(users).order_by(users.c.person))
+    ]
+
+
+def last_activity(
+    conn: Connection, since: datetime | None = None
+) -> list[tuple[str, str, str, datetime]]:
+    """(person, instrument, test code, last time) of every person's results, in one grouped
+    query: the time is when the analysis was performed, else when the result arrived.
+    ``since``: only results from then on (older work cannot change an inactivity warning)."""
+    when = func.coalesce(results.c.performed_at, results.c.created_at)
+    last = type_coerce(func.max(when), TZ).label("last")
+    query = (
+        select(results.c.performed_by, results.c.instrument_id, results.c.test_code, last)
+        .where(results.c.performed_by != "")
+        .group_by(results.c.performed_by, results.c.instrument_id, results.c.test_code)
+    )
+    if since is not None:
+        query = query.where(when >= since)
+    return [
+        (row.performed_by, row.instrument_id, row.test_code, row.last)
+        for row in conn.execute(query)
     ]
 
 
@@ -218,19 +219,6 @@ def set_operator_ids(tx: Tx, person: str, wanted: Sequence[OperatorId], *, actor
     )
     store_facts.bump(tx)
     return True
-
-
-@dataclass(frozen=True, slots=True)
-class CertificationRecord:
-    """A certification as the competence records state it (one CSV row's task part)."""
-
-    person: str
-    task: str  # canonical text (``str(parse_task(...))``)
-    status: CertStatus
-    certified_on: date | None = None
-    recert_due: date | None = None
-    supervisor: str = ""
-    evidence: str = ""
 
 
 def upsert_certification(tx: Tx, record: CertificationRecord, *, actor: str) -> bool:

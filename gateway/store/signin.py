@@ -124,11 +124,17 @@ def set_password(tx: Tx, person: str, password: str, *, actor: str) -> bool:
 
     The caller checks ``passwords.password_problem`` first, and hashes outside hot paths.
     """
+    return set_password_hash(tx, person, hash_password(password), actor=actor)
+
+
+def set_password_hash(tx: Tx, person: str, password_hash: str, *, actor: str) -> bool:
+    """``set_password`` with the argon2 hash made beforehand (outside the writer: the demo
+    gives its people one password, hashed once)."""
     changed = tx.conn.execute(
         update(users)
         .where(users.c.person == person)
         .values(
-            password_hash=hash_password(password),
+            password_hash=password_hash,
             password_changed_at=tx.now,
             failed_logins=0,
             locked_until=None,

@@ -13,11 +13,12 @@ import subprocess
 import sys
 import time
 import urllib.request
+from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
 from rich.console import Console
-from sqlalchemy import func, select, update
+from sqlalchemy import Engine, func, select, update
 from typer.testing import CliRunner
 
 from drivers.transports import SerialConnector, connector_for
@@ -26,7 +27,8 @@ from gateway.cli import app
 from gateway.config import load_config
 from gateway.demo import DemoOptions, plan_demo, reconcile, run_plan
 from gateway.store.engine import make_engine
-from gateway.store.tables import qc_results, raw_messages, results
+from gateway.store.signin import Policy, authenticate
+from gateway.store.tables import holds, qc_results, raw_messages, results
 from tests.integration.helpers import free_port, gateway_config, make_config, wait_for
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -127,8 +129,18 @@ def test_demo_runs_for_n_seconds_and_reconciles(tmp_path: Path) -> None:
 
     # QC landed as QC: control rows from the ASTM analysers, and no control among the results
     assert data["qc"] == sum(per[i]["qc"] for i in ASTM) > 0
+    # the people rules: config/demo-people.csv imported, [people] enforce = true
+    assert {"uncertified_operator", "awaiting_cosign", "awaiting_verification"} <= set(data["held"])
+    assert "kompetanse: demo-people.csv importert (7 personer, 11 sertifiseringer)" in done.stdout
+    password = re.search(r"engangspassord for denne kjøringen: (\S+)", done.stdout)
+    assert password is not None
     engine = make_engine(f"sqlite:///{tmp_path}/trygg-demo.sqlite3")
     try:
+        assert_people_rules(engine)
+        attempt = authenticate(
+            engine, "bente", password.group(1), now=datetime.now(UTC), policy=Policy()
+        )
+        assert attempt.ok  # the printed one-time password signs a demo person in
         with engine.connect() as conn:
             lots = conn.execute(
                 select(qc_results.c.control_lot).where(qc_results.c.instrument_id.in_(ASTM))
@@ -142,6 +154,48 @@ def test_demo_runs_for_n_seconds_and_reconciles(tmp_path: Path) -> None:
             assert unnamed == 0
     finally:
         engine.dispose()
+
+
+#: the demo's operator IDs and who they are (config/demo-people.csv)
+DEMO_OPERATORS = {"BH": "bente", "ML": "morten", "KN": "kari", "TS": "tone"}
+PEOPLE_HOLDS = {"uncertified_operator", "awaiting_cosign", "awaiting_verification"}
+
+
+def assert_people_rules(engine: Engine) -> None:
+    """Kari's Afinion results (expired) are held uncertified, Tone's (a trainee) wait for a
+    co-signature, colour and clarity (read by eye) for a verifier; nobody else's are held for
+    a people reason."""
+    with engine.connect() as conn:
+        reasons: dict[int, set[str]] = {}
+        for row in conn.execute(select(holds.c.result_id, holds.c.reason)):
+            reasons.setdefault(row.result_id, set()).add(row.reason)
+        rows = conn.execute(
+            select(
+                results.c.id,
+                results.c.instrument_id,
+                results.c.test_code,
+                results.c.operator_id,
+                results.c.performed_by,
+                results.c.state,
+            )
+        ).all()
+    seen: set[str] = set()
+    for row in rows:
+        people_holds = reasons.get(row.id, set()) & PEOPLE_HOLDS
+        assert row.performed_by == DEMO_OPERATORS[row.operator_id], row
+        if row.instrument_id == "afinion-1" and row.operator_id == "KN":
+            expected = {"uncertified_operator"}
+        elif row.instrument_id == "clinitek-1" and row.operator_id == "TS":
+            expected = {"awaiting_cosign"}
+        else:
+            expected = set()
+        if row.instrument_id == "clinitek-1" and row.test_code in ("COL", "CLA"):
+            expected.add("awaiting_verification")
+        assert people_holds == expected, row
+        seen |= people_holds
+        if people_holds:
+            assert row.state == "held", row
+    assert seen == PEOPLE_HOLDS
 
 
 def test_demo_serves_the_dashboard_while_running(tmp_path: Path) -> None:
