@@ -28,7 +28,7 @@ from gateway.rules.processing_id import TestMessage, TestMessages, judge, normal
 from gateway.store import bulk
 from gateway.store.audit import digest_fields
 from gateway.store.facts import load_facts
-from gateway.store.results import data_row
+from gateway.store.results import data_row, hold_row
 from gateway.store.tables import holds, qc_results, quarantine, results
 from gateway.store.writer import GroupCommitWriter, Tx
 from gateway.texts import describe_hold, params_json
@@ -363,19 +363,7 @@ def store_observations(
                 "; ".join(describe_hold(h) for h in found),
             )
         )
-        hold_rows.extend(
-            {
-                "result_id": result_id,
-                "reason": h.reason,
-                "params": params_json(h.params),
-                "detail": "",
-                "detail_nb": "",
-                "action": "",
-                "release_role": h.release_role,
-                "created_at": tx.now,
-            }
-            for h in found
-        )
+        hold_rows.extend(hold_row(result_id, h, tx.now) for h in found)
     instrument = str(rows[0]["instrument_id"])
     actor = actor or f"instrument:{instrument}"
     if test is not None:

@@ -22,10 +22,10 @@ from gateway.model import HoldReason
 from gateway.national_id import classify, mask
 from gateway.people.roles import HoldAction
 from gateway.rules import RuleContext, run_rules
+from gateway.store.results import hold_row
 from gateway.store.signatures import add_correction
 from gateway.store.tables import holds, results
 from gateway.store.writer import Tx
-from gateway.texts import params_json
 
 #: the fields a correction may change, and their stored length
 FIELDS: Final = {"patient_id": 32, "specimen_id": 64}
@@ -97,19 +97,7 @@ def correct(
     if added:
         tx.conn.execute(
             insert(holds),
-            [
-                {
-                    "result_id": result_id,
-                    "reason": h.reason,
-                    "params": params_json(h.params),
-                    "detail": "",
-                    "detail_nb": "",
-                    "action": "",
-                    "release_role": h.release_role,
-                    "created_at": tx.now,
-                }
-                for h in added
-            ],
+            [hold_row(result_id, h, tx.now) for h in added],
         )
     detail = {
         "field": field,

@@ -8,12 +8,14 @@ flags (a tuple, stored "~"-joined) and the method (an enum, stored as its value)
 
 from __future__ import annotations
 
+from datetime import datetime
 from operator import attrgetter
 from typing import Any
 
 from drivers.model import Method
-from gateway.model import RESULT_FIELDS, Result, State
+from gateway.model import RESULT_FIELDS, Hold, Result, State
 from gateway.store.tables import results
+from gateway.texts import params_json
 
 #: the results table's columns that are the store's, not the result's own data
 BOOKKEEPING: tuple[str, ...] = (
@@ -57,3 +59,18 @@ def from_row(row: Any) -> Result:
     data["abnormal_flags"] = decode_flags(data["abnormal_flags"])
     data["method"] = Method(data["method"])
     return Result(**data, id=mapping["id"], state=State(mapping["state"]))
+
+
+def hold_row(result_id: int, hold: Hold, at: datetime) -> dict[str, Any]:
+    """A ``holds`` row for a rule's ``hold`` on a result: its code and parameters (the texts
+    are rendered when read: ``gateway.texts``), the role that acts on it, when it was made."""
+    return {
+        "result_id": result_id,
+        "reason": hold.reason,
+        "params": params_json(hold.params),
+        "detail": "",
+        "detail_nb": "",
+        "action": "",
+        "release_role": hold.release_role,
+        "created_at": at,
+    }
