@@ -178,7 +178,7 @@ class Gateway:
                 InstrumentSession(
                     ORDER_SOURCE,
                     config.lis.orders_url,
-                    OrderReceiver(self.writer),
+                    OrderReceiver(self.writer, accepting=lambda: self.store_health.ok),
                     self,
                     trace=config.lis.trace,
                     idle=config.lis.orders_idle_limits,

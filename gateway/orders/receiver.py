@@ -9,12 +9,17 @@ gateway) never reach the worklist, where an analyser would run them on real spec
 are kept in quarantine (reason ``test_message``, the processing-ID rule's) and answered AR with
 ERR 202 "unsupported processing id" at MSH-11, as HL7 2.9.2 has a receiver answer a processing
 ID it does not serve. Unlike an analyser, the LIS can tell its people why.
+
+While the store is failed (``gateway.store.health``) nothing is written: every message is
+answered AR with ERR 207 (an application error, not the message's fault: the LIS keeps it
+and sends it again), as the analysers' ports refuse theirs; a write that fails says the same.
 """
 
 from __future__ import annotations
 
 import functools
 import logging
+from collections.abc import Callable
 from datetime import UTC, datetime
 
 from drivers.mllp import serve_mllp
@@ -22,7 +27,7 @@ from drivers.ports import Sink
 from drivers.protocols.hl7.ack import build_ack
 from drivers.protocols.hl7.orders import ParsedOrders, parse_orders
 from drivers.transports import ByteStream
-from gateway.errors import RemoteProtocolError
+from gateway.errors import RemoteProtocolError, StoreError
 from gateway.orders.store import OrdersOutcome, store_order_message
 from gateway.rules.processing_id import is_production, normalised, quarantine_error
 from gateway.store.writer import Writer
@@ -39,14 +44,27 @@ _PROCESSING_FIELD = "MSH-11"
 class OrderReceiver:
     """A session driver: reads MLLP frames from the LIS, stores each order message, ACKs it."""
 
-    def __init__(self, writer: Writer, *, max_message_bytes: int = 1 << 20) -> None:
+    def __init__(
+        self,
+        writer: Writer,
+        *,
+        max_message_bytes: int = 1 << 20,
+        accepting: Callable[[], bool] = lambda: True,
+    ) -> None:
         self._writer = writer
         self._max = max_message_bytes
         self._acks = 0
+        #: whether the store takes writes now (the gateway's store health)
+        self._accepting = accepting
 
     async def serve(self, stream: ByteStream, sink: Sink) -> None:
         async def keep_broken(raw: bytes, exc: RemoteProtocolError) -> None:
-            await self._store(raw, datetime.now(UTC), None, exc)
+            if not self._accepting():
+                return  # no ACK was sent for it: the LIS sends it again
+            try:
+                await self._store(raw, datetime.now(UTC), None, exc)
+            except StoreError:
+                log.error("LIS orders: a broken frame could not be kept: the store failed")
 
         await serve_mllp(stream, self._handle, keep_broken, max_size=self._max)
 
@@ -72,6 +90,8 @@ class OrderReceiver:
     async def _handle(self, payload: bytes) -> bytes:
         """Store the message's orders (or its bytes in quarantine); return the ACK saying so."""
         now = datetime.now(UTC)
+        if not self._accepting():
+            return self._not_stored(payload, now)
         parsed: ParsedOrders | None = None
         error: RemoteProtocolError | None = None
         try:
@@ -87,7 +107,10 @@ class OrderReceiver:
             )
             error = RemoteProtocolError(text, field=_PROCESSING_FIELD)
             parsed = None
-        outcome = await self._store(payload, now, parsed, error)
+        try:
+            outcome = await self._store(payload, now, parsed, error)
+        except StoreError:
+            return self._not_stored(payload, now)
         log.info(
             "LIS orders: %s (%d placed, %d cancelled, %d unchanged)",
             "refused, kept in quarantine" if outcome.quarantined else "stored",
@@ -110,4 +133,17 @@ class OrderReceiver:
             text=outcome.error[:80],
             error_code=error_code,
             error_location="" if error is None else error.field or "",
+        )
+
+    def _not_stored(self, payload: bytes, now: datetime) -> bytes:
+        """AR/207: the message was not stored (the store is failed); the LIS sends it again."""
+        log.error("LIS orders: not stored, answered AR: the store is failed")
+        self._acks += 1
+        return build_ack(
+            payload,
+            "AR",
+            control_id=f"O{self._acks:09d}",
+            now=now,
+            text="not stored: the gateway's store is failed; send it again later",
+            error_code=_ERROR_CODE,
         )
