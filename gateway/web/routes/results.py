@@ -5,7 +5,7 @@ corrections and LIS messages."""
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, Query, Request
@@ -80,15 +80,21 @@ class ActionForm:
     error: str = ""
 
 
-def _open_holds(item: HeldItem | None) -> list[dict[str, Any]]:
+def _open_holds(item: HeldItem | None, stored: list[dict[str, Any]]) -> list[dict[str, Any]]:
     """The open holds with the forms to show under each (an action ending two holds is
-    offered once, under the first) and the refusals of actions the viewer has the role for."""
+    offered once, under the first) and the refusals of actions the viewer has the role for.
+
+    ``stored``: the result's open holds as the result query renders them (both ordered by
+    hold id), whose stored texts serve a hold from before holds had parameters."""
     shown: set[str] = set()
     out = []
-    for view in item.holds if item is not None else ():
+    views = item.holds if item is not None else ()
+    same = [h["reason"] for h in stored] == [v.reason for v in views]
+    for index, view in enumerate(views):
         forms = [a for a in view.actions if a not in shown]
         shown.update(forms)
-        out.append({"view": view, "forms": forms, "refusals": sorted(view.refused.items())})
+        card = stored[index] if same else {**asdict(view), "released": False}
+        out.append({"card": card, "forms": forms, "refusals": sorted(view.refused.items())})
     return out
 
 
@@ -148,7 +154,7 @@ async def show_result(
     await log_results_shown(request, web, [result_id])
     result = data["result"]
     held: HeldItem | None = data["held"]
-    open_holds = _open_holds(held)
+    open_holds = _open_holds(held, [h for h in result["holds"] if not h["released"]])
     offered = {a for h in open_holds for a in h["forms"]}
     message = flash_of(request).take(viewer.session_id, request.url.path)
     names = data["names"]
