@@ -5,8 +5,9 @@ the real ingest path, as an analyser's driver would hand them over."""
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from datetime import UTC, date, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any, Final
+from zoneinfo import ZoneInfo
 
 from sqlalchemy import Engine, func, select
 
@@ -31,6 +32,7 @@ PASSWORD: Final = "korrekt hest batteri stift"
 VALID_FNR: Final = "01010012356"
 OTHER_FNR: Final = "15037212382"
 BAD_FNR: Final = "01010012350"  # the check digit is wrong
+ZONE: Final = ZoneInfo("Europe/Oslo")
 #: the one hash every person of the site gets (argon2 once, not once per person)
 _HASH: list[str] = []
 
@@ -111,7 +113,8 @@ class Staff:
     #: task -> status
     certs: dict[str, CertStatus] = field(default_factory=dict)
     supervisor: str = ""
-    recert_due: date = date(2027, 11, 30)
+    #: days from today to the recertification due date (negative: expired)
+    due_in_days: int = 358
 
 
 CERTIFIED: Final = CertStatus.CERTIFIED
@@ -122,7 +125,7 @@ STAFF: Final = (
         (Role.OPERATOR, Role.VERIFIER),
         ("BH",),
         {"afinion-1": CERTIFIED, "urine-1": CERTIFIED},
-        recert_due=date(2026, 12, 20),
+        due_in_days=13,
     ),
     Staff(
         "morten",
@@ -153,7 +156,7 @@ STAFF: Final = (
         (Role.OPERATOR,),
         ("KN",),
         {"afinion-1": CERTIFIED, "urine-1": CERTIFIED},
-        recert_due=date(2026, 11, 1),
+        due_in_days=-36,
     ),
     Staff("hilde", "Hilde Moe", (Role.QUALITY_MANAGER,)),
     Staff("eva", "Eva Admin", (Role.ADMIN,)),
@@ -161,7 +164,9 @@ STAFF: Final = (
 
 
 def add_staff(engine: Engine, staff: tuple[Staff, ...] = STAFF, *, now: datetime = NOW) -> None:
-    """The site's people with their operator IDs, certifications and ``PASSWORD``."""
+    """The site's people with their operator IDs, certifications (dates counted from
+    ``now``'s day in Oslo) and ``PASSWORD``."""
+    today = now.astimezone(ZONE).date()
     if not _HASH:
         _HASH.append(hash_password(PASSWORD))
 
@@ -177,8 +182,8 @@ def add_staff(engine: Engine, staff: tuple[Staff, ...] = STAFF, *, now: datetime
                         s.person,
                         task,
                         status,
-                        certified_on=date(2025, 3, 1),
-                        recert_due=s.recert_due,
+                        certified_on=today - timedelta(days=280),
+                        recert_due=today + timedelta(days=s.due_in_days),
                         supervisor=s.supervisor,
                     ),
                     actor="test",
