@@ -220,6 +220,7 @@ def test_the_performer_posting_verify_is_refused_and_it_stays_held(site: Site) -
     assert response.status_code == 409
     refusal = nb("action.refused.same_person", person="bente", action=nb("action.name.verify"))
     assert refusal in visible(response.text)
+    assert "/static/refresh.js" not in response.text  # its URL is a form's: not fetched again
     assert site.state(reading) == "held"
     with site.engine.connect() as conn:
         assert conn.execute(select(signatures.c.id)).first() is None
@@ -453,6 +454,8 @@ def test_an_uncertified_operators_result_offers_override_to_a_supervisor_only(si
 
     csrf = site.sign_in("siri")
     assert f'href="/results/{result}#act-override"' in site.client.get("/held").text
+    mine = site.client.get("/my-work").text.split('id="mw-others"', 1)[1]
+    assert f'href="/results/{result}#act-override"' in mine.split("</section>", 1)[0]
     assert forms_of(site.client.get(f"/results/{result}").text) == ["override"]
     empty = site.post(f"/results/{result}/override", csrf, password=PASSWORD, reason="")
     assert empty.status_code == 422

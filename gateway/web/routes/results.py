@@ -181,7 +181,8 @@ async def show_result(
             "names": names,
         },
         status_code=status_code,
-        refresh=not offered,
+        # a form, or an answer to a post (its URL is no page to fetch again): no refresh
+        refresh=not offered and form is None,
     )
 
 

@@ -9,7 +9,7 @@ result shown is in the access log.
 from __future__ import annotations
 
 from datetime import date
-from typing import Annotated, Any
+from typing import Annotated, Any, Final
 
 from fastapi import APIRouter, Request
 from fastapi.responses import HTMLResponse
@@ -18,6 +18,7 @@ from sqlalchemy import Connection
 from gateway.catalogue import text
 from gateway.model import HoldReason
 from gateway.people.roles import HoldAction, actions_for
+from gateway.store.facts import load_facts
 from gateway.store.queues import (
     CosignItem,
     HeldItem,
@@ -34,6 +35,11 @@ from gateway.web.shown import log_results_shown
 from gateway.web.work import rule_context
 
 router = APIRouter(include_in_schema=False, dependencies=[Authenticated])
+
+#: the actions my work lists in their own queues (verify and reject one reading; co-sign)
+QUEUED_ACTIONS: Final = frozenset(
+    {HoldAction.VERIFY.value, HoldAction.REJECT.value, HoldAction.COSIGN.value}
+)
 
 
 def roles_needed(lang: str, reason: str, action: HoldAction) -> str:
@@ -55,20 +61,32 @@ async def my_work_page(
 ) -> HTMLResponse:
     context, now = rule_context(web.config), web.now()
 
-    def reads(conn: Connection) -> MyWork:
-        return my_work(
+    def reads(conn: Connection) -> tuple[MyWork, list[HeldItem]]:
+        facts = load_facts(conn)
+        work = my_work(
             conn,
             viewer.person,
             context,
             now,
             reminder_days=web.config.people.reminder_days,
+            facts=facts,
         )
+        listed = {i.result.id for i in (*work.verify, *work.cosign)}
+        listed |= {i.result.id for i in work.my_held}
+        # the other holds this person may end (a correction, a release, an override)
+        others = [
+            item
+            for item in held_results(conn, viewer.person, context, now, facts=facts)
+            if item.result.id not in listed and set(item.actions) - QUEUED_ACTIONS
+        ]
+        return work, others
 
-    work = await web.query(reads)
+    work, others = await web.query(reads)
     ids = [
         *(i.result.id for i in work.verify),
         *(i.result.id for i in work.cosign),
         *(i.result.id for i in work.my_held),
+        *(i.result.id for i in others),
     ]
     await log_results_shown(request, web, ids)
     lang = web.language(request)
@@ -77,6 +95,7 @@ async def my_work_page(
         "my_work.html",
         {
             "work": work,
+            "others": others,
             "nothing": not (ids or work.certifications_due),
             "day": lambda d: day_text(lang, d),
         },
