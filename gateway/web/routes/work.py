@@ -71,7 +71,7 @@ async def my_work_page(
             reminder_days=web.config.people.reminder_days,
             facts=facts,
         )
-        listed = {i.result.id for i in (*work.verify, *work.cosign)}
+        listed = {i.result.id for i in work.verify} | {i.result.id for i in work.cosign}
         listed |= {i.result.id for i in work.my_held}
         # the other holds this person may end (a correction, a release, an override)
         others = [
