@@ -345,13 +345,14 @@ def held_results(
     facts: Facts | None = None,
     reason: str | None = None,
     performer: str | None = None,
+    result_id: int | None = None,
     limit: int = DEFAULT_LIMIT,
     show_patient: bool = False,
 ) -> list[HeldItem]:
     """Held results, oldest first, each with its open holds and, per hold, the actions
     ``viewer`` may take (``HoldView``); ``reason``: only results with an open hold of that
-    reason; ``performer``: only results that person performed. Two queries (five without
-    ``facts``)."""
+    reason; ``performer``: only results that person performed; ``result_id``: only that
+    result (its page). Two queries (five without ``facts``)."""
     facts = load_facts(conn) if facts is None else facts
     query = (
         select(*_RESULT_COLUMNS)
@@ -372,6 +373,8 @@ def held_results(
         )
     if performer is not None:
         query = query.where(results.c.performed_by == performer)
+    if result_id is not None:
+        query = query.where(results.c.id == result_id)
     rows = conn.execute(query).all()
     by_result: dict[int, list[Any]] = {}
     if rows:

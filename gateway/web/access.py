@@ -19,7 +19,14 @@ The table, by who may open:
 - verifier, supervisor, quality_manager (``RAW_READERS``): ``/quarantine/{quarantine_id}/raw``,
   ``/api/quarantine/{quarantine_id}/raw``;
 - quality_manager, admin (``ACCESS_LOG_READERS``): ``/access-log``, ``/access-log/patient``
-  (GET, POST).
+  (GET, POST);
+- ``RESULT_READERS`` also: ``/my-work``, ``/held``, ``/verify``, ``/cosign`` (a queue shows
+  every row, and says why the viewer may not act on one), ``/entry`` (GET, POST: who may type
+  a result in, ``gateway.manual.ENTRY_ROLES``);
+- the signed actions (POST ``/results/{result_id}/<action>``): the roles that may take that
+  action on some hold (``action_roles``: release and correct verifier, supervisor,
+  quality_manager; override supervisor, quality_manager; verify and reject verifier; cosign
+  supervisor). The action itself checks the hold, the certification and the performer.
 
 Why: the pages that show patients' results (the dashboard lists the newest) are for the people
 who produce, check and answer for them. Counts and instrument states carry no patient data:
@@ -35,7 +42,8 @@ import enum
 from collections.abc import Iterable, Mapping
 from typing import Final
 
-from gateway.people.roles import Role
+from gateway.manual import ENTRY_ROLES
+from gateway.people.roles import HOLD_ACTIONS, HoldAction, Role
 
 
 class Open(enum.Enum):
@@ -58,6 +66,20 @@ RESULT_READERS: Final = frozenset(
 RAW_READERS: Final = frozenset({Role.VERIFIER, Role.SUPERVISOR, Role.QUALITY_MANAGER})
 #: who looked at which patient's results (Normen)
 ACCESS_LOG_READERS: Final = frozenset({Role.QUALITY_MANAGER, Role.ADMIN})
+
+
+def action_roles(action: HoldAction) -> frozenset[Role]:
+    """Every role that may take ``action`` on some hold (``roles.HOLD_ACTIONS``): the roles
+    that may post that action's form at all (the action checks the hold, the certification
+    and "not the performer" itself)."""
+    return frozenset(
+        role
+        for rules in HOLD_ACTIONS.values()
+        for rule in rules
+        if rule.action is action
+        for role in rule.roles
+    )
+
 
 #: the static files' mount: not a route with dependencies, so public by nature
 STATIC: Final = "/static"
@@ -95,6 +117,18 @@ ROUTE_ROLES: Final[Mapping[str, Rule]] = {
     # the access log
     "/access-log": ACCESS_LOG_READERS,
     "/access-log/patient": ACCESS_LOG_READERS,
+    # issue 10: pages-work (the queues, held results and their signed actions, manual entry)
+    "/my-work": RESULT_READERS,
+    "/held": RESULT_READERS,
+    "/verify": RESULT_READERS,
+    "/cosign": RESULT_READERS,
+    "/entry": ENTRY_ROLES,
+    "/results/{result_id}/release": action_roles(HoldAction.RELEASE),
+    "/results/{result_id}/correct": action_roles(HoldAction.CORRECT),
+    "/results/{result_id}/override": action_roles(HoldAction.OVERRIDE),
+    "/results/{result_id}/verify": action_roles(HoldAction.VERIFY),
+    "/results/{result_id}/reject": action_roles(HoldAction.REJECT),
+    "/results/{result_id}/cosign": action_roles(HoldAction.COSIGN),
 }
 
 

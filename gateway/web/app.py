@@ -21,14 +21,17 @@ from gateway.web.context import HERE, WebContext
 from gateway.web.hosts import HostGuard, allowed_hosts
 from gateway.web.routes import (
     access_log,
+    actions,
     dashboard,
     deviations,
     docs,
+    entry,
     orders,
     outbox,
     quarantine,
     results,
     signin,
+    work,
 )
 from gateway.web.routes.api import api, health
 
@@ -68,6 +71,10 @@ def create_app(config: Config, engine: Engine, *, gateway: object | None = None)
         deviations,
         access_log,
         docs,
+        # issue 10: pages-work
+        work,
+        actions,
+        entry,
     )
     for page_group in page_groups:
         app.include_router(page_group.router)

@@ -45,8 +45,14 @@ class NavItem:
 
 
 NAV: Final[tuple[NavItem, ...]] = (
+    # first: where a person who works with results lands after sign-in (``landing``)
+    NavItem("/my-work", "nav.my_work"),
     NavItem("/", "nav.dashboard"),
     NavItem("/results", "nav.results"),
+    NavItem("/held", "nav.held"),
+    NavItem("/verify", "nav.verify"),
+    NavItem("/cosign", "nav.cosign"),
+    NavItem("/entry", "nav.entry"),
     NavItem("/orders", "nav.orders"),
     NavItem("/outbox", "nav.outbox"),
     NavItem("/quarantine", "nav.quarantine"),

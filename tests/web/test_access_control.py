@@ -66,22 +66,43 @@ EXPECTED: Final[dict[tuple[str, str], frozenset[str]]] = {
     ("GET", "/access-log"): ACCESS_LOG,
     ("GET", "/access-log/patient"): ACCESS_LOG,
     ("POST", "/access-log/patient"): ACCESS_LOG,
+    # issue 10: pages-work. The queues and the entry form: whoever works with results (each
+    # row says why the viewer may not act on it); each signed action: the roles the design
+    # names for it on some hold (DOMAIN rules 2, 4, 5; admin signs no result)
+    ("GET", "/my-work"): READERS,
+    ("GET", "/held"): READERS,
+    ("GET", "/verify"): READERS,
+    ("GET", "/cosign"): READERS,
+    ("GET", "/entry"): READERS,
+    ("POST", "/entry"): READERS,
+    ("POST", "/results/{result_id}/release"): RAW,
+    ("POST", "/results/{result_id}/correct"): RAW,
+    ("POST", "/results/{result_id}/override"): frozenset({Role.SUPERVISOR, Role.QUALITY_MANAGER}),
+    ("POST", "/results/{result_id}/verify"): frozenset({Role.VERIFIER}),
+    ("POST", "/results/{result_id}/reject"): frozenset({Role.VERIFIER}),
+    ("POST", "/results/{result_id}/cosign"): frozenset({Role.SUPERVISOR}),
 }
 
+#: the pages every role that works with results has in its navigation
+WORK_NAV: Final = {
+    "/my-work",
+    "/",
+    "/results",
+    "/held",
+    "/verify",
+    "/cosign",
+    "/entry",
+    "/orders",
+    "/outbox",
+    "/quarantine",
+    "/deviations",
+}
 #: the nav entries each role sees (hidden: the pages it may not open)
 NAV_FOR: Final[dict[Role, set[str]]] = {
-    Role.OPERATOR: {"/", "/results", "/orders", "/outbox", "/quarantine", "/deviations"},
-    Role.VERIFIER: {"/", "/results", "/orders", "/outbox", "/quarantine", "/deviations"},
-    Role.SUPERVISOR: {"/", "/results", "/orders", "/outbox", "/quarantine", "/deviations"},
-    Role.QUALITY_MANAGER: {
-        "/",
-        "/results",
-        "/orders",
-        "/outbox",
-        "/quarantine",
-        "/deviations",
-        "/access-log",
-    },
+    Role.OPERATOR: WORK_NAV,
+    Role.VERIFIER: WORK_NAV,
+    Role.SUPERVISOR: WORK_NAV,
+    Role.QUALITY_MANAGER: {*WORK_NAV, "/access-log"},
     Role.ADMIN: {"/access-log"},
 }
 

@@ -125,7 +125,7 @@ def test_the_cookie_attributes_in_the_header(client: TestClient) -> None:
     assert "HttpOnly" in header and "SameSite=strict" in header and "Path=/" in header
     assert "Secure" not in header  # plain http here; over https the cookie is Secure
     assert "Max-Age" not in header and "expires" not in header.lower()
-    assert response.headers["location"] == "/"  # a supervisor starts on the dashboard
+    assert response.headers["location"] == "/my-work"  # a supervisor starts on their work
 
 
 def test_the_store_keeps_only_the_tokens_hash(client: TestClient, web_engine: Engine) -> None:
@@ -428,7 +428,7 @@ def test_next_goes_only_to_a_local_path(given: str, kept: str) -> None:
 
 
 def test_an_outside_next_lands_on_the_start_page(client: TestClient) -> None:
-    assert sign_in_form(client, next_path="https://evil.example.com/")[1] == "/"
+    assert sign_in_form(client, next_path="https://evil.example.com/")[1] == "/my-work"
 
 
 def test_an_admin_lands_where_they_may_go(client: TestClient, web_engine: Engine) -> None:
