@@ -3,6 +3,8 @@ and signed-in clients (a person with the roles a test needs, in the test's store
 
 from __future__ import annotations
 
+import os
+import tempfile
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
@@ -351,3 +353,12 @@ def live_gateway(web_engine: Engine, web_config: Config) -> Gateway:
     live = gateway.live.instruments["afinion-1"]
     live.connected, live.detail, live.messages, live.results = True, "peer 127.0.0.1:40001", 6, 5
     return gateway
+
+
+#: where the browser tests put their screenshots: docs/screenshots (committed) when
+#: TRYGG_SCREENSHOTS=1, else a scratch folder, so that a test run leaves the checkout unchanged
+SCREENSHOTS = (
+    Path(__file__).resolve().parents[2] / "docs" / "screenshots"
+    if os.environ.get("TRYGG_SCREENSHOTS") == "1"
+    else Path(tempfile.gettempdir()) / "trygg-screenshots"
+)

@@ -5,7 +5,8 @@ through the sign-in page and signing their actions with their password.
 One gateway serves the module (a GP office with a visually read urine strip and an Afinion);
 each test sends its own results with its own specimen IDs. What the LIS got is read from the
 simulator's record file (every message with its ACK code). The bokmål screenshots of the
-verification queue and of a held result with its action form go to docs/screenshots/.
+verification queue and of a held result with its action form go to docs/screenshots/ with
+TRYGG_SCREENSHOTS=1 (see tests/web/conftest.py).
 """
 
 from __future__ import annotations
@@ -39,6 +40,7 @@ from gateway.store.writer import run_in_transaction
 from simulators.lis import LisSimOptions, LisSimulator
 from simulators.national_id import corrupt_fnr, make_fnr
 from tests.ports import free_port
+from tests.web.conftest import SCREENSHOTS
 from tests.web.test_browser import (
     CHROMIUM_ARGS,
     VIEWPORT,
@@ -49,7 +51,7 @@ from tests.web.work_site import PASSWORD, prepare_store, site_data
 
 pytestmark = [pytest.mark.browser, pytest.mark.timeout(240)]
 
-SCREENSHOTS = Path(__file__).resolve().parents[2] / "docs" / "screenshots"
+
 #: how long a result may take from an action to the LIS's ACK (forwarder poll 1 s)
 LIS_WAIT_S = 20.0
 #: OBX-3's text, as the analysers send it
