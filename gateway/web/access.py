@@ -20,6 +20,13 @@ The table, by who may open:
   ``/api/quarantine/{quarantine_id}/raw``;
 - quality_manager, admin (``ACCESS_LOG_READERS``): ``/access-log``, ``/access-log/patient``
   (GET, POST).
+- pages-people: verifier, supervisor, quality_manager, admin (``PEOPLE_READERS``):
+  ``/people`` (operators and certifications), ``/recert`` (the due list); any signed-in
+  person: ``/people/{person}``, but one without a ``PEOPLE_READERS`` role sees only their
+  own (the handler refuses another's), ``/my-certifications`` (to one's own page) and
+  ``/recert/sign`` (GET, POST: one signs only one's own recertification);
+  quality_manager, admin (``COMPETENCE_EDITORS``): ``/people/import`` (GET, POST: upload and
+  preview), ``/people/import/apply`` (signed), ``/people/export.csv``.
 
 Why: the pages that show patients' results (the dashboard lists the newest) are for the people
 who produce, check and answer for them. Counts and instrument states carry no patient data:
@@ -58,6 +65,12 @@ RESULT_READERS: Final = frozenset(
 RAW_READERS: Final = frozenset({Role.VERIFIER, Role.SUPERVISOR, Role.QUALITY_MANAGER})
 #: who looked at which patient's results (Normen)
 ACCESS_LOG_READERS: Final = frozenset({Role.QUALITY_MANAGER, Role.ADMIN})
+#: pages-people: who reads everyone's certifications (staff data)
+PEOPLE_READERS: Final = frozenset(
+    {Role.VERIFIER, Role.SUPERVISOR, Role.QUALITY_MANAGER, Role.ADMIN}
+)
+#: pages-people: who imports the competence records (and exports them)
+COMPETENCE_EDITORS: Final = frozenset({Role.QUALITY_MANAGER, Role.ADMIN})
 
 #: the static files' mount: not a route with dependencies, so public by nature
 STATIC: Final = "/static"
@@ -95,6 +108,15 @@ ROUTE_ROLES: Final[Mapping[str, Rule]] = {
     # the access log
     "/access-log": ACCESS_LOG_READERS,
     "/access-log/patient": ACCESS_LOG_READERS,
+    # pages-people
+    "/people": PEOPLE_READERS,
+    "/people/{person}": SIGNED_IN,
+    "/my-certifications": SIGNED_IN,
+    "/recert": PEOPLE_READERS,
+    "/recert/sign": SIGNED_IN,
+    "/people/import": COMPETENCE_EDITORS,
+    "/people/import/apply": COMPETENCE_EDITORS,
+    "/people/export.csv": COMPETENCE_EDITORS,
 }
 
 

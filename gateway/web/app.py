@@ -21,16 +21,20 @@ from gateway.web.context import HERE, WebContext
 from gateway.web.hosts import HostGuard, allowed_hosts
 from gateway.web.routes import (
     access_log,
+    competence_import,
     dashboard,
     deviations,
     docs,
     orders,
     outbox,
+    people,
     quarantine,
+    recert,
     results,
     signin,
 )
 from gateway.web.routes.api import api, health
+from gateway.web.uploads import PendingImports
 
 
 def create_app(config: Config, engine: Engine, *, gateway: object | None = None) -> FastAPI:
@@ -52,6 +56,7 @@ def create_app(config: Config, engine: Engine, *, gateway: object | None = None)
         dependencies=[Depends(auth.guard)],
     )
     app.state.web = WebContext(config, engine, gateway)
+    app.state.pending_imports = PendingImports()  # competence files between preview and apply
     middleware.install(app)
     # added last, so it runs first: a request for another host name reaches no page
     app.add_middleware(HostGuard, allowed=allowed_hosts(config.web))
@@ -67,6 +72,10 @@ def create_app(config: Config, engine: Engine, *, gateway: object | None = None)
         quarantine,
         deviations,
         access_log,
+        # pages-people: the import's fixed paths before /people/{person}
+        competence_import,
+        people,
+        recert,
         docs,
     )
     for page_group in page_groups:

@@ -52,6 +52,10 @@ NAV: Final[tuple[NavItem, ...]] = (
     NavItem("/quarantine", "nav.quarantine"),
     NavItem("/deviations", "nav.deviations"),
     NavItem("/access-log", "nav.access_log"),
+    # pages-people
+    NavItem("/people", "nav.people"),
+    NavItem("/recert", "nav.recert"),
+    NavItem("/my-certifications", "nav.my_certifications"),
 )
 
 

@@ -3,8 +3,11 @@
 The pages' forms post ``application/x-www-form-urlencoded`` (the browser's default), parsed
 here with the standard library, so no multipart parser is needed for them. A
 ``multipart/form-data`` body (a file upload) goes through Starlette's parser, which needs the
-``python-multipart`` package. A handler reads its fields with ``await form_fields(request)``;
-the guard has usually read them already (the CSRF field) and the result is kept on the request.
+``python-multipart`` package; its body must declare a length within ``MAX_MULTIPART_BYTES``
+(a file upload is refused before it is read, never spooled unbounded), and the CSRF check
+reads its ``csrf`` field like any other. A handler reads its fields with ``await
+form_fields(request)`` (and an uploaded file from ``await request.form()``, parsed once); the
+guard has usually read them already (the CSRF field) and the result is kept on the request.
 """
 
 from __future__ import annotations
@@ -18,6 +21,9 @@ from fastapi import HTTPException, Request
 #: the largest urlencoded form read (a page's forms are a few fields)
 MAX_FORM_BYTES: Final = 64 * 1024
 MAX_FIELDS: Final = 100
+#: the largest multipart body read (a competence file of up to 1 MiB and its form)
+MAX_MULTIPART_BYTES: Final = 2 * 1024 * 1024
+MAX_FILES: Final = 4
 _STATE_KEY: Final = "form_fields"
 
 
@@ -55,7 +61,12 @@ async def form_fields(request: Request) -> Mapping[str, str]:
         for name, value in pairs:
             fields.setdefault(name, value)
     elif kind == "multipart/form-data":
-        form = await request.form(max_fields=MAX_FIELDS)
+        declared = request.headers.get("content-length", "")
+        if not declared.isdigit():
+            raise HTTPException(status_code=411, detail="a file upload must declare its length")
+        if int(declared) > MAX_MULTIPART_BYTES:
+            raise HTTPException(status_code=413, detail="upload too large")
+        form = await request.form(max_files=MAX_FILES, max_fields=MAX_FIELDS)
         for name, item in form.multi_items():
             if isinstance(item, str):
                 fields.setdefault(name, item)
