@@ -21,9 +21,8 @@ from datetime import datetime, timedelta
 from typing import Final
 
 from fastapi import Request
-from starlette.datastructures import UploadFile
 
-from gateway.web.forms import content_type
+from gateway.web.forms import form_files
 
 #: the largest competence file read (500 people with a few tasks each is ~100 kB)
 MAX_FILE_BYTES: Final = 1024 * 1024
@@ -125,15 +124,12 @@ class PendingImports:
 async def read_upload(request: Request, field: str) -> tuple[str, bytes] | None:
     """The file posted as ``field`` of a multipart form (name, bytes); None without one.
     ``UploadTooLarge`` over ``MAX_FILE_BYTES``."""
-    if content_type(request) != "multipart/form-data":
+    found = (await form_files(request)).get(field)
+    if found is None:
         return None
-    form = await request.form()  # parsed once: the CSRF check read the same form
-    item = form.get(field)
-    if not isinstance(item, UploadFile):
-        return None
-    data = await item.read(MAX_FILE_BYTES + 1)
+    filename, data = found
     if len(data) > MAX_FILE_BYTES:
-        raise UploadTooLarge(item.filename or "")
-    if not data and not item.filename:
+        raise UploadTooLarge(filename)
+    if not data and not filename:
         return None  # the form was sent without choosing a file
-    return (item.filename or "upload.csv")[:128], data
+    return (filename or "upload.csv")[:128], data

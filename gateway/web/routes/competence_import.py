@@ -189,12 +189,14 @@ async def import_apply(
     def changed_since(plan: ImportPlan) -> HTMLResponse:
         assert pending is not None
         holder.replan(pending.token, plan_digest(plan))
+        if not plan.changes:
+            holder.pop(pending.token)  # nothing left to sign
         return _page(
             request,
             web,
             plan=plan,
             warnings=parsed.warnings,
-            pending=pending,
+            pending=pending if plan.changes else None,
             filename=pending.filename,
             notice=tr.t("import.plan_changed"),
             status_code=409,
