@@ -54,6 +54,16 @@ def people_csv(today: date) -> str:
     return "\n".join([HEADER, *(f"{who},{task}" for who, task in rows)]) + "\n"
 
 
+def portal_update(today: date) -> str:
+    """The people set as the portal exports it later: kari recertified (due in 360 days, new
+    evidence), and a new trainee, nora, under siri."""
+    text = people_csv(today).replace(
+        f"{(today - timedelta(days=5)).isoformat()},,Kurs 2025",
+        f"{(today + timedelta(days=360)).isoformat()},,Kurs 2026",
+    )
+    return text + "nora,Nora Ny,NN,operator,afinion-1:CRP,trainee,,,siri,Start januar\n"
+
+
 def import_people(engine: Engine, config: Config, text: str, *, now: datetime) -> None:
     """Import ``text`` (a competence CSV) as ``trygg operators import`` does."""
     with engine.connect() as conn:

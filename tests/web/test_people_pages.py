@@ -29,6 +29,7 @@ from tests.web.people_set import (
     import_people,
     ingest_with_facts,
     people_csv,
+    portal_update,
     set_passwords,
 )
 
@@ -100,8 +101,8 @@ def test_the_roster_shows_each_certification_as_it_is_today(
     assert "Administrator" in eva or "admin" in eva.lower()
     assert "Ingen sertifiseringer." in eva
     # the reminders above the roster: kari's overdue one, bente's due in ten days
-    assert 'class="recert_notice-overdue" data-person="kari"' in html
-    assert 'class="recert_notice-reminder" data-person="bente"' in html
+    assert 'data-kind="overdue" data-person="kari"' in html
+    assert 'data-kind="reminder" data-person="bente"' in html
     assert "frist 25.01.2026, om 10 dager" in html
 
 
@@ -303,12 +304,7 @@ def upload(
 
 
 def changed_file() -> str:
-    """The people set, with kari recertified in the portal and a new operator."""
-    text = people_csv(TODAY).replace(
-        f"{(TODAY - timedelta(days=5)).isoformat()},,Kurs 2025",
-        f"{(TODAY + timedelta(days=360)).isoformat()},,Kurs 2026",
-    )
-    return text + "nora,Nora Ny,NN,operator,afinion-1:CRP,trainee,,,siri,Start januar\n"
+    return portal_update(TODAY)
 
 
 def test_the_csrf_check_covers_multipart_forms(app_client: TestClient, web_engine: Engine) -> None:
