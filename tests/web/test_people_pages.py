@@ -439,3 +439,29 @@ def test_the_export_reads_back_unchanged(app_client: TestClient, web_engine: Eng
         assert plan_import(conn, parsed).changes == 0
     as_person(app_client, web_engine, "bente")
     assert app_client.get("/people/export.csv").status_code == 403
+
+
+def test_the_web_publishes_a_recertifications_event_on_the_gateways_bus(
+    web_config: Config, web_engine: Engine, clock: Clock
+) -> None:
+    """Inside a running gateway the web's writes publish their events after the commit (the
+    unclear recertification's ``certification`` event tells the nearest manager)."""
+    from gateway.app import Gateway
+    from gateway.bus.publisher import NullBus
+
+    import_people(web_engine, web_config, people_csv(TODAY), now=T0)
+    set_passwords(web_engine, PASSWORD, "bente")
+    gateway = Gateway(web_config, engine=web_engine)
+    assert isinstance(gateway.bus, NullBus)  # no [mqtt]: the bus counts what it is given
+    app = create_app(web_config, web_engine, gateway=gateway)
+    app.state.web.clock = clock
+    with TestClient(app, base_url=LOCAL) as client:
+        csrf = as_person(client, web_engine, "bente")
+        before = gateway.bus.published
+        fields = {"task": "bench-1", "outcome": "unclear", "password": PASSWORD}
+        refused = _sign(client, csrf, **fields)  # no note: nothing written, nothing published
+        assert refused.status_code == 422 and gateway.bus.published == before
+        done = _sign(client, csrf, note="Uklart trinn 4", **fields)
+        assert done.status_code == 200
+        # the deviation's event and the ``certification`` event (recertification_unclear)
+        assert gateway.bus.published == before + 2
