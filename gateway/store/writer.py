@@ -119,10 +119,18 @@ class Writer(Protocol):
 
 def run_in_transaction(engine: Engine, job: Callable[[Tx], T], now: datetime | None = None) -> T:
     """Run one job in its own transaction (CLI commands and tests use this directly)."""
-    outcomes, _events = _run_batch(engine, [job], now or datetime.now(UTC))
+    return run_with_events(engine, job, now)[0]
+
+
+def run_with_events(
+    engine: Engine, job: Callable[[Tx], T], now: datetime | None = None
+) -> tuple[T, list[Event]]:
+    """``run_in_transaction``, and the events the job raised (``Tx.event``), committed: for a
+    caller that has a bus to publish them on (the web inside a running gateway)."""
+    outcomes, events = _run_batch(engine, [job], now or datetime.now(UTC))
     if isinstance(outcomes[0], BaseException):
         raise outcomes[0]
-    return outcomes[0]  # type: ignore[no-any-return]
+    return outcomes[0], events
 
 
 class _Fenced(Exception):

@@ -26,7 +26,14 @@ The table, by who may open:
 - the signed actions (POST ``/results/{result_id}/<action>``): the roles that may take that
   action on some hold (``action_roles``: release and correct verifier, supervisor,
   quality_manager; override supervisor, quality_manager; verify and reject verifier; cosign
-  supervisor). The action itself checks the hold, the certification and the performer.
+  supervisor). The action itself checks the hold, the certification and the performer;
+- pages-people: verifier, supervisor, quality_manager, admin (``PEOPLE_READERS``):
+  ``/people`` (operators and certifications), ``/recert`` (the due list); any signed-in
+  person: ``/people/{person}``, but one without a ``PEOPLE_READERS`` role sees only their
+  own (the handler refuses another's), ``/my-certifications`` (to one's own page) and
+  ``/recert/sign`` (GET, POST: one signs only one's own recertification);
+  quality_manager, admin (``COMPETENCE_EDITORS``): ``/people/import`` (GET, POST: upload and
+  preview), ``/people/import/apply`` (signed), ``/people/export.csv``.
 
 Why: the pages that show patients' results (the dashboard lists the newest) are for the people
 who produce, check and answer for them. Counts and instrument states carry no patient data:
@@ -66,6 +73,12 @@ RESULT_READERS: Final = frozenset(
 RAW_READERS: Final = frozenset({Role.VERIFIER, Role.SUPERVISOR, Role.QUALITY_MANAGER})
 #: who looked at which patient's results (Normen)
 ACCESS_LOG_READERS: Final = frozenset({Role.QUALITY_MANAGER, Role.ADMIN})
+#: pages-people: who reads everyone's certifications (staff data)
+PEOPLE_READERS: Final = frozenset(
+    {Role.VERIFIER, Role.SUPERVISOR, Role.QUALITY_MANAGER, Role.ADMIN}
+)
+#: pages-people: who imports the competence records (and exports them)
+COMPETENCE_EDITORS: Final = frozenset({Role.QUALITY_MANAGER, Role.ADMIN})
 
 
 def action_roles(action: HoldAction) -> frozenset[Role]:
@@ -129,6 +142,15 @@ ROUTE_ROLES: Final[Mapping[str, Rule]] = {
     "/results/{result_id}/verify": action_roles(HoldAction.VERIFY),
     "/results/{result_id}/reject": action_roles(HoldAction.REJECT),
     "/results/{result_id}/cosign": action_roles(HoldAction.COSIGN),
+    # pages-people
+    "/people": PEOPLE_READERS,
+    "/people/{person}": SIGNED_IN,
+    "/my-certifications": SIGNED_IN,
+    "/recert": PEOPLE_READERS,
+    "/recert/sign": SIGNED_IN,
+    "/people/import": COMPETENCE_EDITORS,
+    "/people/import/apply": COMPETENCE_EDITORS,
+    "/people/export.csv": COMPETENCE_EDITORS,
 }
 
 

@@ -22,18 +22,22 @@ from gateway.web.hosts import HostGuard, allowed_hosts
 from gateway.web.routes import (
     access_log,
     actions,
+    competence_import,
     dashboard,
     deviations,
     docs,
     entry,
     orders,
     outbox,
+    people,
     quarantine,
+    recert,
     results,
     signin,
     work,
 )
 from gateway.web.routes.api import api, health
+from gateway.web.uploads import PendingImports
 
 
 def create_app(config: Config, engine: Engine, *, gateway: object | None = None) -> FastAPI:
@@ -55,6 +59,7 @@ def create_app(config: Config, engine: Engine, *, gateway: object | None = None)
         dependencies=[Depends(auth.guard)],
     )
     app.state.web = WebContext(config, engine, gateway)
+    app.state.pending_imports = PendingImports()  # competence files between preview and apply
     middleware.install(app)
     # added last, so it runs first: a request for another host name reaches no page
     app.add_middleware(HostGuard, allowed=allowed_hosts(config.web))
@@ -70,6 +75,10 @@ def create_app(config: Config, engine: Engine, *, gateway: object | None = None)
         quarantine,
         deviations,
         access_log,
+        # pages-people: the import's fixed paths before /people/{person}
+        competence_import,
+        people,
+        recert,
         docs,
         # issue 10: pages-work
         work,

@@ -20,7 +20,7 @@ from starlette.concurrency import run_in_threadpool
 from gateway.config import Config
 from gateway.store.sessions import SessionPolicy
 from gateway.store.signin import Policy
-from gateway.store.writer import Tx, run_in_transaction
+from gateway.store.writer import Tx, run_with_events
 from gateway.texts import connection_technical, hold_technical, without_bytes
 from gateway.web import access, i18n
 from gateway.web.live import store_alarm
@@ -58,6 +58,10 @@ NAV: Final[tuple[NavItem, ...]] = (
     NavItem("/quarantine", "nav.quarantine"),
     NavItem("/deviations", "nav.deviations"),
     NavItem("/access-log", "nav.access_log"),
+    # pages-people
+    NavItem("/people", "nav.people"),
+    NavItem("/recert", "nav.recert"),
+    NavItem("/my-certifications", "nav.my_certifications"),
 )
 
 
@@ -131,8 +135,15 @@ class WebContext:
     async def write(self, job: Callable[[Tx], T]) -> T:
         """Run one store command (a function of ``Tx``, defined outside the web) in its own
         transaction on a worker thread, as the CLI's commands do beside a running gateway
-        (the audit chain's head row serialises them with the gateway's writer)."""
-        return await run_in_threadpool(run_in_transaction, self.engine, job, self.now())
+        (the audit chain's head row serialises them with the gateway's writer). Its events
+        (``Tx.event``) go out on the running gateway's bus after the commit, as the gateway's
+        own do; without a gateway there is no bus."""
+        result, events = await run_in_threadpool(run_with_events, self.engine, job, self.now())
+        bus = getattr(self.gateway, "bus", None)
+        if bus is not None:
+            for kind, instrument, payload in events:
+                bus.publish(kind, instrument, payload)  # on the loop: publish never blocks
+        return result
 
     def language(self, request: Request) -> str:
         return i18n.choose_language(

@@ -34,6 +34,9 @@ SIGNED_IN: Final = frozenset(Role)
 READERS: Final = frozenset({Role.OPERATOR, Role.VERIFIER, Role.SUPERVISOR, Role.QUALITY_MANAGER})
 RAW: Final = frozenset({Role.VERIFIER, Role.SUPERVISOR, Role.QUALITY_MANAGER})
 ACCESS_LOG: Final = frozenset({Role.QUALITY_MANAGER, Role.ADMIN})
+# pages-people: everyone's certifications (staff data); changing the competence records
+PEOPLE: Final = frozenset({Role.VERIFIER, Role.SUPERVISOR, Role.QUALITY_MANAGER, Role.ADMIN})
+COMPETENCE: Final = frozenset({Role.QUALITY_MANAGER, Role.ADMIN})
 
 #: (method, path template) -> who may open it ("anonymous": without a session)
 EXPECTED: Final[dict[tuple[str, str], frozenset[str]]] = {
@@ -81,6 +84,18 @@ EXPECTED: Final[dict[tuple[str, str], frozenset[str]]] = {
     ("POST", "/results/{result_id}/verify"): frozenset({Role.VERIFIER}),
     ("POST", "/results/{result_id}/reject"): frozenset({Role.VERIFIER}),
     ("POST", "/results/{result_id}/cosign"): frozenset({Role.SUPERVISOR}),
+    # pages-people (/people/{person} walked with another person than the viewer: an
+    # operator sees only their own, test_people_pages checks that)
+    ("GET", "/people"): PEOPLE,
+    ("GET", "/people/{person}"): PEOPLE,
+    ("GET", "/my-certifications"): SIGNED_IN,
+    ("GET", "/recert"): PEOPLE,
+    ("GET", "/recert/sign"): SIGNED_IN,
+    ("POST", "/recert/sign"): SIGNED_IN,
+    ("GET", "/people/import"): COMPETENCE,
+    ("POST", "/people/import"): COMPETENCE,
+    ("POST", "/people/import/apply"): COMPETENCE,
+    ("GET", "/people/export.csv"): COMPETENCE,
 }
 
 #: the pages every role that works with results has in its navigation
@@ -105,6 +120,13 @@ NAV_FOR: Final[dict[Role, set[str]]] = {
     Role.QUALITY_MANAGER: {*WORK_NAV, "/access-log"},
     Role.ADMIN: {"/access-log"},
 }
+# pages-people: the certification pages each role sees in the nav
+for _role in Role:
+    NAV_FOR[_role] = (
+        NAV_FOR[_role]
+        | {"/my-certifications"}
+        | ({"/people", "/recert"} if _role in PEOPLE else set())
+    )
 
 
 @pytest.fixture
@@ -129,8 +151,10 @@ def walked_routes(client: TestClient) -> list[tuple[str, str]]:
 def concrete(template: str, seeded: Seeded, quarantine_id: int) -> str:
     if template == "/static":
         return "/static/trygg.css"
-    return template.replace("{result_id}", str(seeded.invalid_patient)).replace(
-        "{quarantine_id}", str(quarantine_id)
+    return (
+        template.replace("{result_id}", str(seeded.invalid_patient))
+        .replace("{quarantine_id}", str(quarantine_id))
+        .replace("{person}", "someone-else")  # pages-people: never the viewer
     )
 
 
