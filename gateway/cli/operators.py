@@ -86,7 +86,10 @@ def _refuse(source: str, problems: tuple[Problem, ...], as_json: bool) -> typer.
     if as_json:
         print_json({"ok": False, "problems": _problems_json(problems)})
     else:
-        err.print(f"[red]Error:[/] {say('cli.operators.refused', file=source, n=len(problems))}")
+        err.print(
+            f"[red]Error:[/] {say('cli.operators.refused', file=source, n=len(problems))}",
+            soft_wrap=True,
+        )
         for problem in problems:
             err.print(f"  {escape(problem_text(problem))}", soft_wrap=True)
     return typer.Exit(2)
@@ -167,7 +170,10 @@ def operators_import(
     try:
         data = file.read_bytes()
     except OSError as exc:
-        err.print(f"[red]Error:[/] {say('cli.operators.cannot_read', file=file, reason=exc)}")
+        err.print(
+            f"[red]Error:[/] {say('cli.operators.cannot_read', file=file, reason=exc)}",
+            soft_wrap=True,
+        )
         raise typer.Exit(2) from exc
     with store(cfg) as engine:
         with engine.connect() as conn:

@@ -311,7 +311,9 @@ def test_a_visual_reading_verified_by_a_second_person_reaches_the_lis(
         expect(signature).to_contain_text(f"2+ ({nb('sig.agreed')})")
         got = running.acknowledged_by_lis(reading, "U-1001")
         # the page refreshes itself once it has no form: the LIS's answer shows up
-        expect(page.locator(".big-value .badge")).to_have_text(nb("state.acknowledged"))
+        expect(page.locator(".big-value .badge")).to_have_text(
+            nb("state.acknowledged"), timeout=15_000
+        )
     (message,) = got
     obx = next(s for s in message["message"].split("\r") if s.startswith("OBX|"))
     assert obx.split("|")[3].startswith("NPU03989^") and obx.split("|")[5] == "2+"
