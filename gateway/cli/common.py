@@ -79,3 +79,35 @@ def setup_logging(verbose: bool) -> None:
         level=logging.DEBUG if verbose else logging.INFO,
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
     )
+
+
+def signing_password() -> str:
+    """The signer's password for an electronic signature: ``TRYGG_PASSWORD`` when set (scripts),
+    else asked without echo."""
+    import os
+
+    given = os.environ.get("TRYGG_PASSWORD")
+    if given is not None:
+        return given
+    return str(typer.prompt(say("action.password_prompt"), hide_input=True))
+
+
+def check_signature(config: Config, engine: Engine, person: str) -> None:
+    """Ask ``person``'s password and check it (``purpose="signature"``, with the lockout);
+    exit 1 with the reason when it does not sign."""
+    from datetime import UTC, datetime, timedelta
+
+    from gateway.store.signin import Policy, authenticate
+
+    policy = Policy(config.people.login_attempts, timedelta(minutes=config.people.lockout_minutes))
+    attempt = authenticate(
+        engine,
+        person,
+        signing_password(),
+        now=datetime.now(UTC),
+        policy=policy,
+        purpose="signature",
+    )
+    if not attempt.ok:
+        err.print(f"[red]Not signed[/]: {say(f'action.signin.{attempt.outcome.value}')}")
+        raise typer.Exit(1)

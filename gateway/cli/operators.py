@@ -298,22 +298,30 @@ def operators_recertify(
     by: ByOption = None,
     as_json: JsonFlag = False,
 ) -> None:
-    """Record a recertification (DOMAIN rule 10): confirmed moves the due date on by
-    [people] recert_interval_days; unclear records a deviation for the nearest manager."""
-    from gateway.store.recertification import Outcome, RecertifyRefused, recertify
+    """Record a recertification (DOMAIN rule 10), signed by PERSON with their password (an
+    electronic signature; scripts set TRYGG_PASSWORD): confirmed moves the due date on by
+    [people] recert_interval_days; unclear records a deviation for the nearest manager.
+    --by, when given, must name PERSON: one signs only one's own recertification."""
+    from gateway.cli.common import check_signature
+    from gateway.store.people_signing import sign_recertification
+    from gateway.store.recertification import Outcome, RecertifyRefused
     from gateway.store.writer import run_in_transaction
 
     if outcome not in tuple(Outcome):
         err.print(f"[red]Error:[/] {say('cli.operators.bad_outcome', value=outcome)}")
         raise typer.Exit(2)
+    if by is not None and by != person:
+        err.print(f"[red]Error:[/] {say('cli.operators.recertify_own', person=person)}")
+        raise typer.Exit(2)
     cfg = load(config)
-    actor = actor_of(by)
+    actor = person
     zone = ZoneInfo(cfg.site.timezone)
     with store(cfg) as engine:
+        check_signature(cfg, engine, person)
         try:
-            done = run_in_transaction(
+            signed = run_in_transaction(
                 engine,
-                lambda tx: recertify(
+                lambda tx: sign_recertification(
                     tx,
                     person,
                     task,
@@ -327,9 +335,11 @@ def operators_recertify(
         except RecertifyRefused as refused:
             err.print(f"[red]Error:[/] {say(refused.key, person=person, task=task)}")
             raise typer.Exit(2) from refused
+    done = signed.done
     if as_json:
         print_json(
             {
+                "signature": signed.signature_id,
                 "person": done.person,
                 "task": done.task,
                 "outcome": done.outcome.value,

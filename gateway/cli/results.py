@@ -10,9 +10,7 @@ scripts), checks it as the web does (``gateway.store.signin.authenticate``, purp
 from __future__ import annotations
 
 import enum
-import os
 from collections.abc import Callable
-from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any
 
@@ -127,32 +125,15 @@ UserOption = Annotated[
 Action = Callable[["Tx", "RuleContext"], "ActionOutcome"]
 
 
-def _password() -> str:
-    from gateway.cli.common import say
-
-    given = os.environ.get("TRYGG_PASSWORD")
-    if given is not None:
-        return given
-    return str(typer.prompt(say("action.password_prompt"), hide_input=True))
-
-
 def _sign(config: Path, person: str, action: Action) -> None:
     """Check ``person``'s password, run ``action`` in a transaction, print its outcome."""
-    from gateway.cli.common import say
+    from gateway.cli.common import check_signature
     from gateway.rules import context_from_config
-    from gateway.store.signin import Policy, authenticate
     from gateway.store.writer import run_in_transaction
 
     cfg = load(config)
     engine = open_store(cfg)
-    password = _password()
-    policy = Policy(cfg.people.login_attempts, timedelta(minutes=cfg.people.lockout_minutes))
-    attempt = authenticate(
-        engine, person, password, now=datetime.now(UTC), policy=policy, purpose="signature"
-    )
-    if not attempt.ok:
-        err.print(f"[red]Not signed[/]: {say(f'action.signin.{attempt.outcome.value}')}")
-        raise typer.Exit(1)
+    check_signature(cfg, engine, person)
     context = context_from_config(cfg)
     outcome = run_in_transaction(engine, lambda tx: action(tx, context))
     message = escape(outcome.message("en"))

@@ -16,6 +16,7 @@ from gateway.cli import app
 from gateway.people.certification import CertStatus
 from gateway.people.competence import parse_competence
 from gateway.store.competence import apply_import
+from gateway.store.engine import make_engine
 from gateway.store.people import load_people
 from gateway.store.recertification import (
     Outcome,
@@ -23,7 +24,14 @@ from gateway.store.recertification import (
     next_due,
     recertify,
 )
-from gateway.store.tables import audit, deviations, facts_version, recertifications
+from gateway.store.signin import set_password
+from gateway.store.tables import (
+    audit,
+    deviations,
+    facts_version,
+    recertifications,
+    signatures,
+)
 from gateway.store.writer import Event, GroupCommitWriter, Tx, run_in_transaction
 from tests.gateway.test_cli_operators import write_site
 
@@ -188,6 +196,8 @@ def test_refused_recertifications_write_nothing(
 
 
 runner = CliRunner()
+SIGNING = "long enough password"
+RECERTIFY_BENTE = ("operators", "recertify", "bente", "astm_afinion2", "--outcome", "confirmed")
 
 
 def test_cli_recertify_both_outcomes(tmp_path: Path, sqlite_url: str) -> None:
@@ -197,6 +207,24 @@ def test_cli_recertify_both_outcomes(tmp_path: Path, sqlite_url: str) -> None:
     assert (
         runner.invoke(app, ["operators", "import", str(path), "--config", str(site)]).exit_code == 0
     )
+    # the operator signs their own recertification with their password (DOMAIN rule 10)
+    engine = make_engine(sqlite_url)
+    for person in ("bente", "kari", "tone"):
+        run_in_transaction(engine, lambda tx, p=person: set_password(tx, p, SIGNING, actor="test"))
+    engine.dispose()
+    signing = {"TRYGG_PASSWORD": SIGNING}
+    wrong = runner.invoke(
+        app,
+        [*RECERTIFY_BENTE, "--config", str(site)],
+        env={"TRYGG_PASSWORD": "not her password"},
+    )
+    assert wrong.exit_code == 1 and "Not signed" in wrong.stderr
+    other = runner.invoke(
+        app,
+        [*RECERTIFY_BENTE, "--by", "kari", "--config", str(site)],
+        env=signing,
+    )
+    assert other.exit_code == 2 and "only one's own recertification" in other.stderr
 
     ok = runner.invoke(
         app,
@@ -212,6 +240,7 @@ def test_cli_recertify_both_outcomes(tmp_path: Path, sqlite_url: str) -> None:
             "--config",
             str(site),
         ],
+        env=signing,
     )
     assert ok.exit_code == 0, ok.output
     assert "Recertified bente for astm_afinion2" in ok.stdout and "(was 2027-01-05)" in ok.stdout
@@ -231,9 +260,15 @@ def test_cli_recertify_both_outcomes(tmp_path: Path, sqlite_url: str) -> None:
             "--config",
             str(site),
         ],
+        env=signing,
     )
     assert unclear.exit_code == 0, unclear.output
     assert '"outcome": "unclear"' in unclear.stdout and '"deviation": 1' in unclear.stdout
+    engine = make_engine(sqlite_url)
+    with engine.connect() as conn:
+        signed = conn.execute(select(signatures.c.person, signatures.c.meaning)).all()
+    engine.dispose()
+    assert sorted(signed) == [("bente", "recertify"), ("kari", "recertify")]
 
     refused = runner.invoke(
         app,
@@ -247,6 +282,7 @@ def test_cli_recertify_both_outcomes(tmp_path: Path, sqlite_url: str) -> None:
             "--config",
             str(site),
         ],
+        env=signing,
     )
     assert refused.exit_code == 2 and "tone is a trainee for clinitek-1" in refused.stderr
     bad = runner.invoke(
