@@ -7,9 +7,6 @@ from __future__ import annotations
 
 import os
 import shutil
-import socket
-import threading
-import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import timedelta
@@ -17,7 +14,6 @@ from pathlib import Path
 from urllib.parse import urlsplit
 
 import pytest
-import uvicorn
 from playwright.sync_api import (
     Browser,
     Page,
@@ -45,6 +41,7 @@ from tests.web.conftest import (
     add_person,
     ingest,
     observation,
+    serving,
 )
 from tests.web.test_texts_web import ENGLISH, add_refusals
 
@@ -104,26 +101,9 @@ def served(
 ) -> Iterator[Served]:
     """The app under uvicorn on 127.0.0.1 with a free port, in a background thread."""
     app = create_app(web_config, web_engine, gateway=live_gateway)
-    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-    sock.bind(("127.0.0.1", 0))
-    port = sock.getsockname()[1]
-    server = uvicorn.Server(
-        uvicorn.Config(app, log_level="warning", lifespan="off", access_log=False)
-    )
-    thread = threading.Thread(target=server.run, kwargs={"sockets": [sock]}, daemon=True)
-    thread.start()
-    deadline = time.monotonic() + 10
-    while not server.started:
-        assert thread.is_alive(), "uvicorn stopped while starting"
-        assert time.monotonic() < deadline, "uvicorn did not start within 10 s"
-        time.sleep(0.02)
-    add_person(web_engine, TESTER, READER_ROLES, name="Tess Tester", password=PASSWORD)
-    try:
-        yield Served(f"http://127.0.0.1:{port}", web_engine, web_config, seeded)
-    finally:
-        server.should_exit = True
-        thread.join(timeout=10)
-        sock.close()
+    with serving(app) as url:
+        add_person(web_engine, TESTER, READER_ROLES, name="Tess Tester", password=PASSWORD)
+        yield Served(url, web_engine, web_config, seeded)
 
 
 @dataclass

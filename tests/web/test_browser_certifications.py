@@ -13,9 +13,6 @@ signing in through the sign-in form.
 
 from __future__ import annotations
 
-import socket
-import threading
-import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from datetime import UTC, date, datetime, timedelta
@@ -23,7 +20,6 @@ from pathlib import Path
 from urllib.parse import urlsplit
 
 import pytest
-import uvicorn
 from fastapi import FastAPI
 from playwright.sync_api import Browser, ConsoleMessage, Page, expect
 from sqlalchemy import Engine, select
@@ -35,7 +31,15 @@ from gateway.store import people
 from gateway.store.tables import certifications, holds, results, signatures
 from gateway.web.app import create_app
 from tests.web import test_browser as shared
-from tests.web.conftest import PASSWORD, SCREENSHOTS, VALID_FNR, Clock, make_config, observation
+from tests.web.conftest import (
+    PASSWORD,
+    SCREENSHOTS,
+    VALID_FNR,
+    Clock,
+    make_config,
+    observation,
+    serving,
+)
 from tests.web.people_set import (
     import_people,
     ingest_with_facts,
@@ -63,29 +67,6 @@ NOON = datetime(2026, 1, 15, 11, 0, tzinfo=UTC)  # 12:00 Oslo
 def web_config() -> Config:
     """The web tests' site with the people rules on."""
     return make_config().model_copy(update={"people": PeopleConfig(enforce=True)})
-
-
-@contextmanager
-def running(app: FastAPI) -> Iterator[str]:
-    """``app`` under uvicorn on 127.0.0.1 with a free port, in a background thread; its URL."""
-    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-    sock.bind(("127.0.0.1", 0))
-    server = uvicorn.Server(
-        uvicorn.Config(app, log_level="warning", lifespan="off", access_log=False)
-    )
-    thread = threading.Thread(target=server.run, kwargs={"sockets": [sock]}, daemon=True)
-    thread.start()
-    deadline = time.monotonic() + 10
-    while not server.started:
-        assert thread.is_alive(), "uvicorn stopped while starting"
-        assert time.monotonic() < deadline, "uvicorn did not start within 10 s"
-        time.sleep(0.02)
-    try:
-        yield f"http://127.0.0.1:{sock.getsockname()[1]}"
-    finally:
-        server.should_exit = True
-        thread.join(timeout=10)
-        sock.close()
 
 
 def console_error(message: ConsoleMessage) -> bool:
@@ -142,7 +123,7 @@ def test_an_expired_certification_takes_effect_at_midnight_in_oslo(
     clock = Clock(LAST_MINUTE)
     app = create_app(web_config, web_engine)
     app.state.web.clock = clock
-    with running(app) as url, page_for(browser, url, "siri") as page:
+    with serving(app) as url, page_for(browser, url, "siri") as page:
         page.goto(url + "/people")
         kari = page.locator('tr[data-person="kari"] li[data-task="afinion-1:CRP"]')
         expect(kari).to_have_attribute("data-status", "certified")
@@ -215,7 +196,7 @@ def test_the_competence_import_previews_then_applies_signed(
 ) -> None:
     good = portal_update(TODAY)
     bad = good.replace("afinion-1:CRP,trainee,,,siri,Opp", "afinion-1:CRP,lærling,,,siri,Opp")
-    with running(people_app) as url, page_for(browser, url, "hilde") as page:
+    with serving(people_app) as url, page_for(browser, url, "hilde") as page:
         page.goto(url + "/people")
         page.get_by_role("link", name="Importer kompetanseoversikt").click()
         expect(page).to_have_url(url + "/people/import")
@@ -265,7 +246,7 @@ def test_the_competence_import_previews_then_applies_signed(
 def test_recertification_confirmed_moves_the_due_date_unclear_raises_a_deviation(
     browser: Browser, people_app: FastAPI, web_engine: Engine
 ) -> None:
-    with running(people_app) as url:
+    with serving(people_app) as url:
         with page_for(browser, url, "kari") as page:
             page.get_by_role("link", name="Mine sertifiseringer").click()
             expect(page).to_have_url(url + "/people/kari")
@@ -321,7 +302,7 @@ def test_recertification_confirmed_moves_the_due_date_unclear_raises_a_deviation
 def test_screenshot_of_the_certification_page_in_bokmal(
     browser: Browser, people_app: FastAPI
 ) -> None:
-    with running(people_app) as url, page_for(browser, url, "hilde") as page:
+    with serving(people_app) as url, page_for(browser, url, "hilde") as page:
         page.goto(url + "/people")
         expect(page.get_by_role("heading", level=1)).to_have_text("Operatører og sertifiseringer")
         rows = page.locator("table.people tbody tr")
