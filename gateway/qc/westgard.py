@@ -235,13 +235,14 @@ RULES: tuple[Rule, ...] = (
         _some_beyond_same(2, 2.0),
         _N3 + ", 2of3-2s",
     ),
-    # "3-1s ... 3 consecutive control measurements exceed the same mean+1s or mean-1s".
+    # "3-1s ... 3 consecutive control measurements exceed the same mean+1s or mean-1s"
+    # (also the three materials of one run).
     Rule(
         "3-1s",
         "reject",
         "systematic",
         3,
-        ("across_runs", "across_levels"),
+        ("within_run", "across_runs", "across_levels"),
         _all_beyond_same(1.0),
         _N3 + ", 3-1s",
     ),
@@ -256,10 +257,12 @@ _BY_NAME: dict[str, Rule] = {r.name.lower(): r for r in RULES}
 R4S_STRICT = Rule("R-4s", "reject", "random", 0, ("within_run",), _strict_4s, _WR + ", R-4s")
 #: The classic Westgard multirule for two levels.
 DEFAULT_RULES = "1-2s,1-3s,2-2s,R-4s,4-1s,10x"
-#: The within-run 2-2s across levels uses its own check (any two levels beyond the same 2s).
+#: Within-run forms with their own check: any 2 (2-2s, 2of3-2s) or 3 (3-1s) levels beyond
+#: the same limit in the run.
 _WITHIN_RUN_CHECKS: dict[str, Check] = {
     "2-2s": _within_run_same(2, 2.0),
     "2of3-2s": _within_run_same(2, 2.0),
+    "3-1s": _within_run_same(3, 1.0),
 }
 MAX_WINDOW = max(r.window for r in RULES)
 
@@ -366,7 +369,8 @@ def evaluate(history: Sequence[Run], newest: Run, rules: Iterable[Rule]) -> RunR
                 if len(combined) < rule.window:
                     continue
                 window3 = combined[-rule.window :]
-                if len({lv for _, lv, _ in window3}) < 2:
+                # across levels AND runs: a window inside one run is the within-run form's
+                if len({lv for _, lv, _ in window3}) < 2 or window3[0][0] == newest.run_id:
                     continue
                 idx = rule.check([z for _, _, z in window3])
                 if idx is not None and not _covered_within_level(found, rule.name):

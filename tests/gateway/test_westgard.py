@@ -160,6 +160,8 @@ def test_n3_family() -> None:
         ("across_runs", ("1",), ("r1", "r3"))
     ]
     assert last(series(*[(1.0, 0, 0)] * 3, targets=three), "3-1s").verdict == "reject"
+    run31 = last(series((1.0, -0.5, 1.1), (1.2, 1.0, 1.0), targets=three), "3-1s")
+    assert [(v.scope, v.levels) for v in run31.violations] == [("within_run", ("1", "2", "3"))]
     assert last(series(*[(0.1, -1, 0)] * 6, targets=three), "6x").verdict == "reject"
     assert last(series(*[(0.1, -1, 0)] * 9, targets=three), "9x").verdict == "reject"
     assert last(series(*[(0.1, -1, 0)] * 8, targets=three), "9x").verdict == "accept"
