@@ -117,7 +117,12 @@ def test_r_4s_range_form_by_default_and_strict_form_as_option() -> None:
 
 
 def test_r_4s_is_not_applied_across_runs() -> None:
-    """R-4s is a within-run rule: +2.5 in one run and -2.5 in the next is not R-4s."""
+    """R-4s is a within-run rule: +2.5 in one run and -2.5 in the next is not R-4s.
+
+    westgard.com, 'Westgard Rules', power function graphs: "rules for random error, such as
+    R4s, [should] be used only within a run in order to distinguish random error from
+    between-run systematic errors".
+    """
     assert last(series((2.5, 0.0), (-2.5, 0.0)), "R-4s").verdict == "accept"
 
 
@@ -284,3 +289,33 @@ def test_mirrored_values_give_mirrored_violations(pairs: list[tuple[float, float
     assert rules_fired(evaluate_series(unit_series(pairs), ALL)) == rules_fired(
         evaluate_series(unit_series(mirrored), ALL)
     )
+
+
+def test_published_example_three_levels_in_one_run_break_2_2s() -> None:
+    """'Westgard System and Rules' (course handout, studylib.net/doc/7876160): three levels with
+    100 +- 5, 150 +- 8 and 200 +- 10; "In Run A, the results are 111, 267, and 202", given as
+    an example of 2-2s applied across the levels of one run (111 is +2.2 SD; 267 as printed is
+    +14.6 SD, likely a typo for 167 = +2.1 SD: either way two levels exceed the same +2s).
+    """
+    three = (Target(100.0, 5.0), Target(150.0, 8.0), Target(200.0, 10.0))
+
+    def run_a(middle: float) -> list[Run]:
+        values = (111.0, middle, 202.0)
+        return [
+            Run(
+                "A",
+                {
+                    str(i + 1): Control(v, t)
+                    for i, (v, t) in enumerate(zip(values, three, strict=True))
+                },
+            )
+        ]
+
+    for middle in (267.0, 167.0):
+        assert [(v.rule, v.scope, v.levels) for v in last(run_a(middle), "2-2s").violations] == [
+            ("2-2s", "within_run", ("1", "2"))
+        ]
+    # As printed, 267 is also 14.4 SD above 202: R-4s in its range form, not in the strict one.
+    assert last(run_a(267.0), "R-4s").verdict == "reject"
+    assert last(run_a(267.0), parse_rules("R-4s", strict_r4s=True)).verdict == "accept"
+    assert last(run_a(167.0), "R-4s").verdict == "accept"
