@@ -27,6 +27,7 @@ BENCHES: dict[str, tuple[str, str]] = {
     "rss": ("bench.rss", "peak RSS of the gateway process with 100 connected analysers"),
     "astm": ("bench.astm_codec", "E1394 decode and E1381 framing against peer libraries"),
     "serial": ("bench.astm_serial", "share of the line rate an ASTM serial link reaches"),
+    "qc": ("bench.qc", "Westgard engine over 100,000 two-level runs against westgard-python"),
     "soak": (
         "bench.soak",
         "N analysers for M minutes under faults (idle sockets, LIS outages, kill -9, a second "

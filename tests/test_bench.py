@@ -110,3 +110,13 @@ def test_astm_codec_quick_writes_the_contract(tmp_path: Path) -> None:
     assert any("decode" in m for m in metrics) and any("fram" in m for m in metrics), metrics
     # astm-2025 is installed with the test extras, so every figure has a peer beside it
     assert all(f["peer"] for f in figures if "decode" in str(f["metric"])), figures
+
+
+@pytest.mark.timeout(60)
+def test_qc_quick_writes_the_contract(tmp_path: Path) -> None:
+    figures = run_bench("qc", tmp_path / "qc.jsonl", timeout_s=55)
+    by_metric = {str(f["metric"]): f for f in figures}
+    # westgard-python is installed with the test extras: the shared rules are timed against it
+    assert by_metric["engine_shared_rules"]["peer"] == "westgard-python"
+    # the engines differ only where westgard-python's 2of3-2s does not end at the newest value
+    assert float(by_metric["runs_with_the_same_violations"]["value"]) > 95

@@ -1,0 +1,1 @@
+"""Quality control: the Westgard multirule engine (pure) and the series reader for `trygg qc`."""
