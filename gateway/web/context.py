@@ -18,6 +18,7 @@ from sqlalchemy import Connection, Engine
 from starlette.concurrency import run_in_threadpool
 
 from gateway.config import Config
+from gateway.rules import context_from_config
 from gateway.store.sessions import SessionPolicy
 from gateway.store.signin import Policy
 from gateway.store.writer import Tx, run_with_events
@@ -106,6 +107,9 @@ class WebContext:
         self.zone = ZoneInfo(config.site.timezone)
         self.templates = Jinja2Templates(env=template_environment())
         self.title = config.site.title or config.site.name
+        #: the rules' context from the config (test mappings, drivers, zone), made once: the
+        #: queues and the actions read the store's people facts themselves
+        self.rules = context_from_config(config)
         people = config.people
         self.session_policy = SessionPolicy.of(
             people.session_idle_minutes, people.session_max_hours

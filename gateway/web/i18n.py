@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import UTC, date, datetime
 from typing import Any, Final
 from zoneinfo import ZoneInfo
 
@@ -37,6 +37,7 @@ TEXT: Final[Mapping[str, Mapping[str, str]]] = {
 }
 
 _TIME_FORMAT: Final[Mapping[str, str]] = {"nb": "%d.%m.%Y %H:%M:%S", "en": "%Y-%m-%d %H:%M:%S"}
+_DAY_FORMAT: Final[Mapping[str, str]] = {"nb": "%d.%m.%Y", "en": "%Y-%m-%d"}
 _CLOCK_FORMAT: Final = "%H:%M:%S"
 
 
@@ -64,6 +65,15 @@ def label(lang: str, group: str, code: str) -> str:
 def action_text(lang: str, reason: str, stored: str) -> str:
     """What to do about a hold, in ``lang``; falls back to the action stored with the hold."""
     return texts.hold_todo(lang, {"reason": reason, "action": stored})
+
+
+def day_text(lang: str, value: date | str | None) -> str:
+    """A calendar day as the reader writes it ("07.12.2026" / "2026-12-07"); "" for none (a due
+    date is a whole day: no time, no zone)."""
+    if not value:
+        return ""
+    day = value if isinstance(value, date) else date.fromisoformat(value)
+    return day.strftime(_DAY_FORMAT.get(lang, _DAY_FORMAT["en"]))
 
 
 def parse_time(value: datetime | str | None) -> datetime | None:

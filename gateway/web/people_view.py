@@ -8,7 +8,6 @@ only what the templates show, so the status rule stays the store's (``status_at`
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping, Sequence
-from datetime import date
 from typing import Any, Final
 
 from gateway.people.certification import CertStatus
@@ -17,16 +16,6 @@ from gateway.people.certification import CertStatus
 STATUSES: Final = tuple(s.value for s in CertStatus)
 #: a certification dated after today has no status yet
 NOT_YET: Final = "not_yet"
-
-_DAY_FORMAT: Final[Mapping[str, str]] = {"nb": "%d.%m.%Y", "en": "%Y-%m-%d"}
-
-
-def day_text(lang: str, value: date | str | None) -> str:
-    """A calendar day as the reader writes it ("07.12.2026" / "2026-12-07"); "" for none."""
-    if not value:
-        return ""
-    day = value if isinstance(value, date) else date.fromisoformat(value)
-    return day.strftime(_DAY_FORMAT.get(lang, _DAY_FORMAT["en"]))
 
 
 def shown_status(cert: Mapping[str, Any]) -> str:

@@ -33,7 +33,6 @@ from gateway.web.routes.params import is_row_id
 from gateway.web.routes.results import ActionForm, show_result
 from gateway.web.shown import route_of
 from gateway.web.signature import PASSWORD_FIELD, confirm_signature, refusal_text
-from gateway.web.work import rule_context
 
 router = APIRouter(include_in_schema=False, dependencies=[Authenticated])
 
@@ -135,7 +134,7 @@ async def act(
         form = ActionForm(action.value, values, refusal_text(web, request, attempt))
         return await show_result(request, web, viewer, result_id, form=form, status_code=422)
     job = logged(
-        action_job(action, result_id, viewer.person, values, rule_context(web.config)),
+        action_job(action, result_id, viewer.person, values, web.rules),
         person=viewer.person,
         route=route_of(request),
         result_id=result_id,

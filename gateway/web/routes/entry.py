@@ -25,7 +25,6 @@ from gateway.web.context import Web, WebContext
 from gateway.web.flash import flash_of
 from gateway.web.forms import form_fields
 from gateway.web.shown import route_of
-from gateway.web.work import rule_context
 
 router = APIRouter(include_in_schema=False, dependencies=[Authenticated])
 
@@ -103,7 +102,7 @@ async def entry_form(request: Request, web: Web) -> HTMLResponse:
 def _logged(
     entry: ManualEntry, person: str, web: WebContext, route: str
 ) -> Callable[[Tx], EntryOutcome]:
-    job = manual.entry_job(entry, person, rule_context(web.config))
+    job = manual.entry_job(entry, person, web.rules)
 
     def run(tx: Tx) -> EntryOutcome:
         outcome = job(tx)

@@ -22,6 +22,7 @@ from gateway.store.reminders import due_list
 from gateway.web import access, people_view
 from gateway.web.auth import Authenticated, Refused, Viewer
 from gateway.web.context import Web, WebContext
+from gateway.web.i18n import day_text
 
 router = APIRouter(include_in_schema=False, dependencies=[Authenticated])
 
@@ -32,7 +33,7 @@ NOTICES_SHOWN = 6
 
 def day_helper(web: WebContext, request: Request) -> Any:
     lang = web.language(request)
-    return lambda value: people_view.day_text(lang, value)
+    return lambda value: day_text(lang, value)
 
 
 def today_of(web: WebContext, now: datetime) -> Any:

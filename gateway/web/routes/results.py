@@ -24,7 +24,7 @@ from gateway.web.context import Web, WebContext
 from gateway.web.flash import flash_of
 from gateway.web.routes.params import is_row_id
 from gateway.web.shown import ids_of, log_results_shown
-from gateway.web.work import SIGNATURE_MEANINGS, duration, rule_context
+from gateway.web.work import SIGNATURE_MEANINGS, duration
 
 router = APIRouter(include_in_schema=False, dependencies=[Authenticated])
 
@@ -131,7 +131,7 @@ async def show_result(
     the action just done (once, from ``flash``). A page with a form does not refresh itself
     (it would wipe what is typed)."""
     tr = web.translator(request)
-    context = rule_context(web.config)
+    context = web.rules
     now = web.now()
 
     def reads(conn: Connection) -> dict[str, Any] | None:

@@ -8,8 +8,8 @@ result shown is in the access log.
 
 from __future__ import annotations
 
-from datetime import date
-from typing import Annotated, Any, Final
+from collections.abc import Callable
+from typing import Annotated, Any, Final, TypeVar
 
 from fastapi import APIRouter, Request
 from fastapi.responses import HTMLResponse
@@ -17,7 +17,8 @@ from sqlalchemy import Connection
 
 from gateway.catalogue import text
 from gateway.model import HoldReason
-from gateway.people.roles import HoldAction, actions_for
+from gateway.people.permissions import action_rule
+from gateway.people.roles import HoldAction
 from gateway.store.facts import load_facts
 from gateway.store.queues import (
     CosignItem,
@@ -31,8 +32,10 @@ from gateway.store.queues import (
 )
 from gateway.web.auth import Authenticated, Viewer
 from gateway.web.context import Web
+from gateway.web.i18n import day_text
 from gateway.web.shown import log_results_shown
-from gateway.web.work import rule_context
+
+T = TypeVar("T", HeldItem, VerificationItem, CosignItem)
 
 router = APIRouter(include_in_schema=False, dependencies=[Authenticated])
 
@@ -44,22 +47,25 @@ QUEUED_ACTIONS: Final = frozenset(
 
 def roles_needed(lang: str, reason: str, action: HoldAction) -> str:
     """The roles that may take ``action`` on a hold of ``reason``, as words."""
-    for rule in actions_for(reason):
-        if rule.action is action:
-            return ", ".join(sorted(text(lang, f"role.{r.value}") for r in rule.roles))
-    return ""
+    rule = action_rule(reason, action)
+    return ", ".join(sorted(text(lang, f"role.{r.value}") for r in rule.roles)) if rule else ""
 
 
-def day_text(lang: str, day: date) -> str:
-    """A calendar date as the pages write it (no time: a due date is a whole day)."""
-    return day.strftime("%d.%m.%Y" if lang == "nb" else "%Y-%m-%d")
+async def _shown_queue(
+    request: Request, web: Web, viewer: Viewer, queue: Callable[..., list[T]]
+) -> list[T]:
+    """A queue's rows for ``viewer`` now (``gateway.store.queues``), logged as shown."""
+    context, now = web.rules, web.now()
+    items = await web.query(lambda conn: queue(conn, viewer.person, context, now))
+    await log_results_shown(request, web, [i.result.id for i in items])
+    return items
 
 
 @router.get("/my-work", response_class=HTMLResponse)
 async def my_work_page(
     request: Request, web: Web, viewer: Annotated[Viewer, Authenticated]
 ) -> HTMLResponse:
-    context, now = rule_context(web.config), web.now()
+    context, now = web.rules, web.now()
 
     def reads(conn: Connection) -> tuple[MyWork, list[HeldItem]]:
         facts = load_facts(conn)
@@ -106,13 +112,7 @@ async def my_work_page(
 async def held_page(
     request: Request, web: Web, viewer: Annotated[Viewer, Authenticated]
 ) -> HTMLResponse:
-    context, now = rule_context(web.config), web.now()
-
-    def reads(conn: Connection) -> list[HeldItem]:
-        return held_results(conn, viewer.person, context, now)
-
-    items = await web.query(reads)
-    await log_results_shown(request, web, [i.result.id for i in items])
+    items: list[HeldItem] = await _shown_queue(request, web, viewer, held_results)
     return web.page(request, "held.html", {"items": items})
 
 
@@ -120,13 +120,7 @@ async def held_page(
 async def verification_page(
     request: Request, web: Web, viewer: Annotated[Viewer, Authenticated]
 ) -> HTMLResponse:
-    context, now = rule_context(web.config), web.now()
-
-    def reads(conn: Connection) -> list[VerificationItem]:
-        return verification_queue(conn, viewer.person, context, now)
-
-    items = await web.query(reads)
-    await log_results_shown(request, web, [i.result.id for i in items])
+    items: list[VerificationItem] = await _shown_queue(request, web, viewer, verification_queue)
     lang = web.language(request)
     return web.page(
         request,
@@ -143,13 +137,7 @@ async def verification_page(
 async def cosign_page(
     request: Request, web: Web, viewer: Annotated[Viewer, Authenticated]
 ) -> HTMLResponse:
-    context, now = rule_context(web.config), web.now()
-
-    def reads(conn: Connection) -> list[CosignItem]:
-        return cosign_queue(conn, viewer.person, context, now)
-
-    items = await web.query(reads)
-    await log_results_shown(request, web, [i.result.id for i in items])
+    items: list[CosignItem] = await _shown_queue(request, web, viewer, cosign_queue)
     lang = web.language(request)
     data: dict[str, Any] = {
         "items": items,
