@@ -63,7 +63,8 @@ class Hold:
 
     reason: str
     params: Params = ()
-    #: the role that acts on it (``gateway.people.roles``); rows from before say "bioingenior"
+    #: the role shown as the one who acts on it (``gateway.people.roles.release_role``); who
+    #: may act is decided by the reason (``HOLD_ACTIONS``), so older rows ("bioingenior") act alike
     release_role: str = "verifier"
 
 

@@ -83,11 +83,6 @@ HOLD_ACTIONS: Final[Mapping[str, tuple[ActionRule, ...]]] = {
     ),
 }
 
-#: the role stored on a hold row (``holds.release_role``): the first role of its first action
-DEFAULT_ROLE: Final = Role.VERIFIER
-#: rows from before roles existed say "bioingenior": read as the verifier role
-LEGACY_ROLES: Final[Mapping[str, Role]] = {"bioingenior": Role.VERIFIER}
-
 
 def actions_for(reason: str) -> tuple[ActionRule, ...]:
     """The actions that end a hold with ``reason`` (none for an unknown reason)."""
