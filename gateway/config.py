@@ -38,6 +38,8 @@ class SiteConfig(_Strict):
     title: str = ""
     timezone: str = "Europe/Oslo"
     language: Literal["nb", "en"] = "nb"
+    #: the site's Noklus participant number (deltakernummer), printed on the QC/EQA exports
+    noklus_participant: str = ""
 
     @field_validator("timezone")
     @classmethod
@@ -385,6 +387,9 @@ class InstrumentConfig(_Strict):
     #: a message the instrument marks as test or debugging data (HL7 MSH-11, ASTM H.12 not
     #: P): "keep" it as test data (never sent to the LIS) or put it in "quarantine"
     test_messages: Literal["keep", "quarantine"] = "keep"
+    #: the instrument's serial number as the lab registered it (QC/EQA exports); results
+    #: that carry one from the instrument keep their own
+    serial: str = ""
     options: dict[str, str | int | float | bool] = Field(default_factory=dict)
 
     @model_validator(mode="after")
@@ -450,6 +455,66 @@ class TestConfig(_Strict):
     high: float | None = None
 
 
+#: how often a test's controls must be run (Noklus' advice is per instrument model and analyte)
+QcSchedule = Literal["daily", "weekly", "shift", "every_n", "new_lot", "none"]
+
+
+class QcConfig(_Strict):
+    """One `[[qc]]` entry: how an instrument's (or every instrument's) controls for a test are
+    judged, how often they are due, and what happens to patient results when they fail.
+
+    ``instrument`` is an instrument ID, a driver key (every instrument of that model), or ""
+    (every instrument); the most specific entry for a test wins. ``test`` is the instrument's
+    test code, as in `[[tests]]`.
+    """
+
+    test: Annotated[str, Field(min_length=1)]
+    instrument: str = ""
+    #: Westgard rules as written on westgard.com (``gateway.qc.westgard.parse_rules``)
+    rules: str = "1-2s,1-3s,2-2s,R-4s,4-1s,10x"
+    #: R-4s in its strict form (one value >= +2 SD and one <= -2 SD), not the range form
+    strict_r4s: bool = False
+    #: the control levels a complete run holds (as the instrument reports them); [] any
+    levels: list[str] = Field(default_factory=list)
+    #: controls of different levels measured within this many minutes are one run
+    run_window_minutes: Annotated[int, Field(ge=1, le=1440)] = 60
+    schedule: QcSchedule = "daily"
+    #: schedule "every_n": controls are due after this many patient samples
+    every_n: Annotated[int, Field(ge=0, le=100_000)] = 0
+    #: schedule "shift": a shift's length in hours
+    shift_hours: Annotated[int, Field(ge=1, le=24)] = 8
+    #: out of control or overdue: "hold" patient results (qc_lockout), only "flag" them, or
+    #: "off" (status shown, results go on)
+    lockout: Literal["hold", "flag", "off"] = "hold"
+    #: where a new lot's target comes from: the manufacturer's insert, the lab's first
+    #: ``first_n`` runs, or a rolling mean and SD over the last ``first_n`` accepted runs
+    target_source: Literal["manufacturer", "first_n", "rolling"] = "manufacturer"
+    first_n: Annotated[int, Field(ge=2, le=1000)] = 20
+    #: a fixed allowed deviation from the target beside Westgard (Noklus, RiliBAeK): +- percent
+    #: of the target, or an absolute amount in the test's unit; None: not used
+    allowed_percent: Annotated[float, Field(gt=0, le=100)] | None = None
+    allowed_absolute: Annotated[float, Field(gt=0)] | None = None
+    #: the quality goal (total allowable error, %): the engine suggests a rule set from it
+    tea_percent: Annotated[float, Field(gt=0, le=100)] | None = None
+
+    @field_validator("rules")
+    @classmethod
+    def _known_rules(cls, rules: str) -> str:
+        from gateway.qc.westgard import RuleError, parse_rules
+
+        try:
+            parse_rules(rules)
+        except RuleError as exc:
+            raise ValueError(str(exc)) from exc
+        return rules
+
+    @model_validator(mode="after")
+    def _every_n_needs_n(self) -> QcConfig:
+        if self.schedule == "every_n" and self.every_n < 1:
+            raise ValueError('schedule "every_n" needs every_n >= 1 (patient samples)')
+        return self
+
+
 class PeopleConfig(_Strict):
     """`[people]`: the lab's people rules (DOMAIN rules 1-5, 10-11) and signing in."""
 
@@ -491,6 +556,7 @@ class Config(_Strict):
     people: PeopleConfig = PeopleConfig()
     instruments: list[InstrumentConfig] = Field(default_factory=list)
     tests: list[TestConfig] = Field(default_factory=list)
+    qc: list[QcConfig] = Field(default_factory=list)
 
     @model_validator(mode="after")
     def _unique_ids(self) -> Config:
@@ -507,7 +573,29 @@ class Config(_Strict):
             if test.instrument and test.instrument not in seen:
                 raise ValueError(f"tests[{index}].instrument {test.instrument!r} is not configured")
             keys.add(key)
+        drivers = {instrument.driver for instrument in self.instruments}
+        qc_keys: set[tuple[str, str]] = set()
+        for index, entry in enumerate(self.qc):
+            key = (entry.instrument, entry.test)
+            if key in qc_keys:
+                raise ValueError(f"qc[{index}] configures test {entry.test!r} twice")
+            if entry.instrument and entry.instrument not in seen | drivers:
+                raise ValueError(
+                    f"qc[{index}].instrument {entry.instrument!r} is neither a configured "
+                    "instrument nor the driver of one"
+                )
+            qc_keys.add(key)
         return self
+
+    def qc_for(self, instrument_id: str, test_code: str) -> QcConfig | None:
+        """The `[[qc]]` entry for ``test_code`` on ``instrument_id``: the instrument's own,
+        else its driver's (model), else the one for every instrument; None when none."""
+        driver = next((i.driver for i in self.instruments if i.id == instrument_id), None)
+        by_key = {(entry.instrument, entry.test): entry for entry in self.qc}
+        for where in (instrument_id, driver, ""):
+            if where is not None and (where, test_code) in by_key:
+                return by_key[(where, test_code)]
+        return None
 
     @model_validator(mode="after")
     def _one_listener_a_port(self) -> Config:

@@ -25,7 +25,7 @@ from gateway.model import Hold, Result, State
 from gateway.rule_context import FactsLoader, RuleContexts
 from gateway.rules import RULES, Rule, RuleContext, run_rules
 from gateway.rules.processing_id import TestMessage, TestMessages, judge, normalised
-from gateway.store import bulk
+from gateway.store import bulk, qc_live
 from gateway.store.audit import digest_fields
 from gateway.store.facts import load_facts
 from gateway.store.results import data_row, hold_row
@@ -295,7 +295,7 @@ def store_observations(
     conn = tx.conn
     patient = [o for o in observations if not o.is_qc]
     controls = [o for o in observations if o.is_qc]
-    qc_stored = _store_qc(tx, raw_id, controls) if test is None else 0
+    qc_stored = len(store_controls(tx, raw_id, controls, context)) if test is None else 0
 
     mapped = [normalise(o, context, processing_id) for o in patient]
     if performed_by:
@@ -390,9 +390,25 @@ def store_observations(
     return outcome
 
 
-def _store_qc(tx: Tx, raw_id: int, controls: Sequence[Observation]) -> int:
+def store_controls(
+    tx: Tx,
+    raw_id: int | None,
+    controls: Sequence[Observation],
+    context: RuleContext,
+    *,
+    performed_by: str = "",
+    source: str = "instrument",
+    actor: str = "",
+) -> list[int]:
+    """Store control (QC) values, each once, and judge them (``gateway.store.qc_live``) in
+    the same transaction: a failing control locks the instrument's test out before the
+    analyser's next patient result is stored. The new rows' ids.
+
+    ``performed_by``: who performed them, when the caller knows it (a QC entry typed in);
+    else each control's operator ID is looked up. ``source``: instrument | manual.
+    """
     if not controls:
-        return 0
+        return []
     prints = [qc_fingerprint(o) for o in controls]
     known = set(tx.conn.execute(_KNOWN_QC_FINGERPRINTS, {"prints": prints}).scalars())
     rows = []
@@ -413,19 +429,30 @@ def _store_qc(tx: Tx, raw_id: int, controls: Sequence[Observation]) -> int:
                 "operator_id": o.operator_id,
                 "fingerprint": fp,
                 "created_at": tx.now,
+                "performed_by": performed_by
+                or context.facts.person_for(o.instrument_id, o.operator_id)
+                or "",
+                "source": source,
             }
         )
-    if rows:
-        ids = list(tx.conn.execute(insert(qc_results).returning(qc_results.c.id), rows).scalars())
-        for qc_id in ids:
-            tx.audit(
-                actor=f"instrument:{rows[0]['instrument_id']}",
-                action="qc.received",
-                entity="qc_result",
-                entity_id=qc_id,
-            )
-        tx.event("qc", str(rows[0]["instrument_id"]), {"ids": ids})
-    return len(rows)
+    if not rows:
+        return []
+    ids = [
+        int(i)
+        for i in tx.conn.execute(insert(qc_results).returning(qc_results.c.id), rows).scalars()
+    ]
+    instrument = str(rows[0]["instrument_id"])
+    for qc_id in ids:
+        tx.audit(
+            actor=actor or f"instrument:{instrument}",
+            action="qc.received",
+            entity="qc_result",
+            entity_id=qc_id,
+            reason="typed in" if source == "manual" else "",
+        )
+    tx.event("qc", instrument, {"ids": ids})
+    qc_live.evaluate_controls(tx, ids, context)
+    return ids
 
 
 class Ingestor:

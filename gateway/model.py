@@ -46,6 +46,8 @@ class HoldReason(enum.StrEnum):
     AWAITING_COSIGN = "awaiting_cosign"
     #: a visual reading or a manual entry: a second, experienced person verifies it (rules 4-5)
     AWAITING_VERIFICATION = "awaiting_verification"
+    #: the instrument's QC for the test is out of control or overdue (DOMAIN rules 6-7)
+    QC_LOCKOUT = "qc_lockout"
 
 
 #: a hold's parameters: what its sentence names (instrument, masked patient ID, test code, ...)
@@ -131,6 +133,8 @@ class Deviation:
     summary: str
     detail: str = ""
     responsible_function: str = "Kvalitetsansvarlig"
+    #: ``gateway.deviations.categories.Category``; "" derives it from the function
+    category: str = ""
     instrument_id: str = ""
     result_id: int | None = None
     outbox_id: int | None = None

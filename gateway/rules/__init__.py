@@ -7,9 +7,9 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from zoneinfo import ZoneInfo
 
-from gateway.config import Config, TestConfig
+from gateway.config import Config, QcConfig, TestConfig
 from gateway.model import Hold, Result
-from gateway.rules.facts import Facts, QcStatus
+from gateway.rules.facts import Facts, QcFact, QcStatus
 from gateway.rules.patient_id import patient_id_rule
 from gateway.rules.people import certification_rule, verification_rule
 from gateway.rules.processing_id import TestMessages
@@ -18,6 +18,7 @@ from gateway.rules.unmapped import unmapped_test_rule
 __all__ = [
     "RULES",
     "Facts",
+    "QcFact",
     "QcStatus",
     "Rule",
     "RuleContext",
@@ -55,6 +56,9 @@ class RuleContext:
     drivers: Mapping[str, str] = field(default_factory=dict)
     #: the site's time zone: certifications expire at its midnight
     zone: ZoneInfo = field(default_factory=lambda: ZoneInfo("Europe/Oslo"))
+    #: (instrument id, instrument test code) -> its `[[qc]]` entry, resolved per instrument
+    #: (``Config.qc_for``): tests without one have no QC rules
+    qc: Mapping[tuple[str, str], QcConfig] = field(default_factory=dict)
     facts: Facts = field(default_factory=Facts)
     #: when the job runs (the transaction's time): for a result that does not say when it
     #: was performed
@@ -102,4 +106,10 @@ def context_from_config(config: Config) -> RuleContext:
         enforce_people=config.people.enforce,
         drivers={instrument.id: instrument.driver for instrument in config.instruments},
         zone=ZoneInfo(config.site.timezone),
+        qc={
+            (instrument.id, code): found
+            for instrument in config.instruments
+            for code in {entry.test for entry in config.qc}
+            if (found := config.qc_for(instrument.id, code)) is not None
+        },
     )

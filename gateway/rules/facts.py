@@ -5,6 +5,7 @@ from __future__ import annotations
 import enum
 from collections.abc import Mapping
 from dataclasses import dataclass, field
+from datetime import datetime
 from types import MappingProxyType
 from typing import Any
 
@@ -14,11 +15,33 @@ from gateway.people.tasks import WorkItem, specificity
 
 
 class QcStatus(enum.StrEnum):
-    """Where an instrument's QC for one test stands; the QC issue fills it, its rules read it."""
+    """Where an instrument's QC for one test stands (``qc_status.status``)."""
 
-    PASSED = "passed"
-    FAILED = "failed"
-    DUE = "due"
+    IN_CONTROL = "in_control"
+    #: a warning rule (1-2s) fired on the last run: results go on, the chart says look
+    WARNING = "warning"
+    OUT_OF_CONTROL = "out_of_control"
+    #: the schedule's controls were not run in time
+    OVERDUE = "overdue"
+    #: no control has been judged yet (no lot, or the first N runs are being collected)
+    NO_QC = "no_qc"
+
+
+#: the statuses under which patient results are locked out (``[[qc]] lockout``)
+LOCKED_OUT = frozenset({QcStatus.OUT_OF_CONTROL, QcStatus.OVERDUE})
+
+
+@dataclass(frozen=True, slots=True)
+class QcFact:
+    """An instrument's QC for one test as rules see it (``qc_status``'s row)."""
+
+    status: QcStatus
+    since: datetime
+    #: the next controls are due then (time-based schedules); a result performed later is
+    #: overdue even before the watcher has marked it
+    due_at: datetime | None = None
+    #: the open lockout (``qc_lockouts.id``), if any
+    lockout_id: int | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -49,7 +72,7 @@ class Facts:
     operators: Mapping[tuple[str, str], str] = field(default_factory=_empty)
     certifications: Mapping[str, tuple[Certification, ...]] = field(default_factory=_empty)
     people: Mapping[str, Person] = field(default_factory=_empty)
-    qc: Mapping[tuple[str, str], QcStatus] = field(default_factory=_empty)
+    qc: Mapping[tuple[str, str], QcFact] = field(default_factory=_empty)
 
     def __post_init__(self) -> None:
         # a snapshot is shared across threads and batches: nobody may change it in place
@@ -77,6 +100,6 @@ class Facts:
         found = self.people.get(person)
         return found is not None and found.active and not found.roles.isdisjoint(roles)
 
-    def qc_status(self, instrument_id: str, test_code: str) -> QcStatus | None:
+    def qc_status(self, instrument_id: str, test_code: str) -> QcFact | None:
         """The QC status of ``test_code`` on ``instrument_id``; None when none is recorded."""
         return self.qc.get((instrument_id, test_code))

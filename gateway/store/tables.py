@@ -157,7 +157,12 @@ qc_results = Table(
     Column("operator_id", String(64), nullable=False, default=""),
     Column("fingerprint", String(64), nullable=False),
     Column("created_at", TZ, nullable=False),
+    # who performed it (users.person): the operator ID resolved, or who typed it in (0010)
+    Column("performed_by", String(64), nullable=False, default="", server_default=""),
+    # instrument | manual (typed in on the QC entry page)
+    Column("source", String(16), nullable=False, default="instrument", server_default="instrument"),
     UniqueConstraint("fingerprint"),
+    Index("ix_qc_results_series", "instrument_id", "test_code", "control_level", "id"),
 )
 
 holds = Table(
@@ -227,8 +232,18 @@ deviations = Table(
     Column("summary", Text, nullable=False),
     Column("detail", Text, nullable=False, default=""),
     Column("responsible_function", String(64), nullable=False, default=""),
+    # open | in_progress | closed (gateway.deviations.workflow); moves in deviation_events
     Column("state", String(16), nullable=False, default="open"),
     Column("created_by", String(64), nullable=False),
+    # the register's workflow (0010): routing category, and what was done about it
+    Column("category", String(16), nullable=False, default="", server_default=""),
+    Column("immediate_action", Text, nullable=False, default="", server_default=""),
+    Column("cause", Text, nullable=False, default="", server_default=""),
+    Column("corrective_action", Text, nullable=False, default="", server_default=""),
+    Column("updated_at", TZ),
+    Column("updated_by", String(64), nullable=False, default="", server_default=""),
+    Column("closed_at", TZ),
+    Column("closed_by", String(64), nullable=False, default="", server_default=""),
 )
 
 orders = Table(
@@ -422,4 +437,211 @@ corrections = Table(
     Column("person", String(64), nullable=False),
     Column("at", TZ, nullable=False),
     Index("ix_corrections_result", "result_id"),
+)
+
+
+# --- quality control (issue 11): control lots and targets, evaluations, status, lockouts, EQA ---
+
+#: a control material's lot for one test and level (DOMAIN rule 8); instrument "" any
+control_lots = Table(
+    "control_lots",
+    metadata,
+    Column("id", Integer, primary_key=True),
+    Column("instrument_id", String(64), nullable=False, default=""),
+    Column("test_code", String(64), nullable=False),
+    Column("level", String(32), nullable=False),
+    Column("lot", String(64), nullable=False),
+    Column("material", String(255), nullable=False, default=""),  # e.g. "Afinion HbA1c Control"
+    Column("unit", String(64), nullable=False, default=""),
+    # quantitative: judged by Westgard against a target; qualitative: by its expected answer
+    Column("kind", String(16), nullable=False, default="quantitative"),
+    Column("expected", String(64), nullable=False, default=""),  # qualitative: "neg", "Positive"
+    Column("expires_on", Date),
+    Column("opened_on", Date),
+    Column("in_use_days", Integer),  # stability once opened; NULL: until expiry
+    Column("manufacturer_mean", Text),  # decimal text as printed on the insert; NULL: none
+    Column("manufacturer_sd", Text),
+    # where the target comes from: manufacturer | first_n | rolling (default: the [[qc]] entry)
+    Column("target_source", String(16), nullable=False, default=""),
+    Column("first_n", Integer),
+    Column("active", Boolean, nullable=False, default=True),
+    Column("created_at", TZ, nullable=False),
+    Column("created_by", String(64), nullable=False),
+    Column("updated_at", TZ, nullable=False),
+    Column("updated_by", String(64), nullable=False),
+    UniqueConstraint(
+        "instrument_id", "test_code", "level", "lot", name="uq_control_lots_instrument_test"
+    ),
+    Index("ix_control_lots_test", "test_code", "level"),
+)
+
+#: a lot's target (mean, SD): the newest row of a lot is its current target
+qc_targets = Table(
+    "qc_targets",
+    metadata,
+    Column("id", Integer, primary_key=True),
+    Column("lot_id", Integer, ForeignKey("control_lots.id"), nullable=False),
+    Column("mean", Text, nullable=False),  # decimal text
+    Column("sd", Text, nullable=False),
+    Column("source", String(16), nullable=False),  # manufacturer | first_n | rolling | manual
+    Column("n", Integer, nullable=False, default=0),  # runs it was computed from
+    Column("set_at", TZ, nullable=False),
+    Column("set_by", String(64), nullable=False),
+    Column("note", Text, nullable=False, default=""),
+    Index("ix_qc_targets_lot", "lot_id", "id"),
+)
+
+#: the judgement of one control value when it arrived, with a snapshot of the target used
+qc_evaluations = Table(
+    "qc_evaluations",
+    metadata,
+    Column("id", Integer, primary_key=True),
+    Column("qc_result_id", Integer, ForeignKey("qc_results.id"), nullable=False),
+    Column("instrument_id", String(64), nullable=False),
+    Column("test_code", String(64), nullable=False),
+    Column("level", String(32), nullable=False, default=""),
+    Column("lot_id", Integer, ForeignKey("control_lots.id")),
+    Column("run_key", String(64), nullable=False),  # controls of one run share it
+    Column("target_id", Integer, ForeignKey("qc_targets.id")),
+    Column("target_mean", Text),  # the snapshot (the target row may be superseded later)
+    Column("target_sd", Text),
+    Column("target_source", String(16), nullable=False, default=""),
+    Column("z", Text),
+    # accept | warning | reject | no_target (collecting first_n, or no lot) | pass | fail
+    # (qualitative) ; every rule that fired is in violations (a JSON list)
+    Column("verdict", String(16), nullable=False),
+    Column("violations", Text, nullable=False, default="[]"),
+    Column("allowed_ok", Boolean),  # the fixed allowed-deviation limit; NULL: not used
+    Column("rules", String(255), nullable=False, default=""),
+    Column("evaluated_at", TZ, nullable=False),
+    Column("performed_at", TZ),
+    UniqueConstraint("qc_result_id", name="uq_qc_evaluations_qc_result_id"),
+    Index("ix_qc_evaluations_series", "instrument_id", "test_code", "level", "id"),
+)
+
+#: a person's comment on a control point (shown on the Levey-Jennings chart)
+qc_comments = Table(
+    "qc_comments",
+    metadata,
+    Column("id", Integer, primary_key=True),
+    Column("qc_result_id", Integer, ForeignKey("qc_results.id"), nullable=False),
+    Column("person", String(64), nullable=False),
+    Column("at", TZ, nullable=False),
+    Column("text", Text, nullable=False),
+    Index("ix_qc_comments_result", "qc_result_id"),
+)
+
+#: where each instrument's QC for one test stands (a rule fact: changes bump facts_version)
+qc_status = Table(
+    "qc_status",
+    metadata,
+    Column("instrument_id", String(64), primary_key=True),
+    Column("test_code", String(64), primary_key=True),
+    # in_control | warning | out_of_control | overdue | no_qc
+    Column("status", String(16), nullable=False),
+    Column("since", TZ, nullable=False),
+    Column("last_run_at", TZ),
+    Column("last_accepted_at", TZ),
+    Column("due_at", TZ),  # the next controls are due then (time-based schedules)
+    Column("patients_since", Integer, nullable=False, default=0),  # schedule every_n
+    Column("lockout_id", Integer),  # the open lockout, if any
+    Column("updated_at", TZ, nullable=False),
+)
+
+#: a QC lockout: from failure (or overdue) until an accepted run and a corrective action
+qc_lockouts = Table(
+    "qc_lockouts",
+    metadata,
+    Column("id", Integer, primary_key=True),
+    Column("instrument_id", String(64), nullable=False),
+    Column("test_code", String(64), nullable=False),
+    Column("cause", String(16), nullable=False),  # out_of_control | overdue
+    Column("started_at", TZ, nullable=False),
+    Column("evaluation_id", Integer, ForeignKey("qc_evaluations.id")),
+    Column("deviation_id", Integer, ForeignKey("deviations.id")),
+    Column("accepted_evaluation_id", Integer, ForeignKey("qc_evaluations.id")),
+    Column("accepted_at", TZ),
+    Column("corrective_action", Text, nullable=False, default=""),
+    Column("corrective_action_at", TZ),
+    Column("corrective_action_by", String(64), nullable=False, default=""),
+    Column("lifted_at", TZ),
+    Column("lifted_by", String(64), nullable=False, default=""),
+    Index("ix_qc_lockouts_open", "instrument_id", "test_code", "lifted_at"),
+)
+
+#: an EQA (EKV) round: a programme's shipment of samples to measure and answer by a date
+eqa_rounds = Table(
+    "eqa_rounds",
+    metadata,
+    Column("id", Integer, primary_key=True),
+    Column("scheme", String(128), nullable=False),  # e.g. "Noklus HbA1c"
+    Column("provider", String(64), nullable=False, default="Noklus"),
+    Column("shipment", String(64), nullable=False),  # the programme's round / shipment code
+    Column("instrument_id", String(64), nullable=False),
+    Column("received_on", Date),
+    Column("due_on", Date),
+    Column("state", String(16), nullable=False),  # registered | answered | assessed
+    Column("answered_at", TZ),
+    Column("answered_by", String(64), nullable=False, default=""),
+    Column("assessed_at", TZ),
+    Column("assessed_by", String(64), nullable=False, default=""),
+    Column("assessment_note", Text, nullable=False, default=""),
+    Column("created_at", TZ, nullable=False),
+    Column("created_by", String(64), nullable=False),
+    UniqueConstraint("provider", "shipment", "instrument_id", name="uq_eqa_rounds_shipment"),
+)
+
+#: one sample of a round and one test: the lab's measurement and the programme's assessment
+eqa_samples = Table(
+    "eqa_samples",
+    metadata,
+    Column("id", Integer, primary_key=True),
+    Column("round_id", Integer, ForeignKey("eqa_rounds.id"), nullable=False),
+    Column("sample", String(64), nullable=False),  # the sample's label on the shipment
+    Column("test_code", String(64), nullable=False),
+    Column("result_id", Integer, ForeignKey("results.id")),  # the linked measurement
+    Column("value", Text, nullable=False, default=""),  # as answered (linked, or typed in)
+    Column("unit", String(64), nullable=False, default=""),
+    Column("target_value", Text, nullable=False, default=""),  # the programme's, when assessed
+    # good | acceptable | poor | "" (not assessed) for each quality the programme reports
+    Column("trueness", String(16), nullable=False, default=""),
+    Column("accuracy", String(16), nullable=False, default=""),
+    Column("precision", String(16), nullable=False, default=""),
+    Column("deviation_id", Integer, ForeignKey("deviations.id")),
+    UniqueConstraint("round_id", "sample", "test_code", name="uq_eqa_samples_round_sample"),
+)
+
+#: a split sample measured here and at the central lab, judged by an allowed difference
+split_samples = Table(
+    "split_samples",
+    metadata,
+    Column("id", Integer, primary_key=True),
+    Column("instrument_id", String(64), nullable=False),
+    Column("test_code", String(64), nullable=False),
+    Column("sample", String(64), nullable=False),
+    Column("result_id", Integer, ForeignKey("results.id")),
+    Column("local_value", Text, nullable=False),
+    Column("central_value", Text, nullable=False),
+    Column("allowed_percent", Text, nullable=False),
+    Column("difference_percent", Text, nullable=False),
+    Column("within", Boolean, nullable=False),
+    Column("measured_on", Date),
+    Column("recorded_at", TZ, nullable=False),
+    Column("recorded_by", String(64), nullable=False),
+    Column("deviation_id", Integer, ForeignKey("deviations.id")),
+)
+
+#: what happened to a deviation, step by step (who, when, what): the register's history
+deviation_events = Table(
+    "deviation_events",
+    metadata,
+    Column("id", Integer, primary_key=True),
+    Column("deviation_id", Integer, ForeignKey("deviations.id"), nullable=False),
+    Column("at", TZ, nullable=False),
+    Column("person", String(64), nullable=False),
+    # created | immediate_action | cause | corrective_action | status | comment | category
+    Column("action", String(32), nullable=False),
+    Column("from_value", Text, nullable=False, default=""),
+    Column("to_value", Text, nullable=False, default=""),
+    Index("ix_deviation_events_deviation", "deviation_id", "id"),
 )

@@ -30,7 +30,7 @@ from gateway.model import Hold, Result
 from gateway.people.certification import Certification, CertStatus
 from gateway.people.tasks import Task, WorkItem
 from gateway.rule_context import RuleContexts
-from gateway.rules import Facts, QcStatus, RuleContext, unmapped_test_rule
+from gateway.rules import Facts, QcFact, QcStatus, RuleContext, unmapped_test_rule
 from gateway.store import facts as store_facts
 from gateway.store.engine import make_engine, upgrade
 from gateway.store.tables import results
@@ -137,12 +137,13 @@ def test_facts_are_empty_by_default_and_frozen() -> None:
     assert RuleContext().facts == facts
     crp = Certification("OP7", Task("*", "CRP"), CertStatus.CERTIFIED)
     source = {"OP7": (crp,)}
-    filled = Facts(certifications=source, qc={("afinion-1", "CRP"): QcStatus.FAILED})
+    failed = QcFact(QcStatus.OUT_OF_CONTROL, since=NOW)
+    filled = Facts(certifications=source, qc={("afinion-1", "CRP"): failed})
     source["OP8"] = (crp,)  # the snapshot does not follow its source
     assert filled.certification_for("OP7", work("afinion-1", "CRP")) == crp
     assert filled.certification_for("OP8", work("afinion-1", "CRP")) is None
     assert filled.certification_for("OP7", work("afinion-1", "HbA1c")) is None
-    assert filled.qc_status("afinion-1", "CRP") is QcStatus.FAILED
+    assert filled.qc_status("afinion-1", "CRP") == failed
     assert filled.qc_status("afinion-1", "HbA1c") is None
     with pytest.raises(TypeError):
         filled.certifications["OP9"] = ()  # type: ignore[index]
