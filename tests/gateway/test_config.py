@@ -390,3 +390,48 @@ def test_the_lis_section_survives_the_workers_round_trip(tmp_path: Path) -> None
         lis = load_config(write(tmp_path, lis_with("", orders))).lis
         assert lis is not None
         assert LisConfig.model_validate_json(lis.model_dump_json()) == lis
+
+
+_QC_SITE = (
+    '[site]\nname = "x"\n'
+    '[[instruments]]\nid = "afinion-1"\ndriver = "astm_afinion2"\nurl = "tcp://127.0.0.1:5101"\n'
+    '[[instruments]]\nid = "afinion-2"\ndriver = "astm_afinion2"\nurl = "tcp://127.0.0.1:5102"\n'
+    '[[instruments]]\nid = "bench-1"\ndriver = "hl7_mllp"\nurl = "tcp://127.0.0.1:5103"\n'
+)
+
+
+def test_qc_entries_resolve_instrument_then_model_then_everyone(tmp_path: Path) -> None:
+    path = write(
+        tmp_path,
+        _QC_SITE + '[[qc]]\ntest = "HbA1c"\ninstrument = "afinion-1"\nrules = "1-3s"\n'
+        '[[qc]]\ntest = "HbA1c"\ninstrument = "astm_afinion2"\nrules = "1-3s,2-2s"\n'
+        '[[qc]]\ntest = "HbA1c"\nrules = "1-3s,2-2s,R-4s"\nschedule = "weekly"\n',
+    )
+    config = load_config(path)
+    own, model, anyone = (config.qc_for(i, "HbA1c") for i in ("afinion-1", "afinion-2", "bench-1"))
+    assert own is not None and own.rules == "1-3s"
+    assert model is not None and model.rules == "1-3s,2-2s"
+    assert anyone is not None and anyone.schedule == "weekly"
+    assert config.qc_for("afinion-1", "CRP") is None
+    from gateway.rules import context_from_config
+
+    context = context_from_config(config)
+    assert context.qc[("afinion-2", "HbA1c")] == model
+    assert ("afinion-1", "CRP") not in context.qc
+
+
+@pytest.mark.parametrize(
+    ("entry", "expected"),
+    [
+        ('test = "HbA1c"\nrules = "1-3s,2-3s"', "unknown Westgard rule '2-3s'"),
+        ('test = "HbA1c"\ninstrument = "nowhere"', "qc[0].instrument 'nowhere' is neither"),
+        ('test = "HbA1c"\nschedule = "every_n"', 'schedule "every_n" needs every_n >= 1'),
+        ('test = "HbA1c"\nlockout = "maybe"', "qc[0].lockout"),
+        ('test = "HbA1c"\n[[qc]]\ntest = "HbA1c"', "qc[1] configures test 'HbA1c' twice"),
+    ],
+)
+def test_bad_qc_entries_are_named(tmp_path: Path, entry: str, expected: str) -> None:
+    path = write(tmp_path, _QC_SITE + "[[qc]]\n" + entry + "\n")
+    with pytest.raises(ConfigError) as info:
+        load_config(path)
+    assert expected in str(info.value)
