@@ -46,6 +46,8 @@ class DriverSpec:
     factory: DriverFactory
     #: decode one stored raw message again (quarantine replay): (instrument, raw, received_at)
     decode: Callable[[str, bytes, datetime], InboundMessage]
+    #: how the driver tells a control (QC) run from a patient sample (`trygg drivers`)
+    qc_recognition: str = ""
 
 
 def _hl7(instrument_id: str, options: Options, *, worklist: Worklist | None = None) -> Driver:
@@ -111,6 +113,7 @@ def _astm_spec(profile: AstmProfile) -> DriverSpec:
         description=profile.description,
         factory=_astm_factory(profile),
         decode=partial(astm_host.decode, profile),
+        qc_recognition=profile.qc_recognition,
     )
 
 
@@ -123,6 +126,9 @@ DRIVERS: dict[str, DriverSpec] = {
         "ACK after the message is stored",
         factory=_hl7,
         decode=generic_hl7.decode,
+        qc_recognition="SPM-11 specimen role Q, E or QC (or QC in its text); without a patient "
+        "ID, also QC, CONTROL or KONTROLL at a word start in the specimen ID or an OBX-3 text; "
+        "no control lot or level is read (a site gives its HL7 controls' lot on the QC pages)",
     ),
     **{profile.key: _astm_spec(profile) for profile in ASTM_PROFILES},
 }

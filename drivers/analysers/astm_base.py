@@ -38,6 +38,8 @@ class AstmProfile(Protocol):
     name: str
     #: one line for `trygg drivers --json`
     description: str
+    #: how this analyser marks a control (QC) run, and where its lot and level come from
+    qc_recognition: str
     #: decode leniency for this analyser's quirks (frames and records)
     lenient: bool
     #: character set of the record text

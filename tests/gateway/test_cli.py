@@ -101,7 +101,9 @@ def test_drivers_json_lists_the_registry() -> None:
     assert code == 0
     drivers = json.loads(out)
     hl7 = next(d for d in drivers if d["key"] == "hl7_mllp")
-    assert set(hl7) == {"key", "protocol", "roles", "description"} and hl7["roles"]
+    assert set(hl7) == {"key", "protocol", "roles", "description", "qc"} and hl7["roles"]
+    # every driver says how it tells a control run from a patient sample
+    assert all(row["qc"] for row in drivers)
 
 
 def test_check_config_good_and_bad(site: Path, tmp_path: Path) -> None:

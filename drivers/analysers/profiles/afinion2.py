@@ -95,6 +95,9 @@ class Afinion2Profile:
         "Abbott Afinion 2 point-of-care analyser (HbA1c, CRP, lipid panel, ACR) over ASTM "
         "E1381/E1394; operator, cartridge lot and controls (H.12 = Q) mapped"
     )
+    qc_recognition: str = (
+        "a control run has H.12 = Q; its level and control lot are P.4 (level^lot)"
+    )
     #: the stored trace ends its frame with CR only; take what the analyser sends
     lenient: bool = True
     encoding: str = "latin-1"

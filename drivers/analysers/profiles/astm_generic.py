@@ -126,6 +126,10 @@ class GenericLis2Profile:
         "positions; gateway in the host role, ACK after the message is stored; answers host "
         "queries"
     )
+    qc_recognition: str = (
+        "a control run has O.12 = Q (LIS2-A2 action code); its control lot and level are "
+        "O.3 components 2 and 3"
+    )
     lenient: bool = False
     encoding: str = "latin-1"
 

@@ -106,6 +106,9 @@ class ClinitekStatusProfile:
         "Siemens CLINITEK Status+ urine strip reader over ASTM E1381/E1394 (layout per LIS2-A2, "
         "verify against site firmware); colour/clarity as visual readings, Chek-Stix controls"
     )
+    qc_recognition: str = (
+        "a control run has O.12 = Q; its level (Positive, Negative) is P.3 and its lot P.3.2"
+    )
     lenient: bool = True
     encoding: str = "latin-1"
 

@@ -95,6 +95,9 @@ class DcaVantageProfile:
         "Siemens DCA Vantage (HbA1c, urine albumin/creatinine) over ASTM E1381/E1394; "
         "operator, reagent lot, user correction and controls (O.12 = Q) mapped"
     )
+    qc_recognition: str = (
+        "a control run has O.12 = Q; its level (Normal/Abnormal, Low/High) is P.3, its lot P.3.2"
+    )
     #: it sends a whole message in one frame longer than E1381's 247 bytes
     lenient: bool = True
     encoding: str = "latin-1"

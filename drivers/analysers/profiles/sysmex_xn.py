@@ -226,6 +226,11 @@ class SysmexProfile:
     lenient = True  # space padding, CR before ETX (XP), CR LF damage seen in captures
     encoding = "latin-1"
 
+    qc_recognition = (
+        "a control run has O.12 = Q or an XN CHECK sample number (QC-<lot>); the lot is that "
+        "number, the level its last two digits (low, normal, high)"
+    )
+
     def __init__(self, key: str, name: str, description: str) -> None:
         self.key = key
         self.name = name

@@ -187,6 +187,10 @@ class YumizenProfile:
         "HORIBA Yumizen H500/H550 haematology analyser, ASTM LIS01-A2/LIS2-A2 (one record per "
         "frame): CBC + 5-part DIFF, ABX Difftrol QC, reagent lots from M records"
     )
+    qc_recognition = (
+        "a control run has H.12 = Q, O.12 = Q or O.16 kind CTRL; the lot is O.3 (the "
+        "control's sample ID), the level O.16's text (low, normal, high)"
+    )
     lenient = True  # frames far over 247 bytes (base64 curves), CR before ETX
     encoding = "utf-8"  # the H500 sends characters beyond ASCII (RAA055CEN); UTF-8 assumed
 
