@@ -226,7 +226,9 @@ def _violation_json(
 ) -> list[dict[str, Any]]:
     out = []
     for v in violations:
-        involved = [ids[(run, level)] for run in v.runs for level in v.levels if (run, level) in ids]
+        involved = [
+            ids[(run, level)] for run in v.runs for level in v.levels if (run, level) in ids
+        ]
         out.append(
             {
                 "rule": v.rule,
@@ -319,9 +321,7 @@ def _judge_quantitative(
     ids[(record["run_key"], level)] = int(row.id)
     found = _violation_json(mine, ids)
     verdict = (
-        "reject"
-        if any(v.kind == "reject" for v in mine)
-        else ("warning" if mine else "accept")
+        "reject" if any(v.kind == "reject" for v in mine) else ("warning" if mine else "accept")
     )
     ok = None
     if qc is not None:
@@ -386,9 +386,11 @@ def evaluate_controls(tx: Tx, qc_ids: Sequence[int], context: RuleContext) -> li
     if not qc_ids:
         return []
     rows = list(
-        tx.conn.execute(select(qc_results).where(qc_results.c.id.in_(list(qc_ids))).order_by(
-            qc_results.c.performed_at, qc_results.c.id
-        ))
+        tx.conn.execute(
+            select(qc_results)
+            .where(qc_results.c.id.in_(list(qc_ids)))
+            .order_by(qc_results.c.performed_at, qc_results.c.id)
+        )
     )
     by_test: dict[tuple[str, str], list[Any]] = {}
     for row in rows:
@@ -397,11 +399,12 @@ def evaluate_controls(tx: Tx, qc_ids: Sequence[int], context: RuleContext) -> li
     for (instrument_id, test_code), group in by_test.items():
         qc = context.qc.get((instrument_id, test_code))
         window = qc.run_window_minutes if qc else 60
+        names = [f"{instrument_id}:{test_code}:{r.id}" for r in group]
         keys, _ = assign(
             _open_run(tx, instrument_id, test_code),
             [(r.control_level or "", _aware(r.performed_at or tx.now)) for r in group],
             window,
-            lambda i, group=group: f"{instrument_id}:{test_code}:{group[i].id}",
+            names.__getitem__,
         )
         touched: dict[str, Judged] = {}
         for row, key in zip(group, keys, strict=True):
