@@ -82,9 +82,10 @@ def control_materials(
     ``parameters`` are (code, unit, decimals) as the analyser sends them; ``targets`` maps a
     level to each parameter's target value; ``lots`` a level to its lot.
     """
+    menu = tuple(parameters)
     rows: list[QcMaterial] = []
     for level, quantities in targets.items():
-        for code, unit, decimals in parameters:
+        for code, unit, decimals in menu:
             mean = round(quantities[code], decimals + 1)
             sd = max(abs(mean) * CONTROL_CV.get(code, _DEFAULT_CV), 10.0**-decimals)
             rows.append(
