@@ -19,6 +19,7 @@ import contextlib
 import random
 import time
 from collections import Counter, deque
+from collections.abc import Iterable
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 
@@ -42,7 +43,8 @@ from drivers.protocols.astm.records import (
 )
 from drivers.transports import ByteStream, Connector
 from simulators.astm_faults import Fault, FaultKind, FaultWire, HangUp, Pause, Write
-from simulators.astm_models import SimSample, model_for
+from simulators.astm_models import ANY_CONTROL, ControlRun, SimSample, model_for
+from simulators.astm_models.qc import levels_of
 from simulators.national_id import corrupt_fnr, make_fnr
 from simulators.pty import PtyPair
 
@@ -63,6 +65,12 @@ class AstmSimOptions:
     #: samples per second; 0 sends them back to back
     rate_per_s: float = 0.0
     qc_share: float = 0.0
+    #: the analyser's drift: every control value is moved by this many SDs of its target
+    #: (``simulators.astm_models.qc``); read at each control run, so a test or the demo can
+    #: switch a drift on and off while the simulator runs
+    qc_shift_sd: float = 0.0
+    #: the test codes the drift moves; empty: every test
+    qc_shift_tests: tuple[str, ...] = ()
     #: the analyser's own operator IDs (from the site's config)
     operator_ids: tuple[str, ...] = ("OP1",)
     invalid_patient_share: float = 0.0
@@ -163,6 +171,19 @@ class _Outgoing:
     faults_spent: bool = False
 
 
+@dataclass(frozen=True, slots=True)
+class _AskedControl:
+    """A control run ``run_controls`` queued; ``shift_sd`` None: the options' when drawn."""
+
+    test: str
+    level: str
+    shift_sd: float | None
+
+
+#: longest wait between looks at the work queue: ``run_controls`` may add work from outside
+_POLL_S = 0.25
+
+
 class _ConnectionLost(Exception):
     """The stream closed or broke, or a fault hung up."""
 
@@ -249,8 +270,48 @@ class AstmAnalyserSim:
         self._contention_armed = False
         self._force_next = False
         self._next_due = 0.0
+        #: control runs asked for (``run_controls``): sent next, before the random samples
+        self._controls: deque[_AskedControl] = deque()
 
     # --- public ---------------------------------------------------------------------------
+
+    def run_controls(
+        self,
+        tests: Iterable[str] = (),
+        *,
+        levels: Iterable[str] = (),
+        shift_sd: float | None = None,
+    ) -> int:
+        """Ask for control runs now: every level (or ``levels``) of the control of each of
+        ``tests`` (empty: every control of the model), sent next, ahead of the random samples
+        and on top of ``count``; one run per lot and level (a CBC control run measures all
+        its parameters). ``shift_sd`` drifts these runs by that many SDs (on
+        ``qc_shift_tests``); None: the options' ``qc_shift_sd`` when each run is drawn.
+        Returns how many runs were queued; ``ConfigError`` for a test without a control."""
+        materials = self.model.qc_materials
+        wanted = tuple(tests) or tuple(dict.fromkeys(m.test_code for m in materials))
+        chosen = tuple(levels)
+        runs: list[_AskedControl] = []
+        covered: set[tuple[str, str]] = set()  # (lot, level): one run measures a whole lot
+        for test in wanted:
+            known = levels_of(materials, test)
+            if not known:
+                raise ConfigError(f"astm simulator: {self.profile.key} has no control for {test!r}")
+            lots = {m.level: m.lot for m in materials if m.test_code == test}
+            for level in chosen or known:
+                if level not in known:
+                    raise ConfigError(f"astm simulator: {test!r} has no control level {level!r}")
+                if (lots[level], level) in covered:
+                    continue
+                covered.add((lots[level], level))
+                runs.append(_AskedControl(test, level, shift_sd))
+        self._controls.extend(runs)
+        return len(runs)
+
+    @property
+    def controls_pending(self) -> int:
+        """Control runs asked for (``run_controls``) and not yet drawn."""
+        return len(self._controls)
 
     @property
     def finished(self) -> bool:
@@ -259,6 +320,7 @@ class AstmAnalyserSim:
         return (
             count is not None
             and self._samples >= count
+            and not self._controls
             and not self._backlog
             and self._current is None
             and self._awaiting is None
@@ -396,8 +458,13 @@ class AstmAnalyserSim:
         deadline = link.next_deadline()
         if deadline is not None:
             waits.append((deadline - self._now()) / self.options.time_scale)
-        if self._current is None and self._awaiting is None and self._more_samples():
-            waits.append(self._next_due - loop_now)
+        if self._current is None and self._awaiting is None:
+            if self._controls:
+                waits.append(0.0)
+            elif self._more_samples():
+                waits.append(self._next_due - loop_now)
+        if not self.finished:
+            waits.append(_POLL_S)
         if self._awaiting is not None:
             waits.append(self._reply_deadline - loop_now)
         return max(0.0, min(waits)) if waits else None
@@ -410,7 +477,9 @@ class AstmAnalyserSim:
     def _start_next(self, link: Link) -> None:
         if self._current is not None or (self._awaiting is not None and not self._force_next):
             return
-        if not self._backlog:
+        if not self._backlog and self._controls:
+            self._new_sample(self._controls.popleft())  # asked for: now, outside the rate
+        elif not self._backlog:
             loop_now = asyncio.get_running_loop().time()
             if not self._more_samples() or loop_now < self._next_due:
                 return
@@ -426,10 +495,14 @@ class AstmAnalyserSim:
         self._wire.begin_message(self._current_faults)
         message.faults_spent = True
 
-    def _new_sample(self) -> None:
+    def _new_sample(self, asked: _AskedControl | None = None) -> None:
         opts, rng = self.options, self._rng
-        self._samples += 1
-        qc = rng.random() < opts.qc_share
+        if asked is None:
+            self._samples += 1
+            qc = rng.random() < opts.qc_share
+        else:
+            qc = True  # on top of count
+        control = self._control_run(asked) if qc else ANY_CONTROL
         valid = True
         patient = ""
         if not qc:
@@ -438,7 +511,12 @@ class AstmAnalyserSim:
                 patient, valid = corrupt_fnr(patient), False
         now = datetime.now(UTC)
         sample = self.model.sample(
-            rng, operator_id=rng.choice(opts.operator_ids), qc=qc, patient_id=patient, now=now
+            rng,
+            operator_id=rng.choice(opts.operator_ids),
+            qc=qc,
+            patient_id=patient,
+            now=now,
+            control=control,
         )
         if not qc and self._labelled < len(opts.specimen_ids):
             sample = replace(sample, specimen_id=opts.specimen_ids[self._labelled])
@@ -455,6 +533,13 @@ class AstmAnalyserSim:
         records = self.model.message(sample, opts.delimiters)
         raw = encode_message(records, opts.delimiters, encoding=self.profile.encoding)
         self._backlog.append(self._outgoing(raw, sample, valid, is_query=False))
+
+    def _control_run(self, asked: _AskedControl | None) -> ControlRun:
+        """The control run to draw: the one asked for, or any; the drift as set now."""
+        opts = self.options
+        shift = opts.qc_shift_sd if asked is None or asked.shift_sd is None else asked.shift_sd
+        test, level = (asked.test, asked.level) if asked is not None else ("", "")
+        return ControlRun(test, level, shift, tuple(opts.qc_shift_tests))
 
     def _outgoing(self, raw: bytes, sample: SimSample, valid: bool, *, is_query: bool) -> _Outgoing:
         self._numbers += 1

@@ -2,7 +2,9 @@
 
 A profile (``drivers.analysers.profiles``) reads what an analyser sends; its model here makes
 up what that analyser would send: a plausible run (``AstmModel.sample``) and its records
-(``AstmModel.message``). Seeded, a model repeats its runs exactly.
+(``AstmModel.message``). Seeded, a model repeats its runs exactly. Its control materials
+(``AstmModel.qc_materials``, ``simulators.astm_models.qc``) keep their lots, and control values
+scatter around their targets, so a QC history forms.
 """
 
 from __future__ import annotations
@@ -24,9 +26,18 @@ from simulators.astm_models import (
     sysmex_xn,
     yumizen_h500,
 )
+from simulators.astm_models.qc import ANY_CONTROL, ControlRun, QcMaterial
 from simulators.astm_models.sample import AstmModel, SimSample
 
-__all__ = ["MODELS", "AstmModel", "SimSample", "model_for"]
+__all__ = [
+    "ANY_CONTROL",
+    "MODELS",
+    "AstmModel",
+    "ControlRun",
+    "QcMaterial",
+    "SimSample",
+    "model_for",
+]
 
 #: profile key -> the model of that analyser
 MODELS: dict[str, AstmModel] = {

@@ -14,6 +14,7 @@ from drivers.analysers.astm_base import format_astm_datetime
 from drivers.analysers.profiles.afinion2 import NOT_MEASURABLE
 from drivers.errors import LocalProtocolError
 from drivers.protocols.astm.records import DEFAULT_DELIMITERS, Delimiters, Record
+from simulators.astm_models.qc import ANY_CONTROL, ControlRun, QcMaterial, by_key, draw
 from simulators.astm_models.records import (
     TERMINATOR,
     build_record,
@@ -86,14 +87,30 @@ class Afinion2Model:
         records.append(TERMINATOR)
         return records
 
+    @property
+    def qc_materials(self) -> tuple[QcMaterial, ...]:
+        return QC_MATERIALS
+
     def sample(
-        self, rng: random.Random, *, operator_id: str, qc: bool, patient_id: str, now: datetime
+        self,
+        rng: random.Random,
+        *,
+        operator_id: str,
+        qc: bool,
+        patient_id: str,
+        now: datetime,
+        control: ControlRun = ANY_CONTROL,
     ) -> SimSample:
         """One cartridge run: a random assay, patient values or a control near its target."""
         require_aware(now)
-        assay = rng.choice(("HbA1c", "CRP", "Lipid Panel", "ACR"))
-        level = rng.choice(("C I", "C II")) if qc else ""
-        values = _CONTROL_VALUES[assay](rng, level) if qc else _PATIENT_VALUES[assay](rng)
+        if qc and control.test:
+            if control.test not in ASSAY_OF:
+                raise ValueError(f"the Afinion 2 has no control for {control.test!r}")
+            assay = ASSAY_OF[control.test]
+        else:
+            assay = rng.choice(("HbA1c", "CRP", "Lipid Panel", "ACR"))
+        level = (control.level or rng.choice(LEVELS)) if qc else ""
+        values = _control_values(rng, assay, level, control) if qc else _PATIENT_VALUES[assay](rng)
         return SimSample(
             specimen_id=str(rng.randint(1, 9999)),
             patient_id="" if qc else patient_id,
@@ -101,7 +118,7 @@ class Afinion2Model:
             performed_at=now.astimezone(UTC).replace(microsecond=0),
             values=values,
             is_qc=qc,
-            control_lot=f"{rng.randint(10200000, 10299999)}" if qc else "",
+            control_lot=CONTROL_LOTS[(assay, level)] if qc else "",
             control_level=level,
             instrument_serial=f"AF2{rng.randint(0, 9999999):07d}",
         )
@@ -115,32 +132,82 @@ def _cartridge_lot(assay: str, performed_at: datetime) -> str:
 
 Values = tuple[tuple[str, str, str], ...]
 
+#: the Afinion control levels (Afinion HbA1c/CRP/Lipid/ACR Control C I and C II)
+LEVELS = ("C I", "C II")
+#: (assay, level) -> the control lot: one lot per kit, kept for the whole simulation
+CONTROL_LOTS = {
+    ("HbA1c", "C I"): "10234567",
+    ("HbA1c", "C II"): "10234568",
+    ("CRP", "C I"): "10334567",
+    ("CRP", "C II"): "10334568",
+    ("Lipid Panel", "C I"): "10434567",
+    ("Lipid Panel", "C II"): "10434568",
+    ("ACR", "C I"): "10534567",
+    ("ACR", "C II"): "10534568",
+}
 
-def _hba1c(rng: random.Random, centre: float | None = None) -> Values:
-    percent = rng.gauss(centre, centre * 0.02) if centre is not None else rng.uniform(4.2, 13.0)
+
+def _material(
+    test: str, level: str, mean: float, sd: float, unit: str, decimals: int
+) -> QcMaterial:
+    assay = ASSAY_OF[test]
+    return QcMaterial(
+        test_code=test,
+        level=level,
+        lot=CONTROL_LOTS[(assay, level)],
+        mean=mean,
+        sd=sd,
+        unit=unit,
+        decimals=decimals,
+        material=f"Afinion {assay} Control {level}",
+    )
+
+
+#: the controls' targets as the kit inserts would give them. Controls report HbA1c in IFCC
+#: mmol/mol only (a lab sets one unit; patient runs here mix units to exercise the mapping).
+#: The derived values (LDL, non-HDL, TC/HDL, ACR) follow from the measured ones and get no
+#: target of their own.
+QC_MATERIALS: tuple[QcMaterial, ...] = (
+    _material("HbA1c", "C I", 36.0, 1.2, "mmol/mol", 0),
+    _material("HbA1c", "C II", 81.0, 2.0, "mmol/mol", 0),
+    _material("CRP", "C I", 24.0, 1.2, "mg/L", 0),
+    _material("CRP", "C II", 80.0, 3.6, "mg/L", 0),
+    _material("Chol", "C I", 4.10, 0.12, "mmol/L", 2),
+    _material("HDL", "C I", 1.00, 0.04, "mmol/L", 2),
+    _material("Trig", "C I", 1.30, 0.05, "mmol/L", 2),
+    _material("Chol", "C II", 6.70, 0.20, "mmol/L", 2),
+    _material("HDL", "C II", 1.80, 0.06, "mmol/L", 2),
+    _material("Trig", "C II", 2.50, 0.09, "mmol/L", 2),
+    _material("Alb", "C I", 22.0, 1.0, "mg/L", 0),
+    _material("Creat", "C I", 5.0, 0.2, "mmol/L", 1),
+    _material("Alb", "C II", 120.0, 5.0, "mg/L", 0),
+    _material("Creat", "C II", 14.0, 0.5, "mmol/L", 1),
+)
+_TARGETS = by_key(QC_MATERIALS)
+
+
+def _hba1c(rng: random.Random) -> Values:
+    percent = rng.uniform(4.2, 13.0)
     if rng.random() < 0.5:  # sites report IFCC mmol/mol or NGSP %
         mmol = round((percent - 2.15) * 10.929)
         return (("HbA1c", str(mmol) if mmol <= 140 else ">140", "mmol/mol"),)
-    if centre is None and rng.random() < 0.03:
+    if rng.random() < 0.03:
         return (("HbA1c", ">15.0", "%"),)
     return (("HbA1c", f"{percent:.1f}", "%"),)
 
 
-def _crp(rng: random.Random, centre: float | None = None) -> Values:
-    if centre is None:
-        if rng.random() < 0.4:
-            return (("CRP", "<5", "mg/L"),)
-        value = rng.choice((rng.uniform(5, 40), rng.uniform(40, 200), 250.0))
-    else:
-        value = rng.gauss(centre, centre * 0.05)
+def _crp(rng: random.Random) -> Values:
+    if rng.random() < 0.4:
+        return (("CRP", "<5", "mg/L"),)
+    value = rng.choice((rng.uniform(5, 40), rng.uniform(40, 200), 250.0))
     return (("CRP", f"{value:.0f}" if value <= 200 else ">200", "mg/L"),)
 
 
-def _lipids(rng: random.Random, centre: tuple[float, float, float] | None = None) -> Values:
-    if centre is None:
-        chol, hdl, trig = rng.uniform(2.8, 9.5), rng.uniform(0.6, 2.5), rng.uniform(0.5, 6.5)
-    else:
-        chol, hdl, trig = (rng.gauss(c, c * 0.03) for c in centre)
+def _lipids(rng: random.Random) -> Values:
+    return _lipid_values(rng.uniform(2.8, 9.5), rng.uniform(0.6, 2.5), rng.uniform(0.5, 6.5))
+
+
+def _lipid_values(chol: float, hdl: float, trig: float) -> Values:
     hdl = min(hdl, chol - 0.3)
     ldl = chol - hdl - trig / 2.2  # Friedewald in mmol/L; not valid above 4.5 mmol/L TG
     return (
@@ -153,11 +220,11 @@ def _lipids(rng: random.Random, centre: tuple[float, float, float] | None = None
     )
 
 
-def _acr(rng: random.Random, centre: tuple[float, float] | None = None) -> Values:
-    if centre is None:
-        albumin, creatinine = rng.uniform(2.0, 190.0), rng.uniform(1.5, 25.0)
-    else:
-        albumin, creatinine = (rng.gauss(c, c * 0.04) for c in centre)
+def _acr(rng: random.Random) -> Values:
+    return _acr_values(rng.uniform(2.0, 190.0), rng.uniform(1.5, 25.0))
+
+
+def _acr_values(albumin: float, creatinine: float) -> Values:
     if albumin < 3.0:
         return (
             ("Alb", "<3", "mg/L"),
@@ -172,20 +239,28 @@ def _acr(rng: random.Random, centre: tuple[float, float] | None = None) -> Value
 
 
 _PATIENT_VALUES: dict[str, Callable[[random.Random], Values]] = {
-    "HbA1c": lambda rng: _hba1c(rng),
-    "CRP": lambda rng: _crp(rng),
-    "Lipid Panel": lambda rng: _lipids(rng),
-    "ACR": lambda rng: _acr(rng),
+    "HbA1c": _hba1c,
+    "CRP": _crp,
+    "Lipid Panel": _lipids,
+    "ACR": _acr,
 }
-#: control targets per level (Afinion controls C I and C II)
-_CONTROL_VALUES: dict[str, Callable[[random.Random, str], Values]] = {
-    "HbA1c": lambda rng, level: _hba1c(rng, 5.4 if level == "C I" else 9.6),
-    "CRP": lambda rng, level: _crp(rng, 24.0 if level == "C I" else 80.0),
-    "Lipid Panel": lambda rng, level: _lipids(
-        rng, (4.1, 1.0, 1.3) if level == "C I" else (6.7, 1.8, 2.5)
-    ),
-    "ACR": lambda rng, level: _acr(rng, (22.0, 5.0) if level == "C I" else (120.0, 14.0)),
-}
+
+
+def _control_values(rng: random.Random, assay: str, level: str, control: ControlRun) -> Values:
+    """One control cartridge of ``assay`` at ``level``: each measured value drawn around its
+    target (``QC_MATERIALS``), the derived ones computed from them as for a patient."""
+    if (assay, level) not in CONTROL_LOTS:
+        raise ValueError(f"the Afinion 2 has no {assay} control {level!r} (levels: {LEVELS})")
+
+    def value(test: str) -> float:
+        return draw(rng, _TARGETS[(test, level)], control.shift_for(test))
+
+    if assay == "Lipid Panel":
+        return _lipid_values(value("Chol"), value("HDL"), value("Trig"))
+    if assay == "ACR":
+        return _acr_values(value("Alb"), value("Creat"))
+    material = _TARGETS[(assay, level)]
+    return ((assay, f"{value(assay):.{material.decimals}f}", material.unit),)
 
 
 MODEL: AstmModel = Afinion2Model()

@@ -2,7 +2,8 @@
 
 The layout is the standard positions the generic profile reads
 (``drivers.analysers.profiles.astm_generic``): H, P, O, R..., L; for QC, O.3 is
-``specimen^lot^level`` and O.12 is ``Q``.
+``specimen^lot^level`` and O.12 is ``Q``. Controls: ``QC_MATERIALS``, two levels of one
+multi-analyte control.
 """
 
 from __future__ import annotations
@@ -12,6 +13,7 @@ from datetime import datetime
 
 from drivers.analysers.astm_base import format_astm_datetime
 from drivers.protocols.astm.records import DEFAULT_DELIMITERS, Delimiters, Field, Record, text_field
+from simulators.astm_models.qc import ANY_CONTROL, ControlRun, QcMaterial, by_key, formatted
 from simulators.astm_models.sample import AstmModel, SimSample
 
 #: (code, unit, low, high, decimals) of the values the simulator reports
@@ -22,20 +24,88 @@ _SIM_TESTS: tuple[tuple[str, str, float, float, int], ...] = (
     ("HGB", "g/dL", 10.0, 17.0, 1),
     ("ALB", "mg/L", 2.0, 200.0, 0),
 )
+_CODES = {code for code, *_ in _SIM_TESTS}
+#: control level -> its lot (a multi-analyte control, levels 1 and 2), kept for the simulation
+CONTROL_LOTS = {"1": "QC10231", "2": "QC10232"}
+#: (code, level 1 mean, level 2 mean, CV): level 1 near the low end of the range, 2 high
+_CONTROL_TARGETS = (
+    ("GLU", 5.5, 16.0, 0.03),
+    ("CRP", 10.0, 60.0, 0.05),
+    ("HBA1C", 36.0, 81.0, 0.03),
+    ("HGB", 12.0, 16.0, 0.015),
+    ("ALB", 20.0, 150.0, 0.05),
+)
+_UNITS_DECIMALS = {code: (unit, decimals) for code, unit, _low, _high, decimals in _SIM_TESTS}
+
+
+def _material(code: str, level: str, mean: float, cv: float) -> QcMaterial:
+    unit, decimals = _UNITS_DECIMALS[code]
+    return QcMaterial(
+        test_code=code,
+        level=level,
+        lot=CONTROL_LOTS[level],
+        mean=mean,
+        sd=round(max(mean * cv, 10.0**-decimals), 3),
+        unit=unit,
+        decimals=decimals,
+        material=f"Multichem {level}",
+    )
+
+
+QC_MATERIALS: tuple[QcMaterial, ...] = tuple(
+    _material(code, level, low_mean if level == "1" else high_mean, cv)
+    for level in CONTROL_LOTS
+    for code, low_mean, high_mean, cv in _CONTROL_TARGETS
+)
+_TARGETS = by_key(QC_MATERIALS)
 
 
 class GenericModel:
     """The simulated generic LIS2-A2 analyser (see the module docstring)."""
 
+    @property
+    def qc_materials(self) -> tuple[QcMaterial, ...]:
+        return QC_MATERIALS
+
     def sample(
-        self, rng: random.Random, *, operator_id: str, qc: bool, patient_id: str, now: datetime
+        self,
+        rng: random.Random,
+        *,
+        operator_id: str,
+        qc: bool,
+        patient_id: str,
+        now: datetime,
+        control: ControlRun = ANY_CONTROL,
     ) -> SimSample:
-        """A random sample of one to three tests, measured ``now`` (whole seconds)."""
+        """A random sample of one to three tests, measured ``now`` (whole seconds).
+
+        A control run measures one to three tests of one level's control (``control``'s test
+        among them when it names one), each value drawn around its target.
+        """
         tests = rng.sample(_SIM_TESTS, k=rng.randint(1, 3))
-        values = tuple(
-            (code, f"{rng.uniform(low, high):.{decimals}f}", unit)
-            for code, unit, low, high, decimals in tests
-        )
+        level = ""
+        if qc:
+            if control.test and control.test not in _CODES:
+                raise ValueError(f"the generic analyser has no control for {control.test!r}")
+            if control.level and control.level not in CONTROL_LOTS:
+                raise ValueError(f"the generic analyser has no control level {control.level!r}")
+            level = control.level or rng.choice(tuple(CONTROL_LOTS))
+            codes = [code for code, *_ in tests]
+            if control.test and control.test not in codes:
+                codes[0] = control.test
+            values = tuple(
+                (
+                    code,
+                    formatted(rng, _TARGETS[(code, level)], control.shift_for(code)),
+                    _TARGETS[(code, level)].unit,
+                )
+                for code in codes
+            )
+        else:
+            values = tuple(
+                (code, f"{rng.uniform(low, high):.{decimals}f}", unit)
+                for code, unit, low, high, decimals in tests
+            )
         return SimSample(
             specimen_id=str(rng.randrange(10**9, 10**10)),
             patient_id="" if qc else patient_id,
@@ -43,8 +113,8 @@ class GenericModel:
             performed_at=now.replace(microsecond=0),
             values=values,
             is_qc=qc,
-            control_lot=f"QC{rng.randrange(10_000, 100_000)}" if qc else "",
-            control_level=rng.choice(("1", "2")) if qc else "",
+            control_lot=CONTROL_LOTS[level] if qc else "",
+            control_level=level,
         )
 
     def message(

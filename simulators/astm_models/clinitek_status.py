@@ -14,6 +14,7 @@ from drivers.analysers.astm_base import format_astm_datetime
 from drivers.analysers.profiles.clinitek_status import TEST_NAMES, VISUAL_CODES
 from drivers.errors import LocalProtocolError
 from drivers.protocols.astm.records import DEFAULT_DELIMITERS, Delimiters, Record
+from simulators.astm_models.qc import ANY_CONTROL, ControlRun, QcMaterial
 from simulators.astm_models.records import (
     TERMINATOR,
     build_record,
@@ -90,12 +91,31 @@ class ClinitekStatusModel:
         records.append(TERMINATOR)
         return records
 
+    @property
+    def qc_materials(self) -> tuple[QcMaterial, ...]:
+        return QC_MATERIALS
+
     def sample(
-        self, rng: random.Random, *, operator_id: str, qc: bool, patient_id: str, now: datetime
+        self,
+        rng: random.Random,
+        *,
+        operator_id: str,
+        qc: bool,
+        patient_id: str,
+        now: datetime,
+        control: ControlRun = ANY_CONTROL,
     ) -> SimSample:
-        """One strip: a plausible urine (with colour/clarity by eye) or a Chek-Stix control."""
+        """One strip: a plausible urine (with colour/clarity by eye) or a Chek-Stix control.
+
+        A control strip reads its level's known pattern every time (``QC_MATERIALS``): a
+        drift does not apply to categories read off a strip.
+        """
         require_aware(now)
-        level = rng.choice(("Positive", "Negative")) if qc else ""
+        if qc and control.test and control.test not in _PADS:
+            raise ValueError(f"the CLINITEK Status+ has no control for {control.test!r}")
+        if qc and control.level and control.level not in CONTROL_LOTS:
+            raise ValueError(f"the CLINITEK Status+ has no control level {control.level!r}")
+        level = (control.level or rng.choice(("Positive", "Negative"))) if qc else ""
         values = [(code, _pick(rng, code, level), UNITS.get(code, "")) for code in _PADS]
         visual: tuple[str, ...] = ()
         if not qc and rng.random() < 0.8:  # the operator entered colour and clarity
@@ -108,7 +128,7 @@ class ClinitekStatusModel:
             performed_at=now.astimezone(UTC).replace(microsecond=0),
             values=tuple(values),
             is_qc=qc,
-            control_lot=f"{rng.randint(100000, 999999)}" if qc else "",
+            control_lot=CONTROL_LOTS[level] if qc else "",
             control_level=level,
             instrument_serial=f"CS{rng.randint(0, 999999):06d}",
             visual_codes=visual,
@@ -140,6 +160,33 @@ def _pick(rng: random.Random, code: str, control_level: str) -> str:
     if normal < len(scale) and rng.random() < 0.2:
         return rng.choice(scale[normal:])
     return rng.choice(scale[:normal])
+
+
+#: Chek-Stix level -> its lot, kept for the whole simulation
+CONTROL_LOTS = {"Positive": "612345", "Negative": "612346"}
+
+
+def _expected(code: str, level: str) -> str:
+    return _pick(random.Random(0), code, level)  # a control level's pattern draws nothing
+
+
+#: the Chek-Stix levels: each pad must read its level's category (qualitative controls)
+QC_MATERIALS: tuple[QcMaterial, ...] = tuple(
+    QcMaterial(
+        test_code=code,
+        level=level,
+        lot=lot,
+        mean=None,
+        sd=None,
+        unit=UNITS.get(code, ""),
+        decimals=0,
+        material=f"Chek-Stix {level}",
+        kind="qualitative",
+        expected=_expected(code, level),
+    )
+    for level, lot in CONTROL_LOTS.items()
+    for code in _PADS
+)
 
 
 MODEL: AstmModel = ClinitekStatusModel()

@@ -13,6 +13,7 @@ from drivers.analysers.astm_base import format_astm_datetime
 from drivers.analysers.profiles.dca_vantage import TEST_NAMES
 from drivers.errors import LocalProtocolError
 from drivers.protocols.astm.records import DEFAULT_DELIMITERS, Delimiters, Record
+from simulators.astm_models.qc import ANY_CONTROL, ControlRun, QcMaterial, by_key, draw
 from simulators.astm_models.records import (
     TERMINATOR,
     build_record,
@@ -77,18 +78,36 @@ class DcaVantageModel:
         records.append(TERMINATOR)
         return records
 
+    @property
+    def qc_materials(self) -> tuple[QcMaterial, ...]:
+        return QC_MATERIALS
+
     def sample(
-        self, rng: random.Random, *, operator_id: str, qc: bool, patient_id: str, now: datetime
+        self,
+        rng: random.Random,
+        *,
+        operator_id: str,
+        qc: bool,
+        patient_id: str,
+        now: datetime,
+        control: ControlRun = ANY_CONTROL,
     ) -> SimSample:
         """One cartridge: HbA1c or the albumin/creatinine panel, patient or control."""
         require_aware(now)
-        hba1c = rng.random() < 0.5
-        if hba1c:
-            level = rng.choice(("Normal", "Abnormal")) if qc else ""
-            values = _hba1c(rng, {"Normal": 5.4, "Abnormal": 9.8}.get(level))
+        if qc and control.test:
+            if control.test not in _CARTRIDGE_OF:
+                raise ValueError(f"the DCA Vantage has no control for {control.test!r}")
+            hba1c = _CARTRIDGE_OF[control.test] == "HbA1c"
         else:
-            level = rng.choice(("Low", "High")) if qc else ""
-            values = _acr(rng, {"Low": (25.0, 90.0), "High": (160.0, 180.0)}.get(level))
+            hba1c = rng.random() < 0.5
+        levels = _LEVELS["HbA1c" if hba1c else "ACR"]
+        level = (control.level or rng.choice(levels)) if qc else ""
+        if qc:
+            values = _control_values(rng, "HbA1c" if hba1c else "ACR", level, control)
+        elif hba1c:
+            values = _hba1c(rng, None)
+        else:
+            values = _acr(rng, None)
         return SimSample(
             specimen_id=f"{rng.randint(1, 999):03d}",
             patient_id="" if qc else patient_id,
@@ -96,7 +115,7 @@ class DcaVantageModel:
             performed_at=now.astimezone(UTC).replace(microsecond=0),
             values=values,
             is_qc=qc,
-            control_lot=f"{rng.randint(10000, 99999)}" if qc else "",
+            control_lot=CONTROL_LOTS[level] if qc else "",
             control_level=level,
             instrument_serial=f"S0{rng.randint(0, 99999):05d}",
         )
@@ -143,6 +162,60 @@ def _acr(rng: random.Random, centre: tuple[float, float] | None) -> Values:
         ("Alb", alb_text, "mg/L"),
         ("Crt", f"{creatinine:.2f}" if si else f"{creatinine:.1f}", units[0]),
         ("Ratio", ratio_text, units[1]),
+    )
+
+
+#: cartridge -> its control levels (DCA HbA1c Normal/Abnormal, Microalbumin/Creatinine Low/High)
+_LEVELS = {"HbA1c": ("Normal", "Abnormal"), "ACR": ("Low", "High")}
+_CARTRIDGE_OF = {"HbA1c": "HbA1c", "Alb": "ACR", "Crt": "ACR", "Ratio": "ACR"}
+#: level -> the control lot, kept for the whole simulation
+CONTROL_LOTS = {"Normal": "41234", "Abnormal": "41235", "Low": "42234", "High": "42235"}
+
+
+def _material(
+    test: str, level: str, mean: float, sd: float, unit: str, decimals: int
+) -> QcMaterial:
+    kit = "DCA HbA1c Control" if test == "HbA1c" else "DCA Microalbumin/Creatinine Control"
+    return QcMaterial(
+        test_code=test,
+        level=level,
+        lot=CONTROL_LOTS[level],
+        mean=mean,
+        sd=sd,
+        unit=unit,
+        decimals=decimals,
+        material=f"{kit} {level}",
+    )
+
+
+#: the controls' targets as the kit inserts would give them; controls report IFCC mmol/mol and
+#: SI units only (patient runs mix units). The ratio follows from albumin and creatinine.
+QC_MATERIALS: tuple[QcMaterial, ...] = (
+    _material("HbA1c", "Normal", 36.0, 1.1, "mmol/mol", 0),
+    _material("HbA1c", "Abnormal", 84.0, 2.0, "mmol/mol", 0),
+    _material("Alb", "Low", 25.0, 1.0, "mg/L", 1),
+    _material("Crt", "Low", 7.96, 0.30, "mmol/L", 2),
+    _material("Alb", "High", 160.0, 6.4, "mg/L", 1),
+    _material("Crt", "High", 15.91, 0.60, "mmol/L", 2),
+)
+_TARGETS = by_key(QC_MATERIALS)
+
+
+def _control_values(rng: random.Random, cartridge: str, level: str, control: ControlRun) -> Values:
+    """One control cartridge at ``level``: measured values drawn around their targets."""
+    if level not in _LEVELS[cartridge]:
+        raise ValueError(f"the DCA Vantage has no {cartridge} control {level!r}")
+
+    def value(test: str) -> float:
+        return draw(rng, _TARGETS[(test, level)], control.shift_for(test))
+
+    if cartridge == "HbA1c":
+        return (("HbA1c", f"{value('HbA1c'):.0f}", "mmol/mol"),)
+    albumin, creatinine = value("Alb"), value("Crt")
+    return (
+        ("Alb", f"{albumin:.1f}", "mg/L"),
+        ("Crt", f"{creatinine:.2f}", "mmol/L"),
+        ("Ratio", f"{albumin / creatinine:.1f}", "mg/mmol"),
     )
 
 

@@ -8,6 +8,7 @@ from datetime import datetime
 from typing import Protocol
 
 from drivers.protocols.astm.records import Delimiters, Record
+from simulators.astm_models.qc import ANY_CONTROL, ControlRun, QcMaterial
 
 
 @dataclass(frozen=True, slots=True)
@@ -36,10 +37,23 @@ class AstmModel(Protocol):
 
     ``sample`` draws one run (a patient's or a control's) from ``rng`` only, so a seed repeats a
     run exactly; ``message`` gives the records the analyser sends for it, H first and L last.
+    A control run (``qc``) measures one of ``qc_materials`` (``simulators.astm_models.qc``):
+    the one ``control`` asks for (a test's material, a level), else one at random, with
+    ``control``'s drift.
     """
 
+    @property
+    def qc_materials(self) -> tuple[QcMaterial, ...]: ...
+
     def sample(
-        self, rng: random.Random, *, operator_id: str, qc: bool, patient_id: str, now: datetime
+        self,
+        rng: random.Random,
+        *,
+        operator_id: str,
+        qc: bool,
+        patient_id: str,
+        now: datetime,
+        control: ControlRun = ANY_CONTROL,
     ) -> SimSample: ...
 
     def message(self, sample: SimSample, delimiters: Delimiters = ...) -> list[Record]: ...

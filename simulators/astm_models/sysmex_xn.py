@@ -15,7 +15,13 @@ from datetime import datetime, timedelta
 from drivers.analysers.astm_base import format_astm_datetime
 from drivers.analysers.profiles.sysmex_xn import CHECK_LEVELS
 from drivers.protocols.astm.records import DEFAULT_DELIMITERS, Delimiters, Field, Record
-from simulators.astm_models.blood_count import Blood, control_blood, patient_blood
+from simulators.astm_models.blood_count import (
+    Blood,
+    control_materials,
+    control_values,
+    patient_blood,
+)
+from simulators.astm_models.qc import ANY_CONTROL, ControlRun, QcMaterial, by_key
 from simulators.astm_models.records import blanks, field_of, record_of
 from simulators.astm_models.sample import AstmModel, SimSample
 
@@ -204,6 +210,31 @@ def _sent_values(layout: Layout, sample: SimSample) -> Iterator[tuple[str, str, 
         yield code, value, flag
 
 
+#: the control levels, as the profile reads them from the lot's last two digits
+LEVELS = ("low", "normal", "high")
+
+
+def _lots(prefix: str) -> dict[str, str]:
+    """level -> lot: a fixed lot number per level, the level in its last two digits."""
+    return {level: f"{prefix}{_LEVEL_SUFFIX[level]}" for level in LEVELS}
+
+
+#: the XN-L runs XN CHECK, the XP EIGHTCHECK-3WP: lots kept for the whole simulation
+XN_CONTROL_LOTS = _lots("821514")
+XP_CONTROL_LOTS = _lots("721514")
+_TARGET_QUANTITIES = {level: _quantities(blood) for level, blood in _QC_TARGETS.items()}
+
+
+def _materials(layout: Layout, lots: dict[str, str], material: str) -> tuple[QcMaterial, ...]:
+    parameters = ((p.code, p.unit, p.decimals) for p in layout.menu)
+    return control_materials(parameters, _TARGET_QUANTITIES, lots, material)
+
+
+#: the controls' targets per parameter and level (the insert's assigned values)
+XN_QC_MATERIALS = _materials(XN_LAYOUT, XN_CONTROL_LOTS, "XN CHECK")
+XP_QC_MATERIALS = _materials(XP_LAYOUT, XP_CONTROL_LOTS, "EIGHTCHECK-3WP")
+
+
 def sysmex_sample(
     layout: Layout,
     rng: random.Random,
@@ -212,21 +243,31 @@ def sysmex_sample(
     qc: bool,
     patient_id: str,
     now: datetime,
+    control: ControlRun = ANY_CONTROL,
 ) -> SimSample:
-    """A plausible CBC for a patient, or an XN CHECK-like run at a random level.
+    """A plausible CBC for a patient, or an XN CHECK-like run at a random level (or the one
+    ``control`` asks for).
 
     On the XP the patient ID is dropped: that analyser cannot send one.
     """
-    level = rng.choice(("low", "normal", "high")) if qc else ""
-    blood = (
-        control_blood(rng, _QC_TARGETS[level], 0.97, 1.03)
-        if qc
-        else patient_blood(rng, rdw_cv=(11.0, 17.5), mpv=(8.0, 13.0), immature_granulocytes=True)
-    )
-    quantities = _quantities(blood)
-    values = tuple((p.code, f"{quantities[p.code]:.{p.decimals}f}", p.unit) for p in layout.menu)
-    lot = f"{rng.randrange(800_000, 1_000_000)}{_LEVEL_SUFFIX[level]}" if qc else ""
-    serial = f"{rng.randrange(10_000, 100_000)}" if layout.xn_extras else f"A{rng.randrange(10**4)}"
+    xn = layout.xn_extras
+    if qc:
+        if control.test and control.test not in {p.code for p in layout.menu}:
+            raise ValueError(f"the {layout.model} has no control for {control.test!r}")
+        if control.level and control.level not in LEVELS:
+            raise ValueError(f"the {layout.model} has no control level {control.level!r}")
+        level = control.level or rng.choice(LEVELS)
+        materials = _XN_TARGETS if xn else _XP_TARGETS
+        values = control_values(rng, materials, (p.code for p in layout.menu), level, control)
+        lot = (XN_CONTROL_LOTS if xn else XP_CONTROL_LOTS)[level]
+    else:
+        level, lot = "", ""
+        blood = patient_blood(rng, rdw_cv=(11.0, 17.5), mpv=(8.0, 13.0), immature_granulocytes=True)
+        quantities = _quantities(blood)
+        values = tuple(
+            (p.code, f"{quantities[p.code]:.{p.decimals}f}", p.unit) for p in layout.menu
+        )
+    serial = f"{rng.randrange(10_000, 100_000)}" if xn else f"A{rng.randrange(10**4)}"
     return SimSample(
         specimen_id=f"QC-{lot}" if qc else f"{rng.randrange(10**9, 10**10)}",
         patient_id="" if qc or not layout.sends_patient_id else patient_id,
@@ -240,11 +281,20 @@ def sysmex_sample(
     )
 
 
+_XN_TARGETS = by_key(XN_QC_MATERIALS)
+_XP_TARGETS = by_key(XP_QC_MATERIALS)
+
+
 class SysmexModel:
     """The simulated analyser of one Sysmex series, by its ``Layout``."""
 
-    def __init__(self, layout: Layout) -> None:
+    def __init__(self, layout: Layout, materials: tuple[QcMaterial, ...]) -> None:
         self.layout = layout
+        self._materials = materials
+
+    @property
+    def qc_materials(self) -> tuple[QcMaterial, ...]:
+        return self._materials
 
     def message(
         self, sample: SimSample, delimiters: Delimiters = DEFAULT_DELIMITERS
@@ -252,12 +302,25 @@ class SysmexModel:
         return sysmex_message(self.layout, sample, delimiters)
 
     def sample(
-        self, rng: random.Random, *, operator_id: str, qc: bool, patient_id: str, now: datetime
+        self,
+        rng: random.Random,
+        *,
+        operator_id: str,
+        qc: bool,
+        patient_id: str,
+        now: datetime,
+        control: ControlRun = ANY_CONTROL,
     ) -> SimSample:
         return sysmex_sample(
-            self.layout, rng, operator_id=operator_id, qc=qc, patient_id=patient_id, now=now
+            self.layout,
+            rng,
+            operator_id=operator_id,
+            qc=qc,
+            patient_id=patient_id,
+            now=now,
+            control=control,
         )
 
 
-XN_MODEL: AstmModel = SysmexModel(XN_LAYOUT)
-XP_MODEL: AstmModel = SysmexModel(XP_LAYOUT)
+XN_MODEL: AstmModel = SysmexModel(XN_LAYOUT, XN_QC_MATERIALS)
+XP_MODEL: AstmModel = SysmexModel(XP_LAYOUT, XP_QC_MATERIALS)

@@ -17,7 +17,13 @@ from datetime import datetime, timedelta
 
 from drivers.analysers.astm_base import format_astm_datetime
 from drivers.protocols.astm.records import DEFAULT_DELIMITERS, Delimiters, Record
-from simulators.astm_models.blood_count import Blood, control_blood, patient_blood
+from simulators.astm_models.blood_count import (
+    Blood,
+    control_materials,
+    control_values,
+    patient_blood,
+)
+from simulators.astm_models.qc import ANY_CONTROL, ControlRun, QcMaterial, by_key
 from simulators.astm_models.records import blanks, field_of, record_of
 from simulators.astm_models.sample import AstmModel, SimSample
 
@@ -173,24 +179,51 @@ def yumizen_message(sample: SimSample, delimiters: Delimiters = DEFAULT_DELIMITE
     return records
 
 
+#: the ABX Difftrol levels and their lots, kept for the whole simulation (PX441N: level N)
+LEVELS = ("low", "normal", "high")
+CONTROL_LOTS = {level: f"PX441{level[:1].upper()}" for level in LEVELS}
+#: the controls' targets per parameter and level (the insert's assigned values)
+QC_MATERIALS: tuple[QcMaterial, ...] = control_materials(
+    ((p.code, p.unit, p.decimals) for p in MENU),
+    {level: _quantities(blood) for level, blood in QC_TARGETS.items()},
+    CONTROL_LOTS,
+    "ABX Difftrol",
+)
+_TARGETS = by_key(QC_MATERIALS)
+
+
 def yumizen_sample(
-    rng: random.Random, *, operator_id: str, qc: bool, patient_id: str, now: datetime
+    rng: random.Random,
+    *,
+    operator_id: str,
+    qc: bool,
+    patient_id: str,
+    now: datetime,
+    control: ControlRun = ANY_CONTROL,
 ) -> SimSample:
-    """A plausible CBC + DIFF for a patient, or an ABX Difftrol run at a random level."""
-    level = rng.choice(("low", "normal", "high")) if qc else ""
-    blood = (
-        control_blood(rng, QC_TARGETS[level], 0.975, 1.025)
-        if qc
-        else patient_blood(rng, rdw_cv=(11.0, 18.5), mpv=(7.0, 12.0), immature_granulocytes=False)
-    )
-    quantities = _quantities(blood)
-    lot = f"PX{rng.randrange(400, 500)}{level[:1].upper()}" if qc else ""  # PX440N: level N
+    """A plausible CBC + DIFF for a patient, or an ABX Difftrol run at a random level (or the
+    one ``control`` asks for)."""
+    if qc:
+        if control.test and control.test not in _BY_CODE:
+            raise ValueError(f"the Yumizen H500 has no control for {control.test!r}")
+        if control.level and control.level not in LEVELS:
+            raise ValueError(f"the Yumizen H500 has no control level {control.level!r}")
+        level = control.level or rng.choice(LEVELS)
+        values = control_values(rng, _TARGETS, (p.code for p in MENU), level, control)
+        lot = CONTROL_LOTS[level]
+    else:
+        level, lot = "", ""
+        blood = patient_blood(
+            rng, rdw_cv=(11.0, 18.5), mpv=(7.0, 12.0), immature_granulocytes=False
+        )
+        quantities = _quantities(blood)
+        values = tuple((p.code, f"{quantities[p.code]:.{p.decimals}f}", p.unit) for p in MENU)
     return SimSample(
         specimen_id=lot if qc else f"{rng.randrange(10**9, 10**10)}",
         patient_id="" if qc else patient_id,
         operator_id=operator_id,
         performed_at=(now - timedelta(seconds=rng.randrange(60, 300))).replace(microsecond=0),
-        values=tuple((p.code, f"{quantities[p.code]:.{p.decimals}f}", p.unit) for p in MENU),
+        values=values,
         is_qc=qc,
         control_lot=lot,
         control_level=level,
@@ -201,15 +234,28 @@ def yumizen_sample(
 class YumizenModel:
     """The simulated Yumizen H500 (see the module docstring)."""
 
+    @property
+    def qc_materials(self) -> tuple[QcMaterial, ...]:
+        return QC_MATERIALS
+
     def message(
         self, sample: SimSample, delimiters: Delimiters = DEFAULT_DELIMITERS
     ) -> list[Record]:
         return yumizen_message(sample, delimiters)
 
     def sample(
-        self, rng: random.Random, *, operator_id: str, qc: bool, patient_id: str, now: datetime
+        self,
+        rng: random.Random,
+        *,
+        operator_id: str,
+        qc: bool,
+        patient_id: str,
+        now: datetime,
+        control: ControlRun = ANY_CONTROL,
     ) -> SimSample:
-        return yumizen_sample(rng, operator_id=operator_id, qc=qc, patient_id=patient_id, now=now)
+        return yumizen_sample(
+            rng, operator_id=operator_id, qc=qc, patient_id=patient_id, now=now, control=control
+        )
 
 
 MODEL: AstmModel = YumizenModel()

@@ -191,7 +191,7 @@ def results_of(ledger: AstmLedger) -> list[bytes]:
 async def test_the_host_receives_exactly_the_acknowledged_messages(transport: str) -> None:
     host = HostEnd()
     options = AstmSimOptions(
-        seed=7,
+        seed=4,  # a seed whose six samples hold controls and both valid and invalid IDs
         count=6,
         qc_share=0.3,
         invalid_patient_share=0.3,
