@@ -546,6 +546,8 @@ qc_status = Table(
     Column("patients_since", Integer, nullable=False, default=0),  # schedule every_n
     Column("lockout_id", Integer),  # the open lockout, if any
     Column("updated_at", TZ, nullable=False),
+    # the [[qc]] schedule the row was computed with (a new lot makes "new_lot" due at once)
+    Column("schedule", String(16), nullable=False, default="", server_default=""),
 )
 
 #: a QC lockout: from failure (or overdue) until an accepted run and a corrective action

@@ -84,6 +84,7 @@ def upgrade() -> None:
         sa.Column("patients_since", sa.Integer(), nullable=False),
         sa.Column("lockout_id", sa.Integer(), nullable=True),
         sa.Column("updated_at", sa.DateTime(timezone=True), nullable=False),
+        sa.Column("schedule", sa.String(length=16), server_default="", nullable=False),
         sa.PrimaryKeyConstraint("instrument_id", "test_code", name=op.f("pk_qc_status")),
     )
     op.create_table(
