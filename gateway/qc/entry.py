@@ -162,10 +162,14 @@ def _check_person(
         return [_error("person", "inactive_person", person=person)]
     if known.roles.isdisjoint(ENTRY_ROLES):
         return [_error("person", "no_role", person=person)]
-    if context.enforce_people and work is not None and at is not None:
-        if not is_certified(context.facts, person, work, at, context.zone):
-            task = f"qc/{work.instrument_id}:{work.test_code}"
-            return [_error("person", "not_certified", person=person, task=task)]
+    if (
+        context.enforce_people
+        and work is not None
+        and at is not None
+        and not is_certified(context.facts, person, work, at, context.zone)
+    ):
+        task = f"qc/{work.instrument_id}:{work.test_code}"
+        return [_error("person", "not_certified", person=person, task=task)]
     return []
 
 
@@ -181,7 +185,8 @@ def check_entry(
         errors.append(_error("instrument_id", "required"))
     elif instrument_id not in context.drivers:
         errors.append(_error("instrument_id", "unknown_instrument", instrument=instrument_id))
-    performed_at, time_errors = performed_time(entry.performed_at, now, context.zone)
+    performed_at, found = performed_time(entry.performed_at, now, context.zone)
+    time_errors = [EntryError(e.field, e.code, e.params) for e in found]
     if not entry.lot_id.strip():
         errors.append(_error("lot_id", "required"))
     elif lot is None:

@@ -151,12 +151,13 @@ def status_rows(conn: Connection, pairs: Sequence[tuple[str, str]] = ()) -> list
         .order_by(qc_evaluations.c.id.desc())
         .limit(10_000)  # the newest per pair is among the last few thousand
     )
-    for row in conn.execute(latest):
-        newest.setdefault((row.instrument_id, row.test_code), row)
+    for found in conn.execute(latest):
+        newest.setdefault((found.instrument_id, found.test_code), found)
     wanted = list(dict.fromkeys([*pairs, *sorted(set(stored) - set(pairs))]))
     out: list[StatusRow] = []
     for pair in wanted:
-        row, evaluation = stored.get(pair), newest.get(pair)
+        row: Any = stored.get(pair)
+        evaluation = newest.get(pair)
         out.append(
             StatusRow(
                 instrument_id=pair[0],
@@ -313,7 +314,9 @@ def _lockout(row: Any) -> LockoutRow:
     )
 
 
-def list_lockouts(conn: Connection, *, open_only: bool = False, limit: int = 50) -> list[LockoutRow]:
+def list_lockouts(
+    conn: Connection, *, open_only: bool = False, limit: int = 50
+) -> list[LockoutRow]:
     """Lockouts, newest first; ``open_only``: those not lifted."""
     query = select(qc_lockouts)
     if open_only:

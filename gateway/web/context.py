@@ -58,6 +58,7 @@ NAV: Final[tuple[NavItem, ...]] = (
     NavItem("/outbox", "nav.outbox"),
     NavItem("/quarantine", "nav.quarantine"),
     NavItem("/deviations", "nav.deviations"),
+    NavItem("/qc", "nav.qc"),
     NavItem("/access-log", "nav.access_log"),
     # pages-people
     NavItem("/people", "nav.people"),
