@@ -16,7 +16,7 @@ from sqlalchemy import Engine, insert, select
 from gateway.app import register_instruments
 from gateway.config import Config, parse_config
 from gateway.people.roles import Role
-from gateway.store import qc_lots
+from gateway.store import qc_lots, qc_state
 from gateway.store.tables import (
     audit,
     control_lots,
@@ -137,6 +137,8 @@ def test_overview_lists_configured_tests_with_no_qc_yet(client: TestClient) -> N
     assert 'data-qc="bench-1|HBA1C"' not in html  # its [[qc]] entry is afinion-1's only
     assert "Ingen kontroll ennå" in html and "Registrer kontroll-lot og kjør" in html
     assert "/qc/chart?instrument=afinion-1&amp;test=HBA1C&amp;level=2" in html
+    english = client.get("/qc?lang=en").text
+    assert "No QC yet" in english and "Register the control lot and run" in english
     api = client.get("/api/qc/status").json()
     assert {(r["instrument"], r["test"], r["status"]) for r in api} == {
         ("afinion-1", "HBA1C", "no_qc"),
@@ -303,3 +305,57 @@ def test_manual_qc_entry_shows_the_verdict_at_once(
     stored = [r for r in rows(web_engine, qc_results) if r.source == "manual"]
     assert [(r.value, r.performed_by) for r in stored] == [("40.4", "kari")]
     assert f"Kontroll {stored[0].id} er lagret" in done.text
+
+
+def test_the_lockout_forms_refuse_before_anything_is_signed(
+    client: TestClient, web_engine: Engine, cfg: Config
+) -> None:
+    ids = lockout(web_engine, cfg)
+    path = f"/qc/lockouts/{ids['lockout']}"
+    csrf = signer(client)
+    page = client.get(path).text
+    assert 'id="qc-corrective"' in page and 'id="qc-release"' not in page  # not lifted yet
+    empty = client.post(
+        f"{path}/corrective-action", data={"csrf": csrf, "text": " ", "password": PASSWORD}
+    )
+    assert empty.status_code == 422 and "Beskriv tiltaket." in empty.text
+    wrong = client.post(
+        f"{path}/corrective-action", data={"csrf": csrf, "text": "Ny kassett", "password": "x"}
+    )
+    assert wrong.status_code == 422 and "Ny kassett" in wrong.text  # the form as typed
+    early = client.post(f"{path}/release", data={"csrf": csrf, "note": "ok", "password": PASSWORD})
+    assert early.status_code == 409 and "ikke opphevet ennå" in early.text
+    assert rows(web_engine, signatures) == []
+    with web_engine.connect() as conn:
+        (row,) = conn.execute(select(qc_lockouts)).all()
+    assert (row.corrective_action, row.lifted_at) == ("", None)
+    operator = sign_in(client, Role.OPERATOR, person="ola").csrf
+    denied = client.post(
+        f"{path}/corrective-action", data={"csrf": operator, "text": "x", "password": "x"}
+    )
+    assert denied.status_code == 403
+
+
+@pytest.mark.skipif(
+    not hasattr(qc_state, "record_corrective_action"), reason="h-qclive's qc_state not merged"
+)
+def test_a_signed_corrective_action_writes_its_signature(
+    client: TestClient, web_engine: Engine, cfg: Config
+) -> None:
+    ids = lockout(web_engine, cfg)
+    path = f"/qc/lockouts/{ids['lockout']}"
+    csrf = signer(client)
+    done = client.post(
+        f"{path}/corrective-action",
+        data={"csrf": csrf, "text": "Byttet reagens", "password": PASSWORD},
+        follow_redirects=False,
+    )
+    assert done.status_code == 303
+    (signature,) = rows(web_engine, signatures)
+    assert (signature.person, signature.meaning, signature.comment) == (
+        "qm", "qc_corrective_action", "Byttet reagens",
+    )  # fmt: skip
+    assert json.loads(signature.detail) == {"lockout_id": ids["lockout"]}
+    actions = {(a.actor, a.action) for a in rows(web_engine, audit)}
+    assert ("qm", "qc.corrective_action_signed") in actions
+    assert "Byttet reagens" in client.get(path).text
