@@ -35,6 +35,13 @@ The table, by who may open:
   quality_manager, admin (``COMPETENCE_EDITORS``): ``/people/import`` (GET, POST: upload and
   preview), ``/people/import/apply`` (signed), ``/people/export.csv``.
 
+- issue 11, the QC pages: ``RESULT_READERS`` and admin (``QC_READERS``): ``/qc``,
+  ``/api/qc/status``, ``/qc/lockouts/{lockout_id}``, ``/qc/lots``, ``/qc/lots/{lot_id}``;
+  supervisor, quality_manager (``QC_SIGNERS``): ``/qc/lots/new`` (GET, POST, signed),
+  ``/qc/lots/{lot_id}/edit``, ``/qc/lots/{lot_id}/target`` (signed),
+  ``/qc/lockouts/{lockout_id}/corrective-action`` and ``.../release`` (signed);
+  ``ENTRY_ROLES``: ``/qc/entry`` (GET, POST; a QC certification when ``enforce``).
+
 Why: the pages that show patients' results (the dashboard lists the newest) are for the people
 who produce, check and answer for them. Counts and instrument states carry no patient data:
 any signed-in person (an admin watching the gateway) may read them. The raw bytes of a
@@ -77,6 +84,12 @@ ACCESS_LOG_READERS: Final = frozenset({Role.QUALITY_MANAGER, Role.ADMIN})
 PEOPLE_READERS: Final = frozenset(
     {Role.VERIFIER, Role.SUPERVISOR, Role.QUALITY_MANAGER, Role.ADMIN}
 )
+#: issue 11: the QC pages hold no patient data (held results by id and state only): the
+#: result readers and admin, who watches the instruments
+QC_READERS: Final = RESULT_READERS | {Role.ADMIN}
+#: who registers and changes control lots and targets, and signs a lockout's corrective
+#: action and the release of its held results
+QC_SIGNERS: Final = frozenset({Role.SUPERVISOR, Role.QUALITY_MANAGER})
 #: pages-people: who imports the competence records (and exports them)
 COMPETENCE_EDITORS: Final = frozenset({Role.QUALITY_MANAGER, Role.ADMIN})
 
@@ -151,6 +164,18 @@ ROUTE_ROLES: Final[Mapping[str, Rule]] = {
     "/people/import": COMPETENCE_EDITORS,
     "/people/import/apply": COMPETENCE_EDITORS,
     "/people/export.csv": COMPETENCE_EDITORS,
+    # issue 11: the QC pages (gateway.web.routes.qc says why these roles)
+    "/qc": QC_READERS,
+    "/api/qc/status": QC_READERS,
+    "/qc/lockouts/{lockout_id}": QC_READERS,
+    "/qc/lockouts/{lockout_id}/corrective-action": QC_SIGNERS,
+    "/qc/lockouts/{lockout_id}/release": QC_SIGNERS,
+    "/qc/lots": QC_READERS,
+    "/qc/lots/new": QC_SIGNERS,
+    "/qc/lots/{lot_id}": QC_READERS,
+    "/qc/lots/{lot_id}/edit": QC_SIGNERS,
+    "/qc/lots/{lot_id}/target": QC_SIGNERS,
+    "/qc/entry": ENTRY_ROLES,
 }
 
 

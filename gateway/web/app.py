@@ -30,6 +30,7 @@ from gateway.web.routes import (
     orders,
     outbox,
     people,
+    qc,
     quarantine,
     recert,
     results,
@@ -66,6 +67,7 @@ def create_app(config: Config, engine: Engine, *, gateway: object | None = None)
     app.mount("/static", StaticFiles(directory=HERE / "static"), name="static")
     app.include_router(health)
     app.include_router(api)
+    app.include_router(qc.api)
     page_groups = (
         signin,
         dashboard,
@@ -84,6 +86,8 @@ def create_app(config: Config, engine: Engine, *, gateway: object | None = None)
         work,
         actions,
         entry,
+        # issue 11: the QC pages
+        qc,
     )
     for page_group in page_groups:
         app.include_router(page_group.router)

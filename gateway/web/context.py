@@ -59,6 +59,8 @@ NAV: Final[tuple[NavItem, ...]] = (
     NavItem("/quarantine", "nav.quarantine"),
     NavItem("/deviations", "nav.deviations"),
     NavItem("/access-log", "nav.access_log"),
+    # issue 11: after the access log, so that an admin still lands there (``landing``)
+    NavItem("/qc", "nav.qc"),
     # pages-people
     NavItem("/people", "nav.people"),
     NavItem("/recert", "nav.recert"),

@@ -37,6 +37,8 @@ ACCESS_LOG: Final = frozenset({Role.QUALITY_MANAGER, Role.ADMIN})
 # pages-people: everyone's certifications (staff data); changing the competence records
 PEOPLE: Final = frozenset({Role.VERIFIER, Role.SUPERVISOR, Role.QUALITY_MANAGER, Role.ADMIN})
 COMPETENCE: Final = frozenset({Role.QUALITY_MANAGER, Role.ADMIN})
+QC_READERS: Final = READERS | {Role.ADMIN}
+QC_SIGNERS: Final = frozenset({Role.SUPERVISOR, Role.QUALITY_MANAGER})
 
 #: (method, path template) -> who may open it ("anonymous": without a session)
 EXPECTED: Final[dict[tuple[str, str], frozenset[str]]] = {
@@ -96,6 +98,21 @@ EXPECTED: Final[dict[tuple[str, str], frozenset[str]]] = {
     ("POST", "/people/import"): COMPETENCE,
     ("POST", "/people/import/apply"): COMPETENCE,
     ("GET", "/people/export.csv"): COMPETENCE,
+    # issue 11: the QC pages (no patient data: admin reads them too; lots, targets and a
+    # lockout's signed forms are the supervisor's and the quality manager's)
+    ("GET", "/qc"): QC_READERS,
+    ("GET", "/api/qc/status"): QC_READERS,
+    ("GET", "/qc/lockouts/{lockout_id}"): QC_READERS,
+    ("POST", "/qc/lockouts/{lockout_id}/corrective-action"): QC_SIGNERS,
+    ("POST", "/qc/lockouts/{lockout_id}/release"): QC_SIGNERS,
+    ("GET", "/qc/lots"): QC_READERS,
+    ("GET", "/qc/lots/new"): QC_SIGNERS,
+    ("POST", "/qc/lots/new"): QC_SIGNERS,
+    ("GET", "/qc/lots/{lot_id}"): QC_READERS,
+    ("POST", "/qc/lots/{lot_id}/edit"): QC_SIGNERS,
+    ("POST", "/qc/lots/{lot_id}/target"): QC_SIGNERS,
+    ("GET", "/qc/entry"): READERS,
+    ("POST", "/qc/entry"): READERS,
 }
 
 #: the pages every role that works with results has in its navigation
@@ -111,6 +128,7 @@ WORK_NAV: Final = {
     "/outbox",
     "/quarantine",
     "/deviations",
+    "/qc",
 }
 #: the nav entries each role sees (hidden: the pages it may not open)
 NAV_FOR: Final[dict[Role, set[str]]] = {
@@ -118,7 +136,7 @@ NAV_FOR: Final[dict[Role, set[str]]] = {
     Role.VERIFIER: WORK_NAV,
     Role.SUPERVISOR: WORK_NAV,
     Role.QUALITY_MANAGER: {*WORK_NAV, "/access-log"},
-    Role.ADMIN: {"/access-log"},
+    Role.ADMIN: {"/access-log", "/qc"},
 }
 # pages-people: the certification pages each role sees in the nav
 for _role in Role:
@@ -154,6 +172,8 @@ def concrete(template: str, seeded: Seeded, quarantine_id: int) -> str:
     return (
         template.replace("{result_id}", str(seeded.invalid_patient))
         .replace("{quarantine_id}", str(quarantine_id))
+        .replace("{lockout_id}", "1")  # issue 11: no such lockout or lot (404)
+        .replace("{lot_id}", "1")
         .replace("{person}", "someone-else")  # pages-people: never the viewer
     )
 

@@ -310,8 +310,9 @@ def test_an_admin_lands_on_the_access_log(browser: Browser, served: Served) -> N
         sign_in_with_the_form(page, "ada")
         expect(page).to_have_url(f"{served.url}/access-log")
         links = page.locator("nav.nav a")
-        # the access log, and (pages-people) the certification pages an admin may open
-        expect(links).to_have_count(4)
+        # the access log, (pages-people) the certification pages an admin may open, and
+        # (issue 11) the QC overview: QC data holds no patient data
+        expect(links).to_have_count(5)
         expect(links.first).to_have_attribute("href", "/access-log")
         expect(page.locator('nav.nav a[href="/results"]')).to_have_count(0)
         response = page.goto(served.url + "/results")

@@ -15,6 +15,7 @@ from gateway.web import i18n
 from gateway.web.auth import Authenticated
 from gateway.web.context import Web
 from gateway.web.live import gateway_status, live_snapshot, merge_instruments
+from gateway.web.routes.qc import instrument_panel, status_lines
 from gateway.web.shown import ids_of, log_results_shown
 
 RECENT_RESULTS: Final = 15
@@ -76,6 +77,8 @@ async def dashboard(request: Request, web: Web) -> HTMLResponse:
     summary: queries.Summary = data["summary"]
     tr = web.translator(request)
     held = summary.by_state.get(State.HELD.value, 0)
+    # issue 11: each instrument's QC at a glance (its worst test), linking to /qc
+    qc_panel = instrument_panel(await status_lines(web))
     return web.page(
         request,
         "dashboard.html",
@@ -92,5 +95,6 @@ async def dashboard(request: Request, web: Web) -> HTMLResponse:
             "outbox": data["outbox"],
             "lis": None if status is None else status.get("lis"),
             "lis_configured": web.config.lis is not None,
+            "qc_panel": qc_panel,
         },
     )
