@@ -15,7 +15,6 @@ from sqlalchemy import Engine, insert, update
 from gateway import catalogue
 from gateway.app import register_instruments
 from gateway.people.roles import Role
-from gateway.store import qc_state
 from gateway.store.tables import qc_evaluations, qc_lockouts, qc_results
 from gateway.store.writer import Tx, run_in_transaction
 from gateway.web.app import create_app
@@ -59,8 +58,6 @@ def accepted_run(engine: Engine, lockout_id: int) -> None:
 
 @pytest.fixture
 def page(web_engine: Engine) -> Iterator[tuple[Page, str, int]]:
-    if not hasattr(qc_state, "record_corrective_action"):
-        pytest.skip("the live QC state (h-qclive) is not merged yet")
     cfg = qc_config()
     run_in_transaction(web_engine, lambda tx: register_instruments(tx, cfg), T0)
     ids = lockout(web_engine, cfg)
@@ -88,7 +85,7 @@ def test_a_lockout_is_lifted_after_the_signed_corrective_action(
     tab.goto(url + "/qc")
     row = tab.locator('tr[data-qc="afinion-1|HBA1C"]')
     expect(row.locator('[data-qc-status="out_of_control"]')).to_have_text(
-        nb("qc_status.out_of_control")
+        nb("qc_badge.out_of_control")
     )
     expect(tab.get_by_role("heading", name=nb("qc.lockouts.open"))).to_be_visible()
     SCREENSHOTS.mkdir(parents=True, exist_ok=True)

@@ -16,7 +16,7 @@ from sqlalchemy import Engine, insert, select
 from gateway.app import register_instruments
 from gateway.config import Config, parse_config
 from gateway.people.roles import Role
-from gateway.store import qc_lots, qc_state
+from gateway.store import qc_lots
 from gateway.store.tables import (
     audit,
     control_lots,
@@ -336,9 +336,6 @@ def test_the_lockout_forms_refuse_before_anything_is_signed(
     assert denied.status_code == 403
 
 
-@pytest.mark.skipif(
-    not hasattr(qc_state, "record_corrective_action"), reason="h-qclive's qc_state not merged"
-)
 def test_a_signed_corrective_action_writes_its_signature(
     client: TestClient, web_engine: Engine, cfg: Config
 ) -> None:
@@ -353,9 +350,9 @@ def test_a_signed_corrective_action_writes_its_signature(
     assert done.status_code == 303
     (signature,) = rows(web_engine, signatures)
     assert (signature.person, signature.meaning, signature.comment) == (
-        "qm", "qc_corrective_action", "Byttet reagens",
+        "qm", "corrective_action", "Byttet reagens",
     )  # fmt: skip
-    assert json.loads(signature.detail) == {"lockout_id": ids["lockout"]}
+    assert json.loads(signature.detail)["lockout"] == ids["lockout"]
     actions = {(a.actor, a.action) for a in rows(web_engine, audit)}
-    assert ("qm", "qc.corrective_action_signed") in actions
+    assert ("qm", "qc.corrective_action") in actions
     assert "Byttet reagens" in client.get(path).text

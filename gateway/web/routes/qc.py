@@ -28,10 +28,12 @@ from fastapi.responses import HTMLResponse, RedirectResponse, Response
 from sqlalchemy import Connection
 
 from gateway.catalogue import text
+from gateway.holds.qc_lockout import release_lockout_results
 from gateway.people.roles import Role
 from gateway.qc import entry as qc_entry
 from gateway.qc import lot_form
 from gateway.qc.overview import TONE, configured_pairs, shown_status, worst
+from gateway.rules import RuleContext
 from gateway.rules.facts import QcStatus
 from gateway.store import qc_lots, qc_queries, qc_state
 from gateway.store.qc_lots import Lot
@@ -52,8 +54,6 @@ api = APIRouter(prefix="/api", tags=["api"], dependencies=[Authenticated])
 MAX_CHARS: Final = 2000
 LOCAL_MINUTE: Final = "%Y-%m-%dT%H:%M"
 #: the signatures' meanings (``signatures.meaning``)
-SIGN_CORRECTIVE: Final = "qc_corrective_action"
-SIGN_RELEASE: Final = "qc_release_held"
 SIGN_LOT: Final = "qc_lot_added"
 SIGN_TARGET: Final = "qc_target_set"
 RECENT_EVALUATIONS: Final = 15
@@ -267,53 +267,36 @@ async def qc_lockout(request: Request, web: Web, lockout_id: int) -> HTMLRespons
 
 
 def corrective_job(lockout_id: int, person: str, action_text: str) -> Callable[[Tx], bool]:
-    """Record the signed corrective action (``qc_state``), its signature and audit row."""
+    """Record the signed corrective action (``qc_state.record_corrective_action`` writes its
+    signature, audit row and the deviation's corrective action, and lifts the lockout when an
+    accepted run already followed it). False: the lockout is not open, or the person may not."""
 
     def run(tx: Tx) -> bool:
-        done = qc_state.record_corrective_action(tx, lockout_id, text=action_text, person=person)
-        if done:
-            signature = add_signature(
-                tx,
-                person=person,
-                meaning=SIGN_CORRECTIVE,
-                result_id=None,
-                comment=action_text,
-                detail={"lockout_id": lockout_id},
-            )
-            tx.audit(
-                actor=person,
-                action="qc.corrective_action_signed",
-                entity="qc_lockout",
-                entity_id=lockout_id,
-                reason=action_text,
-                after={"signature_id": signature},
-            )
-        return bool(done)
+        try:
+            qc_state.record_corrective_action(tx, lockout_id, text=action_text, person=person)
+        except ValueError:
+            return False
+        return True
 
     return run
 
 
-def release_job(lockout_id: int, person: str, note: str) -> Callable[[Tx], int]:
-    """Release the lifted lockout's held results (``qc_state``), signed and audited."""
+def release_job(
+    lockout_id: int, person: str, note: str, context: RuleContext
+) -> Callable[[Tx], int]:
+    """Release the lifted lockout's held results, each a signed release
+    (``gateway.holds.qc_lockout``), with one audit row for the whole; how many were released."""
 
     def run(tx: Tx) -> int:
-        released = qc_state.release_lockout_results(tx, lockout_id, person, note)
-        count = released if isinstance(released, int) else len(released or ())
-        signature = add_signature(
-            tx,
-            person=person,
-            meaning=SIGN_RELEASE,
-            result_id=None,
-            comment=note,
-            detail={"lockout_id": lockout_id, "released": count},
-        )
+        outcomes = release_lockout_results(tx, lockout_id, person, note, context=context)
+        count = sum(1 for outcome in outcomes if outcome.done)
         tx.audit(
             actor=person,
             action="qc.held_results_released",
             entity="qc_lockout",
             entity_id=lockout_id,
             reason=note,
-            after={"signature_id": signature, "released": count},
+            after={"released": count, "refused": len(outcomes) - count},
         )
         return count
 
@@ -388,7 +371,9 @@ async def qc_release_held(
             request, web, lockout_id, form="release", values=values, error=refused,
             status_code=422,
         )  # fmt: skip
-    count = await web.write(release_job(lockout_id, viewer.person, values["note"].strip()))
+    count = await web.write(
+        release_job(lockout_id, viewer.person, values["note"].strip(), web.rules)
+    )
     path = f"/qc/lockouts/{lockout_id}"
     flash_of(request).put(
         viewer.session_id, path, lambda lang: text(lang, "qc.lockout.released", n=count)
