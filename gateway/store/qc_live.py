@@ -423,7 +423,12 @@ def _step(tx: Tx, last: Judged, run_key: str, qc: QcConfig, context: RuleContext
     configured level (or any, when `levels` is empty)."""
     rows = list(
         tx.conn.execute(
-            select(qc_evaluations.c.level, qc_evaluations.c.verdict, qc_evaluations.c.violations)
+            select(
+                qc_evaluations.c.id,
+                qc_evaluations.c.level,
+                qc_evaluations.c.verdict,
+                qc_evaluations.c.violations,
+            )
             .where(qc_evaluations.c.run_key == run_key)
             .order_by(qc_evaluations.c.id)
         )
@@ -444,7 +449,10 @@ def _step(tx: Tx, last: Judged, run_key: str, qc: QcConfig, context: RuleContext
         last.test_code,
         qc,
         event=worst(verdicts),
-        evaluation_id=last.evaluation_id,
+        # the lockout names the failing value's evaluation (its rules), else the run's last
+        evaluation_id=next(
+            (int(r.id) for r in rows if r.verdict in ("reject", "fail")), last.evaluation_id
+        ),
         performed_at=last.performed_at,
         complete=complete,
         rules=fired,
