@@ -32,8 +32,8 @@ def _when(at: object) -> str:
 
 
 def qc_status(config: ConfigOption, as_json: JsonFlag = False) -> None:
-    """The QC status of every test with a `qc` entry in the config (in control, warning, out of control,
-    overdue, no QC), its next due time and open lockout."""
+    """The QC status of every test with a `qc` entry in the config (in control, warning,
+    out of control, overdue, no QC), its next due time and open lockout."""
     from gateway.rules import context_from_config
     from gateway.store.qc_state import list_status
 

@@ -328,3 +328,38 @@ def test_the_cli_shows_status_documents_and_releases(tmp_path: Path) -> None:
     )
     assert released.exit_code == 0, released.output
     assert site.state(held) != "held"
+
+
+def test_afinion_controls_from_the_driver_profile_are_evaluated(site: Site) -> None:
+    """An Afinion 2 control run (ASTM, processing Q) through the real profile: its lot is
+    registered on its own, judged once the lot has a target (CRP has no [[qc]] entry: default
+    rules, no status)."""
+    from drivers.analysers.profiles.afinion2 import PROFILE
+    from drivers.protocols.astm.records import parse_message
+    from tests.drivers.test_profile_afinion2 import CONTROL
+
+    def ingest(raw: bytes) -> None:
+        observations = PROFILE.observations("afinion-1", parse_message(raw))
+        message = InboundMessage(
+            "afinion-1", "astm", raw, NOW, observations=tuple(observations), processing_id="Q"
+        )
+        run_in_transaction(
+            site.engine, lambda tx: store_message(tx, message, current_context(tx, site.base)), NOW
+        )
+
+    ingest(CONTROL)
+    with site.engine.connect() as conn:
+        lot = qc_lots.find_lot(conn, "afinion-1", "CRP", "C II", "10251234")
+    assert lot is not None and lot.target is None and lot.kind == "quantitative"
+    assert verdicts(site) == ["no_target"]
+    run_in_transaction(
+        site.engine,
+        lambda tx: qc_lots.set_target(
+            tx, lot.id, mean="75", sd="3", source="manual", person="kari"
+        ),
+        NOW,
+    )
+    ingest(CONTROL.replace(b"|78|", b"|90|").replace(b"101200", b"111200"))
+    assert verdicts(site) == ["no_target", "reject"]  # +5 SD: 1-3s
+    with site.engine.connect() as conn:
+        assert conn.execute(select(func.count()).select_from(qc_status)).scalar_one() == 0
