@@ -25,7 +25,7 @@ from gateway.model import Hold, Result, State
 from gateway.rule_context import FactsLoader, RuleContexts
 from gateway.rules import RULES, Rule, RuleContext, run_rules
 from gateway.rules.processing_id import TestMessage, TestMessages, judge, normalised
-from gateway.store import bulk, qc_live
+from gateway.store import bulk, qc_live, qc_state
 from gateway.store.audit import digest_fields
 from gateway.store.facts import load_facts
 from gateway.store.results import data_row, hold_row
@@ -385,9 +385,23 @@ def store_observations(
             duplicates=duplicates,
         )
     bulk.insert_rows(conn, holds, hold_rows)
+    if test is None and context.qc:  # schedule every_n counts patient samples
+        _count_patients(tx, kept, context)
     if test is None and context.enforce_people:  # uncertified operators, certified re-runs
         rerun.after_arrival(tx, list(zip(ids, kept, hold_lists, strict=True)), context)
     return outcome
+
+
+def _count_patients(tx: Tx, kept: Sequence[Result], context: RuleContext) -> None:
+    """One UPDATE per (instrument, test) with an every_n schedule (``qc_state``)."""
+    counts: dict[tuple[str, str], int] = {}
+    for result in kept:
+        key = (result.instrument_id, result.test_code)
+        entry = context.qc.get(key)
+        if entry is not None and entry.schedule == "every_n":
+            counts[key] = counts.get(key, 0) + 1
+    if counts:
+        qc_state.count_patients(tx, counts, context.qc)
 
 
 def store_controls(

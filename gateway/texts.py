@@ -25,6 +25,7 @@ _NESTED: Final[Mapping[str, str]] = {
     "problem": "id_problem",
     "operator_problem": "operator_problem",
     "method": "method",
+    "qc_state": "qc_status",
 }
 #: the states of an instrument's connection the screens know (the session's, plus the start)
 NOT_CONNECTED_YET: Final = "not_connected_yet"

@@ -44,6 +44,8 @@ class Refusal(enum.StrEnum):
     TOO_LONG = "too_long"
     UNCHANGED = "unchanged"
     INVALID_NEW_ID = "invalid_new_id"
+    #: a qc_lockout hold is released only after its lockout is lifted (params: lockout)
+    LOCKOUT_OPEN = "lockout_open"
 
 
 #: refusals for what the caller typed, not for the result's or the signer's situation (the

@@ -81,6 +81,12 @@ HOLD_ACTIONS: Final[Mapping[str, tuple[ActionRule, ...]]] = {
         _rule(HoldAction.VERIFY, Role.VERIFIER, certified=True, other_person=True),
         _rule(HoldAction.REJECT, Role.VERIFIER, certified=True, other_person=True),
     ),
+    # QC lockout: released (signed) once the lockout is lifted (refused while it is open:
+    # gateway.holds.sign_off), or overridden while locked, with a reason and a deviation
+    HoldReason.QC_LOCKOUT: (
+        _rule(HoldAction.RELEASE, Role.SUPERVISOR, Role.QUALITY_MANAGER),
+        _rule(HoldAction.OVERRIDE, Role.SUPERVISOR, Role.QUALITY_MANAGER),
+    ),
 }
 
 

@@ -13,6 +13,7 @@ from gateway.rules.facts import Facts, QcFact, QcStatus
 from gateway.rules.patient_id import patient_id_rule
 from gateway.rules.people import certification_rule, verification_rule
 from gateway.rules.processing_id import TestMessages
+from gateway.rules.qc import qc_lockout_rule
 from gateway.rules.unmapped import unmapped_test_rule
 
 __all__ = [
@@ -25,6 +26,7 @@ __all__ = [
     "certification_rule",
     "context_from_config",
     "patient_id_rule",
+    "qc_lockout_rule",
     "run_rules",
     "unmapped_test_rule",
     "verification_rule",
@@ -81,6 +83,7 @@ RULES: tuple[Rule, ...] = (
     unmapped_test_rule,
     certification_rule,
     verification_rule,
+    qc_lockout_rule,
 )
 
 

@@ -42,6 +42,8 @@ class QcFact:
     due_at: datetime | None = None
     #: the open lockout (``qc_lockouts.id``), if any
     lockout_id: int | None = None
+    #: the reject rules that fired on the run that opened the lockout ("2-2s,R-4s")
+    rules: str = ""
 
 
 @dataclass(frozen=True, slots=True)

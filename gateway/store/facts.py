@@ -8,6 +8,7 @@ another process (a CLI command, a second gateway on PostgreSQL) is seen as well.
 
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass
 
 from sqlalchemy import Connection, select, update
@@ -56,9 +57,11 @@ def bump(tx: Tx) -> int:
 
 def load_facts(conn: Connection) -> Facts:
     """Every fact rules read, from the store (a ``FactsLoader``): people and certifications
-    (``gateway.store.people``); the QC issue adds QC status. Each reads its own tables in as
-    few queries as it can: this runs once per change, not per message.
+    (``gateway.store.people``) and QC status (``gateway.store.qc_state``). Each reads its own
+    tables in as few queries as it can: this runs once per change, not per message.
     """
-    from gateway.store.people import load_people  # it bumps this module's counter
 
-    return load_people(conn)
+    from gateway.store.people import load_people  # they bump this module's counter
+    from gateway.store.qc_state import load_qc_facts
+
+    return dataclasses.replace(load_people(conn), qc=load_qc_facts(conn))

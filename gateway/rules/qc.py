@@ -1,0 +1,57 @@
+"""The QC lockout rule: a patient result measured while its instrument's QC for the test is out
+of control or overdue is held (DOMAIN rules 6-7).
+
+A dict lookup per result: ``context.qc`` (the `[[qc]]` entry) and ``context.facts.qc`` (the
+``qc_status`` row). Only ``lockout = "hold"`` holds. A test whose controls were due before the
+result was performed is held even before the watcher marked it overdue (``due_at``).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from datetime import UTC, datetime
+from typing import TYPE_CHECKING
+
+from gateway.model import Hold, HoldReason, Result
+from gateway.people.roles import release_role
+from gateway.qc.schedule import is_overdue
+from gateway.rules.facts import LOCKED_OUT, QcStatus
+
+if TYPE_CHECKING:
+    from gateway.rules import RuleContext
+
+
+def _aware(at: datetime) -> datetime:
+    return at if at.tzinfo is not None else at.replace(tzinfo=UTC)
+
+
+def qc_lockout_rule(result: Result, context: RuleContext) -> Sequence[Hold]:
+    """Hold ``result`` (``qc_lockout``) while its test's QC on its instrument is locked out."""
+    key = (result.instrument_id, result.test_code)
+    qc = context.qc.get(key)
+    if qc is None or qc.lockout != "hold":
+        return ()
+    fact = context.facts.qc.get(key)
+    if fact is None:
+        return ()
+    status = fact.status
+    since = fact.since
+    if status not in LOCKED_OUT:
+        when = result.performed_at or context.now or datetime.now(UTC)
+        due = _aware(fact.due_at) if fact.due_at is not None else None
+        if not is_overdue(due, _aware(when)):
+            return ()
+        status = QcStatus.OVERDUE
+        since = due or since
+    return (
+        Hold(
+            reason=HoldReason.QC_LOCKOUT,
+            params=(
+                ("instrument", result.instrument_id),
+                ("test", result.test_code),
+                ("status", status.value),
+                ("since", _aware(since).isoformat(timespec="minutes")),
+            ),
+            release_role=release_role(HoldReason.QC_LOCKOUT),
+        ),
+    )
