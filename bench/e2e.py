@@ -123,9 +123,13 @@ def run(reporter: Reporter, *, quick: bool, directory: Path) -> None:
     window = Window.for_e2e(quick)
     plan = Plan.for_ceiling(quick)
     modes = ("fast", "full") if quick else ("off", "fast", "full")
-    # the people rules (issue 10) on, with 500 certified persons: measured beside "fast" off
-    runs_by_mode: dict[tuple[str, int], float] = {}
-    variants = [(validate, 0) for validate in modes] + [("fast", PEOPLE)]
+    # the people rules (issue 10) on, with 500 certified persons, and the QC rules (issue 11,
+    # qc=on: [[qc]] for every test, every analyser's tests in control): each beside "fast" off
+    runs_by_mode: dict[tuple[str, int, bool], float] = {}
+    variants = [(validate, 0, False) for validate in modes] + [
+        ("fast", PEOPLE, False),
+        ("fast", 0, True),
+    ]
     reporter.say(
         f"e2e: {ANALYSERS} analysers (rate 0 = next message as soon as the ACK arrives, 5-20 "
         "results each) -> gateway in a child process (python -m gateway.cli run) -> LIS "
@@ -140,14 +144,14 @@ def run(reporter: Reporter, *, quick: bool, directory: Path) -> None:
         f"  peers measured now: one SQLite commit per row {fmt(sqlite_peer)} rows/s; "
         f"python-hl7 server {fmt(hl7_peer)} msg/s"
     )
-    for validate, people in variants:
+    for validate, people, qc in variants:
         options = RigOptions(
-            analysers=ANALYSERS, batch_size=20, validate_messages=validate, people=people
+            analysers=ANALYSERS, batch_size=20, validate_messages=validate, people=people, qc=qc
         )
         runs = [asyncio.run(one_run(options, directory, window)) for _ in range(window.runs)]
-        tag = f"[validate={validate}]" if not people else f"[validate={validate},people={people}]"
+        tag = _tag(validate, people, qc)
         note = _spread_note(runs)
-        runs_by_mode[(validate, people)] = median(r.lis_results_per_s for r in runs)
+        runs_by_mode[(validate, people, qc)] = median(r.lis_results_per_s for r in runs)
         reporter.emit(
             Figure(
                 NAME,
@@ -213,7 +217,20 @@ def run(reporter: Reporter, *, quick: bool, directory: Path) -> None:
                 )
             )
 
-    off, on = runs_by_mode[("fast", 0)], runs_by_mode[("fast", PEOPLE)]
+    off, on = runs_by_mode[("fast", 0, False)], runs_by_mode[("fast", PEOPLE, False)]
+    qc_on = runs_by_mode[("fast", 0, True)]
+    reporter.emit(
+        Figure(
+            NAME,
+            "qc_rules_ratio",
+            qc_on / off if off else 0.0,
+            "x",
+            note=(
+                f"LIS results/s with [[qc]] for every test (qc=on) {fmt(qc_on)} / off "
+                f"{fmt(off)}, same run; target: >= 0.85 (within 15 %), and >= 3,000 results/s"
+            ),
+        )
+    )
     reporter.emit(
         Figure(
             NAME,
@@ -226,6 +243,17 @@ def run(reporter: Reporter, *, quick: bool, directory: Path) -> None:
             ),
         )
     )
+
+
+def _tag(validate: str, people: int, qc: bool) -> str:
+    """A variant's figure suffix: ``[validate=fast]``, ``[validate=fast,people=500]``,
+    ``[validate=fast,qc=on]``."""
+    parts = [f"validate={validate}"]
+    if people:
+        parts.append(f"people={people}")
+    if qc:
+        parts.append("qc=on")
+    return f"[{','.join(parts)}]"
 
 
 def _spread_note(runs: list[RunResult]) -> str:

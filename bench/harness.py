@@ -17,6 +17,7 @@ from pathlib import Path
 
 from bench.common import REPO, cpu_seconds, free_ports
 from bench.people import seed_people
+from bench.qc_status import qc_toml, seed_qc_status
 from simulators.hl7_analyser import TESTS, AnalyserSimOptions, Hl7AnalyserSim
 from simulators.lis import LisSimOptions, LisSimulator
 
@@ -35,6 +36,8 @@ class RigOptions:
     group_commit_max: int = 32  # the default in [store]
     #: > 0: ``[people] enforce = true`` with this many certified persons in the store
     people: int = 0
+    #: ``[[qc]]`` for every test (daily, lockout hold) and every analyser's tests in control
+    qc: bool = False
 
 
 def instrument_id(index: int) -> str:
@@ -78,7 +81,8 @@ def config_text(
         "retry_max_s = 1.0",
     ]
     text = site_toml("bench", store, lis, ((port, "hl7_mllp") for port in instrument_ports))
-    return text + ("\n[people]\nenforce = true\n" if options.people else "")
+    text += "\n[people]\nenforce = true\n" if options.people else ""
+    return text + (qc_toml(code for code, *_ in TESTS) if options.qc else "")
 
 
 class GatewayFailed(RuntimeError):
@@ -290,6 +294,13 @@ async def running_gateway(options: RigOptions, directory: Path) -> AsyncIterator
     if options.people:
         seed_people(
             store, analysers=options.analysers, people=options.people, instrument_id=instrument_id
+        )
+    if options.qc:
+        seed_qc_status(
+            store,
+            analysers=options.analysers,
+            codes=[code for code, *_ in TESTS],
+            instrument_id=instrument_id,
         )
     record = directory / "lis-record.jsonl"
     lis = LisSimulator(

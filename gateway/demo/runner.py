@@ -23,15 +23,18 @@ from rich.live import Live
 from drivers.model import OrderRequest
 from drivers.protocols.hl7.orders import build_order_message
 from gateway.app import Gateway
+from gateway.catalogue import text
 from gateway.config import Config
 from gateway.demo.options import DemoOptions
 from gateway.demo.people import import_demo_people, one_time_password, people_in, read_people
 from gateway.demo.plan import AstmDemoSim, DemoPlan, plan_demo
+from gateway.demo.qc import QcStory, plan_story, register_lots, start_controls, today_in
 from gateway.demo.summary import summary_dict
 from gateway.demo.view import live_view
 from gateway.demo.words import WORDS
 from gateway.people.passwords import hash_password
 from gateway.store.engine import is_sqlite
+from gateway.store.qc_counts import qc_counts
 from gateway.store.queries import summary
 from simulators.lis import LisSimOptions, LisSimulator
 from simulators.lis_orders import send_order_messages
@@ -113,6 +116,41 @@ async def _import_people(gateway: Gateway, options: DemoOptions, console: Consol
     console.print(sign_in, highlight=False, markup=False)
 
 
+async def _register_lots(gateway: Gateway, plan: DemoPlan, console: Console) -> None:
+    """The simulators' control lots and their manufacturer targets, before any control runs."""
+    config = gateway.config
+    added = await gateway.writer.write(
+        lambda tx: register_lots(tx, config, plan.astm, today_in(config))
+    )
+    runs = start_controls(config, plan.astm)
+    note = text(config.site.language, "demo.qc.lots_note", lots=added, runs=runs)
+    console.print(note, highlight=False, markup=False)
+
+
+def _print_story(gateway: Gateway, story: QcStory | None, console: Console) -> None:
+    """What quality control did in this run, in the site's language."""
+    lang = gateway.config.site.language
+    with gateway.engine.connect() as conn:
+        counts = qc_counts(conn)
+    judged = counts.judged
+    console.print(
+        text(
+            lang,
+            "demo.qc.summary",
+            runs=counts.runs,
+            accepted=judged.get("accept", 0) + judged.get("pass", 0),
+            warnings=judged.get("warning", 0),
+            rejected=judged.get("reject", 0) + judged.get("fail", 0),
+            opened=counts.lockouts_opened,
+            lifted=counts.lockouts_lifted,
+        ),
+        highlight=False,
+        markup=False,
+    )
+    for line in story.log if story is not None else ():
+        console.print(f"  {line}", highlight=False, markup=False)
+
+
 async def run_demo(config: Config, options: DemoOptions, console: Console) -> dict[str, Any]:
     """Plan and run the demo on ``config``; return the closing summary."""
     if options.fresh and is_sqlite(config.store.url):
@@ -141,13 +179,18 @@ async def run_plan(plan: DemoPlan, options: DemoOptions, console: Console) -> di
     async with lis:
         gateway_task = asyncio.create_task(gateway.run(web=options.web), name="gateway")
         sim_tasks: list[asyncio.Task[Any]] = []
+        story: QcStory | None = None
         try:
             while not gateway.ready.is_set():
                 if gateway_task.done():
                     gateway_task.result()  # surfaces why it could not start
                 await asyncio.sleep(0.05)
             await _import_people(gateway, options, console)
+            await _register_lots(gateway, plan, console)
             await _send_demo_orders(config, plan.orders, console)
+            sims_started = loop.time()
+            left = None if options.seconds is None else options.seconds - (sims_started - started)
+            story = plan_story(config, plan.astm, left)
             sim_tasks = [
                 asyncio.create_task(sim.run(), name=f"sim-{sim.options.instrument_id}")
                 for sim in plan.hl7
@@ -160,7 +203,9 @@ async def run_plan(plan: DemoPlan, options: DemoOptions, console: Console) -> di
                     if gateway_task.done():
                         gateway_task.result()  # surfaces the error
                     _raise_if_failed(sim_tasks)
-                    live.update(live_view(gateway, plan, lis, loop.time() - started))
+                    if story is not None:
+                        await story.step(gateway, loop.time() - sims_started)
+                    live.update(live_view(gateway, plan, lis, loop.time() - started, story))
                     await asyncio.sleep(0.5)
                 for task in sim_tasks:
                     task.cancel()
@@ -168,7 +213,7 @@ async def run_plan(plan: DemoPlan, options: DemoOptions, console: Console) -> di
                 # let the forwarder drain what the analysers delivered
                 drain_until = loop.time() + 15
                 while loop.time() < drain_until:
-                    live.update(live_view(gateway, plan, lis, loop.time() - started))
+                    live.update(live_view(gateway, plan, lis, loop.time() - started, story))
                     with gateway.engine.connect() as conn:
                         s = summary(conn)
                     if s.by_state.get("queued", 0) + s.by_state.get("sent", 0) == 0:
@@ -181,7 +226,8 @@ async def run_plan(plan: DemoPlan, options: DemoOptions, console: Console) -> di
             gateway_task.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await gateway_task
-    data = summary_dict(gateway.engine, plan)
+    _print_story(gateway, story, console)
+    data = summary_dict(gateway.engine, plan, story)
     gateway.engine.dispose()
     if options.summary_json is not None:
         options.summary_json.write_text(json.dumps(data, indent=2) + "\n", encoding="utf-8")

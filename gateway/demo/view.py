@@ -7,17 +7,29 @@ from typing import TYPE_CHECKING
 from rich.console import Group
 from rich.table import Table
 
+from gateway.catalogue import text
 from gateway.demo.words import WORDS
+from gateway.store.qc_counts import qc_counts
 from gateway.store.queries import qc_by_instrument, summary
 from gateway.web.i18n import label
 
 if TYPE_CHECKING:
     from gateway.app import Gateway
     from gateway.demo.plan import DemoPlan
+    from gateway.demo.qc import QcStory
     from simulators.lis import LisSimulator
 
+#: the story's newest lines the screen shows
+STORY_LINES = 4
 
-def live_view(gateway: Gateway, plan: DemoPlan, lis: LisSimulator, elapsed: float) -> Group:
+
+def live_view(
+    gateway: Gateway,
+    plan: DemoPlan,
+    lis: LisSimulator,
+    elapsed: float,
+    story: QcStory | None = None,
+) -> Group:
     """One frame of the screen, read from the gateway's live state and the store."""
     lang = gateway.config.site.language
     words = WORDS[lang]
@@ -25,6 +37,7 @@ def live_view(gateway: Gateway, plan: DemoPlan, lis: LisSimulator, elapsed: floa
     with engine.connect() as conn:
         s = summary(conn)
         qc = qc_by_instrument(conn)
+        counts = qc_counts(conn)
     instruments = Table(title=words["instruments"], expand=True)
     for column in words["columns"]:
         instruments.add_column(column)
@@ -68,4 +81,21 @@ def live_view(gateway: Gateway, plan: DemoPlan, lis: LisSimulator, elapsed: floa
     lis_line.add_row(
         str(words["lis"]).format(state=state, n=lis.received, web=gateway.config.web.listen)
     )
-    return Group(instruments, flow, lis_line)
+    judged = counts.judged
+    qc_line = Table.grid()
+    qc_line.add_row(
+        text(
+            lang,
+            "demo.qc.live",
+            runs=counts.runs,
+            accepted=judged.get("accept", 0) + judged.get("pass", 0),
+            warnings=judged.get("warning", 0),
+            rejected=judged.get("reject", 0) + judged.get("fail", 0),
+            opened=counts.lockouts_opened,
+            lifted=counts.lockouts_lifted,
+            held=s.held_by_reason.get("qc_lockout", 0),
+        )
+    )
+    for line in story.log[-STORY_LINES:] if story is not None else ():
+        qc_line.add_row(f"  {line}")
+    return Group(instruments, flow, qc_line, lis_line)

@@ -236,8 +236,9 @@ def _violation_json(
                 "error_type": v.error_type,
                 "scope": v.scope,
                 "levels": list(v.levels),
-                "runs": list(v.runs),
-                "qc_result_ids": sorted(set(involved)),
+                # the values involved (qc_results ids: what a chart marks), and their runs
+                "runs": sorted(set(involved)),
+                "run_keys": list(v.runs),
             }
         )
     return out
@@ -340,8 +341,8 @@ def _judge_quantitative(
                 "error_type": "systematic",
                 "scope": "point",
                 "levels": [level],
-                "runs": [record["run_key"]],
-                "qc_result_ids": [int(row.id)],
+                "runs": [int(row.id)],
+                "run_keys": [record["run_key"]],
             }
         )
     record.update(
@@ -423,7 +424,12 @@ def _step(tx: Tx, last: Judged, run_key: str, qc: QcConfig, context: RuleContext
     configured level (or any, when `levels` is empty)."""
     rows = list(
         tx.conn.execute(
-            select(qc_evaluations.c.level, qc_evaluations.c.verdict, qc_evaluations.c.violations)
+            select(
+                qc_evaluations.c.id,
+                qc_evaluations.c.level,
+                qc_evaluations.c.verdict,
+                qc_evaluations.c.violations,
+            )
             .where(qc_evaluations.c.run_key == run_key)
             .order_by(qc_evaluations.c.id)
         )
@@ -444,7 +450,10 @@ def _step(tx: Tx, last: Judged, run_key: str, qc: QcConfig, context: RuleContext
         last.test_code,
         qc,
         event=worst(verdicts),
-        evaluation_id=last.evaluation_id,
+        # the lockout names the failing value's evaluation (its rules), else the run's last
+        evaluation_id=next(
+            (int(r.id) for r in rows if r.verdict in ("reject", "fail")), last.evaluation_id
+        ),
         performed_at=last.performed_at,
         complete=complete,
         rules=fired,
