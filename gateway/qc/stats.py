@@ -20,11 +20,12 @@ import re
 import statistics
 from collections.abc import Iterable
 from dataclasses import dataclass
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from zoneinfo import ZoneInfo
 
 from gateway.qc.points import QcPoint
 
+_EARLIEST = datetime.min.replace(tzinfo=UTC)
 _MONTH = re.compile(r"^(\d{4})-(\d{2})$")
 
 
@@ -98,8 +99,8 @@ class MonthStats:
     targets: int
     warnings: int
     rejects: int
-    first_at: datetime | None
-    last_at: datetime | None
+    first_at: datetime
+    last_at: datetime
 
 
 def sample_sd(values: list[float]) -> float | None:
@@ -162,5 +163,5 @@ def month_stats(points: Iterable[QcPoint]) -> list[MonthStats]:
     rows = [row for row in rows if row.n > 0]
     return sorted(
         rows,
-        key=lambda r: (r.instrument_id, r.test_code, r.level, r.first_at or datetime.min, r.lot),
+        key=lambda r: (r.instrument_id, r.test_code, r.level, r.first_at or _EARLIEST, r.lot),
     )
