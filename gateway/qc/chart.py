@@ -19,7 +19,7 @@ import re
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import TYPE_CHECKING, Any, Final
+from typing import TYPE_CHECKING, Any, Final, Literal
 from xml.sax.saxutils import escape
 
 from gateway.qc.points import QcPoint
@@ -38,7 +38,7 @@ VERDICT_STYLE: Final[Mapping[str, tuple[str, str]]] = {
     "": ("#6e7781", "D"),
 }
 #: the SD lines: multiple of SD, colour, line style
-SD_LINES: Final = (
+SD_LINES: Final[tuple[tuple[int, str, Literal["-", "--", ":"]], ...]] = (
     (3, "#cf222e", "-"),
     (2, "#b35900", "--"),
     (1, "#8c959f", ":"),
@@ -192,11 +192,11 @@ def figure(
         for violation in point.violations:
             ringed.update(by_id[r] for r in violation.runs if r in by_id and by_id[r] != index)
     for index in sorted(ringed):
-        value = points[index].value
-        if value is not None:
+        ring_at = points[index].value
+        if ring_at is not None:
             ax.plot(
                 [index],
-                [value],
+                [ring_at],
                 marker="o",
                 markersize=11,
                 markerfacecolor="none",
