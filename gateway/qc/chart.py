@@ -16,11 +16,12 @@ from __future__ import annotations
 
 import io
 import re
+import threading
+import xml.etree.ElementTree as ET
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import TYPE_CHECKING, Any, Final, Literal
-from xml.sax.saxutils import escape
 
 from gateway.qc.points import QcPoint
 
@@ -44,6 +45,9 @@ SD_LINES: Final[tuple[tuple[int, str, Literal["-", "--", ":"]], ...]] = (
     (1, "#8c959f", ":"),
 )
 MAX_TICKS: Final = 12
+COMMENT_COLOUR: Final = "#0550ae"
+#: matplotlib's settings (rc_context) are process-wide and the web renders on worker threads
+_LOCK = threading.Lock()
 
 
 @dataclass(frozen=True, slots=True)
@@ -57,6 +61,7 @@ class ChartTexts:
     sd: str  # "SD"
     target_change: str  # "New target" / "Ny target"
     empty: str  # written on a chart without numeric values
+    commented: str = "Commented"  # the legend's label of a commented point
     verdicts: Mapping[str, str] = field(default_factory=dict)  # verdict -> legend label
     #: a point's time as a tick label (the site's zone), e.g. "07.12"
     tick: Callable[[datetime], str] = lambda at: at.strftime("%d.%m")
@@ -205,6 +210,21 @@ def figure(
                 zorder=3,
             )
 
+    commented = [(i, p, v) for i, p, v in numeric if p.comments]
+    for index, point, value in commented:
+        ax.plot(
+            [index],
+            [value],
+            marker="s",
+            markersize=13,
+            markerfacecolor="none",
+            markeredgecolor=COMMENT_COLOUR,
+            markeredgewidth=1.1,
+            linestyle="none",
+            zorder=3,
+            gid=_gid("comment", point.qc_result_id),
+        )
+
     values = [v for _i, _p, v in numeric]
     low, high = min(values), max(values)
     for segment in spans:
@@ -229,6 +249,19 @@ def figure(
         )
         for v in shown
     ]
+    if commented:
+        handles.append(
+            Line2D(
+                [],
+                [],
+                marker="s",
+                markersize=9,
+                linestyle="none",
+                markerfacecolor="none",
+                markeredgecolor=COMMENT_COLOUR,
+                label=texts.commented,
+            )
+        )
     if handles:
         ax.legend(
             handles=handles,
@@ -241,25 +274,82 @@ def figure(
     return fig
 
 
-_POINT_GROUP = re.compile(r'(<g id="qc-point-(\d+)">)')
+SVG_NS: Final = "http://www.w3.org/2000/svg"
+XLINK_NS: Final = "http://www.w3.org/1999/xlink"
+#: SVG presentation attributes matplotlib's inline styles map to (anything else is dropped)
+PRESENTATION: Final = frozenset(
+    {
+        "fill",
+        "fill-opacity",
+        "fill-rule",
+        "stroke",
+        "stroke-width",
+        "stroke-opacity",
+        "stroke-linecap",
+        "stroke-linejoin",
+        "stroke-miterlimit",
+        "stroke-dasharray",
+        "stroke-dashoffset",
+        "opacity",
+        "font-family",
+        "font-size",
+        "font-style",
+        "font-weight",
+        "text-anchor",
+    }
+)
+_POINT_ID = re.compile(r"^qc-point-(\d+)$")
+
+
+def _style_to_attributes(element: ET.Element) -> None:
+    style = element.attrib.pop("style", None)
+    for part in (style or "").split(";"):
+        name, sep, value = part.partition(":")
+        name, value = name.strip(), value.strip()
+        if sep and name in PRESENTATION and name not in element.attrib:
+            element.set(name, value)
+
+
+def page_safe(raw: str, titles: Mapping[int, str]) -> str:
+    """matplotlib's SVG made fit to inline in a page under ``style-src 'self'`` (no inline
+    styles allowed): each ``style="..."`` becomes presentation attributes, the ``<style>``
+    element's one rule moves to the root, the metadata goes; each point's group gets its
+    ``<title>`` (the tooltip) and ``class="qc-point"`` with its qc_result id."""
+    ET.register_namespace("", SVG_NS)
+    ET.register_namespace("xlink", XLINK_NS)
+    root = ET.fromstring(raw)
+    for parent in list(root.iter()):
+        for child in list(parent):
+            if child.tag in (f"{{{SVG_NS}}}metadata", f"{{{SVG_NS}}}style"):
+                parent.remove(child)
+    root.set("stroke-linejoin", "round")
+    root.set("stroke-linecap", "butt")
+    root.set("class", "lj-chart")
+    for element in root.iter():
+        _style_to_attributes(element)
+        found = _POINT_ID.match(element.get("id", ""))
+        if found is None:
+            continue
+        qc_result_id = int(found.group(1))
+        element.set("class", "qc-point")
+        element.set("data-qc-result-id", str(qc_result_id))
+        title = titles.get(qc_result_id, "")
+        if title:
+            node = ET.Element(f"{{{SVG_NS}}}title")
+            node.text = title
+            element.insert(0, node)
+    return ET.tostring(root, encoding="unicode")
 
 
 def svg(points: Sequence[QcPoint], texts: ChartTexts, titles: Mapping[int, str]) -> str:
-    """The chart as SVG text (no XML prolog, ready to inline in a page); ``titles``: each
-    point's tooltip by qc_result id, added as the point's ``<title>``."""
+    """The chart as SVG text (one ``<svg>`` element, ready to inline in a page); ``titles``:
+    each point's tooltip by qc_result id, added as the point's ``<title>``."""
     import matplotlib
 
     buffer = io.StringIO()
-    with matplotlib.rc_context({"svg.fonttype": "none", "svg.hashsalt": "trygg"}):
+    with _LOCK, matplotlib.rc_context({"svg.fonttype": "none", "svg.hashsalt": "trygg"}):
         figure(points, texts).savefig(buffer, format="svg", metadata={"Date": None})
-    text = buffer.getvalue()
-    text = text[text.index("<svg") :]  # drop the prolog and DOCTYPE: inline in HTML
-
-    def with_title(found: re.Match[str]) -> str:
-        title = titles.get(int(found.group(2)), "")
-        return found.group(1) + (f"<title>{escape(title)}</title>" if title else "")
-
-    return _POINT_GROUP.sub(with_title, text)
+    return page_safe(buffer.getvalue(), titles)
 
 
 def pdf(figures: Sequence[Any], metadata: Mapping[str, str] | None = None) -> bytes:
@@ -268,7 +358,7 @@ def pdf(figures: Sequence[Any], metadata: Mapping[str, str] | None = None) -> by
 
     buffer = io.BytesIO()
     info: dict[str, Any] = {"Creator": "Trygg", "CreationDate": None, **(metadata or {})}
-    with PdfPages(buffer, metadata=info) as pages:
+    with _LOCK, PdfPages(buffer, metadata=info) as pages:
         for fig in figures:
             pages.savefig(fig)
     return buffer.getvalue()

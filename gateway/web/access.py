@@ -151,6 +151,12 @@ ROUTE_ROLES: Final[Mapping[str, Rule]] = {
     "/people/import": COMPETENCE_EDITORS,
     "/people/import/apply": COMPETENCE_EDITORS,
     "/people/export.csv": COMPETENCE_EDITORS,
+    # issue 11: charts (the Levey-Jennings charts, comments on points, the monthly report)
+    "/qc/chart": RESULT_READERS,
+    "/qc/chart.svg": RESULT_READERS,
+    "/qc/points/{qc_result_id}/comment": RESULT_READERS,
+    "/qc/report": RESULT_READERS,
+    "/qc/report.pdf": RESULT_READERS,
 }
 
 

@@ -30,6 +30,7 @@ from gateway.web.routes import (
     orders,
     outbox,
     people,
+    qc_chart,
     quarantine,
     recert,
     results,
@@ -84,6 +85,8 @@ def create_app(config: Config, engine: Engine, *, gateway: object | None = None)
         work,
         actions,
         entry,
+        # issue 11: charts
+        qc_chart,
     )
     for page_group in page_groups:
         app.include_router(page_group.router)

@@ -96,6 +96,13 @@ EXPECTED: Final[dict[tuple[str, str], frozenset[str]]] = {
     ("POST", "/people/import"): COMPETENCE,
     ("POST", "/people/import/apply"): COMPETENCE,
     ("GET", "/people/export.csv"): COMPETENCE,
+    # issue 11: charts. The charts, the report and a comment on a control point: whoever
+    # runs, checks or answers for QC (admin reads no lab data)
+    ("GET", "/qc/chart"): READERS,
+    ("GET", "/qc/chart.svg"): READERS,
+    ("POST", "/qc/points/{qc_result_id}/comment"): READERS,
+    ("GET", "/qc/report"): READERS,
+    ("GET", "/qc/report.pdf"): READERS,
 }
 
 #: the pages every role that works with results has in its navigation
@@ -155,6 +162,7 @@ def concrete(template: str, seeded: Seeded, quarantine_id: int) -> str:
         template.replace("{result_id}", str(seeded.invalid_patient))
         .replace("{quarantine_id}", str(quarantine_id))
         .replace("{person}", "someone-else")  # pages-people: never the viewer
+        .replace("{qc_result_id}", "1")  # issue 11: charts
     )
 
 
