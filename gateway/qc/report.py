@@ -28,7 +28,7 @@ VERDICTS = ("accept", "warning", "reject", "no_target", "pass", "fail", "")
 class Texts(Protocol):
     """A catalogue lookup in the reader's language (``i18n.Translator.t``)."""
 
-    def __call__(self, key: str, /, **params: object) -> str: ...
+    def __call__(self, key: str, **params: object) -> str: ...
 
 
 @dataclass(frozen=True, slots=True)

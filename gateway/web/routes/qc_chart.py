@@ -180,18 +180,18 @@ async def comment_point(
     tr = web.translator(request)
     if not is_row_id(qc_result_id):
         return web.error_page(request, 404, tr.t("qc.page.no_point", id=qc_result_id))
-    text = fields.get("text", "")[: qc_history.MAX_COMMENT_CHARS]
-    if not text.strip():
+    comment = fields.get("text", "")[: qc_history.MAX_COMMENT_CHARS]
+    if not comment.strip():
         return web.error_page(request, 422, tr.t("qc.page.comment_empty"))
     person = viewer.person
     try:
-        await web.write(lambda tx: qc_history.add_comment(tx, qc_result_id, person, text))
+        await web.write(lambda tx: qc_history.add_comment(tx, qc_result_id, person, comment))
     except qc_history.NoSuchControl:
         return web.error_page(request, 404, tr.t("qc.page.no_point", id=qc_result_id))
     flash_of(request).put(
         viewer.session_id,
         "/qc/chart",
-        lambda lang: i18n.Translator(lang, web.zone).t("qc.page.comment_done"),
+        lambda lang: text(lang, "qc.page.comment_done"),
     )
     return RedirectResponse(back, status_code=303)
 
