@@ -15,6 +15,7 @@ from fastapi.responses import HTMLResponse, RedirectResponse, Response
 from sqlalchemy import Connection
 from starlette.concurrency import run_in_threadpool
 
+from gateway.catalogue import text
 from gateway.qc import report as qc_report
 from gateway.qc.points import QcPoint, SeriesKey
 from gateway.qc.stats import Month
