@@ -22,7 +22,7 @@ from gateway.qc.stats import Month
 from gateway.store import qc_history
 from gateway.web import i18n
 from gateway.web.auth import Authenticated, Viewer
-from gateway.web.context import Web
+from gateway.web.context import HERE, Web
 from gateway.web.flash import flash_of
 from gateway.web.forms import form_fields
 from gateway.web.routes.params import is_row_id
@@ -32,6 +32,8 @@ router = APIRouter(include_in_schema=False, dependencies=[Authenticated])
 #: without a month the chart shows this many days back
 DEFAULT_DAYS: Final = 90
 MAX_FIELD: Final = 64
+#: the report's stylesheet: linked by the page, copied into the CLI's HTML file
+REPORT_CSS: Final = HERE / "static" / "qc_report.css"
 Param = Annotated[str, Query(max_length=MAX_FIELD)]
 
 
@@ -202,9 +204,10 @@ def render_report(
     tr: i18n.Translator,
     report: qc_report.MonthReport,
     pdf_url: str = "",
+    inline_css: str = "",
 ) -> str:
     """The report as one printable HTML document (its CSS inline: it prints, and saves, alone);
-    the web page and ``trygg qc report --html`` both use it."""
+    the web page and ``trygg qc report --html`` (with ``inline_css``) both use it."""
     charts = [
         {"series": s, "svg": qc_report.series_svg(s, tr.t, tr.when, tr.lang, tr.zone)}
         for s in report.series
@@ -218,6 +221,8 @@ def render_report(
         "rows": [{"cells": qc_report.stats_cells(r, tr.lang), "unit": r.unit} for r in report.rows],
         "charts": charts,
         "pdf_url": pdf_url,
+        # the CLI's file carries its CSS (it is opened alone); the page links /static (CSP)
+        "inline_css": inline_css,
     }
     return environment.get_template("qc_report.html").render(context)
 
