@@ -176,6 +176,12 @@ ROUTE_ROLES: Final[Mapping[str, Rule]] = {
     "/qc/lots/{lot_id}/edit": QC_SIGNERS,
     "/qc/lots/{lot_id}/target": QC_SIGNERS,
     "/qc/entry": ENTRY_ROLES,
+    # issue 11: charts (the Levey-Jennings charts, comments on points, the monthly report)
+    "/qc/chart": RESULT_READERS,
+    "/qc/chart.svg": RESULT_READERS,
+    "/qc/points/{qc_result_id}/comment": RESULT_READERS,
+    "/qc/report": RESULT_READERS,
+    "/qc/report.pdf": RESULT_READERS,
 }
 
 

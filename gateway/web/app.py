@@ -31,6 +31,7 @@ from gateway.web.routes import (
     outbox,
     people,
     qc,
+    qc_chart,
     quarantine,
     recert,
     results,
@@ -88,6 +89,8 @@ def create_app(config: Config, engine: Engine, *, gateway: object | None = None)
         entry,
         # issue 11: the QC pages
         qc,
+        # issue 11: charts
+        qc_chart,
     )
     for page_group in page_groups:
         app.include_router(page_group.router)

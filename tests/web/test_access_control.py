@@ -113,6 +113,13 @@ EXPECTED: Final[dict[tuple[str, str], frozenset[str]]] = {
     ("POST", "/qc/lots/{lot_id}/target"): QC_SIGNERS,
     ("GET", "/qc/entry"): READERS,
     ("POST", "/qc/entry"): READERS,
+    # issue 11: charts. The charts, the report and a comment on a control point: whoever
+    # runs, checks or answers for QC (admin reads no lab data)
+    ("GET", "/qc/chart"): READERS,
+    ("GET", "/qc/chart.svg"): READERS,
+    ("POST", "/qc/points/{qc_result_id}/comment"): READERS,
+    ("GET", "/qc/report"): READERS,
+    ("GET", "/qc/report.pdf"): READERS,
 }
 
 #: the pages every role that works with results has in its navigation
@@ -175,6 +182,7 @@ def concrete(template: str, seeded: Seeded, quarantine_id: int) -> str:
         .replace("{lockout_id}", "1")  # issue 11: no such lockout or lot (404)
         .replace("{lot_id}", "1")
         .replace("{person}", "someone-else")  # pages-people: never the viewer
+        .replace("{qc_result_id}", "1")  # issue 11: charts
     )
 
 
