@@ -350,7 +350,7 @@ def test_a_signed_corrective_action_writes_its_signature(
     assert done.status_code == 303
     (signature,) = rows(web_engine, signatures)
     assert (signature.person, signature.meaning, signature.comment) == (
-        "qm", "corrective_action", "Byttet reagens",
+        "qm", "corrective", "Byttet reagens",
     )  # fmt: skip
     assert json.loads(signature.detail)["lockout"] == ids["lockout"]
     actions = {(a.actor, a.action) for a in rows(web_engine, audit)}
