@@ -17,9 +17,12 @@ README = Path(__file__).resolve().parents[2] / "README.md"
 
 def section_commands() -> list[list[str]]:
     text = README.read_text(encoding="utf-8")
-    section = text.split("## Running it for real", 1)[1].split("\n## ", 1)[0]
+    sections = [
+        text.split(heading, 1)[1].split("\n## ", 1)[0]
+        for heading in ("## Running it for real", "## Quality control")
+    ]
     commands = []
-    for block in re.findall(r"```sh\n(.*?)```", section, re.S):
+    for block in re.findall(r"```sh\n(.*?)```", "\n".join(sections), re.S):
         for line in block.splitlines():
             if line.startswith("trygg "):
                 words = shlex.split(line.split("  #", 1)[0].replace(" > ", " "))
