@@ -27,6 +27,7 @@ from gateway.lis.worker import ForwarderProcess
 from gateway.listeners import bind_sessions, bind_tcp
 from gateway.orders.receiver import OrderReceiver
 from gateway.orders.store import ORDER_SOURCE, StoreWorklist
+from gateway.qc_watch import QcWatch
 from gateway.rules import context_from_config
 from gateway.store.check import backend_of, check_store, count_dropped_connections, require_healthy
 from gateway.store.engine import make_engine, upgrade
@@ -150,6 +151,8 @@ class Gateway:
         )
         #: recertification reminders and inactivity warnings: at start, then daily
         self.certification_watch = CertificationWatch(self.writer, config)
+        #: QC schedules: a test whose controls are due becomes overdue (lockout, deviation)
+        self.qc_watch = QcWatch(self.writer, config)
         self.forwarder: Forwarder | ForwarderProcess | None = None
         if config.lis is not None:
             self.forwarder = (
@@ -327,6 +330,7 @@ class Gateway:
                 group.create_task(self._keep_lease(lost), name="lease")
                 group.create_task(self.store_watch.run(), name="store-check")
                 group.create_task(self.certification_watch.run(), name="certifications")
+                group.create_task(self.qc_watch.run(), name="qc-schedules")
                 if isinstance(self.bus, MqttBus):
                     group.create_task(self.bus.run(), name="mqtt")
                 if self.forwarder is not None:

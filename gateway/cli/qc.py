@@ -140,3 +140,9 @@ def evaluate(
     if rejected or warned:
         console.print(table)
     console.print(say("cli.qc.summary", runs=len(results), rejected=rejected, warnings=warned))
+
+
+# `trygg qc status | corrective | release-held` (gateway.cli.qc_lockout)
+from gateway.cli import qc_lockout as _qc_lockout  # noqa: E402
+
+_qc_lockout.register(app)

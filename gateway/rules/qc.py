@@ -49,8 +49,11 @@ def qc_lockout_rule(result: Result, context: RuleContext) -> Sequence[Hold]:
             params=(
                 ("instrument", result.instrument_id),
                 ("test", result.test_code),
-                ("status", status.value),
-                ("since", _aware(since).isoformat(timespec="minutes")),
+                # "qc_state", not "status": the catalogue renders it as words (qc_status.*)
+                ("qc_state", status.value),
+                ("rules", fact.rules or "-"),
+                # shown as is: the site's local time, to the minute
+                ("since", _aware(since).astimezone(context.zone).strftime("%Y-%m-%d %H:%M")),
             ),
             release_role=release_role(HoldReason.QC_LOCKOUT),
         ),

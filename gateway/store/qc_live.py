@@ -236,8 +236,9 @@ def _violation_json(
                 "error_type": v.error_type,
                 "scope": v.scope,
                 "levels": list(v.levels),
-                "runs": list(v.runs),
-                "qc_result_ids": sorted(set(involved)),
+                # the values involved (qc_results ids: what a chart marks), and their runs
+                "runs": sorted(set(involved)),
+                "run_keys": list(v.runs),
             }
         )
     return out
@@ -340,8 +341,8 @@ def _judge_quantitative(
                 "error_type": "systematic",
                 "scope": "point",
                 "levels": [level],
-                "runs": [record["run_key"]],
-                "qc_result_ids": [int(row.id)],
+                "runs": [int(row.id)],
+                "run_keys": [record["run_key"]],
             }
         )
     record.update(

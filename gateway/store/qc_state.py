@@ -530,7 +530,7 @@ def record_corrective_action(tx: Tx, lockout_id: int, *, text: str, person: str)
     add_signature(
         tx,
         person=person,
-        meaning="corrective_action",
+        meaning="corrective",  # signatures.meaning holds 16 characters
         result_id=None,
         comment=note,
         detail={"lockout": lockout_id, "instrument": lockout.instrument_id},

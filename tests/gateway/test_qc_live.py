@@ -13,8 +13,10 @@ from pathlib import Path
 
 import pytest
 from sqlalchemy import func, select
+from typer.testing import CliRunner
 
 from drivers.model import InboundMessage, Observation
+from gateway.cli import app
 from gateway.config import load_config
 from gateway.holds.outcome import Refusal
 from gateway.holds.qc_lockout import release_lockout_results
@@ -27,7 +29,7 @@ from gateway.store import facts as store_facts
 from gateway.store import qc_lots, qc_state
 from gateway.store.tables import deviation_events, deviations, qc_evaluations, qc_status
 from gateway.store.writer import Tx, run_in_transaction
-from tests.gateway.hold_site import NOW, SITE, Site, make_site
+from tests.gateway.hold_site import NOW, PASSWORD, SITE, Site, make_site
 
 QC = """
 [[qc]]
@@ -42,9 +44,13 @@ first_n = 3
 
 
 def qc_site(
-    tmp_path: Path, schedule: str = "none", every_n: int = 0, source: str = "manufacturer"
+    tmp_path: Path,
+    schedule: str = "none",
+    every_n: int = 0,
+    source: str = "manufacturer",
+    passwords: tuple[str, ...] = (),
 ) -> Site:
-    site = make_site(tmp_path)
+    site = make_site(tmp_path, passwords=passwords)
     text = SITE.format(url=site.config.store.url) + QC.format(
         schedule=schedule, every_n=every_n, source=source
     )
@@ -284,3 +290,76 @@ def test_every_n_counts_patient_samples(tmp_path: Path) -> None:
     assert [bool(site.open_reasons(r)) for r in (first, second, third)] == [False, False, True]
     with site.engine.connect() as conn:
         assert conn.execute(select(func.count()).select_from(deviations)).scalar_one() == 1
+
+
+def test_the_cli_shows_status_documents_and_releases(tmp_path: Path) -> None:
+    site = qc_site(tmp_path, passwords=("sven",))
+    add_lots(site)
+    controls(site, "60", "48", at=NOW - timedelta(hours=2))
+    held = site.ingest(specimen="P1")
+    runner = CliRunner()
+    env = {"TRYGG_PASSWORD": PASSWORD}
+    shown = runner.invoke(app, ["qc", "status", "--config", str(site.path), "--json"])
+    assert shown.exit_code == 0, shown.output
+    (row,) = json.loads(shown.stdout)
+    assert (row["instrument"], row["test"], row["status"]) == (
+        "afinion-1",
+        "HbA1c",
+        "out_of_control",
+    )
+    lid = str(row["lockout"])
+    early = runner.invoke(
+        app,
+        ["qc", "release-held", lid, "--note", "ok", "--user", "sven", "-c", str(site.path)],
+        env=env,
+    )
+    assert early.exit_code == 1 and "still open" in early.output
+    controls(site, "48", "48", at=NOW - timedelta(hours=1))
+    done = runner.invoke(
+        app,
+        ["qc", "corrective", lid, "--text", "Kalibrert", "--user", "sven", "-c", str(site.path)],
+        env=env,
+    )
+    assert done.exit_code == 0 and "lifted" in done.output, done.output
+    released = runner.invoke(
+        app,
+        ["qc", "release-held", lid, "--note", "ok", "--user", "sven", "-c", str(site.path)],
+        env=env,
+    )
+    assert released.exit_code == 0, released.output
+    assert site.state(held) != "held"
+
+
+def test_afinion_controls_from_the_driver_profile_are_evaluated(site: Site) -> None:
+    """An Afinion 2 control run (ASTM, processing Q) through the real profile: its lot is
+    registered on its own, judged once the lot has a target (CRP has no [[qc]] entry: default
+    rules, no status)."""
+    from drivers.analysers.profiles.afinion2 import PROFILE
+    from drivers.protocols.astm.records import parse_message
+    from tests.drivers.test_profile_afinion2 import CONTROL
+
+    def ingest(raw: bytes) -> None:
+        observations = PROFILE.observations("afinion-1", parse_message(raw))
+        message = InboundMessage(
+            "afinion-1", "astm", raw, NOW, observations=tuple(observations), processing_id="Q"
+        )
+        run_in_transaction(
+            site.engine, lambda tx: store_message(tx, message, current_context(tx, site.base)), NOW
+        )
+
+    ingest(CONTROL)
+    with site.engine.connect() as conn:
+        lot = qc_lots.find_lot(conn, "afinion-1", "CRP", "C II", "10251234")
+    assert lot is not None and lot.target is None and lot.kind == "quantitative"
+    assert verdicts(site) == ["no_target"]
+    run_in_transaction(
+        site.engine,
+        lambda tx: qc_lots.set_target(
+            tx, lot.id, mean="75", sd="3", source="manual", person="kari"
+        ),
+        NOW,
+    )
+    ingest(CONTROL.replace(b"|78|", b"|90|").replace(b"101200", b"111200"))
+    assert verdicts(site) == ["no_target", "reject"]  # +5 SD: 1-3s
+    with site.engine.connect() as conn:
+        assert conn.execute(select(func.count()).select_from(qc_status)).scalar_one() == 0

@@ -158,6 +158,14 @@ HOLD_PARAMS: dict[str, dict[str, str]] = {
     },
     HoldReason.AWAITING_COSIGN: {"person": "kari", "task": "afinion-1:CRP", "supervisor": "bh"},
     HoldReason.AWAITING_VERIFICATION: {"method": "visual", "test": "LEU"},
+    HoldReason.QC_LOCKOUT: {
+        "instrument": "afinion-1",
+        "test": "HbA1c",
+        "qc_state": "out_of_control",
+        "rules": "2-2s",
+        "since": "07.12.2026 09:15",
+        "lockout": "3",
+    },
 }
 HOLD_NB = {
     HoldReason.MISSING_PATIENT_ID: "Svaret fra afinion-1 mangler pasient-ID.",
@@ -178,6 +186,9 @@ HOLD_NB = {
     HoldReason.AWAITING_COSIGN: "kari er under opplæring på afinion-1:CRP; veileder: bh.",
     HoldReason.AWAITING_VERIFICATION: (
         "Visuell avlesning av LEU: en annen, erfaren person må kontrollere svaret."
+    ),
+    HoldReason.QC_LOCKOUT: (
+        "Kontrollen for HbA1c på afinion-1 er utenfor kontroll (2-2s) siden 07.12.2026 09:15."
     ),
 }
 HOLD_EN = {
@@ -200,6 +211,9 @@ HOLD_EN = {
     HoldReason.AWAITING_COSIGN: "kari is a trainee on afinion-1:CRP; supervisor: bh.",
     HoldReason.AWAITING_VERIFICATION: (
         "Visual reading of LEU: a second, experienced person must check the result."
+    ),
+    HoldReason.QC_LOCKOUT: (
+        "The controls for HbA1c on afinion-1 are out of control (2-2s) since 07.12.2026 09:15."
     ),
 }
 
