@@ -9,7 +9,8 @@ passes before the first patient results count.
 
 The story (``QcStory``, stepped by the runner twice a second): a quarter into the run the
 Afinion's HbA1c drifts by +2.5 SD; its controls fail (2-2s: both levels beyond 2 SD), the test
-is locked out and its patient results are held (``qc_lockout``). Halfway, the lab acts: the
+is locked out and its patient results are held (``qc_lockout``); from the drift until the lift
+the analyser runs only the story's controls, no routine ones. Halfway, the lab acts: the
 supervisor documents a corrective action (signed as that person:
 ``qc_state.record_corrective_action`` writes the signature), the drift is gone, the controls are
 run again and, once a run is accepted, the lockout lifts. Without a duration (``trygg demo``
@@ -49,7 +50,7 @@ DRIFT_SD: Final = 2.5
 SHELF_DAYS: Final = 180
 IN_USE_DAYS: Final = 30
 #: seconds between repeated control runs while the story waits for a verdict
-REPEAT_S: Final = 2.0
+REPEAT_S: Final = 1.0
 #: without a duration: when the drift starts and when the lab acts (seconds of simulation)
 OPEN_ENDED_DRIFT_S: Final = 15.0
 OPEN_ENDED_FIX_S: Final = 30.0
@@ -121,18 +122,22 @@ class QcStory:
     drift_at: float
     fix_at: float
     language: str
-    zone: ZoneInfo
     phase: Phase = "before"
     lockout_id: int | None = None
     lockouts: list[int] = field(default_factory=list)
     log: list[str] = field(default_factory=list)
     _next_run: float = 0.0
+    _routine_share: float = 0.0
 
     async def step(self, gateway: Gateway, elapsed: float) -> None:
         """Move the story on at ``elapsed`` seconds since the analysers started."""
         if self.phase == "before" and elapsed >= self.drift_at:
             self.sim.options.qc_shift_sd = DRIFT_SD
             self.sim.options.qc_shift_tests = (self.test_code,)
+            # the story's controls replace the analyser's routine ones until the lockout
+            # lifts: routine drifted values after the failing run would count in the next
+            # run's history, and a short run needs the analyser's line for patients too
+            self.sim.options.qc_share = 0.0
             self._run_controls(elapsed)
             self.phase = "drifting"
             self._say("demo.qc.drift", sd=f"{DRIFT_SD:g}")
@@ -145,21 +150,35 @@ class QcStory:
         if self.phase == "locked" and elapsed >= self.fix_at:
             await self._correct(gateway, elapsed)
         elif self.phase == "fixed":
-            with gateway.engine.connect() as conn:
-                still = open_lockout(conn, self.instrument_id, self.test_code)
+            still = self._open(gateway)
             if still is None:
-                self.phase = "lifted"
-                self._say("demo.qc.lifted", lockout=self.lockout_id)
-            elif still != self.lockout_id:  # the new run failed again: act again
+                self._lifted()
+            elif still != self.lockout_id:  # lifted, then a new run failed again: act again
                 self.lockout_id = still
                 self.lockouts.append(still)
                 await self._correct(gateway, elapsed)
             else:
                 self._repeat(elapsed)
 
-    def _found_lockout(self, gateway: Gateway) -> bool:
+    def __post_init__(self) -> None:
+        self._routine_share = self.sim.options.qc_share
+
+    def settle(self, gateway: Gateway) -> None:
+        """After the analysers stopped: note a lift that came with the last runs judged."""
+        if self.phase == "fixed" and self._open(gateway) is None:
+            self._lifted()
+
+    def _open(self, gateway: Gateway) -> int | None:
         with gateway.engine.connect() as conn:
-            found = open_lockout(conn, self.instrument_id, self.test_code)
+            return open_lockout(conn, self.instrument_id, self.test_code)
+
+    def _lifted(self) -> None:
+        self.sim.options.qc_share = self._routine_share
+        self.phase = "lifted"
+        self._say("demo.qc.lifted", lockout=self.lockout_id)
+
+    def _found_lockout(self, gateway: Gateway) -> bool:
+        found = self._open(gateway)
         if found is None:
             return False
         self.lockout_id = found
@@ -171,20 +190,16 @@ class QcStory:
         lockout_id = self.lockout_id
         assert lockout_id is not None
         action = text(self.language, "demo.qc.corrective_action")
-        qc = gateway.config.qc_for(self.instrument_id, self.test_code)
 
         def job(tx: Tx) -> bool:
-            return qc_state.record_corrective_action(
-                tx, lockout_id, text=action, person=SUPERVISOR, qc=qc, zone=self.zone
-            )
+            return qc_state.record_corrective_action(tx, lockout_id, text=action, person=SUPERVISOR)
 
         lifted = await gateway.writer.write(job)
         self.sim.options.qc_shift_sd = 0.0
         self._say("demo.qc.corrected", person=SUPERVISOR, action=action)
         self.phase = "fixed"
         if lifted:  # an accepted run had come already
-            self.phase = "lifted"
-            self._say("demo.qc.lifted", lockout=lockout_id)
+            self._lifted()
             return
         self._run_controls(elapsed)
 
@@ -221,7 +236,6 @@ def plan_story(
         drift_at=drift_at,
         fix_at=fix_at,
         language=config.site.language,
-        zone=ZoneInfo(config.site.timezone),
     )
 
 

@@ -133,6 +133,7 @@ def _print_story(gateway: Gateway, story: QcStory | None, console: Console) -> N
     with gateway.engine.connect() as conn:
         counts = qc_counts(conn)
     judged = counts.judged
+    console.line()  # the live view's last frame ends without one
     console.print(
         text(
             lang,
@@ -188,9 +189,11 @@ async def run_plan(plan: DemoPlan, options: DemoOptions, console: Console) -> di
             await _import_people(gateway, options, console)
             await _register_lots(gateway, plan, console)
             await _send_demo_orders(config, plan.orders, console)
-            sims_started = loop.time()
-            left = None if options.seconds is None else options.seconds - (sims_started - started)
-            story = plan_story(config, plan.astm, left)
+            # the run's seconds count from here, when the analysers start: the set-up above
+            # (password hashing, the lots) takes longer on a busy machine, and a short run
+            # would otherwise have too little time left for the QC story
+            started = loop.time()
+            story = plan_story(config, plan.astm, options.seconds)
             sim_tasks = [
                 asyncio.create_task(sim.run(), name=f"sim-{sim.options.instrument_id}")
                 for sim in plan.hl7
@@ -204,7 +207,7 @@ async def run_plan(plan: DemoPlan, options: DemoOptions, console: Console) -> di
                         gateway_task.result()  # surfaces the error
                     _raise_if_failed(sim_tasks)
                     if story is not None:
-                        await story.step(gateway, loop.time() - sims_started)
+                        await story.step(gateway, loop.time() - started)
                     live.update(live_view(gateway, plan, lis, loop.time() - started, story))
                     await asyncio.sleep(0.5)
                 for task in sim_tasks:
@@ -226,6 +229,8 @@ async def run_plan(plan: DemoPlan, options: DemoOptions, console: Console) -> di
             gateway_task.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await gateway_task
+    if story is not None:
+        story.settle(gateway)  # a lockout may have lifted while the outbox drained
     _print_story(gateway, story, console)
     data = summary_dict(gateway.engine, plan, story)
     gateway.engine.dispose()

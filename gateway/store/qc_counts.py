@@ -16,8 +16,8 @@ from gateway.store.tables import qc_evaluations, qc_lockouts
 @dataclass(frozen=True, slots=True)
 class QcCounts:
     """``judged``: controls per verdict (accept, warning, reject, no_target, pass, fail);
-    ``runs``: QC runs judged (the controls of one run share a run key); lockouts opened and
-    lifted."""
+    ``runs``: QC runs judged against a target or an expected answer (the controls of one run
+    share a run key); lockouts opened and lifted."""
 
     judged: dict[str, int] = field(default_factory=dict)
     runs: int = 0
@@ -28,7 +28,9 @@ class QcCounts:
 def qc_counts(conn: Connection, instrument_id: str | None = None) -> QcCounts:
     """The counts, over every instrument or over ``instrument_id``'s."""
     evaluations = select(qc_evaluations.c.verdict, func.count()).group_by(qc_evaluations.c.verdict)
-    runs = select(func.count(func.distinct(qc_evaluations.c.run_key)))
+    runs = select(func.count(func.distinct(qc_evaluations.c.run_key))).where(
+        qc_evaluations.c.verdict != "no_target"  # a control without a lot or target yet
+    )
     lockouts = select(func.count(), func.count(qc_lockouts.c.lifted_at))
     if instrument_id is not None:
         evaluations = evaluations.where(qc_evaluations.c.instrument_id == instrument_id)

@@ -28,7 +28,15 @@ from gateway.config import load_config
 from gateway.demo import DemoOptions, plan_demo, reconcile, run_plan
 from gateway.store.engine import make_engine
 from gateway.store.signin import Policy, authenticate
-from gateway.store.tables import holds, qc_results, raw_messages, results
+from gateway.store.tables import (
+    control_lots,
+    holds,
+    qc_lockouts,
+    qc_results,
+    raw_messages,
+    results,
+    signatures,
+)
 from tests.integration.helpers import free_port, gateway_config, make_config, wait_for
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -97,6 +105,7 @@ def test_demo_runs_for_n_seconds_and_reconciles(tmp_path: Path) -> None:
         "qc",
         "lost",
         "orders",
+        "qc_control",
         "instruments",
     }
     assert data["lost"] == 0
@@ -134,8 +143,17 @@ def test_demo_runs_for_n_seconds_and_reconciles(tmp_path: Path) -> None:
     assert "kompetanse: demo-people.csv importert (7 personer, 11 sertifiseringer)" in done.stdout
     password = re.search(r"engangspassord for denne kjøringen: (\S+)", done.stdout)
     assert password is not None
+    # quality control: QC passed first, the Afinion's HbA1c drifted, was locked out, and the
+    # supervisor's corrective action and a good run lifted the lockout (gateway/demo/qc.py)
+    control = data["qc_control"]
+    assert control["judged"].get("accept", 0) > 0 and control["judged"].get("pass", 0) > 0
+    assert control["story_phase"] == "lifted", control["story"]
+    assert control["lockouts_opened"] >= 1 and control["lockouts_lifted"] >= 1
+    assert len(control["story"]) >= 4
+    assert re.search(r"sperre \d+ er opphevet", done.stdout) and "Kvalitetskontroll:" in done.stdout
     engine = make_engine(f"sqlite:///{tmp_path}/trygg-demo.sqlite3")
     try:
+        assert_qc_story(engine, control["story_lockouts"])
         assert_people_rules(engine)
         attempt = authenticate(
             engine, "bente", password.group(1), now=datetime.now(UTC), policy=Policy()
@@ -156,6 +174,35 @@ def test_demo_runs_for_n_seconds_and_reconciles(tmp_path: Path) -> None:
         engine.dispose()
 
 
+def assert_qc_story(engine: Engine, lockout_ids: list[int]) -> None:
+    """The simulators' lots are registered with the manufacturer's targets; the story's
+    lockouts on the Afinion's HbA1c were lifted after Bente's signed corrective action."""
+    with engine.connect() as conn:
+        lots = {
+            (row.instrument_id, row.test_code, row.level): row
+            for row in conn.execute(select(control_lots))
+        }
+        hba1c = lots[("afinion-1", "HbA1c", "C I")]
+        assert (hba1c.lot, hba1c.manufacturer_mean, hba1c.manufacturer_sd) == (
+            "10234567",
+            "36.0",
+            "1.2",
+        )
+        assert lots[("clinitek-1", "NIT", "Positive")].kind == "qualitative"
+        assert ("sysmex-1", "WBC", "high") in lots
+        story = conn.execute(select(qc_lockouts).where(qc_lockouts.c.id.in_(lockout_ids))).all()
+        assert story and all(
+            (row.instrument_id, row.test_code) == ("afinion-1", "HbA1c") for row in story
+        )
+        assert all(row.lifted_at is not None for row in story)
+        assert all(row.corrective_action_by == "bente" for row in story)
+        assert all(row.accepted_evaluation_id is not None for row in story)
+        signed = conn.execute(
+            select(func.count()).select_from(signatures).where(signatures.c.person == "bente")
+        ).scalar_one()
+        assert signed >= len(story)
+
+
 #: the demo's operator IDs and who they are (config/demo-people.csv)
 DEMO_OPERATORS = {"BH": "bente", "ML": "morten", "KN": "kari", "TS": "tone"}
 PEOPLE_HOLDS = {"uncertified_operator", "awaiting_cosign", "awaiting_verification"}
@@ -167,8 +214,8 @@ def assert_people_rules(engine: Engine) -> None:
     a people reason."""
     with engine.connect() as conn:
         reasons: dict[int, set[str]] = {}
-        for row in conn.execute(select(holds.c.result_id, holds.c.reason)):
-            reasons.setdefault(row.result_id, set()).add(row.reason)
+        for hold in conn.execute(select(holds.c.result_id, holds.c.reason)):
+            reasons.setdefault(hold.result_id, set()).add(hold.reason)
         rows = conn.execute(
             select(
                 results.c.id,
@@ -279,10 +326,20 @@ async def test_without_ptys_serial_instruments_run_over_tcp_and_losses_are_count
             conn.execute(update(results).where(results.c.id == victim).values(value="-1"))
         assert reconcile(engine, plan.hl7, plan.astm) == 1
         with engine.begin() as conn:
+            # a control whose (instrument, test, value, lot) no other control repeats: with
+            # stable lots, two runs of a level often print the same value
+            key = (
+                qc_results.c.instrument_id,
+                qc_results.c.test_code,
+                qc_results.c.value,
+                qc_results.c.control_lot,
+            )
             control = conn.execute(
-                select(qc_results.c.id)
+                select(func.min(qc_results.c.id))
                 .where(qc_results.c.instrument_id.in_(ASTM))
-                .order_by(qc_results.c.id)
+                .group_by(*key)
+                .having(func.count() == 1)
+                .order_by(func.min(qc_results.c.id))
                 .limit(1)
             ).scalar_one()
             conn.execute(update(qc_results).where(qc_results.c.id == control).values(value="-1"))
