@@ -4,12 +4,14 @@ samples with their round, per instrument and period."""
 
 from __future__ import annotations
 
-from datetime import datetime
-from typing import Any
+from datetime import date, datetime
+from typing import Any, Literal
 from zoneinfo import ZoneInfo
 
 from sqlalchemy import Connection, func, or_, select
 
+from gateway.config import Config
+from gateway.qc import noklus_export as nx
 from gateway.store.tables import (
     control_lots,
     eqa_rounds,
@@ -169,3 +171,31 @@ def eqa_records(
         if first <= day < last:
             found.append(dict(r._mapping))
     return found
+
+
+def export_file(
+    conn: Connection,
+    config: Config,
+    *,
+    kind: str,
+    first: date,
+    last: date,
+    instrument: str = "",
+    fmt: str = "csv",
+    decimal: str = "comma",
+) -> tuple[bytes, int]:
+    """One export's bytes and its number of rows: ``kind`` qc or eqa, the days ``first`` to
+    ``last`` (both included, in the site's zone), ``fmt`` csv or xlsx (the CLI and the web's
+    /qc/export share it)."""
+    zone = ZoneInfo(config.site.timezone)
+    start, end = nx.period_bounds(first, last, zone)
+    if kind == "qc":
+        rows = nx.qc_rows(qc_records(conn, start=start, end=end, instrument_id=instrument), config)
+    else:
+        records = eqa_records(conn, start=start, end=end, zone=zone, instrument_id=instrument)
+        rows = nx.eqa_rows(records, config)
+    columns = nx.COLUMNS[kind]
+    if fmt == "xlsx":
+        return nx.write_xlsx(rows, columns, zone=zone, title=kind.upper()), len(rows)
+    point: Literal["comma", "point"] = "point" if decimal == "point" else "comma"
+    return nx.write_csv(rows, columns, zone=zone, decimal=point), len(rows)
