@@ -37,6 +37,7 @@ ACCESS_LOG: Final = frozenset({Role.QUALITY_MANAGER, Role.ADMIN})
 # pages-people: everyone's certifications (staff data); changing the competence records
 PEOPLE: Final = frozenset({Role.VERIFIER, Role.SUPERVISOR, Role.QUALITY_MANAGER, Role.ADMIN})
 COMPETENCE: Final = frozenset({Role.QUALITY_MANAGER, Role.ADMIN})
+EQA_MANAGERS: Final = frozenset({Role.QUALITY_MANAGER, Role.SUPERVISOR})
 
 #: (method, path template) -> who may open it ("anonymous": without a session)
 EXPECTED: Final[dict[tuple[str, str], frozenset[str]]] = {
@@ -96,6 +97,20 @@ EXPECTED: Final[dict[tuple[str, str], frozenset[str]]] = {
     ("POST", "/people/import"): COMPETENCE,
     ("POST", "/people/import/apply"): COMPETENCE,
     ("GET", "/people/export.csv"): COMPETENCE,
+    # issue 11: EQA (EKV); registering and assessing: quality manager, supervisor; values,
+    # the signed answer and split samples: verifier, supervisor, quality manager
+    ("GET", "/eqa"): READERS,
+    ("POST", "/eqa/register"): EQA_MANAGERS,
+    ("GET", "/eqa/split"): READERS,
+    ("POST", "/eqa/split/record"): RAW,
+    ("GET", "/eqa/{round_id}"): READERS,
+    ("POST", "/eqa/{round_id}/samples"): EQA_MANAGERS,
+    ("POST", "/eqa/{round_id}/value"): RAW,
+    ("POST", "/eqa/{round_id}/answered"): RAW,
+    ("POST", "/eqa/{round_id}/assess"): EQA_MANAGERS,
+    ("GET", "/eqa/{round_id}/answer"): READERS,
+    ("GET", "/eqa/{round_id}/answer.csv"): READERS,
+    ("GET", "/qc/export"): READERS,
 }
 
 #: the pages every role that works with results has in its navigation
@@ -126,6 +141,7 @@ for _role in Role:
         NAV_FOR[_role]
         | {"/my-certifications"}
         | ({"/people", "/recert"} if _role in PEOPLE else set())
+        | ({"/eqa"} if _role in READERS else set())  # issue 11
     )
 
 
@@ -155,6 +171,7 @@ def concrete(template: str, seeded: Seeded, quarantine_id: int) -> str:
         template.replace("{result_id}", str(seeded.invalid_patient))
         .replace("{quarantine_id}", str(quarantine_id))
         .replace("{person}", "someone-else")  # pages-people: never the viewer
+        .replace("{round_id}", "1")  # issue 11: an EQA round (none: the page says so)
     )
 
 
