@@ -453,6 +453,9 @@ class TestConfig(_Strict):
     allowed_values: list[str] = Field(default_factory=list)
     low: float | None = None
     high: float | None = None
+    #: split samples against the central lab: the allowed difference in per cent of the
+    #: central lab's value (Noklus uses 15 or 20 % by analyte); None: 20 %
+    split_allowed_percent: Annotated[float, Field(gt=0, le=100)] | None = None
 
 
 #: how often a test's controls must be run (Noklus' advice is per instrument model and analyte)

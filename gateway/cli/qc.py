@@ -11,6 +11,7 @@ from rich import box
 from rich.markup import escape
 from rich.table import Table
 
+from gateway.cli import eqa as eqa_cli
 from gateway.cli.common import JsonFlag, console, err, print_json, say
 from gateway.qc.series import Row, SeriesError, parse_series
 from gateway.qc.westgard import (
@@ -26,6 +27,7 @@ from gateway.qc.westgard import (
 )
 
 app = typer.Typer(help="Quality control: Westgard rules over control series.", no_args_is_help=True)
+app.command("export")(eqa_cli.qc_export)  # issue 11: the Noklus-style QC and EQA exports
 
 
 def _bad(message: str) -> typer.Exit:

@@ -58,6 +58,7 @@ from typing import Final
 
 from gateway.manual import ENTRY_ROLES
 from gateway.people.roles import HOLD_ACTIONS, HoldAction, Role
+from gateway.qc.eqa import EQA_ENTRY, EQA_MANAGERS
 
 
 class Open(enum.Enum):
@@ -182,6 +183,22 @@ ROUTE_ROLES: Final[Mapping[str, Rule]] = {
     "/qc/points/{qc_result_id}/comment": RESULT_READERS,
     "/qc/report": RESULT_READERS,
     "/qc/report.pdf": RESULT_READERS,
+    # issue 11: EQA (EKV) and split samples; reading is for everyone who works with results,
+    # registering and assessing for quality managers and supervisors, values, the signed
+    # answer and split samples for verifiers, supervisors and quality managers
+    "/eqa": RESULT_READERS,
+    "/eqa/register": EQA_MANAGERS,
+    "/eqa/split": RESULT_READERS,
+    "/eqa/split/record": EQA_ENTRY,
+    "/eqa/{round_id}": RESULT_READERS,
+    "/eqa/{round_id}/samples": EQA_MANAGERS,
+    "/eqa/{round_id}/value": EQA_ENTRY,
+    "/eqa/{round_id}/answered": EQA_ENTRY,
+    "/eqa/{round_id}/assess": EQA_MANAGERS,
+    "/eqa/{round_id}/answer": RESULT_READERS,
+    "/eqa/{round_id}/answer.csv": RESULT_READERS,
+    # the Noklus-style QC and EQA exports (no patient data)
+    "/qc/export": RESULT_READERS,
 }
 
 

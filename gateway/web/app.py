@@ -27,6 +27,7 @@ from gateway.web.routes import (
     deviations,
     docs,
     entry,
+    eqa,
     orders,
     outbox,
     people,
@@ -91,6 +92,8 @@ def create_app(config: Config, engine: Engine, *, gateway: object | None = None)
         qc,
         # issue 11: charts
         qc_chart,
+        # issue 11: EQA rounds, split samples, the Noklus exports
+        eqa,
     )
     for page_group in page_groups:
         app.include_router(page_group.router)

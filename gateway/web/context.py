@@ -65,6 +65,8 @@ NAV: Final[tuple[NavItem, ...]] = (
     NavItem("/people", "nav.people"),
     NavItem("/recert", "nav.recert"),
     NavItem("/my-certifications", "nav.my_certifications"),
+    # issue 11: EQA (EKV)
+    NavItem("/eqa", "nav.eqa"),
 )
 
 

@@ -39,6 +39,7 @@ PEOPLE: Final = frozenset({Role.VERIFIER, Role.SUPERVISOR, Role.QUALITY_MANAGER,
 COMPETENCE: Final = frozenset({Role.QUALITY_MANAGER, Role.ADMIN})
 QC_READERS: Final = READERS | {Role.ADMIN}
 QC_SIGNERS: Final = frozenset({Role.SUPERVISOR, Role.QUALITY_MANAGER})
+EQA_MANAGERS: Final = frozenset({Role.QUALITY_MANAGER, Role.SUPERVISOR})
 
 #: (method, path template) -> who may open it ("anonymous": without a session)
 EXPECTED: Final[dict[tuple[str, str], frozenset[str]]] = {
@@ -120,6 +121,20 @@ EXPECTED: Final[dict[tuple[str, str], frozenset[str]]] = {
     ("POST", "/qc/points/{qc_result_id}/comment"): READERS,
     ("GET", "/qc/report"): READERS,
     ("GET", "/qc/report.pdf"): READERS,
+    # issue 11: EQA (EKV); registering and assessing: quality manager, supervisor; values,
+    # the signed answer and split samples: verifier, supervisor, quality manager
+    ("GET", "/eqa"): READERS,
+    ("POST", "/eqa/register"): EQA_MANAGERS,
+    ("GET", "/eqa/split"): READERS,
+    ("POST", "/eqa/split/record"): RAW,
+    ("GET", "/eqa/{round_id}"): READERS,
+    ("POST", "/eqa/{round_id}/samples"): EQA_MANAGERS,
+    ("POST", "/eqa/{round_id}/value"): RAW,
+    ("POST", "/eqa/{round_id}/answered"): RAW,
+    ("POST", "/eqa/{round_id}/assess"): EQA_MANAGERS,
+    ("GET", "/eqa/{round_id}/answer"): READERS,
+    ("GET", "/eqa/{round_id}/answer.csv"): READERS,
+    ("GET", "/qc/export"): READERS,
 }
 
 #: the pages every role that works with results has in its navigation
@@ -151,6 +166,7 @@ for _role in Role:
         NAV_FOR[_role]
         | {"/my-certifications"}
         | ({"/people", "/recert"} if _role in PEOPLE else set())
+        | ({"/eqa"} if _role in READERS else set())  # issue 11
     )
 
 
@@ -183,6 +199,7 @@ def concrete(template: str, seeded: Seeded, quarantine_id: int) -> str:
         .replace("{lot_id}", "1")
         .replace("{person}", "someone-else")  # pages-people: never the viewer
         .replace("{qc_result_id}", "1")  # issue 11: charts
+        .replace("{round_id}", "1")  # issue 11: an EQA round (none: the page says so)
     )
 
 
