@@ -34,6 +34,11 @@ The table, by who may open:
   ``/recert/sign`` (GET, POST: one signs only one's own recertification);
   quality_manager, admin (``COMPETENCE_EDITORS``): ``/people/import`` (GET, POST: upload and
   preview), ``/people/import/apply`` (signed), ``/people/export.csv``.
+- the deviation register: ``RESULT_READERS`` ``/deviations/new`` (GET, POST),
+  ``/deviations/{deviation_id}`` and its ``immediate-action`` and ``comment`` forms;
+  supervisor, quality_manager (``DEVIATION_HANDLERS``) its ``handling``, ``start`` and
+  ``close`` (signed) forms and ``/deviations/export.csv``, ``.xlsx``; quality_manager its
+  ``reopen`` form.
 
 Why: the pages that show patients' results (the dashboard lists the newest) are for the people
 who produce, check and answer for them. Counts and instrument states carry no patient data:
@@ -49,6 +54,7 @@ import enum
 from collections.abc import Iterable, Mapping
 from typing import Final
 
+from gateway.deviations.workflow import HANDLERS, REOPENERS
 from gateway.manual import ENTRY_ROLES
 from gateway.people.roles import HOLD_ACTIONS, HoldAction, Role
 
@@ -79,6 +85,10 @@ PEOPLE_READERS: Final = frozenset(
 )
 #: pages-people: who imports the competence records (and exports them)
 COMPETENCE_EDITORS: Final = frozenset({Role.QUALITY_MANAGER, Role.ADMIN})
+#: the deviation register: who handles a deviation (cause, corrective action, status, export)
+DEVIATION_HANDLERS: Final = HANDLERS
+#: who reopens a closed deviation
+DEVIATION_REOPENERS: Final = REOPENERS
 
 
 def action_roles(action: HoldAction) -> frozenset[Role]:
@@ -151,6 +161,20 @@ ROUTE_ROLES: Final[Mapping[str, Rule]] = {
     "/people/import": COMPETENCE_EDITORS,
     "/people/import/apply": COMPETENCE_EDITORS,
     "/people/export.csv": COMPETENCE_EDITORS,
+    # issue 11: the deviation register (gateway.deviations.workflow): anyone who works with
+    # results reports, adds an immediate action or a comment; supervisor and quality manager
+    # handle, move, close (signed) and export for the practice meeting; reopening: the
+    # quality manager
+    "/deviations/new": RESULT_READERS,
+    "/deviations/{deviation_id}": RESULT_READERS,
+    "/deviations/{deviation_id}/immediate-action": RESULT_READERS,
+    "/deviations/{deviation_id}/comment": RESULT_READERS,
+    "/deviations/{deviation_id}/handling": DEVIATION_HANDLERS,
+    "/deviations/{deviation_id}/start": DEVIATION_HANDLERS,
+    "/deviations/{deviation_id}/close": DEVIATION_HANDLERS,
+    "/deviations/{deviation_id}/reopen": DEVIATION_REOPENERS,
+    "/deviations/export.csv": DEVIATION_HANDLERS,
+    "/deviations/export.xlsx": DEVIATION_HANDLERS,
 }
 
 

@@ -37,6 +37,8 @@ ACCESS_LOG: Final = frozenset({Role.QUALITY_MANAGER, Role.ADMIN})
 # pages-people: everyone's certifications (staff data); changing the competence records
 PEOPLE: Final = frozenset({Role.VERIFIER, Role.SUPERVISOR, Role.QUALITY_MANAGER, Role.ADMIN})
 COMPETENCE: Final = frozenset({Role.QUALITY_MANAGER, Role.ADMIN})
+# the deviation register: who handles a deviation
+HANDLERS: Final = frozenset({Role.SUPERVISOR, Role.QUALITY_MANAGER})
 
 #: (method, path template) -> who may open it ("anonymous": without a session)
 EXPECTED: Final[dict[tuple[str, str], frozenset[str]]] = {
@@ -96,6 +98,20 @@ EXPECTED: Final[dict[tuple[str, str], frozenset[str]]] = {
     ("POST", "/people/import"): COMPETENCE,
     ("POST", "/people/import/apply"): COMPETENCE,
     ("GET", "/people/export.csv"): COMPETENCE,
+    # issue 11: the deviation register. Reporting, an immediate action and a comment: whoever
+    # works with results (a reporting culture); handling, moving, closing and the export for
+    # the practice meeting: supervisor and quality manager; reopening: the quality manager
+    ("GET", "/deviations/new"): READERS,
+    ("POST", "/deviations/new"): READERS,
+    ("GET", "/deviations/{deviation_id}"): READERS,
+    ("POST", "/deviations/{deviation_id}/immediate-action"): READERS,
+    ("POST", "/deviations/{deviation_id}/comment"): READERS,
+    ("POST", "/deviations/{deviation_id}/handling"): HANDLERS,
+    ("POST", "/deviations/{deviation_id}/start"): HANDLERS,
+    ("POST", "/deviations/{deviation_id}/close"): HANDLERS,
+    ("POST", "/deviations/{deviation_id}/reopen"): frozenset({Role.QUALITY_MANAGER}),
+    ("GET", "/deviations/export.csv"): HANDLERS,
+    ("GET", "/deviations/export.xlsx"): HANDLERS,
 }
 
 #: the pages every role that works with results has in its navigation
@@ -155,6 +171,7 @@ def concrete(template: str, seeded: Seeded, quarantine_id: int) -> str:
         template.replace("{result_id}", str(seeded.invalid_patient))
         .replace("{quarantine_id}", str(quarantine_id))
         .replace("{person}", "someone-else")  # pages-people: never the viewer
+        .replace("{deviation_id}", "1")  # the seeded LIS rejection's deviation
     )
 
 
