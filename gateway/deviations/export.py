@@ -124,6 +124,8 @@ def table(rows: Iterable[Mapping[str, Any]], zone: ZoneInfo) -> list[list[Any]]:
 
 
 def _csv_text(value: Any) -> str:
+    if value is None:
+        return ""
     if isinstance(value, datetime):
         return value.strftime(TIME_FORMAT)
     shown = str(value)

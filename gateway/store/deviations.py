@@ -15,7 +15,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
-from datetime import datetime, time
+from datetime import datetime, time, timedelta
 from typing import Any, Final
 from zoneinfo import ZoneInfo
 
@@ -323,6 +323,8 @@ def _move(tx: Tx, row: Any, person: str, to: DevState, *, actor: str) -> bool:
     values: dict[str, object] = {"state": to.value, "updated_at": tx.now, "updated_by": person}
     if to is DevState.CLOSED:
         values |= {"closed_at": tx.now, "closed_by": person}
+    elif row.state == DevState.CLOSED:  # reopened: no longer closed (the history keeps who did)
+        values |= {"closed_at": None, "closed_by": ""}
     moved = tx.conn.execute(
         update(deviations)
         .where(deviations.c.id == row.id, deviations.c.state == row.state)
@@ -426,6 +428,7 @@ def note_quarantine(
                 deviations.c.instrument_id == instrument_id,
                 deviations.c.state != DevState.CLOSED.value,
                 deviations.c.created_at >= day_start,
+                deviations.c.created_at < day_start + timedelta(days=1),
             )
             .order_by(deviations.c.id.desc())
             .limit(1)
