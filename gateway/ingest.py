@@ -15,11 +15,13 @@ import hashlib
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, replace
 from typing import Any
+from zoneinfo import ZoneInfo
 
 from sqlalchemy import bindparam, insert, select
 
 from drivers.model import InboundMessage, Method, Observation
 from gateway import lifecycle, quarantine_reason
+from gateway.deviations.categories import Category
 from gateway.holds import rerun
 from gateway.model import Hold, Result, State
 from gateway.rule_context import FactsLoader, RuleContexts
@@ -27,6 +29,7 @@ from gateway.rules import RULES, Rule, RuleContext, run_rules
 from gateway.rules.processing_id import TestMessage, TestMessages, judge, normalised
 from gateway.store import bulk, qc_live, qc_state
 from gateway.store.audit import digest_fields
+from gateway.store.deviations import OSLO, note_quarantine
 from gateway.store.facts import load_facts
 from gateway.store.results import data_row, hold_row
 from gateway.store.tables import holds, qc_results, quarantine, results
@@ -192,11 +195,11 @@ def store_message(
     to_quarantine = test is not None and test.policy is TestMessages.QUARANTINE
     raw_id = keep_raw(tx, message, msg_digest, quarantined=to_quarantine)
     if message.error is not None:
-        quarantine_raw(tx, raw_id, message, actor=f"instrument:{instrument}")
+        quarantine_raw(tx, raw_id, message, actor=f"instrument:{instrument}", zone=context.zone)
         return IngestOutcome(raw_id, quarantined=True, error=message.error)
     if test is not None and to_quarantine:
         refused = replace(message, error=test.error(), error_field=test.field)
-        quarantine_raw(tx, raw_id, refused, actor=f"instrument:{instrument}")
+        quarantine_raw(tx, raw_id, refused, actor=f"instrument:{instrument}", zone=context.zone)
         return IngestOutcome(raw_id, quarantined=True, error=test.error(), test_message=True)
     return store_observations(
         tx,
@@ -233,11 +236,21 @@ def keep_raw(tx: Tx, message: InboundMessage, msg_digest: str, *, quarantined: b
     )
 
 
-def quarantine_raw(tx: Tx, raw_id: int, message: InboundMessage, *, actor: str) -> int:
+def quarantine_raw(
+    tx: Tx,
+    raw_id: int,
+    message: InboundMessage,
+    *,
+    actor: str,
+    zone: ZoneInfo = OSLO,
+    category: Category = Category.EQUIPMENT,
+) -> int:
     """Put a stored message that was refused (``message.error``) in quarantine; audited.
 
     The error text is kept as the technical detail; its reason code and parameters (what the
-    screens explain) are derived here, the one place a refused message is recorded.
+    screens explain) are derived here, the one place a refused message is recorded. It is a
+    deviation too (``category``: the analyser sent something unreadable), one per instrument
+    and day (``zone``'s) while not closed: later ones add a history row to it.
     """
     error = message.error or ""
     field = message.error_field or ""
@@ -268,6 +281,7 @@ def quarantine_raw(tx: Tx, raw_id: int, message: InboundMessage, *, actor: str) 
         message.instrument_id,
         {"id": quarantine_id, "field": message.error_field, "reason": reason},
     )
+    note_quarantine(tx, message.instrument_id, quarantine_id, reason, zone=zone, category=category)
     return quarantine_id
 
 

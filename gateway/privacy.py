@@ -96,11 +96,33 @@ def scrub_quarantine(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
     return [scrub_quarantine_row(row) for row in rows]
 
 
+#: a deviation's free texts (``gateway.store.deviations.as_dict``): who types them may paste an ID
+DEVIATION_TEXT_FIELDS: Final = (
+    "summary",
+    "detail",
+    "immediate_action",
+    "cause",
+    "corrective_action",
+)
+
+
 def scrub_deviations(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
-    """Deviation rows with their summary and detail scrubbed."""
-    return [
-        {**row, "summary": scrub(row["summary"]), "detail": scrub(row["detail"])} for row in rows
-    ]
+    """Deviation rows with their texts scrubbed (and their history's, when it is there)."""
+    return [scrub_deviation(row) for row in rows]
+
+
+def scrub_deviation(row: dict[str, Any]) -> dict[str, Any]:
+    """One deviation with its texts scrubbed, its history's values too."""
+    out = {
+        **row,
+        **{k: scrub(row[k]) for k in DEVIATION_TEXT_FIELDS if isinstance(row.get(k), str)},
+    }
+    if "history" in row:
+        out["history"] = [
+            {**e, "from_value": scrub(e["from_value"]), "to_value": scrub(e["to_value"])}
+            for e in row["history"]
+        ]
+    return out
 
 
 def scrub_event(body: Mapping[str, object]) -> dict[str, object]:

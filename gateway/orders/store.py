@@ -16,6 +16,7 @@ from typing import Any
 from sqlalchemy import Connection, Engine, and_, exists, func, insert, select, update
 
 from drivers.model import PRIORITIES, InboundMessage, OrderAction, OrderRequest, WorklistOrder
+from gateway.deviations.categories import Category
 from gateway.ingest import digest, keep_raw, quarantine_raw
 from gateway.national_id import mask
 from gateway.store.tables import orders, results
@@ -206,7 +207,8 @@ def store_order_message(
     )
     raw_id = keep_raw(tx, message, digest(raw))
     if requests is None:
-        quarantine_raw(tx, raw_id, message, actor="lis")
+        # the LIS sent an order we cannot read: the IT owner's deviation
+        quarantine_raw(tx, raw_id, message, actor="lis", category=Category.IT)
         return OrdersOutcome(raw_message_id=raw_id, quarantined=True, error=error)
     reason = f"order message {control_id}" if control_id else "order message"
     return _apply(tx, requests, open_lines, "lis", reason, raw_id)

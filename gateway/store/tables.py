@@ -20,6 +20,7 @@ from sqlalchemy import (
     Text,
     UniqueConstraint,
     text,
+    true,
 )
 from sqlalchemy.engine import Dialect
 from sqlalchemy.types import TypeDecorator
@@ -240,6 +241,10 @@ deviations = Table(
     Column("immediate_action", Text, nullable=False, default="", server_default=""),
     Column("cause", Text, nullable=False, default="", server_default=""),
     Column("corrective_action", Text, nullable=False, default="", server_default=""),
+    # false: the handler decided no corrective action is needed (corrective_action says why)
+    Column(
+        "corrective_action_needed", Boolean, nullable=False, default=True, server_default=true()
+    ),
     Column("updated_at", TZ),
     Column("updated_by", String(64), nullable=False, default="", server_default=""),
     Column("closed_at", TZ),

@@ -34,6 +34,11 @@ The table, by who may open:
   ``/recert/sign`` (GET, POST: one signs only one's own recertification);
   quality_manager, admin (``COMPETENCE_EDITORS``): ``/people/import`` (GET, POST: upload and
   preview), ``/people/import/apply`` (signed), ``/people/export.csv``.
+- the deviation register: ``RESULT_READERS`` ``/deviations/new`` (GET, POST),
+  ``/deviations/{deviation_id}`` and its ``immediate-action`` and ``comment`` forms;
+  supervisor, quality_manager (``DEVIATION_HANDLERS``) its ``handling``, ``start`` and
+  ``close`` (signed) forms and ``/deviations/export.csv``, ``.xlsx``; quality_manager its
+  ``reopen`` form.
 
 - issue 11, the QC pages: ``RESULT_READERS`` and admin (``QC_READERS``): ``/qc``,
   ``/api/qc/status``, ``/qc/lockouts/{lockout_id}``, ``/qc/lots``, ``/qc/lots/{lot_id}``;
@@ -56,6 +61,7 @@ import enum
 from collections.abc import Iterable, Mapping
 from typing import Final
 
+from gateway.deviations.workflow import HANDLERS, REOPENERS
 from gateway.manual import ENTRY_ROLES
 from gateway.people.roles import HOLD_ACTIONS, HoldAction, Role
 from gateway.qc.eqa import EQA_ENTRY, EQA_MANAGERS
@@ -93,6 +99,10 @@ QC_READERS: Final = RESULT_READERS | {Role.ADMIN}
 QC_SIGNERS: Final = frozenset({Role.SUPERVISOR, Role.QUALITY_MANAGER})
 #: pages-people: who imports the competence records (and exports them)
 COMPETENCE_EDITORS: Final = frozenset({Role.QUALITY_MANAGER, Role.ADMIN})
+#: the deviation register: who handles a deviation (cause, corrective action, status, export)
+DEVIATION_HANDLERS: Final = HANDLERS
+#: who reopens a closed deviation
+DEVIATION_REOPENERS: Final = REOPENERS
 
 
 def action_roles(action: HoldAction) -> frozenset[Role]:
@@ -199,6 +209,20 @@ ROUTE_ROLES: Final[Mapping[str, Rule]] = {
     "/eqa/{round_id}/answer.csv": RESULT_READERS,
     # the Noklus-style QC and EQA exports (no patient data)
     "/qc/export": RESULT_READERS,
+    # issue 11: the deviation register (gateway.deviations.workflow): anyone who works with
+    # results reports, adds an immediate action or a comment; supervisor and quality manager
+    # handle, move, close (signed) and export for the practice meeting; reopening: the
+    # quality manager
+    "/deviations/new": RESULT_READERS,
+    "/deviations/{deviation_id}": RESULT_READERS,
+    "/deviations/{deviation_id}/immediate-action": RESULT_READERS,
+    "/deviations/{deviation_id}/comment": RESULT_READERS,
+    "/deviations/{deviation_id}/handling": DEVIATION_HANDLERS,
+    "/deviations/{deviation_id}/start": DEVIATION_HANDLERS,
+    "/deviations/{deviation_id}/close": DEVIATION_HANDLERS,
+    "/deviations/{deviation_id}/reopen": DEVIATION_REOPENERS,
+    "/deviations/export.csv": DEVIATION_HANDLERS,
+    "/deviations/export.xlsx": DEVIATION_HANDLERS,
 }
 
 

@@ -40,6 +40,8 @@ COMPETENCE: Final = frozenset({Role.QUALITY_MANAGER, Role.ADMIN})
 QC_READERS: Final = READERS | {Role.ADMIN}
 QC_SIGNERS: Final = frozenset({Role.SUPERVISOR, Role.QUALITY_MANAGER})
 EQA_MANAGERS: Final = frozenset({Role.QUALITY_MANAGER, Role.SUPERVISOR})
+# the deviation register: who handles a deviation
+HANDLERS: Final = frozenset({Role.SUPERVISOR, Role.QUALITY_MANAGER})
 
 #: (method, path template) -> who may open it ("anonymous": without a session)
 EXPECTED: Final[dict[tuple[str, str], frozenset[str]]] = {
@@ -135,6 +137,20 @@ EXPECTED: Final[dict[tuple[str, str], frozenset[str]]] = {
     ("GET", "/eqa/{round_id}/answer"): READERS,
     ("GET", "/eqa/{round_id}/answer.csv"): READERS,
     ("GET", "/qc/export"): READERS,
+    # issue 11: the deviation register. Reporting, an immediate action and a comment: whoever
+    # works with results (a reporting culture); handling, moving, closing and the export for
+    # the practice meeting: supervisor and quality manager; reopening: the quality manager
+    ("GET", "/deviations/new"): READERS,
+    ("POST", "/deviations/new"): READERS,
+    ("GET", "/deviations/{deviation_id}"): READERS,
+    ("POST", "/deviations/{deviation_id}/immediate-action"): READERS,
+    ("POST", "/deviations/{deviation_id}/comment"): READERS,
+    ("POST", "/deviations/{deviation_id}/handling"): HANDLERS,
+    ("POST", "/deviations/{deviation_id}/start"): HANDLERS,
+    ("POST", "/deviations/{deviation_id}/close"): HANDLERS,
+    ("POST", "/deviations/{deviation_id}/reopen"): frozenset({Role.QUALITY_MANAGER}),
+    ("GET", "/deviations/export.csv"): HANDLERS,
+    ("GET", "/deviations/export.xlsx"): HANDLERS,
 }
 
 #: the pages every role that works with results has in its navigation
@@ -200,6 +216,7 @@ def concrete(template: str, seeded: Seeded, quarantine_id: int) -> str:
         .replace("{person}", "someone-else")  # pages-people: never the viewer
         .replace("{qc_result_id}", "1")  # issue 11: charts
         .replace("{round_id}", "1")  # issue 11: an EQA round (none: the page says so)
+        .replace("{deviation_id}", "1")  # the seeded LIS rejection's deviation
     )
 
 

@@ -93,7 +93,8 @@ def test_summary_counts(client: TestClient) -> None:
         "missing_patient_id": 1,
         "unmapped_test": 1,
     }
-    assert body["quarantined"] == 1 and body["deviations"] == 1
+    # the LIS's rejection and the quarantined message (issue 11: a deviation of its own)
+    assert body["quarantined"] == 1 and body["deviations"] == 2
     assert body["outbox_by_state"] == {"acknowledged": 1, "pending": 1, "rejected": 1}
 
 
@@ -216,10 +217,15 @@ def test_quarantine_and_deviations_are_masked(client: TestClient) -> None:
     assert client.get("/api/quarantine", params={"state": "nonsense"}).status_code == 422
     deviations = client.get("/api/deviations")
     no_full_ids(deviations.text)
-    (deviation,) = deviations.json()
+    quarantined, deviation = deviations.json()  # newest first
     assert deviation["kind"] == "lis_rejected" and deviation["state"] == "open"
     assert deviation["detail"] == "Unknown patient 150765*****"
     assert deviation["responsible"] == "Dataansvarlig"
+    assert (quarantined["kind"], quarantined["category"]) == ("quarantine", "equipment")
+    assert quarantined["responsible"] == "Utstyrsansvarlig"
+    assert [d["id"] for d in client.get("/api/deviations?kind=lis_rejected").json()] == [
+        deviation["id"]
+    ]
 
 
 def test_scrub_masks_only_eleven_digit_runs() -> None:
@@ -316,7 +322,7 @@ def test_dashboard_counters(client: TestClient) -> None:
         "acknowledged": "1",
         "rejected": "1",
         "quarantined": "1",
-        "deviations": "1",
+        "deviations": "2",
     }
 
 

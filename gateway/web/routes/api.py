@@ -15,6 +15,7 @@ from gateway import __version__
 from gateway.model import State
 from gateway.orders.store import list_orders
 from gateway.privacy import scrub_deviations, scrub_outbox, scrub_quarantine, scrub_result
+from gateway.store import deviations as deviation_store
 from gateway.store import queries
 from gateway.store.health import store_failure
 from gateway.web.auth import Authenticated, Viewer
@@ -134,10 +135,22 @@ async def api_orders(
 
 @api.get("/deviations", summary="Recorded deviations (avvik), newest first")
 async def api_deviations(
-    web: Web, limit: Annotated[int, Query(ge=1, le=1000)] = 100
+    web: Web,
+    limit: Annotated[int, Query(ge=1, le=1000)] = 100,
+    state: Annotated[str, Query(description="open, in_progress or closed", max_length=16)] = "",
+    category: Annotated[
+        str, Query(description="equipment, it, hms, clinical or quality", max_length=16)
+    ] = "",
+    instrument: Annotated[str, Query(max_length=64)] = "",
+    kind: Annotated[str, Query(max_length=64)] = "",
 ) -> list[dict[str, Any]]:
+    """Each with its category, responsible function, immediate action, cause, corrective
+    action, state and who changed and closed it when. National IDs in the texts are masked."""
+    filters = deviation_store.Filters(
+        state=state, category=category, instrument=instrument, kind=kind
+    )
     return scrub_deviations(
-        await web.query(lambda conn: queries.list_deviations(conn, limit=limit))
+        await web.query(lambda conn: deviation_store.list_deviations(conn, filters, limit=limit))
     )
 
 

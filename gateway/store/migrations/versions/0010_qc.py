@@ -278,6 +278,11 @@ def upgrade() -> None:
         batch_op.add_column(
             sa.Column("corrective_action", sa.Text(), server_default="", nullable=False)
         )
+        batch_op.add_column(
+            sa.Column(
+                "corrective_action_needed", sa.Boolean(), server_default=sa.true(), nullable=False
+            )
+        )
         batch_op.add_column(sa.Column("updated_at", sa.DateTime(timezone=True), nullable=True))
         batch_op.add_column(
             sa.Column("updated_by", sa.String(length=64), server_default="", nullable=False)
@@ -312,6 +317,7 @@ def downgrade() -> None:
         batch_op.drop_column("closed_at")
         batch_op.drop_column("updated_by")
         batch_op.drop_column("updated_at")
+        batch_op.drop_column("corrective_action_needed")
         batch_op.drop_column("corrective_action")
         batch_op.drop_column("cause")
         batch_op.drop_column("immediate_action")
