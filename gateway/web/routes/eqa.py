@@ -350,7 +350,10 @@ async def set_value(request: Request, web: Web, viewer: Who, round_id: int) -> R
 async def answered(request: Request, web: Web, viewer: Who, round_id: int) -> Response:
     fields = await form_fields(request)
     job = functools.partial(
-        store.answer_round, round_id=round_id, comment=fields.get("comment", ""), actor=viewer.person
+        store.answer_round,
+        round_id=round_id,
+        comment=fields.get("comment", ""),
+        actor=viewer.person,
     )
     return await _act(
         request, web, viewer, round_id, job, "answered", signed=fields.get(PASSWORD_FIELD, "")
