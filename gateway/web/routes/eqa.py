@@ -116,7 +116,7 @@ async def register(request: Request, web: Web, viewer: Who) -> Response:
                 received_on=received,
                 due_on=due,
                 samples=samples,
-                actor=viewer.actor,
+                actor=viewer.person,
             )
         )
     except EqaRuleError as refused:
@@ -196,7 +196,7 @@ async def split_record(request: Request, web: Web, viewer: Who) -> HTMLResponse:
                 central_value=fields.get("central_value", ""),
                 allowed_percent=found.split_allowed_percent if found else None,
                 measured_on=measured_on,
-                actor=viewer.actor,
+                actor=viewer.person,
             )
         )
     except EqaRuleError as refused:
@@ -304,7 +304,7 @@ async def add_sample(request: Request, web: Web, viewer: Who, round_id: int) -> 
         sample=fields.get("sample", ""),
         test_code=fields.get("test", ""),
         unit=fields.get("unit", ""),
-        actor=viewer.actor,
+        actor=viewer.person,
     )
     return await _act(request, web, viewer, round_id, job, "sample_added")
 
@@ -333,7 +333,7 @@ async def set_value(request: Request, web: Web, viewer: Who, round_id: int) -> R
     job: Any
     if specimen:
         job = functools.partial(
-            store.link_sample, sample_id=sample_id, specimen_id=specimen, actor=viewer.actor
+            store.link_sample, sample_id=sample_id, specimen_id=specimen, actor=viewer.person
         )
     else:
         job = functools.partial(
@@ -341,7 +341,7 @@ async def set_value(request: Request, web: Web, viewer: Who, round_id: int) -> R
             sample_id=sample_id,
             value=fields.get("value", ""),
             unit=fields.get("unit") or None,
-            actor=viewer.actor,
+            actor=viewer.person,
         )
     return await _act(request, web, viewer, round_id, job, "value_set")
 
@@ -350,7 +350,10 @@ async def set_value(request: Request, web: Web, viewer: Who, round_id: int) -> R
 async def answered(request: Request, web: Web, viewer: Who, round_id: int) -> Response:
     fields = await form_fields(request)
     job = functools.partial(
-        store.answer_round, round_id=round_id, comment=fields.get("comment", ""), actor=viewer.actor
+        store.answer_round,
+        round_id=round_id,
+        comment=fields.get("comment", ""),
+        actor=viewer.person,
     )
     return await _act(
         request, web, viewer, round_id, job, "answered", signed=fields.get(PASSWORD_FIELD, "")
@@ -385,7 +388,7 @@ async def assess(request: Request, web: Web, viewer: Who, round_id: int) -> Resp
         grades=grades,
         target_value=fields.get("target_value", ""),
         note=fields.get("note", ""),
-        actor=viewer.actor,
+        actor=viewer.person,
     )
     return await _act(
         request, web, viewer, round_id, job, "assessed", signed=fields.get(PASSWORD_FIELD, "")
