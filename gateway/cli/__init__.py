@@ -8,7 +8,19 @@ from __future__ import annotations
 
 import typer
 
-from gateway.cli import audit, db, eqa, operators, orders, outbox, qc, quarantine, results, users
+from gateway.cli import (
+    audit,
+    db,
+    deviations,
+    eqa,
+    operators,
+    orders,
+    outbox,
+    qc,
+    quarantine,
+    results,
+    users,
+)
 from gateway.cli.access_log import access_log
 from gateway.cli.check_config import check_config
 from gateway.cli.common import fail
@@ -33,6 +45,7 @@ app.add_typer(users.app, name="users")
 app.add_typer(operators.app, name="operators")
 app.add_typer(qc.app, name="qc")
 app.add_typer(eqa.app, name="eqa")
+app.add_typer(deviations.app, name="deviations")
 app.command()(run)
 app.command()(demo)
 app.command("lis-sim")(lis_sim)
