@@ -140,3 +140,10 @@ def evaluate(
     if rejected or warned:
         console.print(table)
     console.print(say("cli.qc.summary", runs=len(results), rejected=rejected, warnings=warned))
+
+
+# issue 11: charts (the monthly QC report and statistics, gateway/cli/qc_report.py)
+from gateway.cli import qc_report as _qc_report  # noqa: E402
+
+app.command("report")(_qc_report.report)
+app.command("stats")(_qc_report.stats)
