@@ -148,3 +148,9 @@ def evaluate(
 from gateway.cli import qc_lockout as _qc_lockout  # noqa: E402
 
 _qc_lockout.register(app)
+
+# issue 11: charts (the monthly QC report and statistics, gateway/cli/qc_report.py)
+from gateway.cli import qc_report as _qc_report  # noqa: E402
+
+app.command("report")(_qc_report.report)
+app.command("stats")(_qc_report.stats)
