@@ -25,7 +25,7 @@ from gateway.deviations.categories import Category
 from gateway.holds import rerun
 from gateway.model import Hold, Result, State
 from gateway.rule_context import FactsLoader, RuleContexts
-from gateway.rules import RULES, Rule, RuleContext, run_rules
+from gateway.rules import RULES, Rule, RuleContext, qc_flag, run_rules
 from gateway.rules.processing_id import TestMessage, TestMessages, judge, normalised
 from gateway.store import bulk, qc_live, qc_state
 from gateway.store.audit import digest_fields
@@ -34,7 +34,7 @@ from gateway.store.facts import load_facts
 from gateway.store.results import data_row, hold_row
 from gateway.store.tables import holds, qc_results, quarantine, results
 from gateway.store.writer import GroupCommitWriter, Tx
-from gateway.texts import describe_hold, params_json
+from gateway.texts import describe_hold, params_json, render
 
 SYSTEM = "system"
 # The hottest statements go to the driver's cursor (see ``bulk.fetch``): SQLAlchemy's per-call
@@ -330,6 +330,7 @@ def store_observations(
     rows: list[dict[str, Any]] = []
     kept: list[Result] = []
     hold_lists: list[tuple[Hold, ...]] = []
+    flagged: list[int] = []  # indexes into ``kept`` of results marked with a QC note
     duplicates = 0
     for result, fp in zip(mapped, prints, strict=True):
         if fp in known:
@@ -337,6 +338,10 @@ def store_observations(
             continue
         known.add(fp)
         found = run_rules(result, context, rules) if test is None else (test.hold(),)
+        flag = qc_flag(result, context) if test is None and context.qc else None
+        if flag is not None:
+            result = _with_note(result, render(context.language, "qc.flag.note", dict(flag)))
+            flagged.append(len(kept))
         state = lifecycle.first_state(bool(found), test=test is not None)
         row = result_row(result, raw_id, state, fp, tx)
         row["correction_of"] = _find_original(tx, result)
@@ -399,11 +404,24 @@ def store_observations(
             duplicates=duplicates,
         )
     bulk.insert_rows(conn, holds, hold_rows)
+    for index in flagged:
+        tx.audit(
+            actor=SYSTEM,
+            action="result.qc_flag",
+            entity="result",
+            entity_id=ids[index],
+            reason=kept[index].comment,
+        )
     if test is None and context.qc:  # schedule every_n counts patient samples
         _count_patients(tx, kept, context)
     if test is None and context.enforce_people:  # uncertified operators, certified re-runs
         rerun.after_arrival(tx, list(zip(ids, kept, hold_lists, strict=True)), context)
     return outcome
+
+
+def _with_note(result: Result, note: str) -> Result:
+    """``result`` with ``note`` after the instrument's own comment (NTE to the LIS)."""
+    return replace(result, comment=f"{result.comment}; {note}" if result.comment else note)
 
 
 def _count_patients(tx: Tx, kept: Sequence[Result], context: RuleContext) -> None:

@@ -13,7 +13,7 @@ from gateway.rules.facts import Facts, QcFact, QcStatus
 from gateway.rules.patient_id import patient_id_rule
 from gateway.rules.people import certification_rule, verification_rule
 from gateway.rules.processing_id import TestMessages
-from gateway.rules.qc import qc_lockout_rule
+from gateway.rules.qc import qc_flag, qc_lockout_rule
 from gateway.rules.unmapped import unmapped_test_rule
 
 __all__ = [
@@ -26,6 +26,7 @@ __all__ = [
     "certification_rule",
     "context_from_config",
     "patient_id_rule",
+    "qc_flag",
     "qc_lockout_rule",
     "run_rules",
     "unmapped_test_rule",
@@ -58,6 +59,8 @@ class RuleContext:
     drivers: Mapping[str, str] = field(default_factory=dict)
     #: the site's time zone: certifications expire at its midnight
     zone: ZoneInfo = field(default_factory=lambda: ZoneInfo("Europe/Oslo"))
+    #: the site's language: notes written into a result (a QC flag) go to the LIS in it
+    language: str = "nb"
     #: (instrument id, instrument test code) -> its `[[qc]]` entry, resolved per instrument
     #: (``Config.qc_for``): tests without one have no QC rules
     qc: Mapping[tuple[str, str], QcConfig] = field(default_factory=dict)
@@ -109,6 +112,7 @@ def context_from_config(config: Config) -> RuleContext:
         enforce_people=config.people.enforce,
         drivers={instrument.id: instrument.driver for instrument in config.instruments},
         zone=ZoneInfo(config.site.timezone),
+        language=config.site.language,
         qc={
             (instrument.id, code): found
             for instrument in config.instruments

@@ -122,6 +122,7 @@ def result_dict(row: Any, holds_: list[dict[str, Any]], *, show_patient: bool) -
         "patient_id": row.patient_id if show_patient else mask(row.patient_id),
         "result_status": row.result_status,
         "correction_of": row.correction_of,
+        "comment": row.comment,
         "performed_at": row.performed_at.isoformat() if row.performed_at else None,
         "received_at": row.created_at.isoformat(),
     }

@@ -17,17 +17,26 @@ from typer.testing import CliRunner
 
 from drivers.model import InboundMessage, Observation
 from gateway.cli import app
-from gateway.config import load_config
+from gateway.config import LisConfig, load_config
 from gateway.holds.outcome import Refusal
 from gateway.holds.qc_lockout import release_lockout_results
 from gateway.holds.sign_off import override, release
 from gateway.ingest import store_message
+from gateway.lis.oru import build_oru
+from gateway.lis.outbox import unassigned_queued
 from gateway.rule_context import current_context
 from gateway.rules import context_from_config
 from gateway.rules.facts import QcStatus
 from gateway.store import facts as store_facts
 from gateway.store import qc_lots, qc_state
-from gateway.store.tables import deviation_events, deviations, qc_evaluations, qc_status
+from gateway.store.tables import (
+    audit,
+    deviation_events,
+    deviations,
+    qc_evaluations,
+    qc_status,
+    results,
+)
 from gateway.store.writer import Tx, run_in_transaction
 from tests.gateway.hold_site import NOW, PASSWORD, SITE, Site, make_site
 
@@ -40,6 +49,7 @@ schedule = "{schedule}"
 every_n = {every_n}
 target_source = "{source}"
 first_n = 3
+lockout = "{lockout}"
 """
 
 
@@ -49,10 +59,11 @@ def qc_site(
     every_n: int = 0,
     source: str = "manufacturer",
     passwords: tuple[str, ...] = (),
+    lockout: str = "hold",
 ) -> Site:
     site = make_site(tmp_path, passwords=passwords)
     text = SITE.format(url=site.config.store.url) + QC.format(
-        schedule=schedule, every_n=every_n, source=source
+        schedule=schedule, every_n=every_n, source=source, lockout=lockout
     )
     site.path.write_text(text, encoding="utf-8")
     site.config = load_config(site.path)
@@ -290,6 +301,34 @@ def test_every_n_counts_patient_samples(tmp_path: Path) -> None:
     assert [bool(site.open_reasons(r)) for r in (first, second, third)] == [False, False, True]
     with site.engine.connect() as conn:
         assert conn.execute(select(func.count()).select_from(deviations)).scalar_one() == 1
+
+
+def test_flag_mode_lets_results_go_on_with_a_note(tmp_path: Path) -> None:
+    """``lockout = "flag"``: out of control, the result is not held but carries the note (in
+    the site's language) that goes to the LIS as NTE, and an audit row says so; a result
+    measured while in control carries none."""
+    site = qc_site(tmp_path, lockout="flag")
+    add_lots(site)
+    t0 = NOW - timedelta(hours=3)
+    controls(site, "48", "48", at=t0)
+    clean = site.ingest(specimen="P0")
+    controls(site, "55", "48", at=t0 + timedelta(hours=1))  # 1-3s
+    assert status(site)["status"] == QcStatus.OUT_OF_CONTROL
+    marked = site.ingest(specimen="P1")
+    assert site.open_reasons(marked) == []
+    with site.engine.connect() as conn:
+        comments = dict(conn.execute(select(results.c.id, results.c.comment)).all())
+        flagged = conn.execute(
+            select(audit.c.entity_id, audit.c.reason).where(audit.c.action == "result.qc_flag")
+        ).all()
+    assert comments[clean] == ""
+    note = comments[marked]
+    assert note.startswith("QC-merknad:") and "utenfor kontroll" in note and "1-3s" in note
+    assert [(int(e), r) for e, r in flagged] == [(marked, note)]
+    queued = run_in_transaction(site.engine, lambda tx: unassigned_queued(tx, 10), NOW)
+    (item,) = [q for q in queued if q.result_id == marked]
+    oru = build_oru([item], control_id="C1", now=NOW, lis=LisConfig(url="tcp://127.0.0.1:1"))
+    assert "|NTE|1|L|QC-merknad:" in oru.replace("\r", "|")
 
 
 def test_the_cli_shows_status_documents_and_releases(tmp_path: Path) -> None:

@@ -7,7 +7,7 @@ from datetime import UTC, datetime, timedelta
 from drivers.model import Method
 from gateway.config import QcConfig
 from gateway.model import HoldReason, Result
-from gateway.rules import RULES, RuleContext, qc_lockout_rule
+from gateway.rules import RULES, RuleContext, qc_flag, qc_lockout_rule
 from gateway.rules.facts import Facts, QcFact, QcStatus
 from gateway.texts import hold_todo, hold_why
 
@@ -77,3 +77,13 @@ def test_flag_off_no_entry_or_no_status_hold_nothing() -> None:
     assert qc_lockout_rule(result(), context(fact, lockout="off")) == ()
     assert qc_lockout_rule(result(test="HBA1C"), context(fact)) == ()
     assert qc_lockout_rule(result(), context(None)) == ()
+
+
+def test_flag_mode_names_the_same_as_a_hold_and_only_in_flag_mode() -> None:
+    fact = QcFact(QcStatus.OUT_OF_CONTROL, NOW - timedelta(hours=1), None, 7, rules="2-2s")
+    (hold,) = qc_lockout_rule(result(), context(fact))
+    assert qc_flag(result(), context(fact, lockout="flag")) == hold.params
+    assert qc_flag(result(), context(fact)) is None  # "hold" holds, it does not flag
+    assert qc_flag(result(), context(fact, lockout="off")) is None
+    in_control = QcFact(QcStatus.IN_CONTROL, NOW - timedelta(days=1), NOW + timedelta(hours=3))
+    assert qc_flag(result(), context(in_control, lockout="flag")) is None
