@@ -10,7 +10,6 @@ import json
 from collections.abc import Iterator
 from datetime import date
 from decimal import Decimal
-from pathlib import Path
 
 import pytest
 from sqlalchemy import Engine, select
@@ -98,8 +97,9 @@ def test_split_allowed_percent_is_an_optional_test_setting() -> None:
 
 
 @pytest.fixture
-def engine(tmp_path: Path) -> Iterator[Engine]:
-    engine = make_engine(f"sqlite:///{tmp_path / 'eqa.sqlite3'}")
+def engine(store_url: str) -> Iterator[Engine]:
+    """On SQLite and on PostgreSQL."""
+    engine = make_engine(store_url)
     upgrade(engine)
     prepare_store(engine, site_config())
     yield engine

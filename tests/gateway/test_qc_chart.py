@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import re
 from collections.abc import Iterator
-from pathlib import Path
 from zoneinfo import ZoneInfo
 
 import pytest
@@ -29,8 +28,9 @@ LEVEL1 = SeriesKey(qc_chart_data.INSTRUMENT, qc_chart_data.TEST, "1")
 
 
 @pytest.fixture
-def engine(tmp_path: Path) -> Iterator[Engine]:
-    store = make_engine(f"sqlite:///{tmp_path / 'qc.sqlite3'}")
+def engine(store_url: str) -> Iterator[Engine]:
+    """On SQLite and on PostgreSQL."""
+    store = make_engine(store_url)
     upgrade(store)
     yield store
     store.dispose()

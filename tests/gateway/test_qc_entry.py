@@ -6,7 +6,6 @@ from __future__ import annotations
 import json
 from collections.abc import Iterator
 from datetime import UTC, date, datetime, timedelta
-from pathlib import Path
 
 import pytest
 from sqlalchemy import Engine, func, select
@@ -41,8 +40,9 @@ def config(*, enforce: bool = False) -> Config:
 
 
 @pytest.fixture
-def engine(tmp_path: Path) -> Iterator[Engine]:
-    engine = make_engine(f"sqlite:///{tmp_path / 'qc.sqlite3'}")
+def engine(store_url: str) -> Iterator[Engine]:
+    """On SQLite and on PostgreSQL."""
+    engine = make_engine(store_url)
     upgrade(engine)
     yield engine
     engine.dispose()

@@ -60,8 +60,9 @@ def qc_site(
     source: str = "manufacturer",
     passwords: tuple[str, ...] = (),
     lockout: str = "hold",
+    url: str | None = None,
 ) -> Site:
-    site = make_site(tmp_path, passwords=passwords)
+    site = make_site(tmp_path, url, passwords=passwords)
     text = SITE.format(url=site.config.store.url) + QC.format(
         schedule=schedule, every_n=every_n, source=source, lockout=lockout
     )
@@ -72,8 +73,9 @@ def qc_site(
 
 
 @pytest.fixture
-def site(tmp_path: Path) -> Iterator[Site]:
-    made = qc_site(tmp_path)
+def site(tmp_path: Path, store_url: str) -> Iterator[Site]:
+    """On SQLite and on PostgreSQL (the store's QC SQL runs on both)."""
+    made = qc_site(tmp_path, url=store_url)
     yield made
     made.engine.dispose()
 
