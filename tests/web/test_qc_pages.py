@@ -13,9 +13,13 @@ from typing import Any
 import pytest
 from sqlalchemy import Engine, insert, select
 
+from drivers.model import InboundMessage
 from gateway.app import register_instruments
 from gateway.config import Config, parse_config
+from gateway.ingest import store_message
 from gateway.people.roles import Role
+from gateway.rule_context import current_context
+from gateway.rules import context_from_config
 from gateway.store import qc_lots
 from gateway.store.tables import (
     audit,
@@ -26,6 +30,7 @@ from gateway.store.tables import (
     qc_results,
     qc_status,
     qc_targets,
+    results,
     signatures,
 )
 from gateway.store.writer import Tx, run_in_transaction
@@ -37,7 +42,7 @@ with warnings.catch_warnings():
     from fastapi.testclient import TestClient
 
 
-def qc_config(language: str = "nb") -> Config:
+def qc_config(language: str = "nb", lockout: str = "hold") -> Config:
     return parse_config(
         {
             "site": {"name": "test-lab", "language": language},
@@ -52,7 +57,8 @@ def qc_config(language: str = "nb") -> Config:
                 {"code": "CRP", "unit": "mg/L"},
             ],
             "qc": [
-                {"test": "HBA1C", "instrument": "afinion-1", "levels": ["1", "2"]},
+                {"test": "HBA1C", "instrument": "afinion-1", "levels": ["1", "2"],
+                 "lockout": lockout},
                 {"test": "CRP"},
             ],
         }
@@ -356,3 +362,29 @@ def test_a_signed_corrective_action_writes_its_signature(
     actions = {(a.actor, a.action) for a in rows(web_engine, audit)}
     assert ("qm", "qc.corrective_action") in actions
     assert "Byttet reagens" in client.get(path).text
+
+
+def test_a_flagged_result_shows_its_qc_note_on_its_page(web_engine: Engine) -> None:
+    """``lockout = "flag"``: the result measured while out of control is not held; its page
+    shows the QC note (the comment that goes to the LIS)."""
+    cfg = qc_config(lockout="flag")
+    run_in_transaction(web_engine, lambda tx: register_instruments(tx, cfg), T0)
+    row = {"instrument_id": "afinion-1", "test_code": "HBA1C", "status": "out_of_control",
+           "since": T0, "last_run_at": T0, "updated_at": T0, "patients_since": 0}  # fmt: skip
+    run_in_transaction(web_engine, lambda tx: tx.conn.execute(insert(qc_status), row), T0)
+    obs = observation("afinion-1", "HBA1C", "48", specimen="P1")
+    message = InboundMessage("afinion-1", "hl7", b"p1", T0, observations=(obs,))
+    base = context_from_config(cfg)
+    run_in_transaction(
+        web_engine, lambda tx: store_message(tx, message, current_context(tx, base)), T0
+    )
+    with web_engine.connect() as conn:
+        result_id, comment = conn.execute(select(results.c.id, results.c.comment)).one()
+        assert conn.execute(select(holds.c.reason)).all() == []
+    app = create_app(cfg, web_engine)
+    app.state.web.clock = Clock(T0 + timedelta(hours=1))
+    with TestClient(app, base_url=LOCAL) as client:
+        sign_in(client, Role.VERIFIER)
+        page = client.get(f"/results/{result_id}").text
+    assert comment.startswith("QC-merknad:") and "utenfor kontroll" in comment
+    assert "<dt>Merknad</dt>" in page and "QC-merknad: kontrollen for HBA1C" in page
