@@ -7,6 +7,7 @@ schedule's due time, and the every_n count."""
 from __future__ import annotations
 
 import json
+import statistics
 from collections.abc import Iterator
 from datetime import datetime, timedelta
 from pathlib import Path
@@ -80,7 +81,9 @@ def site(tmp_path: Path, store_url: str) -> Iterator[Site]:
     made.engine.dispose()
 
 
-def add_lots(site: Site, lot: str = "L1", mean: str = "48", sd: str = "2") -> None:
+def add_lots(
+    site: Site, lot: str = "L1", mean: str = "48", sd: str = "2", at: datetime | None = None
+) -> None:
     def job(tx: Tx) -> None:
         for level in ("1", "2"):
             qc_lots.add_lot(
@@ -94,7 +97,7 @@ def add_lots(site: Site, lot: str = "L1", mean: str = "48", sd: str = "2") -> No
                 manufacturer_sd=sd,
             )
 
-    run_in_transaction(site.engine, job, NOW - timedelta(days=2))
+    run_in_transaction(site.engine, job, at or NOW - timedelta(days=2))
 
 
 _raw = iter(range(10_000))
@@ -259,6 +262,32 @@ def test_first_n_target_after_n_values(tmp_path: Path) -> None:
     assert status(site)["status"] == QcStatus.IN_CONTROL
 
 
+def test_rolling_target_follows_the_last_n_accepted_values(tmp_path: Path) -> None:
+    """``target_source = "rolling"`` (first_n 3): the first 3 values set the target, then
+    every accepted run moves it to the mean and SD of the lot's last 3 judged values."""
+    site = qc_site(tmp_path, source="rolling")
+    start = NOW - timedelta(days=3)
+    level_1 = ["47", "48", "49", "48.5", "47.5", "48.8", "48.1"]
+    for i, a in enumerate(level_1):
+        controls(site, a, str(60 + i % 3), at=start + timedelta(hours=i * 2))
+    with site.engine.connect() as conn:
+        (lot,) = [x for x in qc_lots.list_lots(conn, instrument_id="afinion-1") if x.level == "1"]
+        sources = list(
+            conn.execute(
+                select(qc_evaluations.c.target_source)
+                .where(qc_evaluations.c.level == "1")
+                .order_by(qc_evaluations.c.id)
+            ).scalars()
+        )
+    last_3 = [float(v) for v in level_1[-3:]]
+    assert lot.target is not None and lot.target.source == "rolling"
+    assert float(lot.target.mean) == pytest.approx(statistics.mean(last_3), abs=1e-4)
+    assert float(lot.target.sd) == pytest.approx(statistics.stdev(last_3), abs=1e-4)
+    assert verdicts(site)[-2:] == ["accept", "accept"]
+    # judged first against the first-N target, then against the rolling one
+    assert sources[3] == "first_n" and sources[-1] == "rolling"
+
+
 def test_a_new_lot_restarts_the_history(site: Site) -> None:
     add_lots(site)
     add_lots(site, lot="L2", mean="50", sd="2")
@@ -289,6 +318,26 @@ def test_overdue_by_due_time(tmp_path: Path) -> None:
         assert conn.execute(select(deviations.c.kind)).scalar_one() == "qc_overdue"
         lockout = qc_state.get_lockout(conn, lockout_id(site))
     assert lockout is not None and lockout.cause == "overdue"
+
+
+def test_new_lot_schedule_makes_controls_due_when_a_lot_is_registered(tmp_path: Path) -> None:
+    """``schedule = "new_lot"``: no time limit; registering a new lot makes the controls due
+    at once, so results performed after it are held until the new lot's run is accepted."""
+    site = qc_site(tmp_path, schedule="new_lot")
+    add_lots(site)
+    controls(site, "48", "48", at=NOW - timedelta(days=1))
+    assert status(site)["due_at"] is None
+    before = site.ingest(specimen="P0", performed_at=NOW - timedelta(hours=3))
+    assert site.open_reasons(before) == []
+    add_lots(site, lot="L2", at=NOW - timedelta(hours=2))
+    due = status(site)["due_at"]
+    assert isinstance(due, datetime)
+    held = site.ingest(specimen="P1", performed_at=NOW - timedelta(hours=1))
+    assert "qc_lockout" in site.open_reasons(held)
+    controls(site, "48.3", "47.9", at=NOW - timedelta(minutes=30), lot="L2")
+    assert status(site)["status"] == QcStatus.IN_CONTROL and status(site)["due_at"] is None
+    after = site.ingest(specimen="P2", performed_at=NOW - timedelta(minutes=10))
+    assert site.open_reasons(after) == []
 
 
 def test_every_n_counts_patient_samples(tmp_path: Path) -> None:
@@ -331,6 +380,52 @@ def test_flag_mode_lets_results_go_on_with_a_note(tmp_path: Path) -> None:
     (item,) = [q for q in queued if q.result_id == marked]
     oru = build_oru([item], control_id="C1", now=NOW, lis=LisConfig(url="tcp://127.0.0.1:1"))
     assert "|NTE|1|L|QC-merknad:" in oru.replace("\r", "|")
+
+
+STRIP_QC = """
+[[qc]]
+test = "GLU"
+instrument = "clinitek-1"
+levels = ["neg", "pos"]
+"""
+
+
+def test_a_qualitative_control_with_the_wrong_answer_locks_out(tmp_path: Path) -> None:
+    """A strip's controls through the ingest path: judged by their expected answers (spelling
+    aside), not by Westgard; a wrong answer locks the test out like a 1-3s does."""
+    site = make_site(tmp_path)
+    site.path.write_text(SITE.format(url=site.config.store.url) + STRIP_QC, encoding="utf-8")
+    site.config = load_config(site.path)
+    site.base = context_from_config(site.config)
+
+    def job(tx: Tx) -> None:
+        for level, expected in (("neg", "neg"), ("pos", "pos")):
+            qc_lots.add_lot(
+                tx, instrument_id="clinitek-1", test_code="GLU", level=level, lot="S9",
+                person="kari", kind="qualitative", expected=expected,
+            )  # fmt: skip
+
+    run_in_transaction(site.engine, job, NOW - timedelta(days=2))
+
+    def strip_run(neg: str, pos: str, at: datetime) -> None:
+        obs = tuple(
+            Observation("clinitek-1", "GLU", value, performed_at=at, operator_id="OLA",
+                        is_qc=True, control_lot="S9", control_level=level)
+            for level, value in (("neg", neg), ("pos", pos))
+        )  # fmt: skip
+        message = InboundMessage("clinitek-1", "astm", f"s {next(_raw)}".encode(), at, obs)
+        run_in_transaction(
+            site.engine, lambda tx: store_message(tx, message, current_context(tx, site.base)), at
+        )
+
+    strip_run("Negativ", "POS", NOW - timedelta(hours=3))
+    assert verdicts(site) == ["pass", "pass"]
+    assert status(site)["status"] == QcStatus.IN_CONTROL
+    strip_run("pos", "pos", NOW - timedelta(hours=2))  # the negative control reads positive
+    assert verdicts(site)[-2:] == ["fail", "pass"]
+    assert status(site)["status"] == QcStatus.OUT_OF_CONTROL
+    held = site.ingest("GLU", "neg", specimen="U1", performed_at=NOW - timedelta(hours=1))
+    assert "qc_lockout" in site.open_reasons(held)
 
 
 def test_the_cli_shows_status_documents_and_releases(tmp_path: Path) -> None:
