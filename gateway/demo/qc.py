@@ -15,6 +15,11 @@ supervisor documents a corrective action (signed as that person:
 ``qc_state.record_corrective_action`` writes the signature), the drift is gone, the controls are
 run again and, once a run is accepted, the lockout lifts. Without a duration (``trygg demo``
 until Ctrl-C) the drift comes after 15 s and the lab acts after 30 s.
+
+Any other lockout (controls drawn at random fail a rule now and then, as real ones do: a false
+rejection) is met the way a lab meets one: after ``RESPONSE_S`` the supervisor documents the
+check ("no error found, controls run again"), the analyser runs that test's controls again
+until a run is accepted, and the lockout lifts.
 """
 
 from __future__ import annotations
@@ -28,7 +33,7 @@ from zoneinfo import ZoneInfo
 from gateway.catalogue import text
 from gateway.config import Config
 from gateway.store import qc_state
-from gateway.store.qc_counts import open_lockout
+from gateway.store.qc_counts import open_lockout, open_lockouts
 from gateway.store.qc_lots import add_lot, find_lot
 from gateway.store.writer import Tx
 
@@ -54,6 +59,10 @@ REPEAT_S: Final = 1.0
 #: without a duration: when the drift starts and when the lab acts (seconds of simulation)
 OPEN_ENDED_DRIFT_S: Final = 15.0
 OPEN_ENDED_FIX_S: Final = 30.0
+#: seconds from another lockout (not the story's) to the supervisor's response, and between
+#: the looks for one
+RESPONSE_S: Final = 5.0
+LOOK_S: Final = 2.0
 
 Phase = Literal["before", "drifting", "locked", "fixed", "lifted"]
 
@@ -126,11 +135,22 @@ class QcStory:
     lockout_id: int | None = None
     lockouts: list[int] = field(default_factory=list)
     log: list[str] = field(default_factory=list)
+    #: instrument id -> its simulated analyser, for the lockouts that are not the story's
+    others: dict[str, AstmAnalyserSim] = field(default_factory=dict)
+    #: those lockouts being handled: id -> (instrument, test, when seen, response done)
+    _other: dict[int, tuple[str, str, float, bool]] = field(default_factory=dict)
+    _next_look: float = 0.0
     _next_run: float = 0.0
     _routine_share: float = 0.0
 
     async def step(self, gateway: Gateway, elapsed: float) -> None:
         """Move the story on at ``elapsed`` seconds since the analysers started."""
+        await self._step_story(gateway, elapsed)
+        if elapsed >= self._next_look:
+            self._next_look = elapsed + LOOK_S
+            await self._respond(gateway, elapsed)
+
+    async def _step_story(self, gateway: Gateway, elapsed: float) -> None:
         if self.phase == "before" and elapsed >= self.drift_at:
             self.sim.options.qc_shift_sd = DRIFT_SD
             self.sim.options.qc_shift_tests = (self.test_code,)
@@ -203,6 +223,43 @@ class QcStory:
             return
         self._run_controls(elapsed)
 
+    async def _respond(self, gateway: Gateway, elapsed: float) -> None:
+        """The lab's answer to the lockouts that are not the story's (module docstring)."""
+        with gateway.engine.connect() as conn:
+            found = [
+                row
+                for row in open_lockouts(conn)
+                if (row[1], row[2]) != (self.instrument_id, self.test_code)
+                and row[1] in self.others
+            ]
+        still = {lockout_id for lockout_id, _, _ in found}
+        for lockout_id, (instrument, test, _, _) in list(self._other.items()):
+            if lockout_id not in still:
+                del self._other[lockout_id]
+                self._say_for(instrument, test, "demo.qc.lifted", lockout=lockout_id)
+        for lockout_id, instrument, test in found:
+            seen = self._other.get(lockout_id)
+            if seen is None:
+                self._other[lockout_id] = (instrument, test, elapsed, False)
+                self._say_for(instrument, test, "demo.qc.other_locked", lockout=lockout_id)
+                continue
+            sim = self.others[instrument]
+            if not seen[3] and elapsed - seen[2] >= RESPONSE_S:
+                action = text(self.language, "demo.qc.rerun_action")
+
+                def job(tx: Tx, lockout_id: int = lockout_id, action: str = action) -> bool:
+                    return qc_state.record_corrective_action(
+                        tx, lockout_id, text=action, person=SUPERVISOR
+                    )
+
+                await gateway.writer.write(job)
+                self._other[lockout_id] = (instrument, test, seen[2], True)
+                self._say_for(
+                    instrument, test, "demo.qc.corrected", person=SUPERVISOR, action=action
+                )
+            if self._other[lockout_id][3] and sim.controls_pending == 0:
+                sim.run_controls([test])
+
     def _run_controls(self, elapsed: float) -> None:
         self.sim.run_controls([self.test_code])
         self._next_run = elapsed + REPEAT_S
@@ -212,9 +269,10 @@ class QcStory:
             self._run_controls(elapsed)
 
     def _say(self, key: str, **params: object) -> None:
-        self.log.append(
-            text(self.language, key, instrument=self.instrument_id, test=self.test_code, **params)
-        )
+        self._say_for(self.instrument_id, self.test_code, key, **params)
+
+    def _say_for(self, instrument: str, test: str, key: str, **params: object) -> None:
+        self.log.append(text(self.language, key, instrument=instrument, test=test, **params))
 
 
 def plan_story(
@@ -222,6 +280,7 @@ def plan_story(
 ) -> QcStory | None:
     """The story on the drifting instrument, timed for a run of ``seconds`` of simulation
     (None: until stopped); None when the demo has no such instrument or `[[qc]]` entry."""
+    entries = list(entries)
     entry = next((e for e in entries if e.instrument_id == DRIFT_INSTRUMENT), None)
     if entry is None or DRIFT_TEST not in qc_tests(config, entry):
         return None
@@ -236,6 +295,7 @@ def plan_story(
         drift_at=drift_at,
         fix_at=fix_at,
         language=config.site.language,
+        others={e.instrument_id: e.sim for e in entries},
     )
 
 
