@@ -39,7 +39,6 @@ from gateway.deviations.workflow import (
 from gateway.privacy import scrub_deviation, scrub_deviations
 from gateway.store import deviations as register
 from gateway.store.deviations import Filters, Outcome
-from gateway.store.writer import Tx
 from gateway.web.auth import Authenticated, Viewer
 from gateway.web.context import Web, WebContext
 from gateway.web.flash import flash_of
@@ -306,7 +305,11 @@ def _status_of(outcome: Outcome) -> int:
     return 422 if outcome.bad_input else 409
 
 
-Job = Callable[[Tx], Outcome]
+#: a store command of one deviation: ``register.add_comment`` and the like, called with the
+#: transaction, ``deviation_id``, ``person``, ``actor`` and the form's own keywords
+Command = Callable[..., Outcome]
+#: the form's own keywords for the command, from what was typed
+Arguments = Callable[[dict[str, str]], dict[str, object]]
 
 
 async def _post(
@@ -315,7 +318,8 @@ async def _post(
     viewer: Viewer,
     deviation_id: int,
     name: str,
-    make_job: Callable[[dict[str, str]], Job],
+    command: Command,
+    arguments: Arguments,
     *,
     signed: bool = False,
 ) -> Response:
@@ -329,7 +333,14 @@ async def _post(
         if not attempt.ok:
             form = Form(name, values, refusal_text(web, request, attempt))
             return await _show(request, web, viewer, deviation_id, form=form, status_code=422)
-    outcome = await web.write(make_job(values))
+    job = functools.partial(
+        command,
+        deviation_id=deviation_id,
+        person=viewer.person,
+        actor=viewer.actor,
+        **arguments(values),
+    )
+    outcome: Outcome = await web.write(job)
     if outcome.done:
         return _done(request, viewer, outcome)
     form = Form(name, values, outcome.message(web.language(request)))
@@ -343,19 +354,9 @@ async def immediate_action(
     request: Request, web: Web, viewer: Annotated[Viewer, Authenticated], deviation_id: int
 ) -> Response:
     return await _post(
-        request,
-        web,
-        viewer,
-        deviation_id,
-        "immediate-action",
-        lambda v: functools.partial(
-            register.set_immediate_action,
-            deviation_id=deviation_id,
-            person=viewer.person,
-            value=v["immediate_action"],
-            actor=viewer.actor,
-        ),
-    )
+        request, web, viewer, deviation_id, "immediate-action",
+        register.set_immediate_action, lambda v: {"value": v["immediate_action"]},
+    )  # fmt: skip
 
 
 @router.post("/deviations/{deviation_id}/comment", response_class=HTMLResponse)
@@ -363,19 +364,18 @@ async def comment(
     request: Request, web: Web, viewer: Annotated[Viewer, Authenticated], deviation_id: int
 ) -> Response:
     return await _post(
-        request,
-        web,
-        viewer,
-        deviation_id,
-        "comment",
-        lambda v: functools.partial(
-            register.add_comment,
-            deviation_id=deviation_id,
-            person=viewer.person,
-            value=v["comment"],
-            actor=viewer.actor,
-        ),
-    )
+        request, web, viewer, deviation_id, "comment",
+        register.add_comment, lambda v: {"value": v["comment"]},
+    )  # fmt: skip
+
+
+def _handling(v: dict[str, str]) -> dict[str, object]:
+    return {
+        "cause": v["cause"],
+        "corrective_action": v["corrective_action"],
+        "corrective_action_needed": v["no_action"] != "1",
+        "category": v["category"] or None,
+    }
 
 
 @router.post("/deviations/{deviation_id}/handling", response_class=HTMLResponse)
@@ -383,21 +383,7 @@ async def handling(
     request: Request, web: Web, viewer: Annotated[Viewer, Authenticated], deviation_id: int
 ) -> Response:
     return await _post(
-        request,
-        web,
-        viewer,
-        deviation_id,
-        "handling",
-        lambda v: functools.partial(
-            register.record_handling,
-            deviation_id=deviation_id,
-            person=viewer.person,
-            cause=v["cause"],
-            corrective_action=v["corrective_action"],
-            corrective_action_needed=v["no_action"] != "1",
-            category=v["category"] or None,
-            actor=viewer.actor,
-        ),
+        request, web, viewer, deviation_id, "handling", register.record_handling, _handling
     )
 
 
@@ -406,19 +392,9 @@ async def start(
     request: Request, web: Web, viewer: Annotated[Viewer, Authenticated], deviation_id: int
 ) -> Response:
     return await _post(
-        request,
-        web,
-        viewer,
-        deviation_id,
-        "start",
-        lambda v: functools.partial(
-            register.move,
-            deviation_id=deviation_id,
-            person=viewer.person,
-            to=DevState.IN_PROGRESS,
-            actor=viewer.actor,
-        ),
-    )
+        request, web, viewer, deviation_id, "start",
+        register.move, lambda v: {"to": DevState.IN_PROGRESS},
+    )  # fmt: skip
 
 
 @router.post("/deviations/{deviation_id}/close", response_class=HTMLResponse)
@@ -426,20 +402,9 @@ async def close(
     request: Request, web: Web, viewer: Annotated[Viewer, Authenticated], deviation_id: int
 ) -> Response:
     return await _post(
-        request,
-        web,
-        viewer,
-        deviation_id,
-        "close",
-        lambda v: functools.partial(
-            register.close_signed,
-            deviation_id=deviation_id,
-            person=viewer.person,
-            note=v["note"],
-            actor=viewer.actor,
-        ),
-        signed=True,
-    )
+        request, web, viewer, deviation_id, "close",
+        register.close_signed, lambda v: {"note": v["note"]}, signed=True,
+    )  # fmt: skip
 
 
 @router.post("/deviations/{deviation_id}/reopen", response_class=HTMLResponse)
@@ -447,17 +412,6 @@ async def reopen(
     request: Request, web: Web, viewer: Annotated[Viewer, Authenticated], deviation_id: int
 ) -> Response:
     return await _post(
-        request,
-        web,
-        viewer,
-        deviation_id,
-        "reopen",
-        lambda v: functools.partial(
-            register.move,
-            deviation_id=deviation_id,
-            person=viewer.person,
-            to=DevState.IN_PROGRESS,
-            reason=v["reason"],
-            actor=viewer.actor,
-        ),
-    )
+        request, web, viewer, deviation_id, "reopen",
+        register.move, lambda v: {"to": DevState.IN_PROGRESS, "reason": v["reason"]},
+    )  # fmt: skip

@@ -55,6 +55,15 @@ def _instruments(web: WebContext) -> list[str]:
     return [i.id for i in web.config.instruments]
 
 
+def _refusal(request: Request, web: WebContext, refused: EqaRuleError) -> str:
+    """Why the store or the rules refused, in the reader's language."""
+    return web.translator(request).t(f"eqa.refused.{refused.code}")
+
+
+async def _get_round(web: WebContext, round_id: int) -> dict[str, Any] | None:
+    return await web.query(lambda conn: store.get_round(conn, round_id))
+
+
 # --- rounds ----------------------------------------------------------------------------------
 
 
@@ -94,7 +103,6 @@ async def rounds_page(request: Request, web: Web, viewer: Who) -> HTMLResponse:
 @router.post("/eqa/register", response_class=HTMLResponse, response_model=None)
 async def register(request: Request, web: Web, viewer: Who) -> Response:
     fields = await form_fields(request)
-    tr = web.translator(request)
     try:
         if fields.get("instrument", "") not in _instruments(web):
             raise EqaRuleError("unknown_instrument")
@@ -121,13 +129,9 @@ async def register(request: Request, web: Web, viewer: Who) -> Response:
         )
     except EqaRuleError as refused:
         return await _rounds_page(
-            request,
-            web,
-            viewer,
-            error=tr.t(f"eqa.refused.{refused.code}"),
-            typed=dict(fields),
+            request, web, viewer, error=_refusal(request, web, refused), typed=dict(fields),
             status_code=422,
-        )
+        )  # fmt: skip
     return RedirectResponse(f"/eqa/{round_id}?done=registered", status_code=303)
 
 
@@ -200,7 +204,7 @@ async def split_record(request: Request, web: Web, viewer: Who) -> HTMLResponse:
             )
         )
     except EqaRuleError as refused:
-        return await again(tr.t(f"eqa.refused.{refused.code}"))
+        return await again(_refusal(request, web, refused))
     return await _split_page(request, web, viewer, done=done)
 
 
@@ -216,10 +220,9 @@ async def _round_page(
     error: str = "",
     status_code: int = 200,
 ) -> HTMLResponse:
-    found = await web.query(lambda conn: store.get_round(conn, round_id))
-    tr = web.translator(request)
+    found = await _get_round(web, round_id)
     if found is None:
-        return web.error_page(request, 404, tr.t("eqa.refused.not_found"))
+        return web.error_page(request, 404, web.translator(request).t("eqa.refused.not_found"))
     done = request.query_params.get("done", "")
     return web.page(
         request,
@@ -246,6 +249,14 @@ async def round_page(request: Request, web: Web, viewer: Who, round_id: int) -> 
     return await _round_page(request, web, viewer, round_id)
 
 
+async def _round_refused(
+    request: Request, web: WebContext, viewer: Viewer, round_id: int, refused: EqaRuleError
+) -> HTMLResponse:
+    """The round's page again with why the form was refused (422)."""
+    error = _refusal(request, web, refused)
+    return await _round_page(request, web, viewer, round_id, error=error, status_code=422)
+
+
 async def _act(
     request: Request,
     web: WebContext,
@@ -257,29 +268,15 @@ async def _act(
     signed: str | None = None,
 ) -> Response:
     """Run a store command for the round; back to the round's page, with the refusal."""
-    tr = web.translator(request)
     if signed is not None:
         attempt = await confirm_signature(web, viewer, signed)
         if not attempt.ok:
-            return await _round_page(
-                request,
-                web,
-                viewer,
-                round_id,
-                error=refusal_text(web, request, attempt),
-                status_code=422,
-            )
+            error = refusal_text(web, request, attempt)
+            return await _round_page(request, web, viewer, round_id, error=error, status_code=422)
     try:
         await web.write(job)
     except EqaRuleError as refused:
-        return await _round_page(
-            request,
-            web,
-            viewer,
-            round_id,
-            error=tr.t(f"eqa.refused.{refused.code}"),
-            status_code=422,
-        )
+        return await _round_refused(request, web, viewer, round_id, refused)
     return RedirectResponse(f"/eqa/{round_id}?done={done}", status_code=303)
 
 
@@ -290,9 +287,11 @@ def _sample_of(fields: Mapping[str, str]) -> int:
         raise EqaRuleError("not_found") from None
 
 
-async def _own_sample(web: WebContext, round_id: int, sample_id: int) -> bool:
-    found = await web.query(lambda conn: store.get_round(conn, round_id))
-    return found is not None and any(s["id"] == sample_id for s in found["samples"])
+async def _check_own_sample(web: WebContext, round_id: int, sample_id: int) -> None:
+    """EqaRuleError ``not_found`` unless the sample is one of the round's."""
+    found = await _get_round(web, round_id)
+    if found is None or all(s["id"] != sample_id for s in found["samples"]):
+        raise EqaRuleError("not_found")
 
 
 @router.post("/eqa/{round_id}/samples", response_class=HTMLResponse, response_model=None)
@@ -313,22 +312,11 @@ async def add_sample(request: Request, web: Web, viewer: Who, round_id: int) -> 
 async def set_value(request: Request, web: Web, viewer: Who, round_id: int) -> Response:
     """Link a sample to the result of a specimen ID, or type its value in."""
     fields = await form_fields(request)
-    tr = web.translator(request)
     try:
         sample_id = _sample_of(fields)
+        await _check_own_sample(web, round_id, sample_id)
     except EqaRuleError as refused:
-        return await _round_page(
-            request,
-            web,
-            viewer,
-            round_id,
-            error=tr.t(f"eqa.refused.{refused.code}"),
-            status_code=422,
-        )
-    if not await _own_sample(web, round_id, sample_id):
-        return await _round_page(
-            request, web, viewer, round_id, error=tr.t("eqa.refused.not_found"), status_code=422
-        )
+        return await _round_refused(request, web, viewer, round_id, refused)
     specimen = fields.get("specimen", "").strip()
     job: Any
     if specimen:
@@ -363,25 +351,14 @@ async def answered(request: Request, web: Web, viewer: Who, round_id: int) -> Re
 @router.post("/eqa/{round_id}/assess", response_class=HTMLResponse, response_model=None)
 async def assess(request: Request, web: Web, viewer: Who, round_id: int) -> Response:
     fields = await form_fields(request)
-    tr = web.translator(request)
     try:
         sample_id = _sample_of(fields)
         grades = rules.assessment(
             fields.get("trueness", ""), fields.get("accuracy", ""), fields.get("precision", "")
         )
+        await _check_own_sample(web, round_id, sample_id)
     except EqaRuleError as refused:
-        return await _round_page(
-            request,
-            web,
-            viewer,
-            round_id,
-            error=tr.t(f"eqa.refused.{refused.code}"),
-            status_code=422,
-        )
-    if not await _own_sample(web, round_id, sample_id):
-        return await _round_page(
-            request, web, viewer, round_id, error=tr.t("eqa.refused.not_found"), status_code=422
-        )
+        return await _round_refused(request, web, viewer, round_id, refused)
     job = functools.partial(
         store.assess_sample,
         sample_id=sample_id,
@@ -398,7 +375,7 @@ async def assess(request: Request, web: Web, viewer: Who, round_id: int) -> Resp
 @router.get("/eqa/{round_id}/answer", response_class=HTMLResponse)
 async def answer_sheet(request: Request, web: Web, round_id: int) -> HTMLResponse:
     """The answer for submission, printable (print CSS: no navigation, black on white)."""
-    found = await web.query(lambda conn: store.get_round(conn, round_id))
+    found = await _get_round(web, round_id)
     if found is None:
         return web.error_page(request, 404, web.translator(request).t("eqa.refused.not_found"))
     return web.page(
@@ -416,7 +393,7 @@ async def answer_sheet(request: Request, web: Web, round_id: int) -> HTMLRespons
 @router.get("/eqa/{round_id}/answer.csv", response_model=None)
 async def answer_csv(request: Request, web: Web, round_id: int) -> Response:
     """The answer as CSV (the export's conventions: UTF-8 with BOM, ``;``)."""
-    found = await web.query(lambda conn: store.get_round(conn, round_id))
+    found = await _get_round(web, round_id)
     if found is None:
         return web.error_page(request, 404, web.translator(request).t("eqa.refused.not_found"))
     out = io.StringIO()
@@ -469,7 +446,6 @@ async def qc_export(
     decimal: Annotated[str, Query(max_length=8)] = "comma",
 ) -> Response:
     """The export form; with ``kind`` (and a period) the file itself."""
-    tr = web.translator(request)
     today = _today(web)
     typed = {
         "kind": kind or "qc",
@@ -490,7 +466,7 @@ async def qc_export(
             if start is None or end is None or end < start:
                 raise EqaRuleError("bad_period")
         except EqaRuleError as bad:
-            error = tr.t(f"eqa.refused.{bad.code}")
+            error = _refusal(request, web, bad)
         else:
             assert start is not None and end is not None
             chosen: Kind = "qc" if kind == "qc" else "eqa"

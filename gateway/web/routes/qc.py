@@ -16,6 +16,7 @@ audit row with the person, in one transaction.
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from datetime import datetime
@@ -229,6 +230,21 @@ def viewer_of(request: Request) -> Viewer:
     return viewer
 
 
+def _typed(fields: Mapping[str, str], names: tuple[str, ...]) -> dict[str, str]:
+    """The form's fields ``names`` as typed (cut to ``MAX_CHARS``; a missing one empty)."""
+    return {name: fields.get(name, "")[:MAX_CHARS] for name in names}
+
+
+def _done(request: Request, viewer: Viewer, path: str, key: str, **params: object) -> Response:
+    """303 to ``path``, which then shows the sentence ``key`` once, in the reader's language."""
+    flash_of(request).put(viewer.session_id, path, lambda lang: text(lang, key, **params))
+    return RedirectResponse(path, status_code=303)
+
+
+async def _lockout_detail(web: WebContext, lockout_id: int) -> qc_queries.LockoutDetail | None:
+    return await web.query(lambda c: qc_queries.lockout_detail(c, lockout_id))
+
+
 async def _lockout_page(
     request: Request,
     web: WebContext,
@@ -239,9 +255,7 @@ async def _lockout_page(
     error: str = "",
     status_code: int = 200,
 ) -> HTMLResponse:
-    detail = await row_or_404(
-        lockout_id, "lockout", lambda: web.query(lambda c: qc_queries.lockout_detail(c, lockout_id))
-    )
+    detail = await row_or_404(lockout_id, "lockout", lambda: _lockout_detail(web, lockout_id))
     viewer = viewer_of(request)
     return _page(
         web,
@@ -318,29 +332,22 @@ async def qc_corrective_action(
     if not is_row_id(lockout_id):
         return await _lockout_page(request, web, lockout_id)
     fields = await form_fields(request)
-    values = {"text": fields.get("text", "")[:MAX_CHARS]}
+    values = _typed(fields, ("text",))
     tr = web.translator(request)
+    # the page again, with the form as typed and why it was not done
+    again = functools.partial(
+        _lockout_page, request, web, lockout_id, form="corrective", values=values
+    )
     action_text = values["text"].strip()
     if not action_text:
-        return await _lockout_page(
-            request, web, lockout_id, form="corrective", values=values,
-            error=tr.t("qc.lockout.error.text_required"), status_code=422,
-        )  # fmt: skip
+        return await again(error=tr.t("qc.lockout.error.text_required"), status_code=422)
     refused = await _signed(request, web, viewer, fields)
     if refused:
-        return await _lockout_page(
-            request, web, lockout_id, form="corrective", values=values, error=refused,
-            status_code=422,
-        )  # fmt: skip
+        return await again(error=refused, status_code=422)
     done = await web.write(corrective_job(lockout_id, viewer.person, action_text))
     if not done:
-        return await _lockout_page(
-            request, web, lockout_id, form="corrective", values=values,
-            error=tr.t("qc.lockout.error.not_open"), status_code=409,
-        )  # fmt: skip
-    path = f"/qc/lockouts/{lockout_id}"
-    flash_of(request).put(viewer.session_id, path, lambda lang: text(lang, "qc.lockout.signed"))
-    return RedirectResponse(path, status_code=303)
+        return await again(error=tr.t("qc.lockout.error.not_open"), status_code=409)
+    return _done(request, viewer, f"/qc/lockouts/{lockout_id}", "qc.lockout.signed")
 
 
 @router.post("/qc/lockouts/{lockout_id}/release", response_class=HTMLResponse)
@@ -350,35 +357,24 @@ async def qc_release_held(
     if not is_row_id(lockout_id):
         return await _lockout_page(request, web, lockout_id)
     fields = await form_fields(request)
-    values = {"note": fields.get("note", "")[:MAX_CHARS]}
+    values = _typed(fields, ("note",))
     tr = web.translator(request)
-    detail = await row_or_404(
-        lockout_id, "lockout", lambda: web.query(lambda c: qc_queries.lockout_detail(c, lockout_id))
+    # the page again, with the form as typed and why it was not done
+    again = functools.partial(
+        _lockout_page, request, web, lockout_id, form="release", values=values
     )
+    detail = await row_or_404(lockout_id, "lockout", lambda: _lockout_detail(web, lockout_id))
     if detail.lockout.is_open:
-        return await _lockout_page(
-            request, web, lockout_id, form="release", values=values,
-            error=tr.t("qc.lockout.error.still_open"), status_code=409,
-        )  # fmt: skip
+        return await again(error=tr.t("qc.lockout.error.still_open"), status_code=409)
     if not values["note"].strip():
-        return await _lockout_page(
-            request, web, lockout_id, form="release", values=values,
-            error=tr.t("qc.lockout.error.note_required"), status_code=422,
-        )  # fmt: skip
+        return await again(error=tr.t("qc.lockout.error.note_required"), status_code=422)
     refused = await _signed(request, web, viewer, fields)
     if refused:
-        return await _lockout_page(
-            request, web, lockout_id, form="release", values=values, error=refused,
-            status_code=422,
-        )  # fmt: skip
+        return await again(error=refused, status_code=422)
     count = await web.write(
         release_job(lockout_id, viewer.person, values["note"].strip(), web.rules)
     )
-    path = f"/qc/lockouts/{lockout_id}"
-    flash_of(request).put(
-        viewer.session_id, path, lambda lang: text(lang, "qc.lockout.released", n=count)
-    )
-    return RedirectResponse(path, status_code=303)
+    return _done(request, viewer, f"/qc/lockouts/{lockout_id}", "qc.lockout.released", n=count)
 
 
 # --- control lots ------------------------------------------------------------------------------
@@ -492,7 +488,7 @@ async def qc_lot_add(
     request: Request, web: Web, viewer: Annotated[Viewer, Authenticated]
 ) -> Response:
     fields = await form_fields(request)
-    values = {name: fields.get(name, "")[:MAX_CHARS] for name in NEW_LOT_INPUTS}
+    values = _typed(fields, NEW_LOT_INPUTS)
     lang = web.language(request)
     parsed = lot_form.parse_new_lot(values, {i.id for i in web.config.instruments})
     if not parsed.ok:
@@ -506,9 +502,7 @@ async def qc_lot_add(
     if lot_id is None:
         general = text(lang, "qc.lot.error.exists")
         return _new_lot_form(request, web, values, general=general, status_code=409)
-    path = f"/qc/lots/{lot_id}"
-    flash_of(request).put(viewer.session_id, path, lambda lg: text(lg, "qc.lot.added"))
-    return RedirectResponse(path, status_code=303)
+    return _done(request, viewer, f"/qc/lots/{lot_id}", "qc.lot.added")
 
 
 def _day_value(value: Any) -> str:
@@ -571,6 +565,26 @@ async def qc_lot(request: Request, web: Web, lot_id: int) -> HTMLResponse:
     return await _lot_page(request, web, lot_id)
 
 
+async def _lot_to_fix(
+    request: Request,
+    web: WebContext,
+    lot_id: int,
+    form: str,
+    values: Mapping[str, str],
+    parsed: lot_form.Parsed,
+) -> HTMLResponse:
+    """The lot's page again with ``form`` as typed and what to fix in it (422)."""
+    lang = web.language(request)
+    return await _lot_page(
+        request, web, lot_id, form=form, values=values,
+        errors=_error_texts(parsed.errors, lang), general=text(lang, "qc.lot.fix"),
+        status_code=422,
+    )  # fmt: skip
+
+
+EDIT_INPUTS: Final = ("expires_on", "opened_on", "in_use_days", "active")
+
+
 def edit_lot_job(lot_id: int, changes: Mapping[str, Any], person: str) -> Callable[[Tx], bool]:
     """Change the lot (audited by ``qc_lots.update_lot`` with the person); False: no lot."""
 
@@ -590,24 +604,13 @@ async def qc_lot_edit(
 ) -> Response:
     if not is_row_id(lot_id):
         return await _lot_page(request, web, lot_id)
-    fields = await form_fields(request)
-    values = {
-        n: fields.get(n, "")[:MAX_CHARS]
-        for n in ("expires_on", "opened_on", "in_use_days", "active")
-    }
+    values = _typed(await form_fields(request), EDIT_INPUTS)
     parsed = lot_form.parse_changes(values)
-    lang = web.language(request)
     if not parsed.ok:
-        return await _lot_page(
-            request, web, lot_id, form="edit", values=values,
-            errors=_error_texts(parsed.errors, lang), general=text(lang, "qc.lot.fix"),
-            status_code=422,
-        )  # fmt: skip
+        return await _lot_to_fix(request, web, lot_id, "edit", values, parsed)
     if not await web.write(edit_lot_job(lot_id, parsed.values, viewer.person)):
         return await _lot_page(request, web, lot_id)  # 404
-    path = f"/qc/lots/{lot_id}"
-    flash_of(request).put(viewer.session_id, path, lambda lg: text(lg, "qc.lot.changed"))
-    return RedirectResponse(path, status_code=303)
+    return _done(request, viewer, f"/qc/lots/{lot_id}", "qc.lot.changed")
 
 
 def target_job(lot_id: int, values: Mapping[str, Any], person: str) -> Callable[[Tx], int | None]:
@@ -643,29 +646,20 @@ async def qc_lot_target(
     if not is_row_id(lot_id):
         return await _lot_page(request, web, lot_id)
     fields = await form_fields(request)
-    values = {n: fields.get(n, "")[:MAX_CHARS] for n in ("mean", "sd", "source", "note")}
+    values = _typed(fields, ("mean", "sd", "source", "note"))
     parsed = lot_form.parse_target(values)
-    lang = web.language(request)
     if not parsed.ok:
-        return await _lot_page(
-            request, web, lot_id, form="target", values=values,
-            errors=_error_texts(parsed.errors, lang), general=text(lang, "qc.lot.fix"),
-            status_code=422,
-        )  # fmt: skip
+        return await _lot_to_fix(request, web, lot_id, "target", values, parsed)
+    # the page again, with the form as typed and why it was not done
+    again = functools.partial(_lot_page, request, web, lot_id, form="target", values=values)
     refused = await _signed(request, web, viewer, fields)
     if refused:
-        return await _lot_page(
-            request, web, lot_id, form="target", values=values, general=refused,
-            status_code=422,
-        )  # fmt: skip
+        return await again(general=refused, status_code=422)
     if await web.write(target_job(lot_id, parsed.values, viewer.person)) is None:
-        return await _lot_page(
-            request, web, lot_id, form="target", values=values,
-            general=text(lang, "qc.lot.error.no_target_for_qualitative"), status_code=409,
-        )  # fmt: skip
-    path = f"/qc/lots/{lot_id}"
-    flash_of(request).put(viewer.session_id, path, lambda lg: text(lg, "qc.lot.target_set"))
-    return RedirectResponse(path, status_code=303)
+        lang = web.language(request)
+        general = text(lang, "qc.lot.error.no_target_for_qualitative")
+        return await again(general=general, status_code=409)
+    return _done(request, viewer, f"/qc/lots/{lot_id}", "qc.lot.target_set")
 
 
 # --- manual QC entry ---------------------------------------------------------------------------

@@ -4,13 +4,14 @@ control points (attributable, audited), and the monthly QC report as printable H
 from __future__ import annotations
 
 from collections.abc import Mapping
+from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Annotated, Any, Final
 from urllib.parse import urlencode
 from zoneinfo import ZoneInfo
 
 import jinja2
-from fastapi import APIRouter, Query, Request
+from fastapi import APIRouter, Depends, Query, Request
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
 from sqlalchemy import Connection
 from starlette.concurrency import run_in_threadpool
@@ -22,7 +23,7 @@ from gateway.qc.stats import Month
 from gateway.store import qc_history
 from gateway.web import i18n
 from gateway.web.auth import Authenticated, Viewer
-from gateway.web.context import HERE, Web
+from gateway.web.context import HERE, Web, WebContext
 from gateway.web.flash import flash_of
 from gateway.web.forms import form_fields
 from gateway.web.routes.params import is_row_id
@@ -87,33 +88,69 @@ def _svg(points: list[QcPoint], key: SeriesKey, tr: i18n.Translator) -> str:
     return qc_report.series_svg(series, tr.t, tr.when, tr.lang, tr.zone)
 
 
-@router.get("/qc/chart", response_class=HTMLResponse)
-async def chart_page(
-    request: Request,
-    web: Web,
-    viewer: Annotated[Viewer, Authenticated],
-    instrument: Param = "",
-    test: Param = "",
-    level: Param = "",
-    lot: Param = "",
-    month: Param = "",
-) -> HTMLResponse:
-    tr = web.translator(request)
-    chosen_month = parse_month(month) if month else None
-    if month and chosen_month is None:
-        return web.error_page(request, 400, tr.t("qc.page.bad_month", month=month))
+@dataclass(frozen=True, slots=True)
+class Choice:
+    """What the chart's query asks for (the page and the SVG alone take the same query)."""
+
+    instrument: str
+    test: str
+    level: str
+    lot: str
+    month: str
+
+
+def _choice(
+    instrument: Param = "", test: Param = "", level: Param = "", lot: Param = "", month: Param = ""
+) -> Choice:
+    return Choice(instrument, test, level, lot, month)
+
+
+Chosen = Annotated[Choice, Depends(_choice)]
+
+
+@dataclass(frozen=True, slots=True)
+class Charted:
+    """The series the query chose (``key`` None: none fits) and its points in the window."""
+
+    keys: list[tuple[SeriesKey, list[str]]]
+    found: tuple[SeriesKey, list[str]] | None
+    points: list[QcPoint]
+    lot_infos: dict[str, qc_history.LotInfo]
+
+    @property
+    def key(self) -> SeriesKey | None:
+        return self.found[0] if self.found else None
+
+
+async def _charted(web: WebContext, choice: Choice) -> Charted | None:
+    """The chosen series with its points; None when ``month`` is not a month."""
+    chosen_month = parse_month(choice.month) if choice.month else None
+    if choice.month and chosen_month is None:
+        return None
     start, end = _window(chosen_month, web.now(), web.zone)
     keys = await web.query(qc_history.series_keys)
-    found = chosen_series(keys, instrument, test, level)
+    found = chosen_series(keys, choice.instrument, choice.test, choice.level)
     key = found[0] if found else None
-    points, lots = await web.query(lambda conn: _chart_data(conn, key, lot, start, end))
-    svg = await run_svg(points, key, tr) if key is not None else ""
+    points, lots = await web.query(lambda conn: _chart_data(conn, key, choice.lot, start, end))
+    return Charted(keys, found, points, lots)
+
+
+@router.get("/qc/chart", response_class=HTMLResponse)
+async def chart_page(
+    request: Request, web: Web, viewer: Annotated[Viewer, Authenticated], choice: Chosen
+) -> HTMLResponse:
+    tr = web.translator(request)
+    charted = await _charted(web, choice)
+    if charted is None:
+        return web.error_page(request, 400, tr.t("qc.page.bad_month", month=choice.month))
+    key, keys = charted.key, charted.keys
+    svg = await run_svg(charted.points, key, tr) if key is not None else ""
     query = {
-        "instrument": key.instrument_id if key else instrument,
-        "test": key.test_code if key else test,
-        "level": key.level if key else level,
-        "lot": lot,
-        "month": month,
+        "instrument": key.instrument_id if key else choice.instrument,
+        "test": key.test_code if key else choice.test,
+        "level": key.level if key else choice.level,
+        "lot": choice.lot,
+        "month": choice.month,
     }
     message = flash_of(request).take(viewer.session_id, request.url.path)
     return web.page(
@@ -124,12 +161,12 @@ async def chart_page(
             "instruments": sorted({k.instrument_id for k, _l in keys}),
             "tests": sorted({k.test_code for k, _l in keys}),
             "levels": sorted({k.level for k, _l in keys}),
-            "lots": found[1] if found else [],
-            "lot_infos": lots,
+            "lots": charted.found[1] if charted.found else [],
+            "lot_infos": charted.lot_infos,
             "chosen": query,
             "key": key,
             "svg": svg,
-            "points": list(reversed(points)),
+            "points": list(reversed(charted.points)),
             "back": "/qc/chart?" + urlencode(query),
             "svg_url": "/qc/chart.svg?" + urlencode(query),
             "month_default": str(Month.of(web.now(), web.zone)),
@@ -145,27 +182,14 @@ async def run_svg(points: list[QcPoint], key: SeriesKey, tr: i18n.Translator) ->
 
 
 @router.get("/qc/chart.svg")
-async def chart_svg(
-    request: Request,
-    web: Web,
-    instrument: Param = "",
-    test: Param = "",
-    level: Param = "",
-    lot: Param = "",
-    month: Param = "",
-) -> Response:
+async def chart_svg(request: Request, web: Web, choice: Chosen) -> Response:
     tr = web.translator(request)
-    chosen_month = parse_month(month) if month else None
-    if month and chosen_month is None:
-        return Response(tr.t("qc.page.bad_month", month=month), status_code=400)
-    start, end = _window(chosen_month, web.now(), web.zone)
-    keys = await web.query(qc_history.series_keys)
-    found = chosen_series(keys, instrument, test, level)
-    if found is None:
+    charted = await _charted(web, choice)
+    if charted is None:
+        return Response(tr.t("qc.page.bad_month", month=choice.month), status_code=400)
+    if charted.key is None:
         return Response(tr.t("qc.page.none"), status_code=404, media_type="text/plain")
-    key = found[0]
-    points, _lots = await web.query(lambda conn: _chart_data(conn, key, lot, start, end))
-    svg = await run_svg(points, key, tr)
+    svg = await run_svg(charted.points, charted.key, tr)
     return Response(svg, media_type="image/svg+xml")
 
 
