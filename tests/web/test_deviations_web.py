@@ -10,10 +10,11 @@ from collections.abc import Iterator
 
 import pytest
 from openpyxl import load_workbook  # type: ignore[import-untyped]
-from sqlalchemy import Engine
+from sqlalchemy import Engine, select
 
 from gateway.config import Config
 from gateway.people.roles import Role
+from gateway.store.tables import deviation_events, deviations
 from gateway.web.app import create_app
 from tests.web.conftest import LOCAL, PASSWORD, Seeded, add_person, sign_in
 
@@ -124,3 +125,56 @@ def test_the_export_for_the_handlers(client: TestClient) -> None:
     assert csv.status_code == 200 and csv.content.startswith(b"\xef\xbb\xbf")
     assert "01010012356" not in csv.content.decode("utf-8")
     assert client.get("/deviations/export.csv", params={"year": "x"}).status_code == 422
+
+
+def test_every_form_reaches_its_store_command(client: TestClient, web_engine: Engine) -> None:
+    """Immediate action, comment, start, close and reopen each change what is stored, with
+    the person who did it in the history (every form's arguments reach the store)."""
+    operator = sign_in(client, Role.OPERATOR, person="ola")
+    created = post(client, "/deviations/new", operator.csrf, category="equipment",
+                   summary="Kjøleskapet viste 12 °C", detail="", immediate_action="",
+                   instrument="", result_id="")  # fmt: skip
+    path = created.headers["location"]  # type: ignore[attr-defined]
+    deviation_id = int(path.rsplit("/", 1)[1])
+    for form, fields in (
+        ("immediate-action", {"immediate_action": "Reagenser flyttet"}),
+        ("comment", {"comment": "Termometeret er byttet"}),
+    ):
+        done = post(client, f"{path}/{form}", operator.csrf, **fields)
+        assert done.status_code == 303, form  # type: ignore[attr-defined]
+    add_person(web_engine, "siri", [Role.SUPERVISOR], password=PASSWORD)
+    supervisor = sign_in(client, Role.SUPERVISOR, person="siri")
+    assert post(client, f"{path}/start", supervisor.csrf).status_code == 303  # type: ignore[attr-defined]
+    assert state(web_engine, deviation_id) == "in_progress"
+    post(client, f"{path}/handling", supervisor.csrf, cause="Døren sto åpen",
+         corrective_action="Dørvarsler montert", category="equipment")  # fmt: skip
+    closed = post(client, f"{path}/close", supervisor.csrf, note="", password=PASSWORD)
+    assert closed.status_code == 303  # type: ignore[attr-defined]
+    add_person(web_engine, "kari", [Role.QUALITY_MANAGER], password=PASSWORD)
+    manager = sign_in(client, Role.QUALITY_MANAGER, person="kari")
+    reopened = post(client, f"{path}/reopen", manager.csrf, reason="Skjedde igjen i dag")
+    assert reopened.status_code == 303  # type: ignore[attr-defined]
+    assert state(web_engine, deviation_id) == "in_progress"
+    with web_engine.connect() as conn:
+        row = conn.execute(select(deviations).where(deviations.c.id == deviation_id)).one()
+        events = conn.execute(
+            select(
+                deviation_events.c.person, deviation_events.c.action, deviation_events.c.to_value
+            )
+            .where(deviation_events.c.deviation_id == deviation_id)
+            .order_by(deviation_events.c.id)
+        ).all()
+    assert row.immediate_action == "Reagenser flyttet"
+    assert ("ola", "comment", "Termometeret er byttet") in events
+    assert ("ola", "immediate_action", "Reagenser flyttet") in events
+    assert ("siri", "status", "in_progress") in events and ("siri", "status", "closed") in events
+    assert ("kari", "status", "in_progress") in events
+
+
+def state(engine: Engine, deviation_id: int) -> str:
+    with engine.connect() as conn:
+        return str(
+            conn.execute(
+                select(deviations.c.state).where(deviations.c.id == deviation_id)
+            ).scalar_one()
+        )
