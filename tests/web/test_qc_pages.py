@@ -388,3 +388,38 @@ def test_a_flagged_result_shows_its_qc_note_on_its_page(web_engine: Engine) -> N
         page = client.get(f"/results/{result_id}").text
     assert comment.startswith("QC-merknad:") and "utenfor kontroll" in comment
     assert "<dt>Merknad</dt>" in page and "QC-merknad: kontrollen for HBA1C" in page
+
+
+def test_the_overview_keeps_to_the_tests_with_qc_rules(
+    client: TestClient, web_engine: Engine
+) -> None:
+    """A lot the analyser registered for a parameter without a [[qc]] entry (a CBC control
+    measures them all) is counted, not listed; its "no target" values are not news."""
+
+    def job(tx: Tx) -> None:
+        for test, lot in (("HBA1C", "L-HB"), ("MCHC", "L-CBC")):
+            lot_id = qc_lots.add_lot(tx, instrument_id="afinion-1", test_code=test, level="1",
+                                     lot=lot, person="system")  # fmt: skip
+            qc_id = tx.conn.execute(
+                insert(qc_results).returning(qc_results.c.id),
+                {"instrument_id": "afinion-1", "test_code": test, "value": "33.1",
+                 "control_lot": lot, "control_level": "1", "performed_at": T0,
+                 "fingerprint": lot, "created_at": T0},
+            ).scalar_one()  # fmt: skip
+            tx.conn.execute(
+                insert(qc_evaluations),
+                {"qc_result_id": qc_id, "instrument_id": "afinion-1", "test_code": test,
+                 "level": "1", "lot_id": lot_id, "run_key": f"run-{lot}", "verdict": "no_target",
+                 "violations": "[]", "evaluated_at": T0, "performed_at": T0},
+            )  # fmt: skip
+
+    run_in_transaction(web_engine, job, T0)
+    sign_in(client, Role.OPERATOR)
+    html = client.get("/qc").text
+    lots = html.split('id="h-qc-lots"', 1)[1].split("</section>", 1)[0]
+    flagged = html.split('id="h-qc-flagged"', 1)[1].split("</section>", 1)[0]
+    assert "L-HB" in lots and "L-CBC" not in lots
+    assert 'id="qc-other-lots"' in lots and "1 andre lot" in lots
+    assert "HBA1C" in flagged and "MCHC" not in flagged
+    every = client.get("/qc/lots").text
+    assert "L-HB" in every and "L-CBC" in every  # the lots page lists them all

@@ -165,6 +165,13 @@ def instrument_panel(lines: list[Shown]) -> list[dict[str, Any]]:
     return out
 
 
+def _has_qc(web: WebContext, instrument_id: str, test_code: str) -> bool:
+    """Whether the test has a `[[qc]]` entry on the instrument ("": on any instrument)."""
+    if instrument_id:
+        return web.config.qc_for(instrument_id, test_code) is not None
+    return any(entry.test == test_code for entry in web.config.qc)
+
+
 @router.get("/qc", response_class=HTMLResponse)
 async def qc_overview(request: Request, web: Web) -> HTMLResponse:
     lines = await status_lines(web)
@@ -173,13 +180,23 @@ async def qc_overview(request: Request, web: Web) -> HTMLResponse:
         return {
             "lots": qc_lots.list_lots(conn, active_only=True),
             "lockouts": qc_queries.list_lockouts(conn, open_only=True),
+            # more than shown: the ones dropped below must not empty the list
             "flagged": qc_queries.recent_evaluations(
-                conn, flagged_only=True, limit=RECENT_EVALUATIONS
+                conn, flagged_only=True, limit=RECENT_EVALUATIONS * 5
             ),
         }
 
     data = await web.query(read)
     today = web.now().astimezone(web.zone).date()
+    # The overview shows what the lab's QC rules cover. An analyser registers a lot for every
+    # parameter it runs controls on (a CBC control: 20 or more); those without a [[qc]] entry
+    # stay on the lots page, and their "no target" values are no news here.
+    covered = [lot for lot in data["lots"] if _has_qc(web, lot.instrument_id, lot.test_code)]
+    flagged = [
+        e
+        for e in data["flagged"]
+        if e.verdict != "no_target" or _has_qc(web, e.instrument_id, e.test_code)
+    ][:RECENT_EVALUATIONS]
     return _page(
         web,
         request,
@@ -187,11 +204,10 @@ async def qc_overview(request: Request, web: Web) -> HTMLResponse:
         {
             "lines": lines,
             "chart_link": chart_link,
-            "lots": [
-                {"lot": lot, "unusable": qc_lots.lot_usable(lot, today)} for lot in data["lots"]
-            ],
+            "lots": [{"lot": lot, "unusable": qc_lots.lot_usable(lot, today)} for lot in covered],
+            "other_lots": len(data["lots"]) - len(covered),
             "lockouts": data["lockouts"],
-            "flagged": data["flagged"],
+            "flagged": flagged,
             "may_edit": not viewer_of(request).roles.isdisjoint(LOT_EDITOR_ROLES),
         },
     )
