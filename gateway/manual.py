@@ -104,8 +104,10 @@ FIELDS: Final = (
     "entry",
 )
 
-_CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f]")
-_NUMBER = re.compile(r"[+-]?(?:\d+(?:[.,]\d*)?|[.,]\d+)")
+#: what no typed field may hold (``gateway.qc.entry`` checks its fields with these too)
+CONTROL_CHARACTERS = re.compile(r"[\x00-\x1f\x7f-\x9f]")
+#: a number as typed: a decimal point or a decimal comma
+NUMBER = re.compile(r"[+-]?(?:\d+(?:[.,]\d*)?|[.,]\d+)")
 _COMPARATOR = re.compile(r"(>=|<=|<>|>|<|=)?\s*(.*)", re.S)
 #: params shown as numbers: bokmål writes them with a decimal comma
 _NUMERIC_PARAMS: Final = ("low", "high")
@@ -247,7 +249,7 @@ def check_value(raw: str, test: TestConfig) -> tuple[str, list[EntryError]]:
         return value, [_error("value", "required")]
     if len(value) > MAX_VALUE:
         return value, [_error("value", "too_long", max=MAX_VALUE)]
-    if _CONTROL.search(value):
+    if CONTROL_CHARACTERS.search(value):
         return value, [_error("value", "control_characters")]
     allowed = test.allowed_values
     has_range = test.low is not None or test.high is not None
@@ -265,7 +267,7 @@ def check_value(raw: str, test: TestConfig) -> tuple[str, list[EntryError]]:
         match = _COMPARATOR.fullmatch(value)
         assert match is not None  # the pattern matches any text
         comparator, number_text = match.group(1) or "", match.group(2).strip()
-    if not _NUMBER.fullmatch(number_text):
+    if not NUMBER.fullmatch(number_text):
         if allowed:
             return value, [_error("value", "not_allowed", allowed=", ".join(allowed))]
         return value, [_error("value", "not_a_number")]
@@ -287,7 +289,7 @@ def _check_unit(raw: str, test: TestConfig) -> tuple[str, list[EntryError]]:
         return test.unit, []
     if len(unit) > MAX_UNIT:
         return unit, [_error("unit", "too_long", max=MAX_UNIT)]
-    if _CONTROL.search(unit):
+    if CONTROL_CHARACTERS.search(unit):
         return unit, [_error("unit", "control_characters")]
     return unit, []
 
@@ -315,8 +317,24 @@ def _check_specimen(raw: str) -> list[EntryError]:
     specimen_id = raw.strip()
     if len(specimen_id) > MAX_SPECIMEN_ID:
         return [_error("specimen_id", "too_long", max=MAX_SPECIMEN_ID)]
-    if _CONTROL.search(specimen_id):
+    if CONTROL_CHARACTERS.search(specimen_id):
         return [_error("specimen_id", "control_characters")]
+    return []
+
+
+def check_instrument(instrument_id: str, context: RuleContext) -> list[EntryError]:
+    """``instrument_id`` (stripped) names a configured instrument."""
+    if not instrument_id:
+        return [_error("instrument_id", "required")]
+    if instrument_id not in context.drivers:
+        return [_error("instrument_id", "unknown_instrument", instrument=instrument_id)]
+    return []
+
+
+def check_comment(comment: str) -> list[EntryError]:
+    """``comment`` (stripped) is not too long."""
+    if len(comment) > MAX_COMMENT:
+        return [_error("comment", "too_long", max=MAX_COMMENT)]
     return []
 
 
@@ -342,7 +360,9 @@ def performed_time(
     return at, []
 
 
-def _check_person(person: str, facts: Facts) -> list[EntryError]:
+def check_person(person: str, facts: Facts) -> list[EntryError]:
+    """Whether ``person`` may type anything in: known, active, with a role that works with
+    results (``gateway.qc.entry`` adds its certification check)."""
     known = facts.people.get(person)
     if known is None:
         return [_error("person", "unknown_person", person=person)]
@@ -371,13 +391,10 @@ def operator_id_for(facts: Facts, person: str, instrument_id: str) -> str:
 def check_entry(entry: ManualEntry, person: str, context: RuleContext, now: datetime) -> Checked:
     """Every mistake in ``entry`` typed by ``person`` (``context.facts`` must hold the
     people), or the observation it becomes. Pure: ``now`` is when it is checked."""
-    errors = _check_person(person, context.facts)
+    errors = check_person(person, context.facts)
     instrument_id, test_code = entry.instrument_id.strip(), entry.test_code.strip()
     test: TestConfig | None = None
-    if not instrument_id:
-        errors.append(_error("instrument_id", "required"))
-    elif instrument_id not in context.drivers:
-        errors.append(_error("instrument_id", "unknown_instrument", instrument=instrument_id))
+    errors += check_instrument(instrument_id, context)
     if not test_code:
         errors.append(_error("test_code", "required"))
     elif instrument_id in context.drivers:
@@ -399,8 +416,7 @@ def check_entry(entry: ManualEntry, person: str, context: RuleContext, now: date
     performed_at, time_errors = performed_time(entry.performed_at, now, context.zone)
     errors += time_errors
     comment = entry.comment.strip()
-    if len(comment) > MAX_COMMENT:
-        errors.append(_error("comment", "too_long", max=MAX_COMMENT))
+    errors += check_comment(comment)
     if errors:
         return Checked(tuple(errors))
     assert test is not None and performed_at is not None
@@ -425,26 +441,58 @@ def check_entry(entry: ManualEntry, person: str, context: RuleContext, now: date
 # --- storing ---------------------------------------------------------------------------------
 
 
-def raw_record(entry: ManualEntry, person: str, observation: Observation, now: datetime) -> bytes:
-    """The entry's raw record: what was typed, by whom, when, and when it says it was done."""
-    typed = entry.performed_at
+def typed_time(typed: datetime | str | None) -> str:
+    """A typed ``performed_at`` as the raw record keeps it ("" for none)."""
+    return typed.isoformat() if isinstance(typed, datetime) else typed or ""
+
+
+def entry_record(
+    kind: str,
+    person: str,
+    observation: Observation,
+    now: datetime,
+    typed: Mapping[str, str],
+    **more: object,
+) -> bytes:
+    """A typed entry's raw record (``gateway.qc.entry`` writes its own ``kind`` with it): who,
+    when, when it says it was done, what was ``typed``, and ``more``; sorted keys, UTF-8."""
     record = {
-        "kind": "manual_entry",
+        "kind": kind,
         "person": person,
         "entered_at": now.isoformat(),
         "performed_at": observation.performed_at.isoformat() if observation.performed_at else "",
-        "typed": {
-            "instrument_id": entry.instrument_id,
-            "test_code": entry.test_code,
-            "value": entry.value,
-            "unit": entry.unit,
-            "patient_id": entry.patient_id,
-            "specimen_id": entry.specimen_id,
-            "performed_at": typed.isoformat() if isinstance(typed, datetime) else typed or "",
-            "comment": entry.comment,
-        },
+        "typed": dict(typed),
+        **more,
     }
     return json.dumps(record, ensure_ascii=False, sort_keys=True).encode("utf-8")
+
+
+def raw_record(entry: ManualEntry, person: str, observation: Observation, now: datetime) -> bytes:
+    """The entry's raw record: what was typed, by whom, when, and when it says it was done."""
+    typed = {
+        "instrument_id": entry.instrument_id,
+        "test_code": entry.test_code,
+        "value": entry.value,
+        "unit": entry.unit,
+        "patient_id": entry.patient_id,
+        "specimen_id": entry.specimen_id,
+        "performed_at": typed_time(entry.performed_at),
+        "comment": entry.comment,
+    }
+    return entry_record("manual_entry", person, observation, now, typed)
+
+
+def keep_entry_raw(tx: Tx, protocol: str, observation: Observation, raw: bytes) -> int:
+    """Store an entry's raw record as a raw message (raw first, as for an instrument's
+    message) before its observation is stored; the raw message's id."""
+    message = InboundMessage(
+        instrument_id=observation.instrument_id,
+        protocol=protocol,
+        raw=raw,
+        received_at=tx.now,
+        observations=(observation,),
+    )
+    return keep_raw(tx, message, digest(raw))
 
 
 def enter(
@@ -469,14 +517,7 @@ def enter(
     if earlier is not None:
         return EntryOutcome(errors=(_error("entry", "duplicate", result_id=earlier),))
     raw = raw_record(entry, person, observation, tx.now)
-    message = InboundMessage(
-        instrument_id=observation.instrument_id,
-        protocol=PROTOCOL,
-        raw=raw,
-        received_at=tx.now,
-        observations=(observation,),
-    )
-    raw_id = keep_raw(tx, message, digest(raw))
+    raw_id = keep_entry_raw(tx, PROTOCOL, observation, raw)
     store_observations(
         tx, raw_id, (observation,), context, rules, actor=person, reason=REASON, performed_by=person
     )

@@ -25,20 +25,18 @@ refused before anything is written.
 
 from __future__ import annotations
 
-import json
-import re
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from datetime import datetime
 from decimal import Decimal, InvalidOperation
-from typing import Final, NamedTuple
+from typing import Final
 
 from sqlalchemy import insert, select
 
-from drivers.model import InboundMessage, Method, Observation
-from gateway.ingest import digest, keep_raw, qc_fingerprint, store_controls
-from gateway.manual import ENTRY_ROLES, operator_id_for, performed_time
-from gateway.model import Params
+from drivers.model import Method, Observation
+from gateway import manual
+from gateway.ingest import qc_fingerprint, store_controls
+from gateway.manual import error_messages as error_messages
 from gateway.people.permissions import is_certified
 from gateway.people.tasks import TaskKind, WorkItem
 from gateway.rule_context import current_context
@@ -56,7 +54,7 @@ PROTOCOL: Final = "manual-qc"
 SOURCE: Final = "manual"
 MAX_ANSWER: Final = 64  # control_lots.expected: a qualitative answer is as long
 MAX_NUMBER: Final = 32
-MAX_COMMENT: Final = 2000
+MAX_COMMENT: Final = manual.MAX_COMMENT  # checked by manual.check_comment
 
 #: every code ``check_entry`` and ``enter`` report (catalogue ``qc.entry.error.<code>``)
 ERROR_CODES: Final = (
@@ -79,19 +77,20 @@ ERROR_CODES: Final = (
     "duplicate",
 )
 
-_CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f]")
-_NUMBER = re.compile(r"[+-]?(?:\d+(?:[.,]\d*)?|[.,]\d+)")
 
+class EntryError(manual.EntryError):
+    """One mistake in an entry: the field it is in, its code, and what its text names. The
+    fields are a patient entry's; only the catalogue differs (``qc.entry.error.<code>``)."""
 
-class EntryError(NamedTuple):
-    """One mistake in an entry: the field it is in, its code, and what its text names."""
-
-    field: str
-    code: str
-    params: Params = ()
+    __slots__ = ()
 
     def message(self, lang: str) -> str:
         return render(lang, f"qc.entry.error.{self.code}", dict(self.params))
+
+
+def _qc_errors(found: Iterable[manual.EntryError]) -> list[EntryError]:
+    """``gateway.manual``'s shared checks' errors with this module's texts."""
+    return [EntryError(e.field, e.code, e.params) for e in found]
 
 
 @dataclass(frozen=True, slots=True)
@@ -137,13 +136,13 @@ def check_value(raw: str, lot: Lot) -> tuple[str, list[EntryError]]:
     value = raw.strip()
     if not value:
         return value, [_error("value", "required")]
-    if _CONTROL.search(value):
+    if manual.CONTROL_CHARACTERS.search(value):
         return value, [_error("value", "control_characters")]
     if lot.kind == "qualitative":
         if len(value) > MAX_ANSWER:
             return value, [_error("value", "too_long", max=MAX_ANSWER)]
         return " ".join(value.split()), []
-    if len(value) > MAX_NUMBER or not _NUMBER.fullmatch(value):
+    if len(value) > MAX_NUMBER or not manual.NUMBER.fullmatch(value):
         return value, [_error("value", "not_a_number")]
     try:
         number = Decimal(value.replace(",", "."))
@@ -155,13 +154,9 @@ def check_value(raw: str, lot: Lot) -> tuple[str, list[EntryError]]:
 def _check_person(
     person: str, context: RuleContext, work: WorkItem | None, at: datetime | None
 ) -> list[EntryError]:
-    known = context.facts.people.get(person)
-    if known is None:
-        return [_error("person", "unknown_person", person=person)]
-    if not known.active:
-        return [_error("person", "inactive_person", person=person)]
-    if known.roles.isdisjoint(ENTRY_ROLES):
-        return [_error("person", "no_role", person=person)]
+    found = manual.check_person(person, context.facts)
+    if found:
+        return _qc_errors(found)
     if (
         context.enforce_people
         and work is not None
@@ -179,14 +174,10 @@ def check_entry(
     """Every mistake in ``entry`` by ``person`` with the lot it names (``lot``: the store's
     row for ``entry.lot_id``, None when there is none), or the observation it becomes. Pure:
     ``context.facts`` holds the people and certifications, ``now`` is when it is checked."""
-    errors: list[EntryError] = []
     instrument_id = entry.instrument_id.strip()
-    if not instrument_id:
-        errors.append(_error("instrument_id", "required"))
-    elif instrument_id not in context.drivers:
-        errors.append(_error("instrument_id", "unknown_instrument", instrument=instrument_id))
-    performed_at, found = performed_time(entry.performed_at, now, context.zone)
-    time_errors = [EntryError(e.field, e.code, e.params) for e in found]
+    errors = _qc_errors(manual.check_instrument(instrument_id, context))
+    performed_at, found = manual.performed_time(entry.performed_at, now, context.zone)
+    time_errors = _qc_errors(found)
     if not entry.lot_id.strip():
         errors.append(_error("lot_id", "required"))
     elif lot is None:
@@ -208,8 +199,7 @@ def check_entry(
         errors.append(_error("value", "required"))
     errors += time_errors
     comment = entry.comment.strip()
-    if len(comment) > MAX_COMMENT:
-        errors.append(_error("comment", "too_long", max=MAX_COMMENT))
+    errors += _qc_errors(manual.check_comment(comment))
     work = None
     if lot is not None and instrument_id in context.drivers:
         test = context.find_test(instrument_id, lot.test_code)
@@ -235,7 +225,7 @@ def check_entry(
             unit=lot.unit or ("" if test is None else test.unit),
             method=Method.MANUAL,
             performed_at=performed_at,
-            operator_id=operator_id_for(context.facts, person, instrument_id),
+            operator_id=manual.operator_id_for(context.facts, person, instrument_id),
             comment=comment,
             is_qc=True,
             control_lot=lot.lot,
@@ -246,26 +236,19 @@ def check_entry(
 
 def raw_record(entry: QcEntry, person: str, observation: Observation, now: datetime) -> bytes:
     """The entry's raw record: what was typed, by whom, when, and which lot it named."""
-    typed = entry.performed_at
-    record = {
-        "kind": "manual_qc_entry",
-        "person": person,
-        "entered_at": now.isoformat(),
-        "performed_at": observation.performed_at.isoformat() if observation.performed_at else "",
-        "lot": {
-            "test_code": observation.test_code,
-            "level": observation.control_level,
-            "lot": observation.control_lot,
-        },
-        "typed": {
-            "instrument_id": entry.instrument_id,
-            "lot_id": entry.lot_id,
-            "value": entry.value,
-            "performed_at": typed.isoformat() if isinstance(typed, datetime) else typed or "",
-            "comment": entry.comment,
-        },
+    typed = {
+        "instrument_id": entry.instrument_id,
+        "lot_id": entry.lot_id,
+        "value": entry.value,
+        "performed_at": manual.typed_time(entry.performed_at),
+        "comment": entry.comment,
     }
-    return json.dumps(record, ensure_ascii=False, sort_keys=True).encode("utf-8")
+    lot = {
+        "test_code": observation.test_code,
+        "level": observation.control_level,
+        "lot": observation.control_lot,
+    }
+    return manual.entry_record("manual_qc_entry", person, observation, now, typed, lot=lot)
 
 
 def _lot_of(tx: Tx, lot_id: str) -> Lot | None:
@@ -291,14 +274,7 @@ def enter(tx: Tx, entry: QcEntry, person: str, base: RuleContext) -> EntryOutcom
     if earlier is not None:
         return EntryOutcome(errors=(_error("entry", "duplicate", qc_result_id=earlier),))
     raw = raw_record(entry, person, observation, tx.now)
-    message = InboundMessage(
-        instrument_id=observation.instrument_id,
-        protocol=PROTOCOL,
-        raw=raw,
-        received_at=tx.now,
-        observations=(observation,),
-    )
-    raw_id = keep_raw(tx, message, digest(raw))
+    raw_id = manual.keep_entry_raw(tx, PROTOCOL, observation, raw)
     ids = store_controls(
         tx, raw_id, [observation], context, performed_by=person, source=SOURCE, actor=person
     )
@@ -319,11 +295,3 @@ def enter(tx: Tx, entry: QcEntry, person: str, base: RuleContext) -> EntryOutcom
 def entry_job(entry: QcEntry, person: str, base: RuleContext) -> Callable[[Tx], EntryOutcome]:
     """``enter`` as a writer job (``await web.write(entry_job(...))``)."""
     return lambda tx: enter(tx, entry, person, base)
-
-
-def error_messages(errors: Iterable[EntryError], lang: str) -> Mapping[str, list[str]]:
-    """The errors' texts in ``lang`` by field, for a form that shows them beside its inputs."""
-    out: dict[str, list[str]] = {}
-    for error in errors:
-        out.setdefault(error.field, []).append(error.message(lang))
-    return out

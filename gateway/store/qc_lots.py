@@ -318,15 +318,7 @@ def add_lot(
             },
         ).scalar_one()
     )
-    created = get_lot(tx.conn, lot_id)
-    assert created is not None
-    tx.audit(
-        actor=person,
-        action="qc.lot_added",
-        entity="control_lot",
-        entity_id=lot_id,
-        after=_snapshot(created),
-    )
+    _audit_lot(tx, lot_id, person=person, action="qc.lot_added")
     if mean is not None and sd is not None and kind == "quantitative":
         set_target(tx, lot_id, mean=mean, sd=sd, source="manufacturer", person=person)
     qc_state.lot_registered(tx, instrument_id, test_code)
@@ -356,14 +348,19 @@ def update_lot(tx: Tx, lot_id: int, *, person: str, **changes: Any) -> None:
         .where(control_lots.c.id == lot_id)
         .values(**values, updated_at=tx.now, updated_by=person)
     )
+    _audit_lot(tx, lot_id, person=person, action="qc.lot_changed", before=before)
+
+
+def _audit_lot(tx: Tx, lot_id: int, *, person: str, action: str, before: Lot | None = None) -> None:
+    """Audit a lot's change with its row as it now stands (and as it was, when it was)."""
     after = get_lot(tx.conn, lot_id)
     assert after is not None
     tx.audit(
         actor=person,
-        action="qc.lot_changed",
+        action=action,
         entity="control_lot",
         entity_id=lot_id,
-        before=_snapshot(before),
+        before=None if before is None else _snapshot(before),
         after=_snapshot(after),
     )
 

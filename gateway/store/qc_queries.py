@@ -17,6 +17,8 @@ from typing import Any
 from sqlalchemy import Connection, and_, select
 
 from gateway.model import HoldReason
+from gateway.store import qc_state
+from gateway.store.qc_state import Lockout
 from gateway.store.tables import (
     control_lots,
     holds,
@@ -95,35 +97,11 @@ class HeldResult:
 
 
 @dataclass(frozen=True, slots=True)
-class LockoutRow:
-    """A QC lockout as stored."""
-
-    id: int
-    instrument_id: str
-    test_code: str
-    cause: str
-    started_at: datetime
-    evaluation_id: int | None
-    deviation_id: int | None
-    accepted_evaluation_id: int | None
-    accepted_at: datetime | None
-    corrective_action: str
-    corrective_action_at: datetime | None
-    corrective_action_by: str
-    lifted_at: datetime | None
-    lifted_by: str
-
-    @property
-    def is_open(self) -> bool:
-        return self.lifted_at is None
-
-
-@dataclass(frozen=True, slots=True)
 class LockoutDetail:
     """A lockout with the run that failed (every control of it), the accepted run's
     evaluation once there, and the patient results it held."""
 
-    lockout: LockoutRow
+    lockout: Lockout
     failing: tuple[EvaluationRow, ...]
     accepted: EvaluationRow | None
     held: tuple[HeldResult, ...]
@@ -292,40 +270,12 @@ def _run_of(conn: Connection, evaluation_id: int) -> tuple[EvaluationRow, ...]:
 # --- lockouts ----------------------------------------------------------------------------------
 
 
-def _lockout(row: Any) -> LockoutRow:
-    def optional(value: Any) -> int | None:
-        return None if value is None else int(value)
-
-    return LockoutRow(
-        id=int(row.id),
-        instrument_id=row.instrument_id,
-        test_code=row.test_code,
-        cause=row.cause,
-        started_at=row.started_at,
-        evaluation_id=optional(row.evaluation_id),
-        deviation_id=optional(row.deviation_id),
-        accepted_evaluation_id=optional(row.accepted_evaluation_id),
-        accepted_at=row.accepted_at,
-        corrective_action=row.corrective_action,
-        corrective_action_at=row.corrective_action_at,
-        corrective_action_by=row.corrective_action_by,
-        lifted_at=row.lifted_at,
-        lifted_by=row.lifted_by,
-    )
-
-
-def list_lockouts(
-    conn: Connection, *, open_only: bool = False, limit: int = 50
-) -> list[LockoutRow]:
+def list_lockouts(conn: Connection, *, open_only: bool = False, limit: int = 50) -> list[Lockout]:
     """Lockouts, newest first; ``open_only``: those not lifted."""
-    query = select(qc_lockouts)
-    if open_only:
-        query = query.where(qc_lockouts.c.lifted_at.is_(None))
-    rows = conn.execute(query.order_by(qc_lockouts.c.id.desc()).limit(limit)).all()
-    return [_lockout(r) for r in rows]
+    return qc_state.list_lockouts(conn, open_only=open_only, limit=limit)
 
 
-def held_results(conn: Connection, lockout: LockoutRow) -> list[HeldResult]:
+def held_results(conn: Connection, lockout: Lockout) -> list[HeldResult]:
     """The patient results held ``qc_lockout`` on the lockout's instrument and test since it
     started (until the next lockout of that pair started), oldest first."""
     later = conn.execute(
@@ -365,10 +315,9 @@ def held_results(conn: Connection, lockout: LockoutRow) -> list[HeldResult]:
 
 def lockout_detail(conn: Connection, lockout_id: int) -> LockoutDetail | None:
     """A lockout with its failing run, accepted run and held results; None: no such lockout."""
-    row = conn.execute(select(qc_lockouts).where(qc_lockouts.c.id == lockout_id)).first()
-    if row is None:
+    lockout = qc_state.get_lockout(conn, lockout_id)
+    if lockout is None:
         return None
-    lockout = _lockout(row)
     failing = () if lockout.evaluation_id is None else _run_of(conn, lockout.evaluation_id)
     accepted = None
     if lockout.accepted_evaluation_id is not None:

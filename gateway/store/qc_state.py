@@ -82,6 +82,10 @@ class Lockout:
     #: the reject rules that fired on the failing run ("" for an overdue lockout)
     rules: str = ""
 
+    @property
+    def is_open(self) -> bool:
+        return self.lifted_at is None
+
 
 def _aware(at: datetime | None) -> datetime | None:
     if at is None:
@@ -129,14 +133,20 @@ def get_lockout(conn: Connection, lockout_id: int) -> Lockout | None:
 
 
 def list_lockouts(
-    conn: Connection, *, open_only: bool = False, instrument_id: str | None = None
+    conn: Connection,
+    *,
+    open_only: bool = False,
+    instrument_id: str | None = None,
+    limit: int | None = None,
 ) -> list[Lockout]:
-    """Lockouts, newest first."""
+    """Lockouts, newest first; ``open_only``: those not lifted; ``limit``: at most that many."""
     query = _LOCKOUT_QUERY.order_by(qc_lockouts.c.id.desc())
     if open_only:
         query = query.where(qc_lockouts.c.lifted_at.is_(None))
     if instrument_id is not None:
         query = query.where(qc_lockouts.c.instrument_id == instrument_id)
+    if limit is not None:
+        query = query.limit(limit)
     return [_lockout(row) for row in conn.execute(query)]
 
 

@@ -13,7 +13,14 @@ from datetime import datetime
 
 from drivers.analysers.astm_base import format_astm_datetime
 from drivers.protocols.astm.records import DEFAULT_DELIMITERS, Delimiters, Field, Record, text_field
-from simulators.astm_models.qc import ANY_CONTROL, ControlRun, QcMaterial, by_key, formatted
+from simulators.astm_models.qc import (
+    ANY_CONTROL,
+    ControlRun,
+    QcMaterial,
+    by_key,
+    control_level,
+    formatted,
+)
 from simulators.astm_models.sample import AstmModel, SimSample
 
 #: (code, unit, low, high, decimals) of the values the simulator reports
@@ -85,11 +92,7 @@ class GenericModel:
         tests = rng.sample(_SIM_TESTS, k=rng.randint(1, 3))
         level = ""
         if qc:
-            if control.test and control.test not in _CODES:
-                raise ValueError(f"the generic analyser has no control for {control.test!r}")
-            if control.level and control.level not in CONTROL_LOTS:
-                raise ValueError(f"the generic analyser has no control level {control.level!r}")
-            level = control.level or rng.choice(tuple(CONTROL_LOTS))
+            level = control_level(rng, control, "generic analyser", _CODES, tuple(CONTROL_LOTS))
             codes = [code for code, *_ in tests]
             if control.test and control.test not in codes:
                 codes[0] = control.test

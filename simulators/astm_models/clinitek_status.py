@@ -14,7 +14,7 @@ from drivers.analysers.astm_base import format_astm_datetime
 from drivers.analysers.profiles.clinitek_status import TEST_NAMES, VISUAL_CODES
 from drivers.errors import LocalProtocolError
 from drivers.protocols.astm.records import DEFAULT_DELIMITERS, Delimiters, Record
-from simulators.astm_models.qc import ANY_CONTROL, ControlRun, QcMaterial
+from simulators.astm_models.qc import ANY_CONTROL, ControlRun, QcMaterial, control_level
 from simulators.astm_models.records import (
     TERMINATOR,
     build_record,
@@ -111,11 +111,8 @@ class ClinitekStatusModel:
         drift does not apply to categories read off a strip.
         """
         require_aware(now)
-        if qc and control.test and control.test not in _PADS:
-            raise ValueError(f"the CLINITEK Status+ has no control for {control.test!r}")
-        if qc and control.level and control.level not in CONTROL_LOTS:
-            raise ValueError(f"the CLINITEK Status+ has no control level {control.level!r}")
-        level = (control.level or rng.choice(("Positive", "Negative"))) if qc else ""
+        levels = tuple(CONTROL_LOTS)
+        level = control_level(rng, control, "CLINITEK Status+", _PADS, levels) if qc else ""
         values = [(code, _pick(rng, code, level), UNITS.get(code, "")) for code in _PADS]
         visual: tuple[str, ...] = ()
         if not qc and rng.random() < 0.8:  # the operator entered colour and clarity

@@ -12,7 +12,7 @@ carry the category each level must read (``expected``) instead of a mean and SD.
 from __future__ import annotations
 
 import random
-from collections.abc import Iterable
+from collections.abc import Collection, Iterable, Sequence
 from dataclasses import dataclass
 from typing import Literal
 
@@ -75,6 +75,23 @@ def formatted(rng: random.Random, material: QcMaterial, shift_sd: float = 0.0) -
     return f"{draw(rng, material, shift_sd):.{material.decimals}f}"
 
 
+def control_level(
+    rng: random.Random,
+    control: ControlRun,
+    analyser: str,
+    tests: Collection[str],
+    levels: Sequence[str],
+) -> str:
+    """The level a control run measures: the one ``control`` asks for, else one of ``levels``
+    at random. A test or level the analyser has no control for is a ValueError (a caller's
+    mistake, said at once rather than as a run of nothing)."""
+    if control.test and control.test not in tests:
+        raise ValueError(f"the {analyser} has no control for {control.test!r}")
+    if control.level and control.level not in levels:
+        raise ValueError(f"the {analyser} has no control level {control.level!r}")
+    return control.level or rng.choice(levels)
+
+
 def by_key(materials: Iterable[QcMaterial]) -> dict[tuple[str, str], QcMaterial]:
     """(test code, level) -> material."""
     return {(m.test_code, m.level): m for m in materials}
@@ -91,6 +108,7 @@ __all__ = [
     "QcKind",
     "QcMaterial",
     "by_key",
+    "control_level",
     "draw",
     "formatted",
     "levels_of",

@@ -21,7 +21,7 @@ from simulators.astm_models.blood_count import (
     control_values,
     patient_blood,
 )
-from simulators.astm_models.qc import ANY_CONTROL, ControlRun, QcMaterial, by_key
+from simulators.astm_models.qc import ANY_CONTROL, ControlRun, QcMaterial, by_key, control_level
 from simulators.astm_models.records import blanks, field_of, record_of
 from simulators.astm_models.sample import AstmModel, SimSample
 
@@ -235,52 +235,6 @@ XN_QC_MATERIALS = _materials(XN_LAYOUT, XN_CONTROL_LOTS, "XN CHECK")
 XP_QC_MATERIALS = _materials(XP_LAYOUT, XP_CONTROL_LOTS, "EIGHTCHECK-3WP")
 
 
-def sysmex_sample(
-    layout: Layout,
-    rng: random.Random,
-    *,
-    operator_id: str,
-    qc: bool,
-    patient_id: str,
-    now: datetime,
-    control: ControlRun = ANY_CONTROL,
-) -> SimSample:
-    """A plausible CBC for a patient, or an XN CHECK-like run at a random level (or the one
-    ``control`` asks for).
-
-    On the XP the patient ID is dropped: that analyser cannot send one.
-    """
-    xn = layout.xn_extras
-    if qc:
-        if control.test and control.test not in {p.code for p in layout.menu}:
-            raise ValueError(f"the {layout.model} has no control for {control.test!r}")
-        if control.level and control.level not in LEVELS:
-            raise ValueError(f"the {layout.model} has no control level {control.level!r}")
-        level = control.level or rng.choice(LEVELS)
-        materials = _XN_TARGETS if xn else _XP_TARGETS
-        values = control_values(rng, materials, (p.code for p in layout.menu), level, control)
-        lot = (XN_CONTROL_LOTS if xn else XP_CONTROL_LOTS)[level]
-    else:
-        level, lot = "", ""
-        blood = patient_blood(rng, rdw_cv=(11.0, 17.5), mpv=(8.0, 13.0), immature_granulocytes=True)
-        quantities = _quantities(blood)
-        values = tuple(
-            (p.code, f"{quantities[p.code]:.{p.decimals}f}", p.unit) for p in layout.menu
-        )
-    serial = f"{rng.randrange(10_000, 100_000)}" if xn else f"A{rng.randrange(10**4)}"
-    return SimSample(
-        specimen_id=f"QC-{lot}" if qc else f"{rng.randrange(10**9, 10**10)}",
-        patient_id="" if qc or not layout.sends_patient_id else patient_id,
-        operator_id=operator_id,
-        performed_at=(now - timedelta(seconds=rng.randrange(30, 300))).replace(microsecond=0),
-        values=values,
-        is_qc=qc,
-        control_lot=lot,
-        control_level=level,
-        instrument_serial=serial,
-    )
-
-
 _XN_TARGETS = by_key(XN_QC_MATERIALS)
 _XP_TARGETS = by_key(XP_QC_MATERIALS)
 
@@ -311,14 +265,39 @@ class SysmexModel:
         now: datetime,
         control: ControlRun = ANY_CONTROL,
     ) -> SimSample:
-        return sysmex_sample(
-            self.layout,
-            rng,
+        """A plausible CBC for a patient, or an XN CHECK-like run at a random level (or the
+        one ``control`` asks for).
+
+        On the XP the patient ID is dropped: that analyser cannot send one.
+        """
+        layout = self.layout
+        xn = layout.xn_extras
+        if qc:
+            codes = {p.code for p in layout.menu}
+            level = control_level(rng, control, layout.model, codes, LEVELS)
+            materials = _XN_TARGETS if xn else _XP_TARGETS
+            values = control_values(rng, materials, (p.code for p in layout.menu), level, control)
+            lot = (XN_CONTROL_LOTS if xn else XP_CONTROL_LOTS)[level]
+        else:
+            level, lot = "", ""
+            blood = patient_blood(
+                rng, rdw_cv=(11.0, 17.5), mpv=(8.0, 13.0), immature_granulocytes=True
+            )
+            quantities = _quantities(blood)
+            values = tuple(
+                (p.code, f"{quantities[p.code]:.{p.decimals}f}", p.unit) for p in layout.menu
+            )
+        serial = f"{rng.randrange(10_000, 100_000)}" if xn else f"A{rng.randrange(10**4)}"
+        return SimSample(
+            specimen_id=f"QC-{lot}" if qc else f"{rng.randrange(10**9, 10**10)}",
+            patient_id="" if qc or not layout.sends_patient_id else patient_id,
             operator_id=operator_id,
-            qc=qc,
-            patient_id=patient_id,
-            now=now,
-            control=control,
+            performed_at=(now - timedelta(seconds=rng.randrange(30, 300))).replace(microsecond=0),
+            values=values,
+            is_qc=qc,
+            control_lot=lot,
+            control_level=level,
+            instrument_serial=serial,
         )
 
 

@@ -23,7 +23,7 @@ from simulators.astm_models.blood_count import (
     control_values,
     patient_blood,
 )
-from simulators.astm_models.qc import ANY_CONTROL, ControlRun, QcMaterial, by_key
+from simulators.astm_models.qc import ANY_CONTROL, ControlRun, QcMaterial, by_key, control_level
 from simulators.astm_models.records import blanks, field_of, record_of
 from simulators.astm_models.sample import AstmModel, SimSample
 
@@ -192,45 +192,6 @@ QC_MATERIALS: tuple[QcMaterial, ...] = control_materials(
 _TARGETS = by_key(QC_MATERIALS)
 
 
-def yumizen_sample(
-    rng: random.Random,
-    *,
-    operator_id: str,
-    qc: bool,
-    patient_id: str,
-    now: datetime,
-    control: ControlRun = ANY_CONTROL,
-) -> SimSample:
-    """A plausible CBC + DIFF for a patient, or an ABX Difftrol run at a random level (or the
-    one ``control`` asks for)."""
-    if qc:
-        if control.test and control.test not in _BY_CODE:
-            raise ValueError(f"the Yumizen H500 has no control for {control.test!r}")
-        if control.level and control.level not in LEVELS:
-            raise ValueError(f"the Yumizen H500 has no control level {control.level!r}")
-        level = control.level or rng.choice(LEVELS)
-        values = control_values(rng, _TARGETS, (p.code for p in MENU), level, control)
-        lot = CONTROL_LOTS[level]
-    else:
-        level, lot = "", ""
-        blood = patient_blood(
-            rng, rdw_cv=(11.0, 18.5), mpv=(7.0, 12.0), immature_granulocytes=False
-        )
-        quantities = _quantities(blood)
-        values = tuple((p.code, f"{quantities[p.code]:.{p.decimals}f}", p.unit) for p in MENU)
-    return SimSample(
-        specimen_id=lot if qc else f"{rng.randrange(10**9, 10**10)}",
-        patient_id="" if qc else patient_id,
-        operator_id=operator_id,
-        performed_at=(now - timedelta(seconds=rng.randrange(60, 300))).replace(microsecond=0),
-        values=values,
-        is_qc=qc,
-        control_lot=lot,
-        control_level=level,
-        instrument_serial=f"{rng.randrange(900, 1000)}YOXH{rng.randrange(10**5):05d}",
-    )
-
-
 class YumizenModel:
     """The simulated Yumizen H500 (see the module docstring)."""
 
@@ -253,8 +214,29 @@ class YumizenModel:
         now: datetime,
         control: ControlRun = ANY_CONTROL,
     ) -> SimSample:
-        return yumizen_sample(
-            rng, operator_id=operator_id, qc=qc, patient_id=patient_id, now=now, control=control
+        """A plausible CBC + DIFF for a patient, or an ABX Difftrol run at a random level (or
+        the one ``control`` asks for)."""
+        if qc:
+            level = control_level(rng, control, "Yumizen H500", _BY_CODE, LEVELS)
+            values = control_values(rng, _TARGETS, (p.code for p in MENU), level, control)
+            lot = CONTROL_LOTS[level]
+        else:
+            level, lot = "", ""
+            blood = patient_blood(
+                rng, rdw_cv=(11.0, 18.5), mpv=(7.0, 12.0), immature_granulocytes=False
+            )
+            quantities = _quantities(blood)
+            values = tuple((p.code, f"{quantities[p.code]:.{p.decimals}f}", p.unit) for p in MENU)
+        return SimSample(
+            specimen_id=lot if qc else f"{rng.randrange(10**9, 10**10)}",
+            patient_id="" if qc else patient_id,
+            operator_id=operator_id,
+            performed_at=(now - timedelta(seconds=rng.randrange(60, 300))).replace(microsecond=0),
+            values=values,
+            is_qc=qc,
+            control_lot=lot,
+            control_level=level,
+            instrument_serial=f"{rng.randrange(900, 1000)}YOXH{rng.randrange(10**5):05d}",
         )
 
 
