@@ -1,4 +1,5 @@
-"""README's "Running it for real" lists commands that exist, with options they take."""
+"""README's "Running it for real", QC, EQA, export and deviation sections list commands that
+exist, with options they take."""
 
 from __future__ import annotations
 
@@ -19,7 +20,13 @@ def section_commands() -> list[list[str]]:
     text = README.read_text(encoding="utf-8")
     sections = [
         text.split(heading, 1)[1].split("\n## ", 1)[0]
-        for heading in ("## Running it for real", "## Quality control")
+        for heading in (
+            "## Running it for real",
+            "## Quality control",
+            "## EQA (EKV) and split samples",
+            "## QC and EQA exports (Noklus)",
+            "## The deviation register (avvik)",
+        )
     ]
     commands = []
     for block in re.findall(r"```sh\n(.*?)```", "\n".join(sections), re.S):
