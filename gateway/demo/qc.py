@@ -33,7 +33,7 @@ from zoneinfo import ZoneInfo
 from gateway.catalogue import text
 from gateway.config import Config
 from gateway.store import qc_state
-from gateway.store.qc_counts import open_lockout, open_lockouts
+from gateway.store.qc_counts import open_lockout
 from gateway.store.qc_lots import add_lot, find_lot
 from gateway.store.writer import Tx
 
@@ -227,10 +227,11 @@ class QcStory:
         """The lab's answer to the lockouts that are not the story's (module docstring)."""
         with gateway.engine.connect() as conn:
             found = [
-                row
-                for row in open_lockouts(conn)
-                if (row[1], row[2]) != (self.instrument_id, self.test_code)
-                and row[1] in self.others
+                (lockout.id, lockout.instrument_id, lockout.test_code)
+                for lockout in reversed(qc_state.list_lockouts(conn, open_only=True))
+                if (lockout.instrument_id, lockout.test_code)
+                != (self.instrument_id, self.test_code)
+                and lockout.instrument_id in self.others
             ]
         still = {lockout_id for lockout_id, _, _ in found}
         for lockout_id, (instrument, test, _, _) in list(self._other.items()):

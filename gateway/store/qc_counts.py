@@ -69,13 +69,3 @@ def lockout_state(conn: Connection, instrument_id: str, test_code: str) -> tuple
 
 
 __all__ = ["QcCounts", "lockout_state", "open_lockout", "qc_counts"]
-
-
-def open_lockouts(conn: Connection) -> list[tuple[int, str, str]]:
-    """(lockout id, instrument, test) of every lockout not lifted, oldest first."""
-    rows = conn.execute(
-        select(qc_lockouts.c.id, qc_lockouts.c.instrument_id, qc_lockouts.c.test_code)
-        .where(qc_lockouts.c.lifted_at.is_(None))
-        .order_by(qc_lockouts.c.id)
-    )
-    return [(int(i), str(instrument), str(test)) for i, instrument, test in rows]
